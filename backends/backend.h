@@ -1,0 +1,101 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "harness/core/dtype.h"
+#include "harness/core/status.h"
+#include "workloads/op_stream.h"
+#include "workloads/step_io.h"
+#include "workloads/weights.h"
+
+namespace cb {
+
+struct DeviceProps {
+  std::string backend;  ///< "cpu", "cuda", "sim", "reference"
+  std::string name;     ///< e.g. "AMD EPYC (2 cores)", "NVIDIA H100 80GB HBM3"
+  std::string kind;     ///< "cpu", "gpu", "npu"
+  std::string uuid;     ///< stable identity where the hardware has one, else empty
+  std::string host;
+  /// Nominal peaks from the catalog where known, 0 otherwise. MFU/MBU use the measured
+  /// ceilings of `clusterbench micro`, not these.
+  std::array<double, kDTypeCount> peak_flops{};
+  double mem_bandwidth_bytes_per_s = 0;
+  uint64_t mem_bytes = 0;       ///< memory a session may use (available, not installed)
+  int threads = 0;              ///< worker threads (CPU)
+  std::string isa;              ///< e.g. "avx512_core_bf16" (CPU)
+  bool simulated = false;
+};
+
+/// Which rows of the op stream a call executes: ops[begin, end).
+struct OpRange {
+  size_t begin = 0;
+  size_t end = 0;
+};
+
+struct SessionConfig {
+  DType dtype = DType::kBF16;
+  int64_t max_sequences = 1;    ///< KV-cache slots
+  int64_t max_context = 0;      ///< tokens per slot
+  int64_t max_step_tokens = 0;  ///< most new tokens in one step (sum over sequences)
+};
+
+/// One model instance (one rank's shard) on one device.
+class Session {
+ public:
+  virtual ~Session() = default;
+  /// Allocates weights for `stream.weights` and fills them from `weights`; allocates the KV
+  /// cache and activation buffers for the SessionConfig given to Device::Open.
+  virtual Status Load(const OpStream& stream, const WeightSource& weights) = 0;
+  /// Executes ops[range] of the stream for one step. Whole-stream calls fill io.next_tokens
+  /// (and io.logits when io.want_logits).
+  virtual Status Run(const OpStream& stream, OpRange range, StepIO& io) = 0;
+  /// Blocks until all queued work is done (a no-op on synchronous backends).
+  virtual Status Synchronize() = 0;
+  /// Bytes this session allocated on the device.
+  virtual uint64_t AllocatedBytes() const = 0;
+};
+
+/// Time as the device sees it: wall time read after Synchronize, or modelled time (sim).
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual double NowSeconds() = 0;
+  virtual bool simulated() const { return false; }
+};
+
+/// Energy counter read around the measured window (RAPL, NVML, or a power model).
+class EnergyMeter {
+ public:
+  virtual ~EnergyMeter() = default;
+  virtual std::string source() const = 0;  ///< "rapl", "nvml", "model"
+  virtual Status Start() = 0;
+  virtual Status Stop(double* joules) = 0;
+};
+
+/// What a device can run; an unsupported workload is reported SKIPPED, not FAILED.
+struct Support {
+  bool supported = true;
+  std::string reason;
+};
+
+class Device {
+ public:
+  virtual ~Device() = default;
+  virtual DeviceProps Props() const = 0;
+  virtual Support Supports(DType dtype) const = 0;
+  virtual Status Open(const SessionConfig& config, std::unique_ptr<Session>* out) = 0;
+  virtual Clock& clock() = 0;
+  virtual EnergyMeter* energy() = 0;  ///< nullptr where none is available
+};
+
+/// Wall clock (steady, monotonic).
+class SteadyClock final : public Clock {
+ public:
+  double NowSeconds() override;
+};
+
+}  // namespace cb

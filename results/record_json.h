@@ -1,0 +1,16 @@
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "results/atomic_file.h"
+#include "results/run_record.h"
+
+namespace cb {
+
+nlohmann::json ToJson(const RunRecord& record);
+/// Fails with kInvalidInput naming `origin` and the field when the document does not fit.
+Status FromJson(const nlohmann::json& doc, const std::string& origin, RunRecord* out);
+
+}  // namespace cb

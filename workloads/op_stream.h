@@ -1,0 +1,119 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "workloads/model_spec.h"
+
+namespace cb {
+
+/// How a model is split across ranks. Tensor parallel: Megatron column-parallel QKV and
+/// gate/up, row-parallel O and down, vocab-parallel LM head.
+struct ShardSpec {
+  int tp_size = 1;
+  int tp_rank = 0;
+};
+
+/// Activation buffers the ops read and write. Rows are either every token of the step
+/// (kTokenRows) or one row per sequence (kSequenceRows); see BufferRows().
+enum class Buf {
+  kNone,
+  kTokens,      ///< int32 [T] input token ids
+  kX,           ///< fp32 [T, hidden] residual stream
+  kH,           ///< [T, hidden] normalised activations
+  kQkv,         ///< [T, (heads + 2 * kv_heads) * head_dim] local heads: Q | K | V
+  kAttn,        ///< [T, heads * head_dim] attention output
+  kProj,        ///< fp32 [T, hidden] output projection (partial sum under TP)
+  kGateUp,      ///< [T, 2 * ffn_local]: gate | up
+  kAct,         ///< [T, ffn_local] silu(gate) * up
+  kXLast,       ///< fp32 [S, hidden] last position of each sequence
+  kHLast,       ///< [S, hidden] normalised last positions
+  kLogits,      ///< fp32 [S, vocab_local] (vocab after kAllGather)
+  kNextTokens,  ///< int32 [S] greedy samples
+};
+std::string_view BufName(Buf b);
+
+enum class OpKind {
+  kEmbedding,    ///< in kTokens, out kX; weight "embed" [vocab, hidden] (not sharded)
+  kRmsNorm,      ///< out = in / rms(in) * w over rows of width n; weight [1, n]
+  kMatMul,       ///< out[M, n] = in[M, k] x W^T; weights concatenated along n, each [rows, k]
+  kQkNorm,       ///< in place on kQkv: per-head RMSNorm of Q and K with weights [1, head_dim]
+  kRope,         ///< in place on kQkv: rotary embedding of Q and K (half-split, Llama style)
+  kAttention,    ///< in kQkv, out kAttn; appends K, V of the step to the layer's KV cache,
+                 ///< then causal GQA attention of each new token over the sequence so far
+  kSwiGlu,       ///< in kGateUp, out kAct = silu(gate) * up
+  kResidualAdd,  ///< out += in (out is kX)
+  kAllReduce,    ///< sum of `in` over the TP group, in place
+  kSelectLast,   ///< in kX, out kXLast: the last new row of each sequence
+  kAllGather,    ///< in kLogits: vocab shards of the TP group concatenated, in place
+  kSampleGreedy, ///< in kLogits, out kNextTokens: argmax (lowest index on ties)
+};
+std::string_view OpKindName(OpKind k);
+
+enum class Rows { kTokenRows, kSequenceRows };
+Rows BufferRows(Buf b);
+
+struct Op {
+  OpKind kind;
+  int layer = -1;  ///< decoder layer, -1 for the ops before and after the layers
+  Buf in = Buf::kNone;
+  Buf out = Buf::kNone;
+  std::vector<std::string> weights;  ///< names into OpStream::weights
+  int64_t n = 0;                     ///< output width (matmul) or row width (norms)
+  int64_t k = 0;                     ///< input width (matmul)
+};
+
+enum class WeightInit {
+  kUniform,   ///< U(-scale, scale)
+  kNearOne,   ///< 1 + U(-scale, scale), for norm gains
+};
+
+/// One weight tensor of this rank's shard, row-major [rows, cols] (PyTorch Linear layout:
+/// [out_features, in_features]). Element (r, c) takes the generator's value at global index
+/// (row_offset + r) * global_cols + (col_offset + c), so every split sees the same values.
+struct WeightDesc {
+  std::string name;  ///< unique within the stream, used by ops
+  std::string key;   ///< generator tensor name (differs from name for a tied LM head)
+  int64_t rows = 0, cols = 0;
+  int64_t global_rows = 0, global_cols = 0;
+  int64_t row_offset = 0, col_offset = 0;
+  WeightInit init = WeightInit::kUniform;
+  float scale = 1.0f;
+  int64_t Elements() const { return rows * cols; }
+};
+
+/// Per-rank sizes the kernels need.
+struct LocalDims {
+  int64_t hidden = 0;
+  int64_t heads = 0;     ///< query heads on this rank
+  int64_t kv_heads = 0;  ///< KV heads on this rank
+  int64_t head_dim = 0;
+  int64_t ffn = 0;       ///< FFN width on this rank
+  int64_t vocab = 0;     ///< LM-head rows on this rank
+  int64_t vocab_full = 0;
+  int64_t QkvWidth() const { return (heads + 2 * kv_heads) * head_dim; }
+};
+
+/// The op sequence of one forward step (prefill and decode run the same stream; the StepIO
+/// says how many new tokens each sequence brings). Written once, executed by every backend.
+struct OpStream {
+  ModelSpec model;
+  ShardSpec shard;
+  LocalDims dims;
+  int layers = 0;  ///< decoder layers in the stream (may be fewer than model.num_layers)
+  std::vector<WeightDesc> weights;
+  std::vector<Op> ops;
+
+  const WeightDesc* FindWeight(std::string_view name) const;
+  /// Index range [begin, end) of ops belonging to `layer` (-1: none).
+  std::pair<size_t, size_t> LayerRange(int layer) const;
+};
+
+/// Builds the stream for `layers` decoder layers of a dense Llama/Qwen model on one shard.
+/// Fails with kInvalidInput when tp does not divide heads, KV heads, FFN or vocab.
+Status BuildDenseDecoderStream(const ModelSpec& model, const ShardSpec& shard, int layers,
+                               OpStream* out);
+
+}  // namespace cb

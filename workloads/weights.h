@@ -1,0 +1,34 @@
+#pragma once
+
+#include <cstdint>
+
+#include "workloads/op_stream.h"
+
+namespace cb {
+
+/// Counter-based synthetic weights: the value of element i of tensor `name` depends only on
+/// (seed, name, i), so each rank builds its own shard and every backend and rank count sees
+/// identical values. Scales are chosen by the stream builder so activations stay bounded.
+class WeightSource {
+ public:
+  explicit WeightSource(uint64_t seed) : seed_(seed) {}
+
+  uint64_t seed() const { return seed_; }
+
+  /// Uniform in [-1, 1) for global element `index` of tensor `name_hash`.
+  float UnitValue(uint64_t name_hash, uint64_t index) const;
+
+  /// Fills rows [row_begin, row_begin + row_count) of the local shard `desc` as fp32,
+  /// row-major with `desc.cols` columns, into `out`.
+  void FillRows(const WeightDesc& desc, int64_t row_begin, int64_t row_count, float* out) const;
+
+  static uint64_t HashName(const std::string& name);
+
+ private:
+  uint64_t seed_;
+};
+
+/// Deterministic input token ids for a run: counter-based like the weights.
+int32_t SyntheticToken(uint64_t seed, int64_t sequence, int64_t position, int64_t vocab);
+
+}  // namespace cb
