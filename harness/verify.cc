@@ -1,1 +1,112 @@
-// placeholder: being written
+#include "harness/verify.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "backends/registry.h"
+
+namespace cb {
+namespace {
+
+constexpr uint64_t kVerifySalt = 0x7665726966ULL;
+
+/// Runs the teacher-forced steps; appends each step's logits [sequences, vocab].
+Status RunTeacherForced(const WorkloadSpec& w, const VerifyShape& shape, const OpStream& stream,
+                        Session& session, std::vector<std::vector<float>>* logits) {
+  const int64_t vocab = stream.dims.vocab_full;
+  const OpRange all{0, stream.ops.size()};
+  for (int64_t step = 0; step <= shape.decode_steps; ++step) {
+    StepIO io;
+    io.want_logits = true;
+    const int64_t past = step == 0 ? 0 : shape.prefill_len + step - 1;
+    const int64_t n = step == 0 ? shape.prefill_len : 1;
+    for (int64_t s = 0; s < shape.sequences; ++s) {
+      io.seqs.push_back({s, past, n});
+      for (int64_t p = past; p < past + n; ++p) {
+        io.tokens.push_back(SyntheticToken(w.seed ^ kVerifySalt, s, p, vocab));
+      }
+    }
+    CB_RETURN_IF_ERROR(session.Run(stream, all, io));
+    CB_RETURN_IF_ERROR(session.Synchronize());
+    if (io.logits.size() != static_cast<size_t>(shape.sequences * vocab)) {
+      return Status::Internal("backend returned " + std::to_string(io.logits.size()) +
+                              " logits, expected " + std::to_string(shape.sequences * vocab));
+    }
+    logits->push_back(std::move(io.logits));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+double VerifyTolerance(DType dtype) { return dtype == DType::kF32 ? 2e-3 : 1e-1; }
+
+VerifyShape VerifyShapeFor(const WorkloadSpec& w) {
+  VerifyShape v;
+  v.sequences = std::min<int64_t>(w.batch, 2);
+  const int64_t len =
+      w.verify_len > 0 ? w.verify_len : std::min<int64_t>(w.prompt_len + w.gen_len, 8);
+  v.prefill_len = std::clamp<int64_t>(len - 3, 1, w.prompt_len);
+  v.decode_steps = std::max<int64_t>(len - v.prefill_len, 0);
+  return v;
+}
+
+Status VerifyAgainstReference(const WorkloadSpec& w, const OpStream& stream, Session& session,
+                              const WeightSource& weights, Verification* out) {
+  const VerifyShape shape = VerifyShapeFor(w);
+  *out = Verification{};
+  out->sequences = shape.sequences;
+  out->positions = shape.decode_steps + 1;
+  out->tolerance = VerifyTolerance(w.dtype);
+
+  std::vector<std::vector<float>> expected, actual;
+  {
+    std::unique_ptr<Device> ref_device;
+    CB_RETURN_IF_ERROR(OpenDevice("reference", &ref_device));
+    SessionConfig cfg;
+    cfg.dtype = w.dtype;
+    cfg.max_sequences = shape.sequences;
+    cfg.max_context = shape.prefill_len + shape.decode_steps;
+    cfg.max_step_tokens = shape.sequences * shape.prefill_len;
+    std::unique_ptr<Session> ref;
+    CB_RETURN_IF_ERROR(ref_device->Open(cfg, &ref));
+    CB_RETURN_IF_ERROR(ref->Load(stream, weights));
+    CB_RETURN_IF_ERROR(RunTeacherForced(w, shape, stream, *ref, &expected));
+  }
+  CB_RETURN_IF_ERROR(RunTeacherForced(w, shape, stream, session, &actual));
+
+  const int64_t vocab = stream.dims.vocab_full;
+  double max_ref = 0, max_abs = 0;
+  int64_t agree = 0, compared = 0;
+  for (size_t step = 0; step < expected.size(); ++step) {
+    for (int64_t s = 0; s < shape.sequences; ++s) {
+      const float* e = expected[step].data() + s * vocab;
+      const float* a = actual[step].data() + s * vocab;
+      int64_t arg_e = 0, arg_a = 0;
+      for (int64_t v = 0; v < vocab; ++v) {
+        if (!std::isfinite(a[v])) out->nan_found = true;
+        max_ref = std::max(max_ref, std::fabs(static_cast<double>(e[v])));
+        max_abs = std::max(max_abs, std::fabs(static_cast<double>(a[v]) - e[v]));
+        if (e[v] > e[arg_e]) arg_e = v;
+        if (a[v] > a[arg_a]) arg_a = v;
+      }
+      agree += arg_e == arg_a;
+      ++compared;
+    }
+  }
+  out->max_abs_error = max_abs;
+  out->max_rel_error = max_ref > 0 ? max_abs / max_ref : max_abs;
+  out->argmax_agreement = compared ? static_cast<double>(agree) / compared : 0;
+  const bool passed = !out->nan_found && out->max_rel_error <= out->tolerance;
+  out->status = passed ? "passed" : "failed";
+  if (out->nan_found) {
+    out->message = "backend logits contain NaN or infinity";
+  } else if (!passed) {
+    out->message = "max relative logit error " + std::to_string(out->max_rel_error) +
+                   " exceeds the " + std::string(DTypeName(w.dtype)) + " tolerance " +
+                   std::to_string(out->tolerance);
+  }
+  return Status::Ok();
+}
+
+}  // namespace cb

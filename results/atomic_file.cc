@@ -1,6 +1,7 @@
 #include "results/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -16,8 +17,9 @@ Status WriteFileAtomically(const std::string& path, const std::string& text) {
   const fs::path target(path);
   std::error_code ec;
   if (target.has_parent_path()) fs::create_directories(target.parent_path(), ec);
-  if (ec) return Status::Internal("cannot create directory " + target.parent_path().string() +
-                                  ": " + ec.message());
+  if (ec)
+    return Status::Internal("cannot create directory " + target.parent_path().string() + ": " +
+                            ec.message());
   std::string tmp = path + ".tmp.XXXXXX";
   int fd = mkstemp(tmp.data());
   if (fd < 0) return Status::Internal("cannot create " + tmp + ": " + std::strerror(errno));

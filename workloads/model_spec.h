@@ -25,8 +25,8 @@ struct ModelSpec {
   double rope_theta = 10000.0;
   double norm_eps = 1e-5;
   bool tie_embeddings = false;
-  bool qk_norm = false;          ///< per-head RMSNorm of q and k before RoPE (Qwen3)
-  double published_params = 0;   ///< parameter count the model's authors publish, 0 if unknown
+  bool qk_norm = false;         ///< per-head RMSNorm of q and k before RoPE (Qwen3)
+  double published_params = 0;  ///< parameter count the model's authors publish, 0 if unknown
 
   /// Parameters of one decoder layer (all ranks together).
   int64_t LayerParams() const;

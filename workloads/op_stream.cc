@@ -6,37 +6,62 @@ namespace cb {
 
 std::string_view BufName(Buf b) {
   switch (b) {
-    case Buf::kNone: return "none";
-    case Buf::kTokens: return "tokens";
-    case Buf::kX: return "x";
-    case Buf::kH: return "h";
-    case Buf::kQkv: return "qkv";
-    case Buf::kAttn: return "attn";
-    case Buf::kProj: return "proj";
-    case Buf::kGateUp: return "gate_up";
-    case Buf::kAct: return "act";
-    case Buf::kXLast: return "x_last";
-    case Buf::kHLast: return "h_last";
-    case Buf::kLogits: return "logits";
-    case Buf::kNextTokens: return "next_tokens";
+    case Buf::kNone:
+      return "none";
+    case Buf::kTokens:
+      return "tokens";
+    case Buf::kX:
+      return "x";
+    case Buf::kH:
+      return "h";
+    case Buf::kQkv:
+      return "qkv";
+    case Buf::kAttn:
+      return "attn";
+    case Buf::kProj:
+      return "proj";
+    case Buf::kGateUp:
+      return "gate_up";
+    case Buf::kAct:
+      return "act";
+    case Buf::kXLast:
+      return "x_last";
+    case Buf::kHLast:
+      return "h_last";
+    case Buf::kLogits:
+      return "logits";
+    case Buf::kNextTokens:
+      return "next_tokens";
   }
   return "?";
 }
 
 std::string_view OpKindName(OpKind k) {
   switch (k) {
-    case OpKind::kEmbedding: return "embedding";
-    case OpKind::kRmsNorm: return "rmsnorm";
-    case OpKind::kMatMul: return "matmul";
-    case OpKind::kQkNorm: return "qk_norm";
-    case OpKind::kRope: return "rope";
-    case OpKind::kAttention: return "attention";
-    case OpKind::kSwiGlu: return "swiglu";
-    case OpKind::kResidualAdd: return "residual_add";
-    case OpKind::kAllReduce: return "allreduce";
-    case OpKind::kSelectLast: return "select_last";
-    case OpKind::kAllGather: return "allgather";
-    case OpKind::kSampleGreedy: return "sample_greedy";
+    case OpKind::kEmbedding:
+      return "embedding";
+    case OpKind::kRmsNorm:
+      return "rmsnorm";
+    case OpKind::kMatMul:
+      return "matmul";
+    case OpKind::kQkNorm:
+      return "qk_norm";
+    case OpKind::kRope:
+      return "rope";
+    case OpKind::kAttention:
+      return "attention";
+    case OpKind::kSwiGlu:
+      return "swiglu";
+    case OpKind::kResidualAdd:
+      return "residual_add";
+    case OpKind::kAllReduce:
+      return "allreduce";
+    case OpKind::kSelectLast:
+      return "select_last";
+    case OpKind::kAllGather:
+      return "allgather";
+    case OpKind::kSampleGreedy:
+      return "sample_greedy";
   }
   return "?";
 }

@@ -36,19 +36,19 @@ enum class Buf {
 std::string_view BufName(Buf b);
 
 enum class OpKind {
-  kEmbedding,    ///< in kTokens, out kX; weight "embed" [vocab, hidden] (not sharded)
-  kRmsNorm,      ///< out = in / rms(in) * w over rows of width n; weight [1, n]
-  kMatMul,       ///< out[M, n] = in[M, k] x W^T; weights concatenated along n, each [rows, k]
-  kQkNorm,       ///< in place on kQkv: per-head RMSNorm of Q and K with weights [1, head_dim]
-  kRope,         ///< in place on kQkv: rotary embedding of Q and K (half-split, Llama style)
-  kAttention,    ///< in kQkv, out kAttn; appends K, V of the step to the layer's KV cache,
-                 ///< then causal GQA attention of each new token over the sequence so far
-  kSwiGlu,       ///< in kGateUp, out kAct = silu(gate) * up
-  kResidualAdd,  ///< out += in (out is kX)
-  kAllReduce,    ///< sum of `in` over the TP group, in place
-  kSelectLast,   ///< in kX, out kXLast: the last new row of each sequence
-  kAllGather,    ///< in kLogits: vocab shards of the TP group concatenated, in place
-  kSampleGreedy, ///< in kLogits, out kNextTokens: argmax (lowest index on ties)
+  kEmbedding,     ///< in kTokens, out kX; weight "embed" [vocab, hidden] (not sharded)
+  kRmsNorm,       ///< out = in / rms(in) * w over rows of width n; weight [1, n]
+  kMatMul,        ///< out[M, n] = in[M, k] x W^T; weights concatenated along n, each [rows, k]
+  kQkNorm,        ///< in place on kQkv: per-head RMSNorm of Q and K with weights [1, head_dim]
+  kRope,          ///< in place on kQkv: rotary embedding of Q and K (half-split, Llama style)
+  kAttention,     ///< in kQkv, out kAttn; appends K, V of the step to the layer's KV cache,
+                  ///< then causal GQA attention of each new token over the sequence so far
+  kSwiGlu,        ///< in kGateUp, out kAct = silu(gate) * up
+  kResidualAdd,   ///< out += in (out is kX)
+  kAllReduce,     ///< sum of `in` over the TP group, in place
+  kSelectLast,    ///< in kX, out kXLast: the last new row of each sequence
+  kAllGather,     ///< in kLogits: vocab shards of the TP group concatenated, in place
+  kSampleGreedy,  ///< in kLogits, out kNextTokens: argmax (lowest index on ties)
 };
 std::string_view OpKindName(OpKind k);
 
@@ -66,8 +66,8 @@ struct Op {
 };
 
 enum class WeightInit {
-  kUniform,   ///< U(-scale, scale)
-  kNearOne,   ///< 1 + U(-scale, scale), for norm gains
+  kUniform,  ///< U(-scale, scale)
+  kNearOne,  ///< 1 + U(-scale, scale), for norm gains
 };
 
 /// One weight tensor of this rank's shard, row-major [rows, cols] (PyTorch Linear layout:
@@ -90,8 +90,8 @@ struct LocalDims {
   int64_t heads = 0;     ///< query heads on this rank
   int64_t kv_heads = 0;  ///< KV heads on this rank
   int64_t head_dim = 0;
-  int64_t ffn = 0;       ///< FFN width on this rank
-  int64_t vocab = 0;     ///< LM-head rows on this rank
+  int64_t ffn = 0;    ///< FFN width on this rank
+  int64_t vocab = 0;  ///< LM-head rows on this rank
   int64_t vocab_full = 0;
   int64_t QkvWidth() const { return (heads + 2 * kv_heads) * head_dim; }
 };

@@ -10,19 +10,19 @@ namespace cb {
 
 /// One fully expanded benchmark: what to run, where, and how to measure it.
 struct WorkloadSpec {
-  std::string model_ref;      ///< as the user gave it: preset name or file path
-  ModelSpec model;            ///< resolved
+  std::string model_ref;  ///< as the user gave it: preset name or file path
+  ModelSpec model;        ///< resolved
   std::string backend = "cpu";
   std::string scenario = "offline";
   DType dtype = DType::kBF16;
   int64_t batch = 1;
   int64_t prompt_len = 128;
   int64_t gen_len = 32;
-  int layers = 0;             ///< decoder layers actually run; 0 = all of the model's
+  int layers = 0;  ///< decoder layers actually run; 0 = all of the model's
   uint64_t seed = 1;
   int repetitions = 5;
   int warmup = 1;
-  int verify_len = 0;         ///< teacher-forced tokens checked against the reference; 0 = auto
+  int verify_len = 0;  ///< teacher-forced tokens checked against the reference; 0 = auto
   bool verify = true;
 
   int LayersRun() const { return layers > 0 ? layers : static_cast<int>(model.num_layers); }

@@ -52,9 +52,9 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-#define CB_RETURN_IF_ERROR(expr)          \
-  do {                                    \
-    ::cb::Status cb_status_ = (expr);     \
+#define CB_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::cb::Status cb_status_ = (expr);        \
     if (!cb_status_.ok()) return cb_status_; \
   } while (0)
 

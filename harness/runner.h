@@ -1,0 +1,37 @@
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "backends/backend.h"
+#include "results/run_record.h"
+#include "workloads/workload_spec.h"
+
+namespace cb {
+
+struct RunnerOptions {
+  Ceilings ceilings;            ///< measured ceilings for MFU/MBU (zeros: those metrics are absent)
+  std::string progress_prefix;  ///< e.g. "[2/5]" in progress lines on stderr
+  bool quiet = false;           ///< no progress lines
+};
+
+/// Bytes a workload needs on the device: weights, KV cache, activations, and the reference
+/// backend's fp32 copy while verifying.
+struct MemoryEstimate {
+  uint64_t weights = 0, kv_cache = 0, activations = 0, verification = 0;
+  uint64_t Peak() const { return weights + kv_cache + activations + verification; }
+};
+MemoryEstimate EstimateMemory(const WorkloadSpec& w);
+
+/// Runs one workload in the offline scenario: B prompts of P tokens prefilled together, then
+/// G decode steps; `warmup` unmeasured repetitions, then `repetitions` measured ones.
+/// Returns non-OK only for bad input (kInvalidInput/kResourceExhausted: nothing is recorded)
+/// or cancellation; a failing or invalid benchmark returns OK with record->status set.
+Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& opts,
+                  RunRecord* record);
+
+/// Fills the run's identity: id, host, commit, tool version, start time.
+void StampRun(RunRecord* record);
+std::string NowIso8601();
+
+}  // namespace cb

@@ -1,0 +1,28 @@
+#pragma once
+
+#include "backends/backend.h"
+#include "results/run_record.h"
+#include "workloads/workload_spec.h"
+
+namespace cb {
+
+/// Largest error, relative to max |reference logit|, accepted for a dtype. A wrong kernel
+/// gives errors of order 1; these bounds leave room for bf16 rounding over many layers.
+double VerifyTolerance(DType dtype);
+
+/// Sequences and teacher-forced positions a verification of `w` uses.
+struct VerifyShape {
+  int64_t sequences = 1;
+  int64_t prefill_len = 1;   ///< tokens given by prefill
+  int64_t decode_steps = 0;  ///< teacher-forced decode steps after it
+};
+VerifyShape VerifyShapeFor(const WorkloadSpec& w);
+
+/// Runs a teacher-forced prefix through `session` and through the reference backend on the
+/// same weights, and compares the last-position logits of every step. The reference session
+/// exists only inside this call. `session` must have been opened for at least the workload's
+/// batch and context.
+Status VerifyAgainstReference(const WorkloadSpec& w, const OpStream& stream, Session& session,
+                              const WeightSource& weights, Verification* out);
+
+}  // namespace cb

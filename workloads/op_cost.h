@@ -1,0 +1,33 @@
+#pragma once
+
+#include "harness/core/dtype.h"
+#include "workloads/op_stream.h"
+#include "workloads/step_io.h"
+
+namespace cb {
+
+/// Work of an op or a step: floating-point operations and the bytes an ideal implementation
+/// must move to or from memory (weights once, KV cache once, activations in and out).
+/// MFU and MBU, and the simulated backend's roofline, are computed from these.
+struct OpCost {
+  double flops = 0;
+  double bytes = 0;
+  double weight_bytes = 0;  ///< part of `bytes` that is weights
+  double kv_bytes = 0;      ///< part of `bytes` that is KV cache
+
+  OpCost& operator+=(const OpCost& o) {
+    flops += o.flops;
+    bytes += o.bytes;
+    weight_bytes += o.weight_bytes;
+    kv_bytes += o.kv_bytes;
+    return *this;
+  }
+};
+
+/// Cost of one op for the step described by `io` (its seqs; tokens need not be filled).
+OpCost CostOfOp(const OpStream& stream, const Op& op, const StepIO& io, DType dtype);
+
+/// Cost of ops [begin, end) of the stream for one step.
+OpCost CostOfOps(const OpStream& stream, size_t begin, size_t end, const StepIO& io, DType dtype);
+
+}  // namespace cb
