@@ -1,1 +1,445 @@
-// placeholder: being written
+#include "results/formats.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <set>
+
+#include "results/record_json.h"
+
+namespace cb {
+namespace {
+
+constexpr char kExtrapolatedMark = '~';
+constexpr char kModelledMark = '^';
+constexpr const char* kMissing = "-";
+constexpr const char* kLegend =
+    "Figures are measured unless marked: ~ extrapolated, ^ modelled; - not available "
+    "(runs that are not ok show no figures).";
+
+/// Metrics that get columns in every CSV, in this order; others follow sorted by name.
+const std::vector<std::string>& KnownMetrics() {
+  static const std::vector<std::string> kNames = {"prefill_tokens_per_second",
+                                                  "decode_tokens_per_second",
+                                                  "ttft_seconds",
+                                                  "tpot_seconds",
+                                                  "e2e_latency_seconds",
+                                                  "mfu_prefill_ratio",
+                                                  "mfu_decode_ratio",
+                                                  "mbu_prefill_ratio",
+                                                  "mbu_decode_ratio",
+                                                  "harness_overhead_ratio",
+                                                  "prefill_flops_per_second",
+                                                  "decode_bytes_per_second"};
+  return kNames;
+}
+
+bool IsOk(const RunRecord& r) { return r.status == "ok"; }
+
+/// A human-readable figure: at least three significant digits, no false precision on large
+/// values (12346, 45.3, 4.53, 0.0453), exponent only for extremes.
+std::string Figure(double v) {
+  if (!std::isfinite(v)) return kMissing;
+  const double a = std::fabs(v);
+  char buf[64];
+  if (a == 0) return "0";
+  if (a >= 1e9 || a < 1e-3) {
+    std::snprintf(buf, sizeof buf, "%.3g", v);
+    return buf;
+  }
+  const int decimals = a >= 100  ? 0
+                       : a >= 10 ? 1
+                       : a >= 1  ? 2
+                                 : 2 - static_cast<int>(std::floor(std::log10(a)));
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+
+/// Shortest text that reads back as the same double (CSV keeps raw values).
+std::string RawNumber(double v) {
+  if (!std::isfinite(v)) return "";
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, res.ptr);
+}
+
+std::string Upper(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::toupper(c); });
+  return s;
+}
+
+std::string ModelName(const RunRecord& r) {
+  if (!r.workload.model.name.empty()) return r.workload.model.name;
+  return r.workload.model_ref.empty() ? kMissing : r.workload.model_ref;
+}
+
+std::string BackendName(const RunRecord& r) {
+  if (!r.workload.backend.empty()) return r.workload.backend;
+  return r.device.backend.empty() ? kMissing : r.device.backend;
+}
+
+std::string DeviceName(const RunRecord& r) {
+  std::string name = r.device.name.empty() ? kMissing : r.device.name;
+  if (r.device.simulated && name.find("sim") == std::string::npos) name += " (sim)";
+  return name;
+}
+
+int LayersRun(const RunRecord& r) {
+  return r.layers_run > 0 ? r.layers_run : r.workload.LayersRun();
+}
+
+std::string LayersCell(const RunRecord& r) {
+  const int run = LayersRun(r);
+  const int64_t total = r.workload.model.num_layers;
+  if (r.extrapolated) return std::to_string(run) + "/" + std::to_string(total) + "*";
+  if (total > 0) return std::to_string(total);
+  return run > 0 ? std::to_string(run) : kMissing;
+}
+
+std::string StatusCell(const RunRecord& r) { return IsOk(r) ? r.status : Upper(r.status); }
+
+std::string VerifyCell(const RunRecord& r) {
+  const std::string& s = r.verification.status;
+  if (s == "failed") return "FAILED";
+  if (s == "not_run") return "not run";
+  return s.empty() ? kMissing : s;
+}
+
+enum class Pick { kValue, kP50, kP99 };
+
+/// A metric figure for table and md: "-" when the run is not ok, the metric is missing or not
+/// finite; otherwise the figure times `scale` with its provenance mark.
+std::string MetricCell(const RunRecord& r, const std::string& name, Pick pick, double scale) {
+  if (!IsOk(r)) return kMissing;
+  const Metric* m = r.FindMetric(name);
+  if (m == nullptr) return kMissing;
+  double v = m->value;
+  if (pick != Pick::kValue) {
+    if (!m->has_distribution) return kMissing;
+    v = pick == Pick::kP50 ? m->dist.p50 : m->dist.p99;
+  }
+  if (!std::isfinite(v)) return kMissing;
+  std::string s = Figure(v * scale);
+  if (m->how == Provenance::kExtrapolated) s += kExtrapolatedMark;
+  if (m->how == Provenance::kModelled) s += kModelledMark;
+  return s;
+}
+
+struct Column {
+  std::string header;
+  bool numeric;
+  std::function<std::string(const RunRecord&)> cell;
+};
+
+std::vector<Column> SummaryColumns() {
+  auto metric = [](const char* header, const char* name, Pick pick, double scale) {
+    return Column{header, true,
+                  [=](const RunRecord& r) { return MetricCell(r, name, pick, scale); }};
+  };
+  return {
+      {"model", false, ModelName},
+      {"backend", false, BackendName},
+      {"device", false, DeviceName},
+      {"dtype", false, [](const RunRecord& r) { return std::string(DTypeName(r.workload.dtype)); }},
+      {"batch", true, [](const RunRecord& r) { return std::to_string(r.workload.batch); }},
+      {"prompt/gen", true,
+       [](const RunRecord& r) {
+         return std::to_string(r.workload.prompt_len) + "/" + std::to_string(r.workload.gen_len);
+       }},
+      {"layers", true, LayersCell},
+      {"status", false, StatusCell},
+      metric("prefill tok/s", "prefill_tokens_per_second", Pick::kValue, 1),
+      metric("decode tok/s", "decode_tokens_per_second", Pick::kValue, 1),
+      metric("TTFT p50 ms", "ttft_seconds", Pick::kP50, 1e3),
+      metric("TTFT p99 ms", "ttft_seconds", Pick::kP99, 1e3),
+      metric("TPOT p50 ms", "tpot_seconds", Pick::kP50, 1e3),
+      metric("TPOT p99 ms", "tpot_seconds", Pick::kP99, 1e3),
+      metric("MFU prefill %", "mfu_prefill_ratio", Pick::kValue, 100),
+      metric("MBU decode %", "mbu_decode_ratio", Pick::kValue, 100),
+      {"verify", false, VerifyCell},
+  };
+}
+
+/// Lines under a table: the legend, the extrapolation footnote, why runs are not ok.
+std::vector<std::string> Notes(const std::vector<RunRecord>& runs) {
+  std::vector<std::string> notes = {kLegend};
+  std::vector<std::string> extrapolations;
+  for (const RunRecord& r : runs) {
+    if (!r.extrapolated) continue;
+    std::string e = "from " + std::to_string(LayersRun(r)) + " of " +
+                    std::to_string(r.workload.model.num_layers) + " layers";
+    if (!r.extrapolation_method.empty()) e += " (" + r.extrapolation_method + ")";
+    if (std::find(extrapolations.begin(), extrapolations.end(), e) == extrapolations.end()) {
+      extrapolations.push_back(e);
+    }
+  }
+  if (!extrapolations.empty()) {
+    std::string line = "* extrapolated ";
+    for (size_t i = 0; i < extrapolations.size(); ++i) {
+      line += (i ? "; " : "") + extrapolations[i];
+    }
+    notes.push_back(line);
+  }
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const RunRecord& r = runs[i];
+    if (IsOk(r)) continue;
+    std::string line = "run " + std::to_string(i + 1) + " (" + ModelName(r) + ", " +
+                       BackendName(r) + "): " + StatusCell(r);
+    if (!r.status_message.empty()) line += ": " + r.status_message;
+    notes.push_back(line);
+  }
+  return notes;
+}
+
+/// Cells of the summary table, header first.
+std::vector<std::vector<std::string>> SummaryCells(const std::vector<RunRecord>& runs,
+                                                   const std::vector<Column>& cols) {
+  std::vector<std::vector<std::string>> rows(1);
+  for (const Column& c : cols) rows[0].push_back(c.header);
+  for (const RunRecord& r : runs) {
+    std::vector<std::string> row;
+    for (const Column& c : cols) row.push_back(c.cell(r));
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+bool IsMark(char c) { return c == kExtrapolatedMark || c == kModelledMark || c == '*'; }
+
+/// Pads marked numeric columns so that digits line up whether or not a cell carries a mark.
+void AlignMarks(std::vector<std::vector<std::string>>& rows, const std::vector<Column>& cols) {
+  for (size_t c = 0; c < cols.size(); ++c) {
+    if (!cols[c].numeric) continue;
+    bool any = false;
+    for (size_t i = 1; i < rows.size(); ++i) {
+      any = any || (!rows[i][c].empty() && IsMark(rows[i][c].back()));
+    }
+    if (!any) continue;
+    for (size_t i = 1; i < rows.size(); ++i) {
+      if (rows[i][c].empty() || !IsMark(rows[i][c].back())) rows[i][c] += ' ';
+    }
+  }
+}
+
+std::vector<size_t> Widths(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> w(rows.empty() ? 0 : rows[0].size(), 0);
+  for (const auto& row : rows) {
+    for (size_t c = 0; c < row.size(); ++c) w[c] = std::max(w[c], row[c].size());
+  }
+  return w;
+}
+
+std::string Pad(const std::string& s, size_t width, bool right) {
+  const std::string fill(width > s.size() ? width - s.size() : 0, ' ');
+  return right ? fill + s : s + fill;
+}
+
+void RTrim(std::string& s) {
+  while (!s.empty() && s.back() == ' ') s.pop_back();
+}
+
+std::string RenderTable(const std::vector<RunRecord>& runs) {
+  const std::vector<Column> cols = SummaryColumns();
+  auto rows = SummaryCells(runs, cols);
+  AlignMarks(rows, cols);
+  const std::vector<size_t> w = Widths(rows);
+  std::string out;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::string line;
+    for (size_t c = 0; c < cols.size(); ++c) {
+      if (c) line += "  ";
+      line += Pad(rows[i][c], w[c], cols[c].numeric);
+    }
+    RTrim(line);
+    out += line + "\n";
+    if (i == 0) {
+      std::string rule;
+      for (size_t c = 0; c < cols.size(); ++c) {
+        if (c) rule += "  ";
+        rule.append(w[c], '-');
+      }
+      out += rule + "\n";
+    }
+  }
+  out += "\n";
+  for (const std::string& n : Notes(runs)) out += n + "\n";
+  return out;
+}
+
+/// Escapes characters that markdown would read as table syntax, emphasis or strikethrough.
+std::string MdEscape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\\' || c == '|' || c == '*' || c == '~' || c == '_' || c == '`') out += '\\';
+    if (c == '\n' || c == '\r') {
+      out += ' ';
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+std::string RenderMarkdown(const std::vector<RunRecord>& runs) {
+  const std::vector<Column> cols = SummaryColumns();
+  auto rows = SummaryCells(runs, cols);
+  for (auto& row : rows) {
+    for (auto& cell : row) cell = MdEscape(cell);
+  }
+  std::vector<size_t> w = Widths(rows);
+  for (size_t& x : w) x = std::max<size_t>(x, 3);
+  std::string out;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::string line = "|";
+    for (size_t c = 0; c < cols.size(); ++c) {
+      line += ' ';
+      line += Pad(rows[i][c], w[c], cols[c].numeric);
+      line += " |";
+    }
+    out += line + "\n";
+    if (i == 0) {
+      std::string rule = "|";
+      for (size_t c = 0; c < cols.size(); ++c) {
+        rule += ' ';
+        rule.append(cols[c].numeric ? w[c] - 1 : w[c], '-');
+        rule += cols[c].numeric ? ": |" : " |";
+      }
+      out += rule + "\n";
+    }
+  }
+  out += "\n";
+  for (const std::string& n : Notes(runs)) {
+    out += "- ";
+    out += MdEscape(n);
+    out += '\n';
+  }
+  return out;
+}
+
+/// RFC 4180: a field holding a comma, a double quote, CR or LF is quoted, quotes doubled.
+std::string CsvField(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string Bool(bool b) { return b ? "true" : "false"; }
+
+std::string RenderCsv(const std::vector<RunRecord>& runs) {
+  // Metric columns: the known names first, then any other name a run carries, sorted.
+  std::vector<std::string> names = KnownMetrics();
+  std::set<std::string> extra;
+  std::set<std::string> with_dist;
+  for (const RunRecord& r : runs) {
+    for (const Metric& m : r.metrics) {
+      if (std::find(names.begin(), names.end(), m.name) == names.end()) extra.insert(m.name);
+      if (m.has_distribution) with_dist.insert(m.name);
+    }
+  }
+  names.insert(names.end(), extra.begin(), extra.end());
+
+  using CellFn = std::function<std::string(const RunRecord&)>;
+  struct CsvColumn {
+    std::string header;
+    CellFn cell;
+  };
+  std::vector<CsvColumn> cols = {
+      {"run_id", [](const RunRecord& r) { return r.run_id; }},
+      {"start_time", [](const RunRecord& r) { return r.start_time; }},
+      {"end_time", [](const RunRecord& r) { return r.end_time; }},
+      {"host", [](const RunRecord& r) { return r.host; }},
+      {"git_commit", [](const RunRecord& r) { return r.git_commit; }},
+      {"status", [](const RunRecord& r) { return r.status; }},
+      {"status_message", [](const RunRecord& r) { return r.status_message; }},
+      {"model", [](const RunRecord& r) { return r.workload.model.name; }},
+      {"model_ref", [](const RunRecord& r) { return r.workload.model_ref; }},
+      {"scenario", [](const RunRecord& r) { return r.workload.scenario; }},
+      {"backend", [](const RunRecord& r) { return r.workload.backend; }},
+      {"device", [](const RunRecord& r) { return r.device.name; }},
+      {"device_kind", [](const RunRecord& r) { return r.device.kind; }},
+      {"simulated", [](const RunRecord& r) { return Bool(r.device.simulated); }},
+      {"dtype", [](const RunRecord& r) { return std::string(DTypeName(r.workload.dtype)); }},
+      {"batch", [](const RunRecord& r) { return std::to_string(r.workload.batch); }},
+      {"prompt_len", [](const RunRecord& r) { return std::to_string(r.workload.prompt_len); }},
+      {"gen_len", [](const RunRecord& r) { return std::to_string(r.workload.gen_len); }},
+      {"layers_run", [](const RunRecord& r) { return std::to_string(LayersRun(r)); }},
+      {"model_layers",
+       [](const RunRecord& r) { return std::to_string(r.workload.model.num_layers); }},
+      {"extrapolated", [](const RunRecord& r) { return Bool(r.extrapolated); }},
+      {"extrapolation_method", [](const RunRecord& r) { return r.extrapolation_method; }},
+      {"verification", [](const RunRecord& r) { return r.verification.status; }},
+      {"verification_max_rel_error",
+       [](const RunRecord& r) { return RawNumber(r.verification.max_rel_error); }},
+  };
+  // Figures of a run that is not ok are left empty, as are missing ones.
+  auto metric = [](const std::string& name, std::function<std::string(const Metric&)> f) -> CellFn {
+    return [name, f](const RunRecord& r) -> std::string {
+      const Metric* m = IsOk(r) ? r.FindMetric(name) : nullptr;
+      return m ? f(*m) : "";
+    };
+  };
+  for (const std::string& n : names) {
+    cols.push_back({n, metric(n, [](const Metric& m) { return RawNumber(m.value); })});
+    cols.push_back({n + "_how",
+                    metric(n, [](const Metric& m) { return std::string(ProvenanceName(m.how)); })});
+    if (!with_dist.count(n)) continue;
+    auto dist = [&](const char* suffix, std::function<std::string(const Distribution&)> f) {
+      cols.push_back({n + "_" + suffix, metric(n, [f](const Metric& m) {
+                        return m.has_distribution ? f(m.dist) : std::string();
+                      })});
+    };
+    dist("count", [](const Distribution& d) { return std::to_string(d.count); });
+    dist("mean", [](const Distribution& d) { return RawNumber(d.mean); });
+    dist("p50", [](const Distribution& d) { return RawNumber(d.p50); });
+    dist("p90", [](const Distribution& d) { return RawNumber(d.p90); });
+    dist("p99", [](const Distribution& d) { return RawNumber(d.p99); });
+    dist("min", [](const Distribution& d) { return RawNumber(d.min); });
+    dist("max", [](const Distribution& d) { return RawNumber(d.max); });
+    dist("stddev", [](const Distribution& d) { return RawNumber(d.stddev); });
+    dist("cv", [](const Distribution& d) { return RawNumber(d.cv); });
+  }
+
+  std::string out;
+  auto append_row = [&](auto&& field) {
+    for (size_t c = 0; c < cols.size(); ++c) {
+      if (c) out += ',';
+      out += CsvField(field(cols[c]));
+    }
+    out += '\n';
+  };
+  append_row([](const CsvColumn& c) { return c.header; });
+  for (const RunRecord& r : runs) append_row([&](const CsvColumn& c) { return c.cell(r); });
+  return out;
+}
+
+std::string RenderJson(const std::vector<RunRecord>& runs) {
+  nlohmann::json array = nlohmann::json::array();
+  for (const RunRecord& r : runs) array.push_back(ToJson(r));
+  return array.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace
+
+Status FormatRuns(const std::vector<RunRecord>& runs, const std::string& format, std::string* out) {
+  if (format == "table") {
+    *out = RenderTable(runs);
+  } else if (format == "md") {
+    *out = RenderMarkdown(runs);
+  } else if (format == "csv") {
+    *out = RenderCsv(runs);
+  } else if (format == "json") {
+    *out = RenderJson(runs);
+  } else {
+    return Status::InvalidInput("unknown format '" + format +
+                                "'; allowed values: table, md, csv, json");
+  }
+  return Status::Ok();
+}
+
+}  // namespace cb

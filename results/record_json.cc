@@ -1,1 +1,509 @@
-// placeholder: being written
+#include "results/record_json.h"
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <utility>
+
+namespace cb {
+namespace {
+
+using nlohmann::json;
+
+/// NaN and infinities have no JSON spelling: they are written as null (and read back as NaN).
+json Num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+/// Parameter count of the model, 0 where the shape is too incomplete to compute it (a record of
+/// a run that failed before the model was resolved must still serialise).
+int64_t SafeTotalParams(const ModelSpec& m) {
+  if (m.hidden_size <= 0 || m.num_layers < 0 || m.vocab_size < 0) return 0;
+  if (m.head_dim <= 0 && m.num_heads <= 0) return 0;
+  return m.TotalParams();
+}
+
+json PerDType(const double (&v)[kDTypeCount]) {
+  json o = json::object();
+  for (int i = 0; i < kDTypeCount; ++i)
+    o[std::string(DTypeName(static_cast<DType>(i)))] = Num(v[i]);
+  return o;
+}
+
+json ModelJson(const ModelSpec& m) {
+  return json{{"name", m.name},
+              {"family", m.family},
+              {"source", m.source},
+              {"hidden_size", m.hidden_size},
+              {"num_layers", m.num_layers},
+              {"num_heads", m.num_heads},
+              {"num_kv_heads", m.num_kv_heads},
+              {"head_dim", m.head_dim},
+              {"ffn_size", m.ffn_size},
+              {"vocab_size", m.vocab_size},
+              {"max_context", m.max_context},
+              {"rope_theta", Num(m.rope_theta)},
+              {"norm_eps", Num(m.norm_eps)},
+              {"tie_embeddings", m.tie_embeddings},
+              {"qk_norm", m.qk_norm},
+              {"published_params", Num(m.published_params)},
+              {"total_params", SafeTotalParams(m)}};
+}
+
+json DistributionJson(const Distribution& d) {
+  return json{{"count", static_cast<uint64_t>(d.count)},
+              {"mean", Num(d.mean)},
+              {"p50", Num(d.p50)},
+              {"p90", Num(d.p90)},
+              {"p99", Num(d.p99)},
+              {"min", Num(d.min)},
+              {"max", Num(d.max)},
+              {"stddev", Num(d.stddev)},
+              {"cv", Num(d.cv)}};
+}
+
+/// Reads typed fields of a document; every error names the origin and the dotted field path.
+class Reader {
+ public:
+  explicit Reader(const std::string& origin) : origin_(origin) {}
+
+  Status Error(const std::string& path, const std::string& what) const {
+    return Status::InvalidInput(origin_ + ": field '" + path + "': " + what);
+  }
+
+  static std::string Join(const std::string& path, const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+  }
+  static std::string Index(const std::string& path, size_t i) {
+    return path + "[" + std::to_string(i) + "]";
+  }
+
+  /// The member `key` of object `obj` (at `path`); an error when missing.
+  Status Get(const json& obj, const std::string& path, const char* key, const json** out) const {
+    auto it = obj.find(key);
+    if (it == obj.end()) return Error(Join(path, key), "missing");
+    *out = &*it;
+    return Status::Ok();
+  }
+
+  Status Expected(const std::string& path, const char* what, const json& v) const {
+    return Error(path, std::string("expected ") + what + ", got " + v.type_name());
+  }
+
+  Status Object(const json& obj, const std::string& path, const char* key, const json** out) const {
+    CB_RETURN_IF_ERROR(Get(obj, path, key, out));
+    if (!(*out)->is_object()) return Expected(Join(path, key), "object", **out);
+    return Status::Ok();
+  }
+
+  Status Array(const json& obj, const std::string& path, const char* key, const json** out) const {
+    CB_RETURN_IF_ERROR(Get(obj, path, key, out));
+    if (!(*out)->is_array()) return Expected(Join(path, key), "array", **out);
+    return Status::Ok();
+  }
+
+  Status String(const json& obj, const std::string& path, const char* key, std::string* out) const {
+    const json* v;
+    CB_RETURN_IF_ERROR(Get(obj, path, key, &v));
+    if (!v->is_string()) return Expected(Join(path, key), "string", *v);
+    *out = v->get<std::string>();
+    return Status::Ok();
+  }
+
+  /// A string that must be one of `allowed`.
+  Status Enum(const json& obj, const std::string& path, const char* key,
+              std::initializer_list<const char*> allowed, std::string* out) const {
+    std::string s;
+    CB_RETURN_IF_ERROR(String(obj, path, key, &s));
+    std::string list;
+    for (const char* a : allowed) {
+      if (s == a) {
+        *out = s;
+        return Status::Ok();
+      }
+      list += (list.empty() ? "" : ", ") + std::string(a);
+    }
+    return Error(Join(path, key), "unknown value '" + s + "'; allowed values: " + list);
+  }
+
+  Status Bool(const json& obj, const std::string& path, const char* key, bool* out) const {
+    const json* v;
+    CB_RETURN_IF_ERROR(Get(obj, path, key, &v));
+    if (!v->is_boolean()) return Expected(Join(path, key), "boolean", *v);
+    *out = v->get<bool>();
+    return Status::Ok();
+  }
+
+  /// A number, or null for a value that was not finite (read back as NaN).
+  Status NumberValue(const json& v, const std::string& path, double* out) const {
+    if (v.is_null()) {
+      *out = std::numeric_limits<double>::quiet_NaN();
+      return Status::Ok();
+    }
+    if (!v.is_number()) return Expected(path, "number", v);
+    *out = v.get<double>();
+    return Status::Ok();
+  }
+
+  Status Number(const json& obj, const std::string& path, const char* key, double* out) const {
+    const json* v;
+    CB_RETURN_IF_ERROR(Get(obj, path, key, &v));
+    return NumberValue(*v, Join(path, key), out);
+  }
+
+  /// An integer in [lo, hi]; an integral floating-point value such as 4.0 is accepted too.
+  template <typename T>
+  Status IntegerValue(const json& v, const std::string& path, T* out,
+                      T lo = std::numeric_limits<T>::min(),
+                      T hi = std::numeric_limits<T>::max()) const {
+    auto fits = [&](auto x) { return std::cmp_greater_equal(x, lo) && std::cmp_less_equal(x, hi); };
+    auto out_of_range = [&]() {
+      // The bound of a 64-bit field is no useful advice; that of a narrower one is.
+      const bool any_max = sizeof(T) == 8 && std::cmp_equal(hi, std::numeric_limits<T>::max());
+      std::string want =
+          lo == 0 && any_max ? "a non-negative integer"
+          : lo == 0          ? "an integer in [0, " + std::to_string(hi) + "]"
+                    : "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+      return Error(path, "expected " + want + ", got " + v.dump());
+    };
+    if (v.is_number_unsigned()) {
+      const uint64_t u = v.get<uint64_t>();
+      if (!fits(u)) return out_of_range();
+      *out = static_cast<T>(u);
+      return Status::Ok();
+    }
+    if (v.is_number_integer()) {
+      const int64_t i = v.get<int64_t>();
+      if (!fits(i)) return out_of_range();
+      *out = static_cast<T>(i);
+      return Status::Ok();
+    }
+    if (v.is_number_float()) {
+      const double d = v.get<double>();
+      constexpr double kExact = 9007199254740992.0;  // 2^53: beyond it a double is no count
+      if (std::nearbyint(d) != d || !(std::fabs(d) < kExact)) {
+        return Error(path, "expected integer, got " + v.dump());
+      }
+      const int64_t i = static_cast<int64_t>(d);
+      if (!fits(i)) return out_of_range();
+      *out = static_cast<T>(i);
+      return Status::Ok();
+    }
+    return Expected(path, "integer", v);
+  }
+
+  template <typename T>
+  Status Integer(const json& obj, const std::string& path, const char* key, T* out,
+                 T lo = std::numeric_limits<T>::min(), T hi = std::numeric_limits<T>::max()) const {
+    const json* v;
+    CB_RETURN_IF_ERROR(Get(obj, path, key, &v));
+    return IntegerValue(*v, Join(path, key), out, lo, hi);
+  }
+
+  /// An object keyed by dtype name ("fp32", "bf16", "fp16"), each a number or null.
+  Status PerDType(const json& obj, const std::string& path, const char* key,
+                  double (&out)[kDTypeCount]) const {
+    const json* o;
+    CB_RETURN_IF_ERROR(Object(obj, path, key, &o));
+    const std::string p = Join(path, key);
+    for (int i = 0; i < kDTypeCount; ++i) {
+      const std::string name(DTypeName(static_cast<DType>(i)));
+      CB_RETURN_IF_ERROR(Number(*o, p, name.c_str(), &out[i]));
+    }
+    return Status::Ok();
+  }
+
+ private:
+  const std::string& origin_;
+};
+
+Status ReadRun(const Reader& r, const json& doc, RunRecord* rec) {
+  const json* run;
+  CB_RETURN_IF_ERROR(r.Object(doc, "", "run", &run));
+  const std::string p = "run";
+  CB_RETURN_IF_ERROR(r.String(*run, p, "id", &rec->run_id));
+  CB_RETURN_IF_ERROR(r.String(*run, p, "start_time", &rec->start_time));
+  CB_RETURN_IF_ERROR(r.String(*run, p, "end_time", &rec->end_time));
+  CB_RETURN_IF_ERROR(r.String(*run, p, "host", &rec->host));
+  CB_RETURN_IF_ERROR(r.String(*run, p, "git_commit", &rec->git_commit));
+  CB_RETURN_IF_ERROR(r.String(*run, p, "tool_version", &rec->tool_version));
+  CB_RETURN_IF_ERROR(
+      r.Enum(*run, p, "status", {"ok", "invalid", "failed", "skipped"}, &rec->status));
+  return r.String(*run, p, "status_message", &rec->status_message);
+}
+
+Status ReadWorkload(const Reader& r, const json& doc, RunRecord* rec) {
+  const json* w;
+  CB_RETURN_IF_ERROR(r.Object(doc, "", "workload", &w));
+  const std::string p = "workload";
+  WorkloadSpec& ws = rec->workload;
+  CB_RETURN_IF_ERROR(r.String(*w, p, "model_ref", &ws.model_ref));
+  CB_RETURN_IF_ERROR(r.String(*w, p, "scenario", &ws.scenario));
+  CB_RETURN_IF_ERROR(r.String(*w, p, "backend", &ws.backend));
+  std::string dtype;
+  CB_RETURN_IF_ERROR(r.Enum(*w, p, "dtype", {"fp32", "bf16", "fp16"}, &dtype));
+  ws.dtype = *ParseDType(dtype);
+  CB_RETURN_IF_ERROR(r.Integer<int64_t>(*w, p, "batch", &ws.batch, 0));
+  CB_RETURN_IF_ERROR(r.Integer<int64_t>(*w, p, "prompt_len", &ws.prompt_len, 0));
+  CB_RETURN_IF_ERROR(r.Integer<int64_t>(*w, p, "gen_len", &ws.gen_len, 0));
+  CB_RETURN_IF_ERROR(r.Integer<int>(*w, p, "layers", &ws.layers, 0));
+  CB_RETURN_IF_ERROR(r.Integer<int>(*w, p, "layers_run", &rec->layers_run, 0));
+  int64_t model_layers = 0;  // derived from model.num_layers; checked for type only
+  CB_RETURN_IF_ERROR(r.Integer<int64_t>(*w, p, "model_layers", &model_layers, 0));
+  CB_RETURN_IF_ERROR(r.Bool(*w, p, "extrapolated", &rec->extrapolated));
+  CB_RETURN_IF_ERROR(r.String(*w, p, "extrapolation_method", &rec->extrapolation_method));
+  CB_RETURN_IF_ERROR(r.Integer<uint64_t>(*w, p, "seed", &ws.seed));
+  CB_RETURN_IF_ERROR(r.Integer<int>(*w, p, "repetitions", &ws.repetitions, 0));
+  CB_RETURN_IF_ERROR(r.Integer<int>(*w, p, "warmup", &ws.warmup, 0));
+  CB_RETURN_IF_ERROR(r.Bool(*w, p, "verify", &ws.verify));
+  return r.Integer<int>(*w, p, "verify_len", &ws.verify_len, 0);
+}
+
+Status ReadModel(const Reader& r, const json& doc, ModelSpec* m) {
+  const json* o;
+  CB_RETURN_IF_ERROR(r.Object(doc, "", "model", &o));
+  const std::string p = "model";
+  CB_RETURN_IF_ERROR(r.String(*o, p, "name", &m->name));
+  CB_RETURN_IF_ERROR(r.String(*o, p, "family", &m->family));
+  CB_RETURN_IF_ERROR(r.String(*o, p, "source", &m->source));
+  CB_RETURN_IF_ERROR(r.Integer<int64_t>(*o, p, "hidden_size", &m->hidden_size, 0));
+  CB_RETURN_IF_ERROR(r.Integer<int64_t>(*o, p, "num_layers", &m->num_layers, 0));
+  CB_RETURN_IF_ERROR(r.Integer<int64_t>(*o, p, "num_heads", &m->num_heads, 0));
+  CB_RETURN_IF_ERROR(r.Integer<int64_t>(*o, p, "num_kv_heads", &m->num_kv_heads, 0));
+  CB_RETURN_IF_ERROR(r.Integer<int64_t>(*o, p, "head_dim", &m->head_dim, 0));
+  CB_RETURN_IF_ERROR(r.Integer<int64_t>(*o, p, "ffn_size", &m->ffn_size, 0));
+  CB_RETURN_IF_ERROR(r.Integer<int64_t>(*o, p, "vocab_size", &m->vocab_size, 0));
+  CB_RETURN_IF_ERROR(r.Integer<int64_t>(*o, p, "max_context", &m->max_context, 0));
+  CB_RETURN_IF_ERROR(r.Number(*o, p, "rope_theta", &m->rope_theta));
+  CB_RETURN_IF_ERROR(r.Number(*o, p, "norm_eps", &m->norm_eps));
+  CB_RETURN_IF_ERROR(r.Bool(*o, p, "tie_embeddings", &m->tie_embeddings));
+  CB_RETURN_IF_ERROR(r.Bool(*o, p, "qk_norm", &m->qk_norm));
+  CB_RETURN_IF_ERROR(r.Number(*o, p, "published_params", &m->published_params));
+  int64_t total = 0;  // derived from the shape; checked for type only
+  return r.Integer<int64_t>(*o, p, "total_params", &total, 0);
+}
+
+Status ReadDevice(const Reader& r, const json& doc, DeviceProps* d) {
+  const json* o;
+  CB_RETURN_IF_ERROR(r.Object(doc, "", "device", &o));
+  const std::string p = "device";
+  CB_RETURN_IF_ERROR(r.String(*o, p, "backend", &d->backend));
+  CB_RETURN_IF_ERROR(r.String(*o, p, "name", &d->name));
+  CB_RETURN_IF_ERROR(r.String(*o, p, "kind", &d->kind));
+  CB_RETURN_IF_ERROR(r.String(*o, p, "uuid", &d->uuid));
+  CB_RETURN_IF_ERROR(r.String(*o, p, "host", &d->host));
+  double peak[kDTypeCount];
+  CB_RETURN_IF_ERROR(r.PerDType(*o, p, "peak_flops", peak));
+  for (int i = 0; i < kDTypeCount; ++i) d->peak_flops[i] = peak[i];
+  CB_RETURN_IF_ERROR(r.Number(*o, p, "mem_bandwidth_bytes_per_s", &d->mem_bandwidth_bytes_per_s));
+  CB_RETURN_IF_ERROR(r.Integer<uint64_t>(*o, p, "mem_bytes", &d->mem_bytes));
+  CB_RETURN_IF_ERROR(r.Integer<int>(*o, p, "threads", &d->threads, 0));
+  CB_RETURN_IF_ERROR(r.String(*o, p, "isa", &d->isa));
+  return r.Bool(*o, p, "simulated", &d->simulated);
+}
+
+Status ReadCeilings(const Reader& r, const json& doc, Ceilings* c) {
+  const json* o;
+  CB_RETURN_IF_ERROR(r.Object(doc, "", "ceilings", &o));
+  const std::string p = "ceilings";
+  CB_RETURN_IF_ERROR(r.PerDType(*o, p, "matmul_flops_per_s", c->matmul_flops_per_s));
+  CB_RETURN_IF_ERROR(r.Number(*o, p, "mem_read_bytes_per_s", &c->mem_read_bytes_per_s));
+  CB_RETURN_IF_ERROR(r.String(*o, p, "source", &c->source));
+  return r.String(*o, p, "measured_at", &c->measured_at);
+}
+
+Status ReadMetrics(const Reader& r, const json& doc, std::vector<Metric>* out) {
+  const json* o;
+  CB_RETURN_IF_ERROR(r.Object(doc, "", "metrics", &o));
+  for (auto it = o->begin(); it != o->end(); ++it) {
+    const std::string p = Reader::Join("metrics", it.key());
+    if (!it->is_object()) return r.Expected(p, "object", *it);
+    Metric m;
+    m.name = it.key();
+    CB_RETURN_IF_ERROR(r.Number(*it, p, "value", &m.value));
+    CB_RETURN_IF_ERROR(r.String(*it, p, "unit", &m.unit));
+    std::string how;
+    CB_RETURN_IF_ERROR(r.Enum(*it, p, "how", {"measured", "modelled", "extrapolated"}, &how));
+    m.how = how == "measured"   ? Provenance::kMeasured
+            : how == "modelled" ? Provenance::kModelled
+                                : Provenance::kExtrapolated;
+    if (it->contains("distribution")) {
+      const json* d;
+      CB_RETURN_IF_ERROR(r.Object(*it, p, "distribution", &d));
+      const std::string dp = Reader::Join(p, "distribution");
+      m.has_distribution = true;
+      uint64_t count = 0;
+      CB_RETURN_IF_ERROR(r.Integer<uint64_t>(*d, dp, "count", &count));
+      m.dist.count = static_cast<size_t>(count);
+      CB_RETURN_IF_ERROR(r.Number(*d, dp, "mean", &m.dist.mean));
+      CB_RETURN_IF_ERROR(r.Number(*d, dp, "p50", &m.dist.p50));
+      CB_RETURN_IF_ERROR(r.Number(*d, dp, "p90", &m.dist.p90));
+      CB_RETURN_IF_ERROR(r.Number(*d, dp, "p99", &m.dist.p99));
+      CB_RETURN_IF_ERROR(r.Number(*d, dp, "min", &m.dist.min));
+      CB_RETURN_IF_ERROR(r.Number(*d, dp, "max", &m.dist.max));
+      CB_RETURN_IF_ERROR(r.Number(*d, dp, "stddev", &m.dist.stddev));
+      CB_RETURN_IF_ERROR(r.Number(*d, dp, "cv", &m.dist.cv));
+    }
+    out->push_back(std::move(m));
+  }
+  return Status::Ok();
+}
+
+Status ReadSamples(const Reader& r, const json& doc, std::vector<RepetitionSample>* out) {
+  const json* a;
+  CB_RETURN_IF_ERROR(r.Array(doc, "", "samples", &a));
+  for (size_t i = 0; i < a->size(); ++i) {
+    const json& s = (*a)[i];
+    const std::string p = Reader::Index("samples", i);
+    if (!s.is_object()) return r.Expected(p, "object", s);
+    RepetitionSample rs;
+    CB_RETURN_IF_ERROR(r.Number(s, p, "prefill_s", &rs.prefill_s));
+    const json* steps;
+    CB_RETURN_IF_ERROR(r.Array(s, p, "decode_step_s", &steps));
+    rs.decode_step_s.resize(steps->size());
+    for (size_t j = 0; j < steps->size(); ++j) {
+      CB_RETURN_IF_ERROR(
+          r.NumberValue((*steps)[j], Reader::Index(p + ".decode_step_s", j), &rs.decode_step_s[j]));
+    }
+    CB_RETURN_IF_ERROR(r.Number(s, p, "e2e_s", &rs.e2e_s));
+    CB_RETURN_IF_ERROR(r.Number(s, p, "backend_s", &rs.backend_s));
+    out->push_back(std::move(rs));
+  }
+  return Status::Ok();
+}
+
+Status ReadVerification(const Reader& r, const json& doc, Verification* v) {
+  const json* o;
+  CB_RETURN_IF_ERROR(r.Object(doc, "", "verification", &o));
+  const std::string p = "verification";
+  CB_RETURN_IF_ERROR(r.Enum(*o, p, "status", {"passed", "failed", "not_run"}, &v->status));
+  CB_RETURN_IF_ERROR(r.String(*o, p, "message", &v->message));
+  CB_RETURN_IF_ERROR(r.Integer<int64_t>(*o, p, "sequences", &v->sequences, 0));
+  CB_RETURN_IF_ERROR(r.Integer<int64_t>(*o, p, "positions", &v->positions, 0));
+  CB_RETURN_IF_ERROR(r.Number(*o, p, "max_abs_error", &v->max_abs_error));
+  CB_RETURN_IF_ERROR(r.Number(*o, p, "max_rel_error", &v->max_rel_error));
+  CB_RETURN_IF_ERROR(r.Number(*o, p, "tolerance", &v->tolerance));
+  CB_RETURN_IF_ERROR(r.Number(*o, p, "argmax_agreement", &v->argmax_agreement));
+  return r.Bool(*o, p, "nan_found", &v->nan_found);
+}
+
+}  // namespace
+
+json ToJson(const RunRecord& rec) {
+  const WorkloadSpec& w = rec.workload;
+  json doc = json::object();
+  doc["schema_version"] = rec.schema_version;
+  doc["run"] = json{{"id", rec.run_id},
+                    {"start_time", rec.start_time},
+                    {"end_time", rec.end_time},
+                    {"host", rec.host},
+                    {"git_commit", rec.git_commit},
+                    {"tool_version", rec.tool_version},
+                    {"status", rec.status},
+                    {"status_message", rec.status_message}};
+  doc["workload"] = json{{"model_ref", w.model_ref},
+                         {"scenario", w.scenario},
+                         {"backend", w.backend},
+                         {"dtype", std::string(DTypeName(w.dtype))},
+                         {"batch", w.batch},
+                         {"prompt_len", w.prompt_len},
+                         {"gen_len", w.gen_len},
+                         {"layers", w.layers},
+                         {"layers_run", rec.layers_run},
+                         {"model_layers", w.model.num_layers},
+                         {"extrapolated", rec.extrapolated},
+                         {"extrapolation_method", rec.extrapolation_method},
+                         {"seed", w.seed},
+                         {"repetitions", w.repetitions},
+                         {"warmup", w.warmup},
+                         {"verify", w.verify},
+                         {"verify_len", w.verify_len}};
+  doc["model"] = ModelJson(w.model);
+
+  const DeviceProps& d = rec.device;
+  double peak[kDTypeCount];
+  for (int i = 0; i < kDTypeCount; ++i) peak[i] = d.peak_flops[i];
+  doc["device"] = json{{"backend", d.backend},
+                       {"name", d.name},
+                       {"kind", d.kind},
+                       {"uuid", d.uuid},
+                       {"host", d.host},
+                       {"peak_flops", PerDType(peak)},
+                       {"mem_bandwidth_bytes_per_s", Num(d.mem_bandwidth_bytes_per_s)},
+                       {"mem_bytes", d.mem_bytes},
+                       {"threads", d.threads},
+                       {"isa", d.isa},
+                       {"simulated", d.simulated}};
+
+  const Ceilings& c = rec.ceilings;
+  doc["ceilings"] = json{{"matmul_flops_per_s", PerDType(c.matmul_flops_per_s)},
+                         {"mem_read_bytes_per_s", Num(c.mem_read_bytes_per_s)},
+                         {"source", c.source},
+                         {"measured_at", c.measured_at}};
+
+  json metrics = json::object();
+  for (const Metric& m : rec.metrics) {
+    if (metrics.contains(m.name)) continue;  // the first wins, as in FindMetric
+    json jm{{"value", Num(m.value)}, {"unit", m.unit}, {"how", std::string(ProvenanceName(m.how))}};
+    if (m.has_distribution) jm["distribution"] = DistributionJson(m.dist);
+    metrics[m.name] = std::move(jm);
+  }
+  doc["metrics"] = std::move(metrics);
+
+  json samples = json::array();
+  for (const RepetitionSample& s : rec.samples) {
+    json steps = json::array();
+    for (double t : s.decode_step_s) steps.push_back(Num(t));
+    samples.push_back(json{{"prefill_s", Num(s.prefill_s)},
+                           {"decode_step_s", std::move(steps)},
+                           {"e2e_s", Num(s.e2e_s)},
+                           {"backend_s", Num(s.backend_s)}});
+  }
+  doc["samples"] = std::move(samples);
+
+  const Verification& v = rec.verification;
+  doc["verification"] = json{{"status", v.status},
+                             {"message", v.message},
+                             {"sequences", v.sequences},
+                             {"positions", v.positions},
+                             {"max_abs_error", Num(v.max_abs_error)},
+                             {"max_rel_error", Num(v.max_rel_error)},
+                             {"tolerance", Num(v.tolerance)},
+                             {"argmax_agreement", Num(v.argmax_agreement)},
+                             {"nan_found", v.nan_found}};
+  doc["generated_tokens"] = rec.generated_tokens;
+  return doc;
+}
+
+Status FromJson(const json& doc, const std::string& origin, RunRecord* out) {
+  if (!doc.is_object()) {
+    return Status::InvalidInput(origin + ": expected a JSON object (one run record), got " +
+                                std::string(doc.type_name()));
+  }
+  const Reader r(origin);
+  RunRecord rec;
+  CB_RETURN_IF_ERROR(r.String(doc, "", "schema_version", &rec.schema_version));
+  // Same major version: readable (later minor versions only add fields, which are ignored).
+  const std::string& sv = rec.schema_version;
+  if (sv.substr(0, sv.find('.')) != "1") {
+    return r.Error("schema_version", "unsupported version '" + sv + "'; this build reads 1.x");
+  }
+  CB_RETURN_IF_ERROR(ReadRun(r, doc, &rec));
+  CB_RETURN_IF_ERROR(ReadWorkload(r, doc, &rec));
+  CB_RETURN_IF_ERROR(ReadModel(r, doc, &rec.workload.model));
+  CB_RETURN_IF_ERROR(ReadDevice(r, doc, &rec.device));
+  CB_RETURN_IF_ERROR(ReadCeilings(r, doc, &rec.ceilings));
+  CB_RETURN_IF_ERROR(ReadMetrics(r, doc, &rec.metrics));
+  CB_RETURN_IF_ERROR(ReadSamples(r, doc, &rec.samples));
+  CB_RETURN_IF_ERROR(ReadVerification(r, doc, &rec.verification));
+  const json* tokens;
+  CB_RETURN_IF_ERROR(r.Array(doc, "", "generated_tokens", &tokens));
+  rec.generated_tokens.resize(tokens->size());
+  for (size_t i = 0; i < tokens->size(); ++i) {
+    CB_RETURN_IF_ERROR(r.IntegerValue<int32_t>((*tokens)[i], Reader::Index("generated_tokens", i),
+                                               &rec.generated_tokens[i], 0));
+  }
+  *out = std::move(rec);
+  return Status::Ok();
+}
+
+}  // namespace cb
