@@ -1,0 +1,28 @@
+#pragma once
+
+#include <string>
+
+namespace cb {
+
+/// What identifies the machine a ceiling was measured on. A cached ceiling is reused only
+/// when all of these match the current process.
+struct HostInfo {
+  std::string host;       ///< gethostname()
+  std::string cpu_model;  ///< "model name" of /proc/cpuinfo
+  std::string isa;        ///< oneDNN's effective ISA, e.g. "avx512_core_bf16"
+  int threads = 0;        ///< OpenMP threads the kernels run with (omp_get_max_threads)
+};
+
+/// The current host, CPU, effective oneDNN ISA and OpenMP thread count.
+HostInfo CurrentHostInfo();
+
+/// oneDNN's effective CPU ISA (honours ONEDNN_MAX_CPU_ISA), e.g. "avx512_core_bf16".
+std::string DnnlIsaName();
+
+/// Current UTC time as ISO-8601 with seconds, e.g. "2025-01-31T12:00:00Z".
+std::string IsoUtcNow();
+
+/// clusterbench's version, written into cached ceilings.
+const char* ToolVersion();
+
+}  // namespace cb
