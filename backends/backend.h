@@ -1,10 +1,12 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "harness/core/dtype.h"
 #include "harness/core/status.h"
@@ -24,9 +26,9 @@ struct DeviceProps {
   /// ceilings of `clusterbench micro`, not these.
   std::array<double, kDTypeCount> peak_flops{};
   double mem_bandwidth_bytes_per_s = 0;
-  uint64_t mem_bytes = 0;       ///< memory a session may use (available, not installed)
-  int threads = 0;              ///< worker threads (CPU)
-  std::string isa;              ///< e.g. "avx512_core_bf16" (CPU)
+  uint64_t mem_bytes = 0;  ///< memory a session may use (available, not installed)
+  int threads = 0;         ///< worker threads (CPU)
+  std::string isa;         ///< e.g. "avx512_core_bf16" (CPU)
   bool simulated = false;
 };
 
@@ -57,6 +59,17 @@ class Session {
   virtual Status Synchronize() = 0;
   /// Bytes this session allocated on the device.
   virtual uint64_t AllocatedBytes() const = 0;
+
+  /// Optional access to one activation buffer of the loaded stream, for per-op conformance
+  /// tests and debugging: `rows` rows of the buffer's full width (see BufferRows()) as fp32,
+  /// row-major; token ids travel as exact float values. Backends without it return
+  /// kUnsupported. Values written to a buffer the backend keeps in bf16 are rounded.
+  virtual Status ReadBuffer(Buf buf, int64_t rows, std::vector<float>* out) const {
+    return Status::Unsupported("this backend gives no access to its activation buffers");
+  }
+  virtual Status WriteBuffer(Buf buf, int64_t rows, const std::vector<float>& data) {
+    return Status::Unsupported("this backend gives no access to its activation buffers");
+  }
 };
 
 /// Time as the device sees it: wall time read after Synchronize, or modelled time (sim).
@@ -95,7 +108,10 @@ class Device {
 /// Wall clock (steady, monotonic).
 class SteadyClock final : public Clock {
  public:
-  double NowSeconds() override;
+  double NowSeconds() override {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
 };
 
 }  // namespace cb

@@ -1,0 +1,16 @@
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace cb {
+
+/// Each subcommand registers its flags on `app` and returns a callback that runs it and
+/// yields the process exit code.
+using CommandFn = std::function<int()>;
+
+CommandFn AddRunCommand(CLI::App& app);
+CommandFn AddModelsCommand(CLI::App& app);
+CommandFn AddBackendsCommand(CLI::App& app);
+CommandFn AddMicroCommand(CLI::App& app);
+
+}  // namespace cb

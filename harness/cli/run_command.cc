@@ -1,0 +1,251 @@
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "backends/registry.h"
+#include "harness/cancel.h"
+#include "harness/cli/commands.h"
+#include "harness/fault_injection.h"
+#include "harness/micro/ceilings.h"
+#include "harness/plan.h"
+#include "harness/runner.h"
+#include "results/formats.h"
+#include "results/record_json.h"
+
+namespace cb {
+namespace {
+
+using nlohmann::json;
+
+struct RunFlags {
+  std::string model, suite, backend, dtype, batch, prompt_len, gen_len, layers, seed;
+  int repetitions = 0, warmup = 0, verify_len = 0;
+  bool no_verify = false, remeasure = false, quiet = false;
+  std::string results_dir = "results", out, format = "table", inject_fault;
+  std::map<std::string, CLI::Option*> given;  ///< workload field -> its option
+};
+
+/// "1,8,32" -> [1, 8, 32]; "bf16" -> "bf16".
+Status ListValue(const std::string& flag, const std::string& text, bool integers, json* out) {
+  json values = json::array();
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = text.find(',', start);
+    const std::string item =
+        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (item.empty())
+      return Status::InvalidInput("command line: " + flag + " '" + text + "' has an empty item");
+    if (integers) {
+      size_t used = 0;
+      long long v = 0;
+      try {
+        v = std::stoll(item, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != item.size()) {
+        return Status::InvalidInput("command line: " + flag + " expects integers, got '" + item +
+                                    "'");
+      }
+      values.push_back(v);
+    } else {
+      values.push_back(item);
+    }
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  *out = values.size() == 1 ? values[0] : values;
+  return Status::Ok();
+}
+
+Status BuildOverrides(const RunFlags& f, json* overrides) {
+  struct Field {
+    const char* key;
+    const std::string* text;
+    bool integers;
+  };
+  const Field list_fields[] = {{"model", &f.model, false},          {"backend", &f.backend, false},
+                               {"dtype", &f.dtype, false},          {"batch", &f.batch, true},
+                               {"prompt_len", &f.prompt_len, true}, {"gen_len", &f.gen_len, true},
+                               {"layers", &f.layers, true},         {"seed", &f.seed, true}};
+  *overrides = json::object();
+  for (const Field& field : list_fields) {
+    const CLI::Option* opt = f.given.at(field.key);
+    if (opt->count() == 0) continue;
+    CB_RETURN_IF_ERROR(
+        ListValue(opt->get_name(), *field.text, field.integers, &(*overrides)[field.key]));
+  }
+  if (f.given.at("repetitions")->count()) (*overrides)["repetitions"] = f.repetitions;
+  if (f.given.at("warmup")->count()) (*overrides)["warmup"] = f.warmup;
+  if (f.given.at("verify_len")->count()) (*overrides)["verify_len"] = f.verify_len;
+  if (f.no_verify) (*overrides)["verify"] = false;
+  return Status::Ok();
+}
+
+std::string SuitePath(const std::string& suite) {
+  if (suite.find('/') != std::string::npos || suite.ends_with(".json")) return suite;
+  return DataDir() + "/workloads/suites/" + suite + ".json";
+}
+
+std::string RunFileName(const RunRecord& r) {
+  std::string name = r.run_id + "_" + r.workload.model.name + "_" + r.workload.backend + "_" +
+                     std::string(DTypeName(r.workload.dtype)) + "_b" +
+                     std::to_string(r.workload.batch) + ".json";
+  for (char& c : name) {
+    if (c == '/' || c == ' ') c = '_';
+  }
+  return name;
+}
+
+std::string Describe(const WorkloadSpec& w) {
+  return w.model.name + " " + w.backend + " " + std::string(DTypeName(w.dtype)) + " batch " +
+         std::to_string(w.batch) + " prompt " + std::to_string(w.prompt_len) + " gen " +
+         std::to_string(w.gen_len) +
+         (w.Extrapolated() ? " (" + std::to_string(w.LayersRun()) + "/" +
+                                 std::to_string(w.model.num_layers) + " layers, extrapolated)"
+                           : "");
+}
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "clusterbench run: %s\n", s.message().c_str());
+  return s.ExitCode();
+}
+
+int Run(const RunFlags& f) {
+  InstallCancelHandlers();
+  json overrides;
+  if (Status s = BuildOverrides(f, &overrides); !s.ok()) return Fail(s);
+  std::vector<WorkloadSpec> plan;
+  if (f.suite.empty() && f.model.empty()) {
+    return Fail(
+        Status::InvalidInput("give --model NAME|FILE or --suite NAME|FILE (e.g. --suite default)"));
+  }
+  if (!f.suite.empty()) {
+    if (Status s = LoadSuiteFile(SuitePath(f.suite), overrides, &plan); !s.ok()) return Fail(s);
+  } else {
+    json suite = {{"workloads", json::array({overrides})}};
+    if (Status s = ExpandSuite(suite, json::object(), "command line", &plan); !s.ok())
+      return Fail(s);
+  }
+  {
+    std::string probe;
+    if (Status s = FormatRuns({}, f.format, &probe); !s.ok()) return Fail(s);
+  }
+
+  // Pre-flight: every backend opens and every workload fits before anything is measured.
+  std::map<std::string, std::unique_ptr<Device>> devices;
+  for (const WorkloadSpec& w : plan) {
+    auto& dev = devices[w.backend];
+    if (!dev) {
+      if (Status s = OpenDevice(w.backend, &dev); !s.ok()) return Fail(s);
+      if (!f.inject_fault.empty()) {
+        if (Status s = WrapWithFault(f.inject_fault, std::move(dev), &dev); !s.ok()) return Fail(s);
+      }
+    }
+    const uint64_t available = dev->Props().mem_bytes;
+    const MemoryEstimate mem = EstimateMemory(w);
+    if (available > 0 && mem.Peak() > available) {
+      return Fail(Status::Exhausted(
+          Describe(w) + ": needs about " + std::to_string(mem.Peak() >> 20) + " MiB (weights " +
+          std::to_string(mem.weights >> 20) + ", KV cache " + std::to_string(mem.kv_cache >> 20) +
+          ", verification " + std::to_string(mem.verification >> 20) + " MiB), " +
+          std::to_string(available >> 20) +
+          " MiB available; use --layers N, a smaller --batch, "
+          "shorter --prompt-len/--gen-len, or --no-verify"));
+    }
+  }
+
+  Ceilings ceilings;
+  if (Status s = LoadOrMeasureCeilings(f.results_dir, f.remeasure, &ceilings); !s.ok()) {
+    std::fprintf(stderr, "clusterbench run: warning: no ceilings (%s); MFU and MBU are omitted\n",
+                 s.message().c_str());
+    ceilings = Ceilings{};
+  }
+  if (CancelRequested()) return Fail(Status::Cancelled("interrupted before the first run"));
+
+  const std::string out_dir = f.out.empty() ? f.results_dir + "/runs" : f.out;
+  std::vector<RunRecord> records;
+  bool any_bad = false;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const WorkloadSpec& w = plan[i];
+    RunnerOptions opts;
+    opts.ceilings = ceilings;
+    opts.quiet = f.quiet;
+    opts.progress_prefix = "[" + std::to_string(i + 1) + "/" + std::to_string(plan.size()) + "]";
+    if (!f.quiet)
+      std::fprintf(stderr, "%s %s\n", opts.progress_prefix.c_str(), Describe(w).c_str());
+    RunRecord rec;
+    StampRun(&rec);
+    Status s = RunOffline(w, *devices[w.backend], opts, &rec);
+    if (s.code() == StatusCode::kCancelled) {
+      std::fprintf(stderr,
+                   "clusterbench run: interrupted; the run in progress was discarded, %zu "
+                   "finished run(s) are in %s\n",
+                   records.size(), out_dir.c_str());
+      return 130;
+    }
+    if (!s.ok()) return Fail(s);
+    rec.end_time = NowIso8601();
+    const std::string path = out_dir + "/" + RunFileName(rec);
+    if (Status ws = WriteFileAtomically(path, ToJson(rec).dump(2) + "\n"); !ws.ok()) {
+      std::fprintf(stderr, "clusterbench run: %s\n", ws.message().c_str());
+      any_bad = true;
+    } else if (!f.quiet) {
+      std::fprintf(stderr, "%s %s: %s%s -> %s\n", opts.progress_prefix.c_str(), rec.status.c_str(),
+                   rec.status_message.c_str(), rec.status_message.empty() ? "done" : "",
+                   path.c_str());
+    }
+    any_bad |= rec.status == "failed" || rec.status == "invalid";
+    records.push_back(std::move(rec));
+  }
+  std::string text;
+  if (Status s = FormatRuns(records, f.format, &text); !s.ok()) return Fail(s);
+  if (!text.empty() && text.back() != '\n') text += '\n';
+  std::fputs(text.c_str(), stdout);
+  std::fflush(stdout);
+  return any_bad ? 1 : 0;
+}
+
+}  // namespace
+
+CommandFn AddRunCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand("run", "Run one workload or a suite of workloads and report them");
+  auto f = std::make_shared<RunFlags>();
+  auto& g = f->given;
+  g["model"] = cmd->add_option("--model", f->model,
+                               "Model preset name or JSON file (comma-separated list expands)");
+  cmd->add_option("--suite", f->suite,
+                  "Suite name (workloads/suites/NAME.json) or file; flags given override it");
+  g["backend"] = cmd->add_option("--backend", f->backend, "Backend: cpu, reference (default cpu)");
+  g["dtype"] = cmd->add_option("--dtype", f->dtype, "fp32 or bf16 (default bf16)");
+  g["batch"] = cmd->add_option("--batch", f->batch, "Sequences per batch (default 1)");
+  g["prompt_len"] = cmd->add_option("--prompt-len", f->prompt_len, "Prompt tokens (default 128)");
+  g["gen_len"] =
+      cmd->add_option("--gen-len", f->gen_len, "Decode steps after the prefill (default 32)");
+  g["layers"] = cmd->add_option("--layers", f->layers,
+                                "Run N decoder layers and extrapolate to the model's count");
+  g["seed"] = cmd->add_option("--seed", f->seed, "Seed of weights and prompts (default 1)");
+  g["repetitions"] =
+      cmd->add_option("--repetitions", f->repetitions, "Measured repetitions (default 5)")
+          ->check(CLI::PositiveNumber);
+  g["warmup"] = cmd->add_option("--warmup", f->warmup, "Unmeasured warm-up repetitions (default 1)")
+                    ->check(CLI::NonNegativeNumber);
+  g["verify_len"] =
+      cmd->add_option("--verify-len", f->verify_len,
+                      "Teacher-forced tokens checked against the reference (0 = auto)");
+  cmd->add_flag("--no-verify", f->no_verify, "Skip the reference check (results say not_run)");
+  cmd->add_option("--results-dir", f->results_dir, "Results root (ceilings cache lives here)")
+      ->default_val("results");
+  cmd->add_option("--out", f->out, "Directory for the run files (default RESULTS_DIR/runs)");
+  cmd->add_option("--format", f->format, "stdout format: table, json, md, csv")
+      ->default_val("table");
+  cmd->add_flag("--remeasure-ceilings", f->remeasure, "Re-run the micro-suite ceilings first");
+  cmd->add_flag("--quiet,-q", f->quiet, "No progress on stderr");
+  cmd->add_option("--inject-fault", f->inject_fault, "Test only: nan-logits, skew-logits")
+      ->group("");  // hidden from --help
+  return [f] { return Run(*f); };
+}
+
+}  // namespace cb

@@ -1,0 +1,71 @@
+#include "harness/fault_injection.h"
+
+#include <cmath>
+
+namespace cb {
+namespace {
+
+enum class Fault { kNanLogits, kSkewLogits };
+
+class FaultySession final : public Session {
+ public:
+  FaultySession(std::unique_ptr<Session> inner, Fault fault)
+      : inner_(std::move(inner)), fault_(fault) {}
+  Status Load(const OpStream& s, const WeightSource& w) override { return inner_->Load(s, w); }
+  Status Run(const OpStream& s, OpRange r, StepIO& io) override {
+    CB_RETURN_IF_ERROR(inner_->Run(s, r, io));
+    if (r.end != s.ops.size()) return Status::Ok();
+    if (fault_ == Fault::kNanLogits) {
+      if (io.want_logits && !io.logits.empty()) io.logits[0] = std::nanf("");
+      for (int32_t& t : io.next_tokens) t = -1;
+    } else if (io.want_logits) {
+      for (float& v : io.logits) v *= 1.5f;
+    }
+    return Status::Ok();
+  }
+  Status Synchronize() override { return inner_->Synchronize(); }
+  uint64_t AllocatedBytes() const override { return inner_->AllocatedBytes(); }
+
+ private:
+  std::unique_ptr<Session> inner_;
+  Fault fault_;
+};
+
+class FaultyDevice final : public Device {
+ public:
+  FaultyDevice(std::unique_ptr<Device> inner, Fault fault)
+      : inner_(std::move(inner)), fault_(fault) {}
+  DeviceProps Props() const override { return inner_->Props(); }
+  Support Supports(DType t) const override { return inner_->Supports(t); }
+  Status Open(const SessionConfig& c, std::unique_ptr<Session>* out) override {
+    std::unique_ptr<Session> s;
+    CB_RETURN_IF_ERROR(inner_->Open(c, &s));
+    *out = std::make_unique<FaultySession>(std::move(s), fault_);
+    return Status::Ok();
+  }
+  Clock& clock() override { return inner_->clock(); }
+  EnergyMeter* energy() override { return inner_->energy(); }
+
+ private:
+  std::unique_ptr<Device> inner_;
+  Fault fault_;
+};
+
+}  // namespace
+
+Status WrapWithFault(const std::string& mode, std::unique_ptr<Device> inner,
+                     std::unique_ptr<Device>* out) {
+  Fault fault;
+  if (mode == "nan-logits") {
+    fault = Fault::kNanLogits;
+  } else if (mode == "skew-logits") {
+    fault = Fault::kSkewLogits;
+  } else {
+    return Status::InvalidInput("--inject-fault '" + mode +
+                                "' unknown; allowed values: nan-logits, skew-logits");
+  }
+  *out = std::make_unique<FaultyDevice>(std::move(inner), fault);
+  return Status::Ok();
+}
+
+}  // namespace cb

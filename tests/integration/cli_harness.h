@@ -1,0 +1,29 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace cb::testing {
+
+struct CliResult {
+  int exit_code = -1;
+  std::string out;  ///< stdout
+  std::string err;  ///< stderr
+};
+
+/// Runs the clusterbench binary with `args` (shell-quoted here), capturing stdout and stderr.
+CliResult RunCli(const std::vector<std::string>& args);
+
+/// A fresh empty directory under the test results root.
+std::string FreshDir(const std::string& name);
+
+/// Files directly in `dir` (sorted).
+std::vector<std::string> ListFiles(const std::string& dir);
+
+std::string ReadText(const std::string& path);
+void WriteText(const std::string& path, const std::string& text);
+
+/// The shared results root: its ceilings cache is measured once and reused.
+std::string SharedResultsDir();
+
+}  // namespace cb::testing
