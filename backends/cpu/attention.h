@@ -1,0 +1,73 @@
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "backends/cpu/aligned_buffer.h"
+#include "backends/cpu/kernels.h"
+#include "harness/core/dtype.h"
+#include "harness/core/status.h"
+
+namespace cb::cpu {
+
+/// K and V of every layer, [layer][slot][kv_head][position][head_dim] in the session dtype, so
+/// one head's history is one contiguous stream.
+class KvCache {
+ public:
+  Status Allocate(int layers, int64_t slots, int64_t kv_heads, int64_t max_context,
+                  int64_t head_dim, DType dtype);
+
+  DType dtype() const { return dtype_; }
+  int64_t max_context() const { return max_context_; }
+  /// Start of the [max_context, head_dim] history of (layer, slot, kv_head).
+  void* K(int layer, int64_t slot, int64_t head) const { return At(k_, layer, slot, head); }
+  void* V(int layer, int64_t slot, int64_t head) const { return At(v_, layer, slot, head); }
+  /// Positions of (layer, slot) written so far.
+  int64_t& Valid(int layer, int64_t slot) { return valid_[layer * slots_ + slot]; }
+  uint64_t AllocatedBytes() const { return k_.size() + v_.size(); }
+
+ private:
+  void* At(const AlignedBuffer& b, int layer, int64_t slot, int64_t head) const {
+    const int64_t index = (layer * slots_ + slot) * kv_heads_ + head;
+    return static_cast<char*>(b.data()) +
+           static_cast<size_t>(index * max_context_ * head_dim_) * DTypeBytes(dtype_);
+  }
+
+  DType dtype_ = DType::kF32;
+  int64_t slots_ = 0, kv_heads_ = 0, max_context_ = 0, head_dim_ = 0;
+  AlignedBuffer k_, v_;
+  std::vector<int64_t> valid_;
+};
+
+/// One row (new token) of a step: its sequence's KV slot and its position.
+struct RowPos {
+  int64_t slot = 0;
+  int32_t pos = 0;
+};
+
+struct AttentionShape {
+  int64_t heads = 0, kv_heads = 0, head_dim = 0;
+};
+
+/// Per-thread working memory of Attention(): scores and output accumulators of one group of
+/// query heads.
+class AttentionScratch {
+ public:
+  Status Allocate(int threads, const AttentionShape& shape, int64_t max_context);
+  int threads() const { return threads_; }
+  float* For(int thread) const { return buf_.as<float>() + thread * per_thread_; }
+  uint64_t AllocatedBytes() const { return buf_.size(); }
+
+ private:
+  int threads_ = 0;
+  int64_t per_thread_ = 0;
+  AlignedBuffer buf_;
+};
+
+/// Appends K and V of the `rows` new rows of `qkv` (fp32 [rows, (heads + 2 kv_heads) hd]) to
+/// `layer` of the cache, then computes causal GQA attention of each new row over its
+/// sequence's positions [0, pos]: out[row, h * hd + d]. Parallel over (row, kv head).
+void Attention(const float* qkv, int64_t rows, const RowPos* row_pos, const AttentionShape& shape,
+               KvCache& cache, int layer, View out, AttentionScratch& scratch);
+
+}  // namespace cb::cpu

@@ -1,0 +1,83 @@
+#include <omp.h>
+
+#include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/cpu_session.h"
+#include "backends/cpu/host_info.h"
+
+namespace cb {
+namespace {
+
+class CpuDevice final : public Device {
+ public:
+  DeviceProps Props() const override {
+    DeviceProps p;
+    p.backend = "cpu";
+    const int cores = cpu::CpuCount();
+    p.name =
+        cpu::CpuModelName() + " (" + std::to_string(cores) + (cores == 1 ? " core)" : " cores)");
+    p.kind = "cpu";
+    p.host = cpu::HostName();
+    p.threads = omp_get_max_threads();
+    p.mem_bytes = cpu::MemAvailableBytes();
+    p.isa = cpu::DnnlIsaName();
+    p.simulated = false;
+    return p;
+  }
+
+  Support Supports(DType dtype) const override {
+    std::string reason;
+    if (!CpuBackendUsable(&reason)) return {false, reason};
+    switch (dtype) {
+      case DType::kF32:
+        return {};
+      case DType::kBF16:
+        if (!cpu::DnnlIsaHasBf16()) {
+          return {false, "bf16 needs avx512_core_bf16 or AMX; oneDNN reports " +
+                             cpu::DnnlIsaName() + " on this CPU"};
+        }
+        return {};
+      case DType::kF16:
+        return {false, "the cpu backend does not run fp16"};
+    }
+    return {false, "unknown dtype"};
+  }
+
+  Status Open(const SessionConfig& config, std::unique_ptr<Session>* out) override {
+    const Support s = Supports(config.dtype);
+    if (!s.supported) return Status::Unsupported(s.reason);
+    if (config.max_sequences < 1 || config.max_context < 1 || config.max_step_tokens < 1) {
+      return Status::InvalidInput(
+          "SessionConfig needs max_sequences, max_context and max_step_tokens of at least 1 "
+          "(got " +
+          std::to_string(config.max_sequences) + ", " + std::to_string(config.max_context) + ", " +
+          std::to_string(config.max_step_tokens) + ")");
+    }
+    *out = std::make_unique<cpu::CpuSession>(config);
+    return Status::Ok();
+  }
+
+  Clock& clock() override { return clock_; }
+  EnergyMeter* energy() override { return nullptr; }
+
+ private:
+  SteadyClock clock_;
+};
+
+}  // namespace
+
+bool CpuBackendUsable(std::string* reason) {
+#if !defined(__x86_64__)
+  if (reason) *reason = "the cpu backend needs an x86-64 CPU";
+  return false;
+#else
+  if (!cpu::CpuHasAvx512()) {
+    if (reason) *reason = "the cpu backend's kernels need AVX-512 (F, BW, VL, DQ)";
+    return false;
+  }
+  return true;
+#endif
+}
+
+std::unique_ptr<Device> MakeCpuDevice() { return std::make_unique<CpuDevice>(); }
+
+}  // namespace cb

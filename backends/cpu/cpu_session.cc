@@ -1,0 +1,545 @@
+#include "backends/cpu/cpu_session.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "backends/cpu/skinny_gemm.h"
+
+namespace cb::cpu {
+namespace {
+
+std::string OpName(const Op& op) {
+  std::string s(OpKindName(op.kind));
+  if (op.layer >= 0) s += " of layer " + std::to_string(op.layer);
+  return s;
+}
+
+/// Identity of a weight's values: an embedding and a tied LM head have the same.
+std::string WeightIdentity(const WeightDesc& w) {
+  return (w.key.empty() ? w.name : w.key) + "|" + std::to_string(w.rows) + "x" +
+         std::to_string(w.cols) + "@" + std::to_string(w.row_offset) + "," +
+         std::to_string(w.col_offset) + "/" + std::to_string(w.global_cols) + "|" +
+         std::to_string(static_cast<int>(w.init)) + "|" + std::to_string(w.scale);
+}
+
+std::string JoinNames(const std::vector<std::string>& names) {
+  std::string s;
+  for (const auto& n : names) s += n + ";";
+  return s;
+}
+
+}  // namespace
+
+int64_t BufWidth(const LocalDims& d, Buf b) {
+  switch (b) {
+    case Buf::kNone:
+      return 0;
+    case Buf::kTokens:
+    case Buf::kNextTokens:
+      return 1;
+    case Buf::kX:
+    case Buf::kH:
+    case Buf::kProj:
+    case Buf::kXLast:
+    case Buf::kHLast:
+      return d.hidden;
+    case Buf::kQkv:
+      return d.QkvWidth();
+    case Buf::kAttn:
+      return d.heads * d.head_dim;
+    case Buf::kGateUp:
+      return 2 * d.ffn;
+    case Buf::kAct:
+      return d.ffn;
+    case Buf::kLogits:
+      return d.vocab_full;
+  }
+  return 0;
+}
+
+DType CpuSession::BufDType(Buf b) const {
+  switch (b) {
+    case Buf::kH:
+    case Buf::kAttn:
+    case Buf::kAct:
+    case Buf::kHLast:
+      return cfg_.dtype;
+    default:
+      return DType::kF32;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load
+
+Status CpuSession::CheckStream(const OpStream& s) const {
+  const LocalDims& d = s.dims;
+  if (d.hidden <= 0 || d.heads <= 0 || d.kv_heads <= 0 || d.head_dim <= 0 || d.ffn <= 0 ||
+      d.vocab <= 0) {
+    return Status::InvalidInput("the op stream has empty dimensions");
+  }
+  if (d.head_dim % 2 != 0) {
+    return Status::InvalidInput("rotary embedding needs an even head_dim, got " +
+                                std::to_string(d.head_dim));
+  }
+  if (d.heads % d.kv_heads != 0) {
+    return Status::InvalidInput("query heads (" + std::to_string(d.heads) +
+                                ") must be a multiple of KV heads (" + std::to_string(d.kv_heads) +
+                                ")");
+  }
+  auto need_f32 = [&](const Op& op, Buf b) -> Status {
+    if (BufDType(b) != DType::kF32 || b == Buf::kTokens || b == Buf::kNextTokens) {
+      return Status::Unsupported("the cpu backend runs " + OpName(op) + " on fp32 buffers, not '" +
+                                 std::string(BufName(b)) + "'");
+    }
+    return Status::Ok();
+  };
+  auto need_width = [&](const Op& op, Buf b, int64_t w) -> Status {
+    if (BufWidth(d, b) != w) {
+      return Status::InvalidInput(OpName(op) + ": buffer '" + std::string(BufName(b)) + "' is " +
+                                  std::to_string(BufWidth(d, b)) + " wide, the op needs " +
+                                  std::to_string(w));
+    }
+    return Status::Ok();
+  };
+  for (const Op& op : s.ops) {
+    for (const std::string& w : op.weights) {
+      if (s.FindWeight(w) == nullptr) {
+        return Status::InvalidInput(OpName(op) + " names weight '" + w +
+                                    "' the stream does not declare");
+      }
+    }
+    if (op.layer >= s.layers) return Status::InvalidInput(OpName(op) + ": layer out of range");
+    switch (op.kind) {
+      case OpKind::kEmbedding:
+        if (op.in != Buf::kTokens || op.weights.size() != 1) {
+          return Status::InvalidInput(OpName(op) + " must read token ids with one table");
+        }
+        if (s.FindWeight(op.weights[0])->cols != op.n) {
+          return Status::InvalidInput(OpName(op) + ": table width differs from n");
+        }
+        CB_RETURN_IF_ERROR(need_width(op, op.out, op.n));
+        break;
+      case OpKind::kRmsNorm:
+        if (op.weights.size() != 1 || s.FindWeight(op.weights[0])->Elements() != op.n) {
+          return Status::InvalidInput(OpName(op) + " needs one gain of width n");
+        }
+        CB_RETURN_IF_ERROR(need_width(op, op.in, op.n));
+        CB_RETURN_IF_ERROR(need_width(op, op.out, op.n));
+        if (BufferRows(op.in) != BufferRows(op.out)) {
+          return Status::InvalidInput(OpName(op) + " maps token rows onto sequence rows");
+        }
+        break;
+      case OpKind::kMatMul:
+        CB_RETURN_IF_ERROR(need_f32(op, op.out));
+        CB_RETURN_IF_ERROR(need_width(op, op.in, op.k));
+        if (BufWidth(d, op.out) < op.n || BufferRows(op.in) != BufferRows(op.out)) {
+          return Status::InvalidInput(OpName(op) + ": output buffer does not fit");
+        }
+        break;
+      case OpKind::kQkNorm:
+        if (op.weights.size() != 2) return Status::InvalidInput(OpName(op) + " needs two gains");
+        for (const auto& w : op.weights) {
+          if (s.FindWeight(w)->Elements() != d.head_dim) {
+            return Status::InvalidInput(OpName(op) + ": gain width differs from head_dim");
+          }
+        }
+        [[fallthrough]];
+      case OpKind::kRope:
+      case OpKind::kAttention:
+        CB_RETURN_IF_ERROR(need_f32(op, op.in));
+        CB_RETURN_IF_ERROR(need_width(op, op.in, d.QkvWidth()));
+        if (op.kind == OpKind::kAttention) {
+          if (op.layer < 0) return Status::InvalidInput(OpName(op) + " needs a layer");
+          CB_RETURN_IF_ERROR(need_width(op, op.out, d.heads * d.head_dim));
+        }
+        break;
+      case OpKind::kSwiGlu:
+        CB_RETURN_IF_ERROR(need_f32(op, op.in));
+        CB_RETURN_IF_ERROR(need_width(op, op.in, 2 * op.n));
+        CB_RETURN_IF_ERROR(need_width(op, op.out, op.n));
+        break;
+      case OpKind::kResidualAdd:
+      case OpKind::kSelectLast:
+        CB_RETURN_IF_ERROR(need_f32(op, op.in));
+        CB_RETURN_IF_ERROR(need_f32(op, op.out));
+        CB_RETURN_IF_ERROR(need_width(op, op.in, op.n));
+        CB_RETURN_IF_ERROR(need_width(op, op.out, op.n));
+        if (op.kind == OpKind::kSelectLast &&
+            (BufferRows(op.in) != Rows::kTokenRows || BufferRows(op.out) != Rows::kSequenceRows)) {
+          return Status::InvalidInput(OpName(op) + " maps token rows onto sequence rows");
+        }
+        break;
+      case OpKind::kSampleGreedy:
+        CB_RETURN_IF_ERROR(need_f32(op, op.in));
+        CB_RETURN_IF_ERROR(need_width(op, op.in, op.n));
+        if (op.out != Buf::kNextTokens) {
+          return Status::InvalidInput(OpName(op) + " must write next_tokens");
+        }
+        break;
+      case OpKind::kAllReduce:
+      case OpKind::kAllGather:
+        break;
+    }
+  }
+  return Status::Ok();
+}
+
+Status CpuSession::PlanWeights(const OpStream& s, const WeightSource& weights) {
+  plans_.assign(s.ops.size(), OpPlan{});
+  std::map<std::string, const PackedMatrix*> by_group;
+  // Matmul weights first: an embedding may then read a tied LM head's packed copy.
+  for (size_t i = 0; i < s.ops.size(); ++i) {
+    const Op& op = s.ops[i];
+    if (op.kind != OpKind::kMatMul) continue;
+    const std::string group = JoinNames(op.weights);
+    auto it = by_group.find(group);
+    if (it == by_group.end()) {
+      std::vector<const WeightDesc*> parts;
+      for (const auto& w : op.weights) parts.push_back(s.FindWeight(w));
+      auto m = std::make_unique<PackedMatrix>();
+      CB_RETURN_IF_ERROR(PackWeights(parts, weights, cfg_.dtype, m.get()));
+      if (m->n != op.n || m->k != op.k) {
+        return Status::InvalidInput(OpName(op) + ": weights are " + std::to_string(m->n) + " x " +
+                                    std::to_string(m->k) + ", the op says " + std::to_string(op.n) +
+                                    " x " + std::to_string(op.k));
+      }
+      CB_RETURN_IF_ERROR(matmul_.CheckLayout(*m));
+      it = by_group.emplace(group, m.get()).first;
+      matrices_.push_back(std::move(m));
+    }
+    plans_[i].matrix = it->second;
+  }
+  for (size_t i = 0; i < s.ops.size(); ++i) {
+    const Op& op = s.ops[i];
+    if (op.kind == OpKind::kEmbedding) {
+      const WeightDesc& d = *s.FindWeight(op.weights[0]);
+      auto table = std::make_unique<EmbedTable>();
+      table->vocab = d.rows;
+      for (size_t j = 0; j < s.ops.size() && table->packed == nullptr; ++j) {
+        const Op& m = s.ops[j];
+        if (m.kind == OpKind::kMatMul && m.weights.size() == 1 &&
+            WeightIdentity(*s.FindWeight(m.weights[0])) == WeightIdentity(d)) {
+          table->packed = plans_[j].matrix;  // tied: read rows of the LM head's packed copy
+        }
+      }
+      if (table->packed == nullptr) {
+        table->dtype = cfg_.dtype;
+        CB_RETURN_IF_ERROR(table->plain.Allocate(
+            static_cast<size_t>(d.Elements()) * DTypeBytes(cfg_.dtype), d.name.c_str()));
+        constexpr int64_t kRows = 256;  // generate in blocks: no full fp32 copy
+        std::vector<float> tmp(static_cast<size_t>(kRows * d.cols));
+        for (int64_t r0 = 0; r0 < d.rows; r0 += kRows) {
+          const int64_t rows = std::min(kRows, d.rows - r0);
+          weights.FillRows(d, r0, rows, tmp.data());
+          for (int64_t e = 0; e < rows * d.cols; ++e) {
+            if (cfg_.dtype == DType::kBF16) {
+              table->plain.as<uint16_t>()[r0 * d.cols + e] = FloatToBf16(tmp[e]);
+            } else {
+              table->plain.as<float>()[r0 * d.cols + e] = tmp[e];
+            }
+          }
+        }
+      }
+      plans_[i].embed = table.get();
+      embeds_.push_back(std::move(table));
+    }
+    if (op.kind == OpKind::kRmsNorm || op.kind == OpKind::kQkNorm) {
+      for (size_t w = 0; w < op.weights.size(); ++w) {
+        auto it = gains_.find(op.weights[w]);
+        if (it == gains_.end()) {
+          const WeightDesc& d = *s.FindWeight(op.weights[w]);
+          std::vector<float> g(static_cast<size_t>(d.Elements()));
+          weights.FillRows(d, 0, d.rows, g.data());
+          for (float& v : g) v = RoundTo(cfg_.dtype, v);
+          it = gains_.emplace(op.weights[w], std::move(g)).first;
+        }
+        plans_[i].gain[w] = it->second.data();
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status CpuSession::AllocateBuffers(const OpStream& s) {
+  for (int b = 1; b < kBufCount; ++b) {
+    const Buf buf = static_cast<Buf>(b);
+    ActBuffer& a = bufs_[b];
+    a.ids = buf == Buf::kTokens || buf == Buf::kNextTokens;
+    a.dtype = BufDType(buf);
+    a.width = BufWidth(dims_, buf);
+    a.rows = BufferRows(buf) == Rows::kTokenRows ? cfg_.max_step_tokens : cfg_.max_sequences;
+    const size_t elem = a.ids ? sizeof(int32_t) : DTypeBytes(a.dtype);
+    CB_RETURN_IF_ERROR(a.mem.Allocate(static_cast<size_t>(a.rows * a.width) * elem,
+                                      std::string(BufName(buf)).c_str()));
+  }
+  // Inputs to convert (dtype differs from the weights') or pad (k not a multiple of 16).
+  for (size_t i = 0; i < s.ops.size(); ++i) {
+    const Op& op = s.ops[i];
+    if (op.kind != OpKind::kMatMul) continue;
+    const PackedMatrix& m = *plans_[i].matrix;
+    int64_t rows = 0;
+    if (BufDType(op.in) != m.dtype) {
+      rows = bufs_[static_cast<int>(op.in)].rows;
+    } else if (m.k != m.k_pad) {
+      rows = std::min(kSkinnyMaxRows, bufs_[static_cast<int>(op.in)].rows);
+    }
+    if (rows > 0) CB_RETURN_IF_ERROR(matmul_.Reserve(rows, m.k_pad, m.dtype));
+  }
+
+  const AttentionShape shape{dims_.heads, dims_.kv_heads, dims_.head_dim};
+  CB_RETURN_IF_ERROR(kv_.Allocate(std::max(layers_, 1), cfg_.max_sequences, dims_.kv_heads,
+                                  cfg_.max_context, dims_.head_dim, cfg_.dtype));
+  CB_RETURN_IF_ERROR(attn_scratch_.Allocate(omp_get_max_threads(), shape, cfg_.max_context));
+
+  const int64_t hd = dims_.head_dim, half = hd / 2;
+  CB_RETURN_IF_ERROR(rope_.Allocate(static_cast<size_t>(cfg_.max_context * hd) * sizeof(float),
+                                    "the rotary table"));
+  for (int64_t p = 0; p < cfg_.max_context; ++p) {
+    float* row = rope_.as<float>() + p * hd;
+    for (int64_t i = 0; i < half; ++i) {
+      const double angle = static_cast<double>(p) * std::pow(s.model.rope_theta, -2.0 * i / hd);
+      row[i] = static_cast<float>(std::cos(angle));
+      row[half + i] = static_cast<float>(std::sin(angle));
+    }
+  }
+  row_pos_.resize(cfg_.max_step_tokens);
+  positions_.resize(cfg_.max_step_tokens);
+  return Status::Ok();
+}
+
+Status CpuSession::Load(const OpStream& stream, const WeightSource& weights) {
+  loaded_ = false;
+  matrices_.clear();
+  embeds_.clear();
+  gains_.clear();
+  plans_.clear();
+  CB_RETURN_IF_ERROR(CheckStream(stream));
+  dims_ = stream.dims;
+  layers_ = stream.layers;
+  tp_size_ = stream.shard.tp_size;
+  eps_ = static_cast<float>(stream.model.norm_eps);
+  num_ops_ = stream.ops.size();
+  CB_RETURN_IF_ERROR(PlanWeights(stream, weights));
+  CB_RETURN_IF_ERROR(AllocateBuffers(stream));
+  loaded_ = true;
+  return Status::Ok();
+}
+
+uint64_t CpuSession::AllocatedBytes() const {
+  uint64_t bytes = kv_.AllocatedBytes() + attn_scratch_.AllocatedBytes() + rope_.size() +
+                   matmul_.AllocatedBytes();
+  for (const auto& m : matrices_) bytes += m->data.size();
+  for (const auto& e : embeds_) bytes += e->plain.size();
+  for (const auto& [name, g] : gains_) bytes += g.size() * sizeof(float);
+  for (const auto& b : bufs_) bytes += b.mem.size();
+  return bytes;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Run
+
+Status CpuSession::PrepareStep(const StepIO& io) {
+  if (io.seqs.empty()) return Status::InvalidInput("a step needs at least one sequence");
+  if (static_cast<int64_t>(io.seqs.size()) > cfg_.max_sequences) {
+    return Status::InvalidInput("step has " + std::to_string(io.seqs.size()) +
+                                " sequences, the session was opened for " +
+                                std::to_string(cfg_.max_sequences));
+  }
+  int64_t total = 0;
+  for (size_t i = 0; i < io.seqs.size(); ++i) {
+    const SeqStep& s = io.seqs[i];
+    if (s.slot < 0 || s.slot >= cfg_.max_sequences) {
+      return Status::InvalidInput("KV slot " + std::to_string(s.slot) + " outside [0, " +
+                                  std::to_string(cfg_.max_sequences) + ")");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (io.seqs[j].slot == s.slot) {
+        return Status::InvalidInput("KV slot " + std::to_string(s.slot) + " used twice");
+      }
+    }
+    if (s.past_len < 0 || s.new_tokens < 1) {
+      return Status::InvalidInput("each sequence needs past_len >= 0 and new_tokens >= 1");
+    }
+    if (s.past_len + s.new_tokens > cfg_.max_context) {
+      return Status::Exhausted("sequence reaches " + std::to_string(s.past_len + s.new_tokens) +
+                               " tokens, the session was opened for max_context " +
+                               std::to_string(cfg_.max_context));
+    }
+    total += s.new_tokens;
+  }
+  if (total > cfg_.max_step_tokens) {
+    return Status::Exhausted("step brings " + std::to_string(total) +
+                             " tokens, the session was opened for max_step_tokens " +
+                             std::to_string(cfg_.max_step_tokens));
+  }
+  tokens_ = total;
+  seqs_ = static_cast<int64_t>(io.seqs.size());
+  int64_t row = 0;
+  for (const SeqStep& s : io.seqs) {
+    for (int64_t j = 0; j < s.new_tokens; ++j, ++row) {
+      row_pos_[row] = {s.slot, static_cast<int32_t>(s.past_len + j)};
+      positions_[row] = static_cast<int32_t>(s.past_len + j);
+    }
+  }
+  if (!io.tokens.empty()) {
+    if (static_cast<int64_t>(io.tokens.size()) != tokens_) {
+      return Status::InvalidInput("StepIO has " + std::to_string(io.tokens.size()) +
+                                  " tokens for " + std::to_string(tokens_) + " new positions");
+    }
+    for (int32_t t : io.tokens) {
+      if (t < 0 || t >= dims_.vocab_full) {
+        return Status::InvalidInput("token id " + std::to_string(t) + " outside the vocabulary");
+      }
+    }
+    std::memcpy(bufs_[static_cast<int>(Buf::kTokens)].i32(), io.tokens.data(),
+                io.tokens.size() * sizeof(int32_t));
+  }
+  return Status::Ok();
+}
+
+Status CpuSession::Run(const OpStream& stream, OpRange range, StepIO& io) {
+  if (!loaded_) return Status::InvalidInput("Run before Load");
+  if (stream.ops.size() != num_ops_ || stream.layers != layers_) {
+    return Status::InvalidInput("Run with a stream other than the loaded one");
+  }
+  if (range.begin > range.end || range.end > stream.ops.size()) {
+    return Status::InvalidInput("op range [" + std::to_string(range.begin) + ", " +
+                                std::to_string(range.end) + ") outside the stream of " +
+                                std::to_string(stream.ops.size()) + " ops");
+  }
+  CB_RETURN_IF_ERROR(PrepareStep(io));
+  for (size_t i = range.begin; i < range.end; ++i) {
+    Status s = RunOp(stream.ops[i], plans_[i], io);
+    if (!s.ok()) {
+      return Status(s.code(),
+                    "op " + std::to_string(i) + " (" + OpName(stream.ops[i]) + "): " + s.message());
+    }
+  }
+  return Status::Ok();
+}
+
+Status CpuSession::RunOp(const Op& op, const OpPlan& plan, StepIO& io) {
+  const ActBuffer& in = bufs_[static_cast<int>(op.in)];
+  const ActBuffer& out = bufs_[static_cast<int>(op.out)];
+  switch (op.kind) {
+    case OpKind::kEmbedding: {
+      const EmbedTable& t = *plan.embed;
+      if (t.packed != nullptr) {
+        EmbeddingPacked(in.i32(), tokens_, *t.packed, out.view());
+      } else {
+        EmbeddingPlain(in.i32(), tokens_, t.plain.data(), t.dtype, op.n, out.view());
+      }
+      return Status::Ok();
+    }
+    case OpKind::kRmsNorm:
+      RmsNorm(in.view(), out.view(), Rows(op.in), op.n, plan.gain[0], eps_);
+      return Status::Ok();
+    case OpKind::kMatMul:
+      return matmul_.Run(*plan.matrix, in.mem.data(), in.dtype, op.k, Rows(op.in), out.f32(), op.n);
+    case OpKind::kQkNorm:
+      QkNorm(in.f32(), tokens_, in.width, dims_.heads, dims_.kv_heads, dims_.head_dim, plan.gain[0],
+             plan.gain[1], eps_);
+      return Status::Ok();
+    case OpKind::kRope:
+      Rope(in.f32(), tokens_, in.width, dims_.heads + dims_.kv_heads, dims_.head_dim,
+           positions_.data(), rope_.as<float>());
+      return Status::Ok();
+    case OpKind::kAttention: {
+      for (const SeqStep& s : io.seqs) {
+        const int64_t valid = kv_.Valid(op.layer, s.slot);
+        if (valid < s.past_len) {
+          return Status::InvalidInput("slot " + std::to_string(s.slot) + " holds " +
+                                      std::to_string(valid) +
+                                      " cached positions, the step says "
+                                      "past_len " +
+                                      std::to_string(s.past_len));
+        }
+      }
+      Attention(in.f32(), tokens_, row_pos_.data(), {dims_.heads, dims_.kv_heads, dims_.head_dim},
+                kv_, op.layer, out.view(), attn_scratch_);
+      for (const SeqStep& s : io.seqs) kv_.Valid(op.layer, s.slot) = s.past_len + s.new_tokens;
+      return Status::Ok();
+    }
+    case OpKind::kSwiGlu:
+      SwiGlu(in.f32(), out.view(), tokens_, op.n);
+      return Status::Ok();
+    case OpKind::kResidualAdd:
+      AddInPlace(out.f32(), in.f32(), Rows(op.out) * op.n);
+      return Status::Ok();
+    case OpKind::kAllReduce:
+    case OpKind::kAllGather:
+      if (tp_size_ > 1) {
+        return Status::Unsupported(std::string(OpKindName(op.kind)) + " across " +
+                                   std::to_string(tp_size_) +
+                                   " tensor-parallel ranks needs the MPI communicator, which the "
+                                   "cpu backend does not have yet");
+      }
+      return Status::Ok();  // one rank: nothing to combine
+    case OpKind::kSelectLast: {
+      int64_t row = 0;
+      for (int64_t s = 0; s < seqs_; ++s) {
+        row += io.seqs[s].new_tokens;
+        std::memcpy(out.f32() + s * op.n, in.f32() + (row - 1) * op.n, op.n * sizeof(float));
+      }
+      return Status::Ok();
+    }
+    case OpKind::kSampleGreedy: {
+      io.next_tokens.resize(seqs_);
+      for (int64_t s = 0; s < seqs_; ++s) {
+        io.next_tokens[s] = ArgMax(in.f32() + s * op.n, op.n);
+        out.i32()[s] = io.next_tokens[s];
+      }
+      if (io.want_logits) io.logits.assign(in.f32(), in.f32() + seqs_ * op.n);
+      return Status::Ok();
+    }
+  }
+  return Status::Internal("unknown op kind");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Buffer access for tests
+
+Status CpuSession::ReadBuffer(Buf buf, int64_t rows, std::vector<float>* out) const {
+  if (!loaded_) return Status::InvalidInput("ReadBuffer before Load");
+  if (buf == Buf::kNone) return Status::InvalidInput("no such buffer");
+  const ActBuffer& a = bufs_[static_cast<int>(buf)];
+  if (rows < 0 || rows > a.rows) {
+    return Status::InvalidInput("buffer '" + std::string(BufName(buf)) + "' has " +
+                                std::to_string(a.rows) + " rows");
+  }
+  const int64_t n = rows * a.width;
+  out->resize(n);
+  for (int64_t i = 0; i < n; ++i) {
+    (*out)[i] = a.ids                     ? static_cast<float>(a.i32()[i])
+                : a.dtype == DType::kBF16 ? Bf16ToFloat(a.mem.as<uint16_t>()[i])
+                                          : a.f32()[i];
+  }
+  return Status::Ok();
+}
+
+Status CpuSession::WriteBuffer(Buf buf, int64_t rows, const std::vector<float>& data) {
+  if (!loaded_) return Status::InvalidInput("WriteBuffer before Load");
+  if (buf == Buf::kNone) return Status::InvalidInput("no such buffer");
+  ActBuffer& a = bufs_[static_cast<int>(buf)];
+  if (rows < 0 || rows > a.rows || static_cast<int64_t>(data.size()) != rows * a.width) {
+    return Status::InvalidInput("WriteBuffer: " + std::to_string(data.size()) + " values are not " +
+                                std::to_string(rows) + " rows of '" + std::string(BufName(buf)) +
+                                "'");
+  }
+  for (size_t i = 0; i < data.size(); ++i) {
+    if (a.ids) {
+      a.i32()[i] = static_cast<int32_t>(data[i]);
+    } else if (a.dtype == DType::kBF16) {
+      a.mem.as<uint16_t>()[i] = FloatToBf16(data[i]);
+    } else {
+      a.f32()[i] = data[i];
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace cb::cpu

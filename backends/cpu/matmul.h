@@ -1,0 +1,42 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <tuple>
+
+#include "backends/cpu/aligned_buffer.h"
+#include "backends/cpu/packed_matrix.h"
+#include "harness/core/status.h"
+
+namespace cb::cpu {
+
+/// Runs y = x . W^T for packed weights: the skinny-GEMM kernel for a few rows (decode, the LM
+/// head), oneDNN's matmul otherwise (prefill). oneDNN primitives are created once per shape
+/// and cached; they read the packed weights in place.
+class MatmulRunner {
+ public:
+  MatmulRunner();
+  ~MatmulRunner();
+
+  /// Checks that oneDNN takes `w` in its packed layout as it is.
+  Status CheckLayout(const PackedMatrix& w) const;
+  /// Allocates the staging buffer for inputs that must be converted to the weights' dtype
+  /// (or zero-padded for the skinny kernel): up to `rows` rows of `k_pad` elements.
+  Status Reserve(int64_t rows, int64_t k_pad, DType dtype);
+  /// y[rows, w.n] (fp32, row stride ldy) = x[rows, w.k] . W^T; x holds `x_dtype` values with
+  /// row stride ldx.
+  Status Run(const PackedMatrix& w, const void* x, DType x_dtype, int64_t ldx, int64_t rows,
+             float* y, int64_t ldy);
+  uint64_t AllocatedBytes() const { return staging_.size(); }
+
+ private:
+  struct OneDnn;
+  Status RunOneDnn(const PackedMatrix& w, const void* x, int64_t ldx, int64_t rows, float* y,
+                   int64_t ldy);
+
+  std::unique_ptr<OneDnn> dnnl_;
+  AlignedBuffer staging_;
+};
+
+}  // namespace cb::cpu

@@ -1,0 +1,128 @@
+#include <algorithm>
+#include <dnnl.hpp>
+#include <string>
+
+#include "backends/cpu/matmul.h"
+#include "backends/cpu/skinny_gemm.h"
+
+namespace cb::cpu {
+namespace {
+
+using dnnl::memory;
+
+memory::data_type DnnlType(DType t) {
+  return t == DType::kBF16 ? memory::data_type::bf16 : memory::data_type::f32;
+}
+
+/// oneDNN's descriptor of a packed B = W^T [k, n] (see PackedMatrix).
+memory::desc WeightsDesc(const PackedMatrix& w) {
+  return memory::desc(
+      {w.k, w.n}, DnnlType(w.dtype),
+      w.dtype == DType::kBF16 ? memory::format_tag::BA16a64b2a : memory::format_tag::BA16a64b);
+}
+
+/// Most cached primitives; prompt lengths vary, so the cache is cleared when it grows past.
+constexpr size_t kMaxPrimitives = 256;
+
+}  // namespace
+
+struct MatmulRunner::OneDnn {
+  using Key = std::tuple<int64_t, int64_t, int64_t, int, int64_t, int64_t>;  // M N K dt lda ldc
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  std::map<Key, dnnl::matmul> cache;
+};
+
+MatmulRunner::MatmulRunner() : dnnl_(std::make_unique<OneDnn>()) {}
+MatmulRunner::~MatmulRunner() = default;
+
+Status MatmulRunner::CheckLayout(const PackedMatrix& w) const {
+  try {
+    const size_t want = WeightsDesc(w).get_size();
+    if (want != w.data.size()) {
+      return Status::Internal("packed weights hold " + std::to_string(w.data.size()) +
+                              " bytes, oneDNN expects " + std::to_string(want));
+    }
+  } catch (const dnnl::error& e) {
+    return Status::Internal(std::string("oneDNN rejects the packed weight layout: ") + e.what());
+  }
+  return Status::Ok();
+}
+
+Status MatmulRunner::Reserve(int64_t rows, int64_t k_pad, DType dtype) {
+  if (rows * k_pad * static_cast<int64_t>(DTypeBytes(dtype)) <=
+      static_cast<int64_t>(staging_.size())) {
+    return Status::Ok();
+  }
+  return staging_.Allocate(static_cast<size_t>(rows * k_pad) * DTypeBytes(dtype),
+                           "matmul input staging");
+}
+
+Status MatmulRunner::Run(const PackedMatrix& w, const void* x, DType x_dtype, int64_t ldx,
+                         int64_t rows, float* y, int64_t ldy) {
+  if (rows <= 0) return Status::Ok();
+  const bool skinny =
+      rows <= kSkinnyMaxRows && (w.dtype == DType::kF32 || SkinnyGemmBf16Available());
+  // Stage the input when its dtype differs from the weights', or when the skinny kernel needs
+  // it zero-padded to k_pad.
+  if (x_dtype != w.dtype || (skinny && w.k != w.k_pad)) {
+    const int64_t need = rows * w.k_pad * static_cast<int64_t>(DTypeBytes(w.dtype));
+    if (need > static_cast<int64_t>(staging_.size())) {
+      return Status::Internal("matmul staging buffer too small (Reserve at Load)");
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < w.k_pad; ++c) {
+        float v = 0;
+        if (c < w.k) {
+          v = x_dtype == DType::kBF16 ? Bf16ToFloat(static_cast<const uint16_t*>(x)[r * ldx + c])
+                                      : static_cast<const float*>(x)[r * ldx + c];
+        }
+        if (w.dtype == DType::kBF16) {
+          staging_.as<uint16_t>()[r * w.k_pad + c] = FloatToBf16(v);
+        } else {
+          staging_.as<float>()[r * w.k_pad + c] = v;
+        }
+      }
+    }
+    x = staging_.data();
+    ldx = w.k_pad;
+  }
+  if (skinny) {
+    if (w.dtype == DType::kBF16) {
+      SkinnyGemmBf16(w, static_cast<const uint16_t*>(x), ldx, rows, y, ldy);
+    } else {
+      SkinnyGemmF32(w, static_cast<const float*>(x), ldx, rows, y, ldy);
+    }
+    return Status::Ok();
+  }
+  return RunOneDnn(w, x, ldx, rows, y, ldy);
+}
+
+Status MatmulRunner::RunOneDnn(const PackedMatrix& w, const void* x, int64_t ldx, int64_t rows,
+                               float* y, int64_t ldy) {
+  try {
+    const OneDnn::Key key{rows, w.n, w.k, static_cast<int>(w.dtype), ldx, ldy};
+    auto it = dnnl_->cache.find(key);
+    if (it == dnnl_->cache.end()) {
+      if (dnnl_->cache.size() >= kMaxPrimitives) dnnl_->cache.clear();
+      const memory::desc src({rows, w.k}, DnnlType(w.dtype), {ldx, 1});
+      const memory::desc dst({rows, w.n}, memory::data_type::f32, {ldy, 1});
+      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, WeightsDesc(w), dst),
+                                            dnnl_->engine);
+      it = dnnl_->cache.emplace(key, dnnl::matmul(pd)).first;
+    }
+    const memory::desc src({rows, w.k}, DnnlType(w.dtype), {ldx, 1});
+    const memory::desc dst({rows, w.n}, memory::data_type::f32, {ldy, 1});
+    memory src_m(src, dnnl_->engine, const_cast<void*>(x));
+    memory wei_m(WeightsDesc(w), dnnl_->engine, w.data.data());
+    memory dst_m(dst, dnnl_->engine, y);
+    it->second.execute(dnnl_->stream,
+                       {{DNNL_ARG_SRC, src_m}, {DNNL_ARG_WEIGHTS, wei_m}, {DNNL_ARG_DST, dst_m}});
+    dnnl_->stream.wait();
+  } catch (const dnnl::error& e) {
+    return Status::Internal(std::string("oneDNN matmul failed: ") + e.what());
+  }
+  return Status::Ok();
+}
+
+}  // namespace cb::cpu
