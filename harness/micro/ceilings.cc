@@ -72,6 +72,21 @@ Status MeasureCeilings(Ceilings* out) {
   return Status::Ok();
 }
 
+std::string FormatCeilings(const Ceilings& c) {
+  std::string out;
+  char buf[128];
+  for (DType t : {DType::kF32, DType::kBF16, DType::kF16}) {
+    const double v = c.matmul_flops_per_s[static_cast<int>(t)];
+    if (v <= 0) continue;
+    std::snprintf(buf, sizeof(buf), "matmul %-5s %10.3f TFLOP/s\n", DTypeName(t).data(), v / 1e12);
+    out += buf;
+  }
+  std::snprintf(buf, sizeof(buf), "memory read  %10.1f GB/s\n", c.mem_read_bytes_per_s / 1e9);
+  out += buf;
+  out += "source: " + c.source + "\n";
+  return out;
+}
+
 Status LoadOrMeasureCeilings(const std::string& results_dir, bool remeasure, Ceilings* out) {
   return LoadOrMeasureCeilingsWith(results_dir, remeasure, CurrentHostInfo(), MeasureCeilings, out);
 }

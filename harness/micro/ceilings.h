@@ -24,4 +24,7 @@ Status LoadOrMeasureCeilings(const std::string& results_dir, bool remeasure, Cei
 /// The per-benchmark medians remain in `clusterbench micro`'s output.
 Status MeasureCeilings(Ceilings* out);
 
+/// One line per figure, for the console: "matmul fp32  0.416 TFLOP/s" ... and the source.
+std::string FormatCeilings(const Ceilings& c);
+
 }  // namespace cb

@@ -60,7 +60,8 @@ struct MicroRunConfig {
 /// Runs `specs` through Google Benchmark's runner (RunSpecifiedBenchmarks with our reporter)
 /// and returns one result per spec, in order. `on_result`, when set, is called as each
 /// benchmark finishes. Progress goes to stderr. A benchmark that fails is a result with
-/// ok == false; the others still run.
+/// ok == false; the others still run. Uses Google Benchmark's global registry (cleared before
+/// and after): call it from one thread at a time.
 Status RunMicroBenchmarks(const std::vector<MicroBenchSpec>& specs, const MicroRunConfig& config,
                           std::vector<MicroResult>* results,
                           const std::function<void(const MicroResult&)>& on_result = {});

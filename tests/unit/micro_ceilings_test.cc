@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "harness/micro/ceilings.h"
 #include "harness/micro/ceilings_cache.h"
 #include "results/atomic_file.h"
 
@@ -244,6 +245,19 @@ TEST(MicroCeilingsCache, ParseRejectsBadFigures) {
   j = good;
   j.erase("cpu_model");
   expect_rejected(j, "no cpu model");
+}
+
+TEST(MicroCeilings, FormatShowsMeasuredFiguresAndSource) {
+  Ceilings c;
+  c.matmul_flops_per_s[static_cast<int>(DType::kF32)] = 4.16e11;
+  c.mem_read_bytes_per_s = 7.9e10;
+  c.source = "measured by clusterbench micro on h at t, cached in p";
+  const std::string text = FormatCeilings(c);
+  EXPECT_NE(text.find("fp32"), std::string::npos) << text;
+  EXPECT_NE(text.find("0.416 TFLOP/s"), std::string::npos) << text;
+  EXPECT_EQ(text.find("bf16"), std::string::npos) << text;  // not measured: not shown
+  EXPECT_NE(text.find("79.0 GB/s"), std::string::npos) << text;
+  EXPECT_NE(text.find(c.source), std::string::npos) << text;
 }
 
 }  // namespace
