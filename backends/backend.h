@@ -80,6 +80,25 @@ class Clock {
   virtual bool simulated() const { return false; }
 };
 
+/// Energy of one domain (RAPL package or DRAM) or device (a GPU by its UUID) over a window.
+struct EnergyDomain {
+  std::string name;  ///< e.g. "package-0", "package-0/dram", "gpu0", "model"
+  std::string id;    ///< where it was read: sysfs zone, GPU UUID, catalog entry
+  double joules = 0;
+};
+
+/// What an EnergyMeter read over one window (harness/energy/ has the implementations).
+struct EnergyReading {
+  std::string source;              ///< "rapl", "nvml", "model"
+  double joules = 0;               ///< summed over domains and devices
+  double window_s = 0;             ///< wall time between Start and Stop
+  double sampling_interval_s = 0;  ///< period of the sampling thread; 0 when not sampled
+  bool valid = true;               ///< false: sampling gaps, a counter that did not advance,
+                                   ///< a window shorter than the counter's update period
+  std::vector<std::string> notes;  ///< why not valid, fallbacks, how to grant access
+  std::vector<EnergyDomain> domains;
+};
+
 /// Energy counter read around the measured window (RAPL, NVML, or a power model).
 class EnergyMeter {
  public:
@@ -87,6 +106,15 @@ class EnergyMeter {
   virtual std::string source() const = 0;  ///< "rapl", "nvml", "model"
   virtual Status Start() = 0;
   virtual Status Stop(double* joules) = 0;
+  /// Stop with everything the meter knows; the default wraps Stop(double*).
+  virtual Status StopReading(EnergyReading* out) {
+    double j = 0;
+    CB_RETURN_IF_ERROR(Stop(&j));
+    *out = EnergyReading{};
+    out->source = source();
+    out->joules = j;
+    return Status::Ok();
+  }
 };
 
 /// What a device can run; an unsupported workload is reported SKIPPED, not FAILED.

@@ -75,6 +75,7 @@ Status Resolve(const json& obj, const std::string& where, WorkloadSpec* w) {
   CB_RETURN_IF_ERROR(f.Int("warmup", false, &warmup));
   CB_RETURN_IF_ERROR(f.Int("verify_len", false, &verify_len));
   CB_RETURN_IF_ERROR(f.Bool("verify", false, &w->verify));
+  CB_RETURN_IF_ERROR(ReadCostOverrides(f, &w->cost));
   if (seed < 0) return f.Error("seed", "must not be negative");
   w->layers = static_cast<int>(layers);
   w->seed = static_cast<uint64_t>(seed);

@@ -11,8 +11,10 @@ namespace cb {
 /// Workload fields a suite entry (or the command line) may set. Those marked "list" in
 /// docs/suites.md may be JSON arrays; an entry expands to the cartesian product of its lists.
 inline constexpr const char* kWorkloadFields[] = {
-    "model",  "backend", "scenario",    "dtype",  "batch",  "prompt_len", "gen_len",
-    "layers", "seed",    "repetitions", "warmup", "verify", "verify_len"};
+    "model", "backend", "scenario", "dtype", "batch", "prompt_len", "gen_len", "layers", "seed",
+    "repetitions", "warmup", "verify", "verify_len",
+    // cost-model inputs (workloads/cost_overrides.h)
+    "price_per_hour", "capex", "amortization_years", "electricity_price", "pue", "catalog_device"};
 
 /// Expands a suite document: every entry of "workloads" merged over "defaults", then over
 /// `overrides` (flags the user gave explicitly), then expanded and validated.

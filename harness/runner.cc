@@ -251,8 +251,10 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
 
   std::vector<double> prefill_tps, decode_tps, ttft, tpot, e2e, overhead;
   const int total = w.warmup + w.repetitions;
+  Status energy_started = Status::Unsupported("no energy meter");
   for (int rep = 0; rep < total; ++rep) {
     const bool warm = rep < w.warmup;
+    if (rep == w.warmup && opts.energy != nullptr) energy_started = opts.energy->Start();
     Progress(opts, warm ? "warm-up " + std::to_string(rep + 1) + "/" + std::to_string(w.warmup)
                         : "repetition " + std::to_string(rep - w.warmup + 1) + "/" +
                               std::to_string(w.repetitions));
@@ -298,6 +300,17 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
     tpot.insert(tpot.end(), sample.decode_step_s.begin(), sample.decode_step_s.end());
     e2e.push_back(sample.e2e_s);
     overhead.push_back(window > 0 ? std::max(0.0, 1.0 - measured / window) : 0.0);
+  }
+
+  if (opts.energy != nullptr) {
+    EnergyRecord energy;
+    Status s = energy_started;
+    if (s.ok()) s = opts.energy->StopReading(&energy.reading);
+    if (s.ok()) {
+      rec->energy = std::move(energy);
+    } else {
+      Progress(opts, "energy not measured: " + s.message());
+    }
   }
 
   auto& M = rec->metrics;

@@ -13,6 +13,9 @@ struct RunnerOptions {
   Ceilings ceilings;            ///< measured ceilings for MFU/MBU (zeros: those metrics are absent)
   std::string progress_prefix;  ///< e.g. "[2/5]" in progress lines on stderr
   bool quiet = false;           ///< no progress lines
+  /// Read from the start of the first measured repetition to the end of the last; the reading
+  /// goes to record->energy (harness/cost/energy_cost.h turns it into metrics). May be null.
+  EnergyMeter* energy = nullptr;
 };
 
 /// Bytes a workload needs on the device: weights, KV cache, activations, and the reference

@@ -32,7 +32,14 @@ const std::vector<std::string>& KnownMetrics() {
                                                   "mbu_decode_ratio",
                                                   "harness_overhead_ratio",
                                                   "prefill_flops_per_second",
-                                                  "decode_bytes_per_second"};
+                                                  "decode_bytes_per_second",
+                                                  "energy_joules",
+                                                  "energy_joules_per_token",
+                                                  "average_power_watts",
+                                                  "tokens_per_kwh",
+                                                  "cost_usd_per_million_input_tokens",
+                                                  "cost_usd_per_million_output_tokens",
+                                                  "cost_usd_per_million_tokens"};
   return kNames;
 }
 
@@ -158,8 +165,46 @@ std::vector<Column> SummaryColumns() {
       metric("TPOT p99 ms", "tpot_seconds", Pick::kP99, 1e3),
       metric("MFU prefill %", "mfu_prefill_ratio", Pick::kValue, 100),
       metric("MBU decode %", "mbu_decode_ratio", Pick::kValue, 100),
+      metric("J/token", "energy_joules_per_token", Pick::kValue, 1),
+      metric("$/Mtok in", "cost_usd_per_million_input_tokens", Pick::kValue, 1),
+      metric("$/Mtok out", "cost_usd_per_million_output_tokens", Pick::kValue, 1),
       {"verify", false, VerifyCell},
   };
+}
+
+/// Where J/token and $/Mtok come from: one line per distinct energy source and cost basis.
+std::vector<std::string> EnergyCostNotes(const std::vector<RunRecord>& runs) {
+  std::vector<std::string> lines;
+  auto add = [&](const std::string& l) {
+    if (std::find(lines.begin(), lines.end(), l) == lines.end()) lines.push_back(l);
+  };
+  for (const RunRecord& r : runs) {
+    if (!IsOk(r)) continue;
+    if (r.energy) {
+      const EnergyReading& e = r.energy->reading;
+      std::string l =
+          "J/token: " + e.source +
+          (e.source == "model" ? " (catalog power model, not measured)" : " (hardware counters)");
+      if (!e.valid) l += "; INVALID reading: " + (e.notes.empty() ? "" : e.notes.back());
+      add(l);
+    }
+    if (r.cost && r.cost->basis != "none") {
+      const CostRecord& c = *r.cost;
+      std::string l = "$/Mtok (modelled): " + c.basis + " at $" +
+                      Figure(c.cost_per_device_hour_usd) + "/device-hour";
+      if (c.basis == "owned") {
+        l += " (capex $" + Figure(c.capex_usd) + " over " + Figure(c.amortization_years) + " y, " +
+             Figure(c.all_in_power_w) + " W all-in x PUE " + Figure(c.pue) + " at $" +
+             Figure(c.electricity_usd_per_kwh) + "/kWh)";
+      }
+      l += ", catalog " + (c.catalog_id.empty() ? std::string("-") : c.catalog_id) +
+           "; re-price with clusterbench cost";
+      add(l);
+    } else if (r.cost) {
+      add("$/Mtok: not computed: " + (r.cost->notes.empty() ? "" : r.cost->notes.back()));
+    }
+  }
+  return lines;
 }
 
 /// Lines under a table: the legend, the extrapolation footnote, why runs are not ok.
@@ -190,6 +235,7 @@ std::vector<std::string> Notes(const std::vector<RunRecord>& runs) {
     if (!r.status_message.empty()) line += ": " + r.status_message;
     notes.push_back(line);
   }
+  for (const std::string& n : EnergyCostNotes(runs)) notes.push_back(n);
   return notes;
 }
 
@@ -376,6 +422,15 @@ std::string RenderCsv(const std::vector<RunRecord>& runs) {
       {"verification", [](const RunRecord& r) { return r.verification.status; }},
       {"verification_max_rel_error",
        [](const RunRecord& r) { return RawNumber(r.verification.max_rel_error); }},
+      {"energy_source",
+       [](const RunRecord& r) { return r.energy ? r.energy->reading.source : std::string(); }},
+      {"energy_valid",
+       [](const RunRecord& r) { return r.energy ? Bool(r.energy->reading.valid) : std::string(); }},
+      {"cost_basis", [](const RunRecord& r) { return r.cost ? r.cost->basis : std::string(); }},
+      {"cost_per_device_hour_usd",
+       [](const RunRecord& r) {
+         return r.cost ? RawNumber(r.cost->cost_per_device_hour_usd) : std::string();
+       }},
   };
   // Figures of a run that is not ok are left empty, as are missing ones.
   auto metric = [](const std::string& name, std::function<std::string(const Metric&)> f) -> CellFn {

@@ -471,6 +471,8 @@ json ToJson(const RunRecord& rec) {
                              {"argmax_agreement", Num(v.argmax_agreement)},
                              {"nan_found", v.nan_found}};
   doc["generated_tokens"] = rec.generated_tokens;
+  if (rec.energy) doc["energy"] = EnergyRecordToJson(*rec.energy);
+  if (rec.cost) doc["cost"] = CostRecordToJson(*rec.cost);
   return doc;
 }
 
@@ -501,6 +503,17 @@ Status FromJson(const json& doc, const std::string& origin, RunRecord* out) {
   for (size_t i = 0; i < tokens->size(); ++i) {
     CB_RETURN_IF_ERROR(r.IntegerValue<int32_t>((*tokens)[i], Reader::Index("generated_tokens", i),
                                                &rec.generated_tokens[i], 0));
+  }
+  // Optional sections (schema 1.1); files of 1.0 have neither.
+  if (doc.contains("energy")) {
+    EnergyRecord e;
+    CB_RETURN_IF_ERROR(EnergyRecordFromJson(doc["energy"], origin, &e));
+    rec.energy = std::move(e);
+  }
+  if (doc.contains("cost")) {
+    CostRecord c;
+    CB_RETURN_IF_ERROR(CostRecordFromJson(doc["cost"], origin, &c));
+    rec.cost = std::move(c);
   }
   *out = std::move(rec);
   return Status::Ok();

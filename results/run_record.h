@@ -1,15 +1,17 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "backends/backend.h"
+#include "results/energy_cost_record.h"
 #include "workloads/workload_spec.h"
 
 namespace cb {
 
-inline constexpr const char* kSchemaVersion = "1.0";
+inline constexpr const char* kSchemaVersion = "1.1";  ///< 1.1 added energy and cost
 
 /// How a figure was obtained. Every metric in a result carries one.
 enum class Provenance { kMeasured, kModelled, kExtrapolated };
@@ -83,6 +85,8 @@ struct RunRecord {
   std::vector<RepetitionSample> samples;
   Verification verification;
   std::vector<int32_t> generated_tokens;  ///< greedy tokens of the first sequence, last rep
+  std::optional<EnergyRecord> energy;     ///< absent when no meter ran (failed runs, --energy off)
+  std::optional<CostRecord> cost;         ///< absent when the run is not ok
 
   /// nullptr when absent.
   const Metric* FindMetric(const std::string& name) const;

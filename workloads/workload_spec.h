@@ -4,6 +4,7 @@
 #include <string>
 
 #include "harness/core/dtype.h"
+#include "workloads/cost_overrides.h"
 #include "workloads/model_spec.h"
 
 namespace cb {
@@ -24,6 +25,7 @@ struct WorkloadSpec {
   int warmup = 1;
   int verify_len = 0;  ///< teacher-forced tokens checked against the reference; 0 = auto
   bool verify = true;
+  CostOverrides cost;  ///< cost-model inputs given in the suite or on the command line
 
   int LayersRun() const { return layers > 0 ? layers : static_cast<int>(model.num_layers); }
   bool Extrapolated() const { return LayersRun() < model.num_layers; }

@@ -12,5 +12,6 @@ CommandFn AddRunCommand(CLI::App& app);
 CommandFn AddModelsCommand(CLI::App& app);
 CommandFn AddBackendsCommand(CLI::App& app);
 CommandFn AddMicroCommand(CLI::App& app);
+CommandFn AddCostCommand(CLI::App& app);
 
 }  // namespace cb

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   add(cb::AddModelsCommand);
   add(cb::AddBackendsCommand);
   add(cb::AddMicroCommand);
+  add(cb::AddCostCommand);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

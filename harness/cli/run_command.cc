@@ -7,6 +7,8 @@
 #include "backends/registry.h"
 #include "harness/cancel.h"
 #include "harness/cli/commands.h"
+#include "harness/cli/cost_flags.h"
+#include "harness/cost/run_energy_cost.h"
 #include "harness/fault_injection.h"
 #include "harness/micro/ceilings.h"
 #include "harness/plan.h"
@@ -25,6 +27,7 @@ struct RunFlags {
   bool no_verify = false, remeasure = false, quiet = false;
   std::string results_dir = "results", out, format = "table", inject_fault;
   std::map<std::string, CLI::Option*> given;  ///< workload field -> its option
+  CostFlags cost;                             ///< cost-model inputs, --energy, --catalog
 };
 
 /// "1,8,32" -> [1, 8, 32]; "bf16" -> "bf16".
@@ -81,7 +84,7 @@ Status BuildOverrides(const RunFlags& f, json* overrides) {
   if (f.given.at("warmup")->count()) (*overrides)["warmup"] = f.warmup;
   if (f.given.at("verify_len")->count()) (*overrides)["verify_len"] = f.verify_len;
   if (f.no_verify) (*overrides)["verify"] = false;
-  return Status::Ok();
+  return CostFlagsToOverrides(f.cost, overrides);
 }
 
 std::string SuitePath(const std::string& suite) {
@@ -134,6 +137,9 @@ int Run(const RunFlags& f) {
     if (Status s = FormatRuns({}, f.format, &probe); !s.ok()) return Fail(s);
   }
 
+  EnergyCostPlanner energy_cost;
+  if (Status s = energy_cost.Init(f.cost.catalog_dir, f.cost.energy); !s.ok()) return Fail(s);
+
   // Pre-flight: every backend opens and every workload fits before anything is measured.
   std::map<std::string, std::unique_ptr<Device>> devices;
   for (const WorkloadSpec& w : plan) {
@@ -144,6 +150,7 @@ int Run(const RunFlags& f) {
         if (Status s = WrapWithFault(f.inject_fault, std::move(dev), &dev); !s.ok()) return Fail(s);
       }
     }
+    if (Status s = energy_cost.Check(w, dev->Props()); !s.ok()) return Fail(s);
     const uint64_t available = dev->Props().mem_bytes;
     const MemoryEstimate mem = EstimateMemory(w);
     if (available > 0 && mem.Peak() > available) {
@@ -178,7 +185,18 @@ int Run(const RunFlags& f) {
       std::fprintf(stderr, "%s %s\n", opts.progress_prefix.c_str(), Describe(w).c_str());
     RunRecord rec;
     StampRun(&rec);
+    std::unique_ptr<EnergyMeter> meter;
+    std::string energy_note;
+    if (Status ms =
+            energy_cost.MakeMeter(w, *devices[w.backend], &meter, &opts.energy, &energy_note);
+        !ms.ok()) {
+      return Fail(ms);
+    }
+    if (!energy_note.empty() && !f.quiet) {
+      std::fprintf(stderr, "%s %s\n", opts.progress_prefix.c_str(), energy_note.c_str());
+    }
     Status s = RunOffline(w, *devices[w.backend], opts, &rec);
+    energy_cost.Finish(w, &rec);
     if (s.code() == StatusCode::kCancelled) {
       std::fprintf(stderr,
                    "clusterbench run: interrupted; the run in progress was discarded, %zu "
@@ -243,6 +261,7 @@ CommandFn AddRunCommand(CLI::App& app) {
       ->default_val("table");
   cmd->add_flag("--remeasure-ceilings", f->remeasure, "Re-run the micro-suite ceilings first");
   cmd->add_flag("--quiet,-q", f->quiet, "No progress on stderr");
+  AddCostFlags(cmd, &f->cost, /*with_energy=*/true);
   cmd->add_option("--inject-fault", f->inject_fault, "Test only: nan-logits, skew-logits")
       ->group("");  // hidden from --help
   return [f] { return Run(*f); };
