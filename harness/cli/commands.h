@@ -13,5 +13,6 @@ CommandFn AddModelsCommand(CLI::App& app);
 CommandFn AddBackendsCommand(CLI::App& app);
 CommandFn AddMicroCommand(CLI::App& app);
 CommandFn AddCostCommand(CLI::App& app);
+CommandFn AddServeCommand(CLI::App& app);
 
 }  // namespace cb

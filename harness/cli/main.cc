@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   add(cb::AddBackendsCommand);
   add(cb::AddMicroCommand);
   add(cb::AddCostCommand);
+  add(cb::AddServeCommand);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -14,6 +14,7 @@
 #include "harness/plan.h"
 #include "harness/runner.h"
 #include "results/formats.h"
+#include "results/prometheus/prometheus_sink.h"
 #include "results/record_json.h"
 
 namespace cb {
@@ -28,6 +29,7 @@ struct RunFlags {
   std::string results_dir = "results", out, format = "table", inject_fault;
   std::map<std::string, CLI::Option*> given;  ///< workload field -> its option
   CostFlags cost;                             ///< cost-model inputs, --energy, --catalog
+  prom::PublishOptions publish;               ///< --push, --textfile
 };
 
 /// "1,8,32" -> [1, 8, 32]; "bf16" -> "bf16".
@@ -136,6 +138,10 @@ int Run(const RunFlags& f) {
     std::string probe;
     if (Status s = FormatRuns({}, f.format, &probe); !s.ok()) return Fail(s);
   }
+  if (!f.publish.push.url.empty()) {
+    std::string host, port;
+    if (Status s = prom::ParsePushUrl(f.publish.push.url, &host, &port); !s.ok()) return Fail(s);
+  }
 
   EnergyCostPlanner energy_cost;
   if (Status s = energy_cost.Init(f.cost.catalog_dir, f.cost.energy); !s.ok()) return Fail(s);
@@ -223,7 +229,11 @@ int Run(const RunFlags& f) {
   if (!text.empty() && text.back() != '\n') text += '\n';
   std::fputs(text.c_str(), stdout);
   std::fflush(stdout);
-  return any_bad ? 1 : 0;
+  // Prometheus sinks last: the JSON files are written whatever happens to the push.
+  prom::PublishOptions publish = f.publish;
+  publish.push.quiet = f.quiet;
+  const int publish_code = prom::Publish(records, publish);
+  return any_bad ? 1 : publish_code;
 }
 
 }  // namespace
@@ -262,6 +272,17 @@ CommandFn AddRunCommand(CLI::App& app) {
   cmd->add_flag("--remeasure-ceilings", f->remeasure, "Re-run the micro-suite ceilings first");
   cmd->add_flag("--quiet,-q", f->quiet, "No progress on stderr");
   AddCostFlags(cmd, &f->cost, /*with_energy=*/true);
+  auto& push = f->publish.push;
+  cmd->add_option("--push", push.url,
+                  "Push the results to this Prometheus Pushgateway (http://HOST:PORT) at the end");
+  cmd->add_option("--push-timeout", push.timeout_s, "Seconds one push attempt may take")
+      ->default_val(10)
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--push-retries", push.retries, "Push attempts after the first, with backoff")
+      ->default_val(2)
+      ->check(CLI::Range(0, 10));
+  cmd->add_option("--textfile", f->publish.textfile,
+                  "Also write the metrics to this file for node_exporter's textfile collector");
   cmd->add_option("--inject-fault", f->inject_fault, "Test only: nan-logits, skew-logits")
       ->group("");  // hidden from --help
   return [f] { return Run(*f); };

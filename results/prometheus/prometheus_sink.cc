@@ -1,0 +1,309 @@
+#include "results/prometheus/prometheus_sink.h"
+
+#include <curl/curl.h>
+#include <prometheus/collectable.h>
+#include <prometheus/gateway.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <future>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <thread>
+
+#include "results/atomic_file.h"
+#include "results/prometheus/metrics_mapping.h"
+
+namespace cb::prom {
+namespace {
+
+/// Fixed metric families, handed to prometheus::Gateway.
+class StaticCollectable : public prometheus::Collectable {
+ public:
+  explicit StaticCollectable(std::vector<prometheus::MetricFamily> f) : families_(std::move(f)) {}
+  std::vector<prometheus::MetricFamily> Collect() const override { return families_; }
+
+ private:
+  std::vector<prometheus::MetricFamily> families_;
+};
+
+/// The latest run of each series, in the order the series first appear.
+std::vector<const RunRecord*> LatestPerSeries(const std::vector<RunRecord>& runs) {
+  std::vector<const RunRecord*> out;
+  std::map<std::string, size_t> index;
+  for (const RunRecord& r : runs) {
+    auto [it, fresh] = index.emplace(SeriesKey(r), out.size());
+    if (fresh) {
+      out.push_back(&r);
+    } else {
+      out[it->second] = &r;
+    }
+  }
+  return out;
+}
+
+bool UrlSafe(const std::string& v) {
+  if (v.empty()) return false;
+  for (char c : v) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string Base64Url(const std::string& in) {
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    const uint32_t n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
+    for (int s : {18, 12, 6, 0}) out += kAlphabet[(n >> s) & 63];
+  }
+  if (i + 1 == in.size()) {
+    const uint32_t n = uint8_t(in[i]) << 16;
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == in.size()) {
+    const uint32_t n = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
+    for (int s : {18, 12, 6}) out += kAlphabet[(n >> s) & 63];
+    out += "=";
+  }
+  return out;
+}
+
+/// Grouping-key labels as prometheus::Gateway puts them into the URL path: values that are
+/// not URL-safe use the Pushgateway's "name@base64/VALUE" form.
+prometheus::Labels GroupingLabels(const RunRecord& r) {
+  prometheus::Labels out;
+  LabelList labels = {{"instance", r.host.empty() ? "unknown" : r.host}};
+  for (auto& p : SeriesLabels(r)) labels.push_back(std::move(p));
+  for (const auto& [n, v] : labels) {
+    if (UrlSafe(v)) {
+      out[n] = v;
+    } else {
+      out[n + "@base64"] = Base64Url(v);
+    }
+  }
+  return out;
+}
+
+std::string Describe(int code) {
+  if (code < 0) return std::string("transport error: ") + curl_easy_strerror(CURLcode(-code));
+  return "HTTP " + std::to_string(code);
+}
+
+struct Attempt {
+  bool done = false;  ///< false: timed out
+  int code = 0;       ///< HTTP status, or -CURLcode
+};
+
+/// One push with a deadline. prometheus-cpp 1.0.1 sets no curl timeout and the future of
+/// std::async blocks in its destructor, so the call runs on a detached thread that owns the
+/// gateway; one that passes the deadline is abandoned (it ends with the process at the latest).
+Attempt PushOnce(const std::string& host, const std::string& port, const PushOptions& opts,
+                 const prometheus::Labels& grouping,
+                 const std::shared_ptr<prometheus::Collectable>& metrics, bool replace_group) {
+  auto promise = std::make_shared<std::promise<int>>();
+  std::future<int> result = promise->get_future();
+  auto gateway = std::make_shared<prometheus::Gateway>(host, port, opts.job, grouping);
+  gateway->RegisterCollectable(metrics);
+  std::thread([gateway, metrics, promise, replace_group] {
+    // prometheus-cpp 1.0.1 swaps the Pushgateway's terms: PushAdd() sends PUT (replace the
+    // whole group), Push() sends POST (replace only the metric names sent).
+    int code = -1;
+    try {
+      code = replace_group ? gateway->PushAdd() : gateway->Push();
+    } catch (...) {
+      code = -int(CURLE_FAILED_INIT);
+    }
+    promise->set_value(code);
+  }).detach();
+  const auto deadline = std::chrono::duration<double>(opts.timeout_s);
+  if (result.wait_for(deadline) != std::future_status::ready) return {false, 0};
+  return {true, result.get()};
+}
+
+}  // namespace
+
+Status ParsePushUrl(const std::string& url, std::string* host, std::string* port) {
+  auto bad = [&](const std::string& why) {
+    return Status::InvalidInput("command line: --push '" + url + "': " + why +
+                                "; expected http://HOST[:PORT][/PATH], e.g. "
+                                "http://pushgateway:9091");
+  };
+  const size_t scheme_end = url.find("://");
+  if (scheme_end == std::string::npos) return bad("no scheme");
+  const std::string scheme = url.substr(0, scheme_end);
+  if (scheme != "http" && scheme != "https") return bad("scheme must be http or https");
+  std::string rest = url.substr(scheme_end + 3);
+  std::string path;
+  if (const size_t slash = rest.find('/'); slash != std::string::npos) {
+    path = rest.substr(slash);
+    rest.resize(slash);
+  }
+  while (!path.empty() && path.back() == '/') path.pop_back();
+  std::string h = rest, p = "9091";
+  if (!rest.empty() && rest[0] == '[') {  // [::1]:9091
+    const size_t close = rest.find(']');
+    if (close == std::string::npos) return bad("unclosed '['");
+    h = rest.substr(0, close + 1);
+    if (close + 1 < rest.size()) {
+      if (rest[close + 1] != ':') return bad("junk after ']'");
+      p = rest.substr(close + 2);
+    }
+  } else if (const size_t colon = rest.rfind(':'); colon != std::string::npos) {
+    h = rest.substr(0, colon);
+    p = rest.substr(colon + 1);
+  }
+  if (h.empty()) return bad("no host");
+  if (p.empty() || p.find_first_not_of("0123456789") != std::string::npos || std::stol(p) <= 0 ||
+      std::stol(p) > 65535) {
+    return bad("bad port");
+  }
+  *host = scheme + "://" + h;
+  *port = p + path;  // Gateway builds HOST:PORT/metrics/job/...
+  return Status::Ok();
+}
+
+Status PushRuns(const std::vector<RunRecord>& runs, const PushOptions& opts) {
+  std::string host, port;
+  CB_RETURN_IF_ERROR(ParsePushUrl(opts.url, &host, &port));
+  int pushed = 0, failed = 0;
+  std::string last_error;
+  bool unreachable = false;
+  const std::vector<const RunRecord*> latest = LatestPerSeries(runs);
+  for (const RunRecord* r : latest) {
+    if (unreachable) {
+      ++failed;
+      continue;
+    }
+    const bool ok = r->status == "ok";
+    FamilySet set;
+    AddOptions add;
+    add.nan_for_invalid = true;
+    set.AddRun(*r, add);
+    auto metrics = std::make_shared<StaticCollectable>(set.Families());
+    const prometheus::Labels grouping = GroupingLabels(*r);
+    const std::string what = r->workload.model.name + " " + r->workload.backend + " " +
+                             std::string(DTypeName(r->workload.dtype)) + " batch " +
+                             std::to_string(r->workload.batch);
+    double backoff = opts.backoff_s;
+    bool done = false;
+    for (int attempt = 0; attempt <= opts.retries && !done; ++attempt) {
+      if (attempt > 0) {
+        std::this_thread::sleep_for(std::chrono::duration<double>(backoff));
+        backoff *= 2;
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      const Attempt a = PushOnce(host, port, opts, grouping, metrics, ok);
+      const double took =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::string error;
+      bool retry = false;
+      if (!a.done) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "no answer within %.3g s", opts.timeout_s);
+        error = buf;
+        retry = true;
+      } else if (a.code >= 200 && a.code < 300) {
+        done = true;
+        ++pushed;
+        if (!opts.quiet) {
+          std::fprintf(stderr, "clusterbench run: pushed %s (%s, %s) to %s in %.2f s\n",
+                       what.c_str(), r->status.c_str(), ok ? "PUT" : "POST", opts.url.c_str(),
+                       took);
+        }
+        break;
+      } else {
+        error = Describe(a.code);
+        retry = a.code < 0 || a.code >= 500;
+      }
+      last_error = error;
+      const bool last = !retry || attempt == opts.retries;
+      std::fprintf(stderr, "clusterbench run: push of %s to %s failed (attempt %d of %d): %s%s\n",
+                   what.c_str(), opts.url.c_str(), attempt + 1, opts.retries + 1, error.c_str(),
+                   last ? "" : "; retrying");
+      if (!retry) break;
+    }
+    if (!done) {
+      ++failed;
+      // A timeout or transport error on every attempt: the gateway is down, do not wait for
+      // it again for each remaining run.
+      unreachable = last_error.starts_with("no answer") || last_error.starts_with("transport");
+    }
+  }
+  if (failed == 0) return Status::Ok();
+  return Status::Internal("push to " + opts.url + " failed for " + std::to_string(failed) + " of " +
+                          std::to_string(latest.size()) + " series (" + std::to_string(pushed) +
+                          " pushed); last error: " + last_error +
+                          ". The JSON result files are written.");
+}
+
+std::string TextExposition(const std::vector<RunRecord>& runs) {
+  FamilySet set;
+  for (const RunRecord* r : LatestPerSeries(runs)) set.AddRun(*r);
+  return SerializeText(set.Families());
+}
+
+Status WriteTextfile(const std::string& path, const std::vector<RunRecord>& runs) {
+  constexpr const char* kLastSuccess = "clusterbench_last_success_timestamp_seconds";
+  // The last success of each series in the file being replaced, keyed by its label text.
+  std::map<std::string, double> previous;
+  std::string old_text;
+  if (std::filesystem::exists(path) && ReadFile(path, &old_text).ok()) {
+    std::istringstream lines(old_text);
+    for (std::string line; std::getline(lines, line);) {
+      if (!line.starts_with(std::string(kLastSuccess) + "{")) continue;
+      const size_t close = line.rfind("} ");
+      if (close == std::string::npos) continue;
+      previous[line.substr(0, close + 1)] = std::strtod(line.c_str() + close + 2, nullptr);
+    }
+  }
+  FamilySet set;
+  for (const RunRecord* r : LatestPerSeries(runs)) {
+    AddOptions add;
+    if (r->status != "ok" && !previous.empty()) {
+      FamilySet probe;
+      probe.AddGauge(kLastSuccess, "-", SeriesLabels(*r), 0);
+      const std::string text = SerializeText(probe.Families());
+      const size_t at = text.find(std::string(kLastSuccess) + "{");
+      const size_t close = text.find("} ", at);
+      if (at != std::string::npos && close != std::string::npos) {
+        auto it = previous.find(text.substr(at, close + 1 - at));
+        if (it != previous.end() && std::isfinite(it->second)) add.last_success_s = it->second;
+      }
+    }
+    set.AddRun(*r, add);
+  }
+  return WriteFileAtomically(path, SerializeText(set.Families()));
+}
+
+}  // namespace cb::prom
+
+namespace cb::prom {
+
+int Publish(const std::vector<RunRecord>& runs, const PublishOptions& opts) {
+  int code = 0;
+  if (!opts.textfile.empty()) {
+    if (Status s = WriteTextfile(opts.textfile, runs); !s.ok()) {
+      std::fprintf(stderr, "clusterbench run: textfile not written: %s\n", s.message().c_str());
+      code = kPublishFailedExitCode;
+    } else if (!opts.push.quiet) {
+      std::fprintf(stderr, "clusterbench run: metrics written to %s\n", opts.textfile.c_str());
+    }
+  }
+  if (!opts.push.url.empty()) {
+    if (Status s = PushRuns(runs, opts.push); !s.ok()) {
+      std::fprintf(stderr, "clusterbench run: error: %s\n", s.message().c_str());
+      code = kPublishFailedExitCode;
+    }
+  }
+  return code;
+}
+
+}  // namespace cb::prom
