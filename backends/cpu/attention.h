@@ -10,16 +10,21 @@
 
 namespace cb::cpu {
 
-/// K and V of every layer, [layer][slot][kv_head][position][head_dim] in the session dtype, so
-/// one head's history is one contiguous stream.
+/// Positions per K tile.
+inline constexpr int64_t kKTile = 16;
+
+/// K and V of every layer in the session dtype, per (layer, slot, kv head):
+///  - K in tiles of 16 positions, each tile transposed: [pos / 16][head_dim][16], so the scores
+///    of 16 positions are 16 lanes of one FMA chain with no horizontal reductions;
+///  - V as rows: [pos][head_dim], so the output is a sum of rows scaled by the softmax weights.
 class KvCache {
  public:
   Status Allocate(int layers, int64_t slots, int64_t kv_heads, int64_t max_context,
                   int64_t head_dim, DType dtype);
 
   DType dtype() const { return dtype_; }
-  int64_t max_context() const { return max_context_; }
-  /// Start of the [max_context, head_dim] history of (layer, slot, kv_head).
+  /// Positions per (layer, slot): max_context rounded up to whole tiles.
+  int64_t capacity() const { return capacity_; }
   void* K(int layer, int64_t slot, int64_t head) const { return At(k_, layer, slot, head); }
   void* V(int layer, int64_t slot, int64_t head) const { return At(v_, layer, slot, head); }
   /// Positions of (layer, slot) written so far.
@@ -30,11 +35,11 @@ class KvCache {
   void* At(const AlignedBuffer& b, int layer, int64_t slot, int64_t head) const {
     const int64_t index = (layer * slots_ + slot) * kv_heads_ + head;
     return static_cast<char*>(b.data()) +
-           static_cast<size_t>(index * max_context_ * head_dim_) * DTypeBytes(dtype_);
+           static_cast<size_t>(index * capacity_ * head_dim_) * DTypeBytes(dtype_);
   }
 
   DType dtype_ = DType::kF32;
-  int64_t slots_ = 0, kv_heads_ = 0, max_context_ = 0, head_dim_ = 0;
+  int64_t slots_ = 0, kv_heads_ = 0, capacity_ = 0, head_dim_ = 0;
   AlignedBuffer k_, v_;
   std::vector<int64_t> valid_;
 };

@@ -321,6 +321,10 @@ Status CpuSession::Load(const OpStream& stream, const WeightSource& weights) {
   dims_ = stream.dims;
   layers_ = stream.layers;
   tp_size_ = stream.shard.tp_size;
+  if (tp_size_ > 1 && (cfg_.tp_comm == nullptr || cfg_.tp_comm->size() != tp_size_)) {
+    return Status::InvalidInput("a stream split " + std::to_string(tp_size_) +
+                                " ways needs a tensor-parallel communicator of that size");
+  }
   eps_ = static_cast<float>(stream.model.norm_eps);
   num_ops_ = stream.ops.size();
   CB_RETURN_IF_ERROR(PlanWeights(stream, weights));
@@ -471,14 +475,24 @@ Status CpuSession::RunOp(const Op& op, const OpPlan& plan, StepIO& io) {
       AddInPlace(out.f32(), in.f32(), Rows(op.out) * op.n);
       return Status::Ok();
     case OpKind::kAllReduce:
-    case OpKind::kAllGather:
-      if (tp_size_ > 1) {
-        return Status::Unsupported(std::string(OpKindName(op.kind)) + " across " +
-                                   std::to_string(tp_size_) +
-                                   " tensor-parallel ranks needs the MPI communicator, which the "
-                                   "cpu backend does not have yet");
+      if (tp_size_ == 1) return Status::Ok();  // one rank: nothing to combine
+      return cfg_.tp_comm->AllReduceSum(out.f32(), static_cast<size_t>(Rows(op.out) * op.n));
+    case OpKind::kAllGather: {
+      if (tp_size_ == 1) return Status::Ok();
+      // Each rank holds [S, vocab / tp] at the front of the buffer; the result is [S, vocab]
+      // with rank r's shard in columns [r * vocab / tp, (r + 1) * vocab / tp).
+      const int64_t local = dims_.vocab, rows = Rows(op.out);
+      gather_scratch_.resize(static_cast<size_t>(tp_size_ * rows * local));
+      CB_RETURN_IF_ERROR(cfg_.tp_comm->AllGather(out.f32(), static_cast<size_t>(rows * local),
+                                                 gather_scratch_.data()));
+      for (int r = 0; r < tp_size_; ++r) {
+        for (int64_t row = 0; row < rows; ++row) {
+          std::memcpy(out.f32() + row * op.n + r * local,
+                      gather_scratch_.data() + (r * rows + row) * local, local * sizeof(float));
+        }
       }
-      return Status::Ok();  // one rank: nothing to combine
+      return Status::Ok();
+    }
     case OpKind::kSelectLast: {
       int64_t row = 0;
       for (int64_t s = 0; s < seqs_; ++s) {

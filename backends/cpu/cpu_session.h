@@ -70,6 +70,7 @@ class CpuSession final : public Session {
   int64_t Rows(Buf b) const { return BufferRows(b) == Rows::kTokenRows ? tokens_ : seqs_; }
 
   SessionConfig cfg_;
+  std::vector<float> gather_scratch_;  ///< allgather receive buffer (tensor parallel)
   bool loaded_ = false;
   size_t num_ops_ = 0;
   int layers_ = 0;

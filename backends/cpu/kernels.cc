@@ -75,8 +75,13 @@ void SwiGluT(const float* gate_up, TO* out, int64_t rows, int64_t f) {
     for (int64_t i = 0; i < f; i += 16) {
       const __mmask16 m = TailMask(f - i);
       const __m512 gv = Load16(g + i, m);
-      const __m512 silu = _mm512_div_ps(
-          gv, _mm512_add_ps(_mm512_set1_ps(1.0f), Exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
+      // silu(g) = g / (1 + exp(-g)); 1 / d by rcp14 and one Newton step (error ~1e-8), which
+      // is several times cheaper than vdivps.
+      const __m512 d =
+          _mm512_add_ps(_mm512_set1_ps(1.0f), Exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv)));
+      __m512 r = _mm512_rcp14_ps(d);
+      r = _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
+      const __m512 silu = _mm512_mul_ps(gv, r);
       Store16(out + t * f + i, _mm512_mul_ps(silu, Load16(u + i, m)), m);
     }
   }

@@ -1,9 +1,11 @@
 #include "backends/reference/reference_backend.h"
 
+#include <omp.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
@@ -44,6 +46,17 @@ std::string HostName() {
   char buf[256] = {};
   if (gethostname(buf, sizeof buf - 1) != 0) return "";
   return buf;
+}
+
+uint64_t MemAvailableBytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key, rest;
+  uint64_t kb = 0;
+  while (in >> key >> kb) {
+    std::getline(in, rest);
+    if (key == "MemAvailable:") return kb * 1024;
+  }
+  return 0;
 }
 
 /// Identity of a weight's values: two descs with the same identity (a tied LM head and the
@@ -515,7 +528,8 @@ class ReferenceDevice final : public Device {
     p.name = "reference (fp32 weights, fp64 accumulation)";
     p.kind = "cpu";
     p.host = HostName();
-    p.threads = 1;
+    p.threads = omp_get_max_threads();
+    p.mem_bytes = MemAvailableBytes();
     p.simulated = false;
     return p;
   }

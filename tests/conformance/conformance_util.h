@@ -69,6 +69,18 @@ inline ModelSpec OddSpec(bool qk_norm, bool tie_embeddings) {
   return m;
 }
 
+/// TinySpec with other attention heads: `heads` query heads on `kv_heads` KV heads of
+/// `head_dim` (the attention kernels specialise head_dim 16, 32, 64 and 128).
+inline ModelSpec HeadsSpec(int64_t heads, int64_t kv_heads, int64_t head_dim) {
+  ModelSpec m = TinySpec(false, false);
+  m.name = "conformance-heads-" + std::to_string(heads) + "x" + std::to_string(kv_heads) + "x" +
+           std::to_string(head_dim);
+  m.num_heads = heads;
+  m.num_kv_heads = kv_heads;
+  m.head_dim = head_dim;
+  return m;
+}
+
 /// The cpu session under test and the reference session, loaded with the same weights.
 struct SessionPair {
   OpStream stream;
