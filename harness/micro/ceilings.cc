@@ -12,7 +12,7 @@ namespace cb {
 namespace {
 
 /// Repetitions and time per repetition of the ceiling set (see MeasureCeilings).
-constexpr int kCeilingRepetitions = 8;
+constexpr int kCeilingRepetitions = 6;
 constexpr double kCeilingMinTimeS = 0.1;
 
 /// 1-minute load average, or -1 when unknown.
