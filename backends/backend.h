@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "backends/comm/communicator.h"
 #include "harness/core/dtype.h"
 #include "harness/core/status.h"
 #include "workloads/op_stream.h"
@@ -43,6 +44,8 @@ struct SessionConfig {
   int64_t max_sequences = 1;    ///< KV-cache slots
   int64_t max_context = 0;      ///< tokens per slot
   int64_t max_step_tokens = 0;  ///< most new tokens in one step (sum over sequences)
+  /// The tensor-parallel group for the stream's collectives; required when tp_size > 1.
+  Communicator* tp_comm = nullptr;
 };
 
 /// One model instance (one rank's shard) on one device.

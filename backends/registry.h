@@ -9,9 +9,9 @@
 namespace cb {
 
 struct BackendInfo {
-  std::string name;         ///< as given to --backend
+  std::string name;  ///< as given to --backend
   std::string description;
-  bool available = false;   ///< built in and usable on this machine
+  bool available = false;  ///< built in and usable on this machine
   std::string unavailable_reason;
 };
 

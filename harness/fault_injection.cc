@@ -1,11 +1,12 @@
 #include "harness/fault_injection.h"
 
 #include <cmath>
+#include <stdexcept>
 
 namespace cb {
 namespace {
 
-enum class Fault { kNanLogits, kSkewLogits };
+enum class Fault { kNanLogits, kSkewLogits, kThrow };
 
 class FaultySession final : public Session {
  public:
@@ -13,8 +14,12 @@ class FaultySession final : public Session {
       : inner_(std::move(inner)), fault_(fault) {}
   Status Load(const OpStream& s, const WeightSource& w) override { return inner_->Load(s, w); }
   Status Run(const OpStream& s, OpRange r, StepIO& io) override {
+    if (fault_ == Fault::kThrow && io.TotalTokens() == static_cast<int64_t>(io.seqs.size()) &&
+        !io.want_logits) {
+      throw std::runtime_error("injected fault: this rank throws in its first decode step");
+    }
     CB_RETURN_IF_ERROR(inner_->Run(s, r, io));
-    if (r.end != s.ops.size()) return Status::Ok();
+    if (r.end != s.ops.size() || fault_ == Fault::kThrow) return Status::Ok();
     if (fault_ == Fault::kNanLogits) {
       if (io.want_logits && !io.logits.empty()) io.logits[0] = std::nanf("");
       for (int32_t& t : io.next_tokens) t = -1;
@@ -53,16 +58,28 @@ class FaultyDevice final : public Device {
 
 }  // namespace
 
-Status WrapWithFault(const std::string& mode, std::unique_ptr<Device> inner,
+Status WrapWithFault(const std::string& mode, int world_rank, std::unique_ptr<Device> inner,
                      std::unique_ptr<Device>* out) {
   Fault fault;
-  if (mode == "nan-logits") {
+  const std::string throw_prefix = "throw-on-rank:";
+  if (mode.rfind(throw_prefix, 0) == 0) {
+    const std::string rank = mode.substr(throw_prefix.size());
+    if (rank.empty() || rank.find_first_not_of("0123456789") != std::string::npos) {
+      return Status::InvalidInput("--inject-fault '" + mode + "': expected throw-on-rank:R");
+    }
+    if (std::stoi(rank) != world_rank) {
+      *out = std::move(inner);
+      return Status::Ok();
+    }
+    fault = Fault::kThrow;
+  } else if (mode == "nan-logits") {
     fault = Fault::kNanLogits;
   } else if (mode == "skew-logits") {
     fault = Fault::kSkewLogits;
   } else {
-    return Status::InvalidInput("--inject-fault '" + mode +
-                                "' unknown; allowed values: nan-logits, skew-logits");
+    return Status::InvalidInput(
+        "--inject-fault '" + mode +
+        "' unknown; allowed values: nan-logits, skew-logits, throw-on-rank:R");
   }
   *out = std::make_unique<FaultyDevice>(std::move(inner), fault);
   return Status::Ok();

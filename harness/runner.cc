@@ -6,7 +6,8 @@
 #include <sstream>
 
 #include "harness/cancel.h"
-#include "harness/stats.h"
+#include "harness/parallel.h"
+#include "harness/run_metrics.h"
 #include "harness/verify.h"
 #include "workloads/op_cost.h"
 
@@ -30,6 +31,25 @@ Segments SplitByLayer(const OpStream& s) {
   seg.head = {0, seg.layers.empty() ? s.ops.size() : seg.layers.front().begin};
   seg.tail = {seg.layers.empty() ? s.ops.size() : seg.layers.back().end, s.ops.size()};
   return seg;
+}
+
+/// Work of one step of the whole model: a partial stream's layers scaled to the model's
+/// layer count, the same way StepTimer extrapolates time.
+OpCost ExtrapolatedCost(const OpStream& stream, const StepIO& io, DType dtype,
+                        int64_t model_layers) {
+  const Segments seg = SplitByLayer(stream);
+  OpCost c = CostOfOps(stream, seg.head.begin, seg.head.end, io, dtype);
+  c += CostOfOps(stream, seg.tail.begin, seg.tail.end, io, dtype);
+  if (!seg.layers.empty()) {
+    OpCost layer = CostOfOps(stream, seg.layers[0].begin, seg.layers[0].end, io, dtype);
+    const double n = static_cast<double>(model_layers);
+    layer.flops *= n;
+    layer.bytes *= n;
+    layer.weight_bytes *= n;
+    layer.kv_bytes *= n;
+    c += layer;
+  }
+  return c;
 }
 
 /// Times steps. A stream with every layer of the model runs as one call; a partial stream runs
@@ -66,22 +86,6 @@ class StepTimer {
     return Status::Ok();
   }
 
-  /// Work of a step of the whole model (extrapolated the same way as the time).
-  OpCost Cost(const StepIO& io, DType dtype) const {
-    OpCost c = CostOfOps(stream_, seg_.head.begin, seg_.head.end, io, dtype);
-    c += CostOfOps(stream_, seg_.tail.begin, seg_.tail.end, io, dtype);
-    if (!seg_.layers.empty()) {
-      OpCost layer = CostOfOps(stream_, seg_.layers[0].begin, seg_.layers[0].end, io, dtype);
-      const double n = extrapolate_ ? model_layers_ : static_cast<double>(seg_.layers.size());
-      layer.flops *= n;
-      layer.bytes *= n;
-      layer.weight_bytes *= n;
-      layer.kv_bytes *= n;
-      c += layer;
-    }
-    return c;
-  }
-
  private:
   Status Timed(OpRange r, StepIO& io, double* seconds) {
     CB_RETURN_IF_ERROR(session_.Synchronize());
@@ -110,12 +114,14 @@ std::string Gib(uint64_t bytes) {
   return buf;
 }
 
-StepIO PrefillIO(const WorkloadSpec& w, int64_t vocab) {
+/// Prompts of sequences [first, first + count) of the workload, in cache slots 0..count-1.
+StepIO PrefillIO(const WorkloadSpec& w, int64_t vocab, int64_t first, int64_t count) {
   StepIO io;
-  for (int64_t s = 0; s < w.batch; ++s) {
+  for (int64_t s = 0; s < count; ++s) {
     io.seqs.push_back({s, 0, w.prompt_len});
-    for (int64_t p = 0; p < w.prompt_len; ++p)
-      io.tokens.push_back(SyntheticToken(w.seed, s, p, vocab));
+    for (int64_t p = 0; p < w.prompt_len; ++p) {
+      io.tokens.push_back(SyntheticToken(w.seed, first + s, p, vocab));
+    }
   }
   return io;
 }
@@ -133,16 +139,6 @@ bool TokensValid(const StepIO& io, int64_t vocab) {
   if (io.next_tokens.size() != io.seqs.size()) return false;
   return std::all_of(io.next_tokens.begin(), io.next_tokens.end(),
                      [&](int32_t t) { return t >= 0 && t < vocab; });
-}
-
-Metric MakeMetric(const std::string& name, const std::string& unit, Provenance how,
-                  const std::vector<double>& samples) {
-  Metric m{name, unit, how, Median(samples), true, Summarize(samples)};
-  return m;
-}
-
-Metric Scalar(const std::string& name, const std::string& unit, Provenance how, double value) {
-  return Metric{name, unit, how, value, false, {}};
 }
 
 }  // namespace
@@ -202,8 +198,14 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
         "; run fewer layers with --layers N, a smaller batch or context, or --no-verify");
   }
 
-  OpStream stream;
-  CB_RETURN_IF_ERROR(BuildDenseDecoderStream(w.model, ShardSpec{}, w.LayersRun(), &stream));
+  static const ParallelContext kSingle;
+  const ParallelContext& par = opts.parallel ? *opts.parallel : kSingle;
+  const int64_t local_batch = LocalBatch(w.batch, par.dp, par.dp_rank);
+  const int64_t first_seq = FirstSequence(w.batch, par.dp, par.dp_rank);
+  OpStream stream, full;
+  CB_RETURN_IF_ERROR(
+      BuildDenseDecoderStream(w.model, ShardSpec{par.tp, par.tp_rank}, w.LayersRun(), &stream));
+  CB_RETURN_IF_ERROR(BuildDenseDecoderStream(w.model, ShardSpec{}, w.LayersRun(), &full));
   auto fail = [&](const std::string& what, const Status& s) {
     rec->status = "failed";
     rec->status_message = what + ": " + s.message();
@@ -212,55 +214,79 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
 
   SessionConfig cfg;
   cfg.dtype = w.dtype;
-  cfg.max_sequences = w.batch;
+  cfg.max_sequences = local_batch;
   cfg.max_context = w.prompt_len + w.gen_len;
-  cfg.max_step_tokens = w.batch * w.prompt_len;
+  cfg.max_step_tokens = local_batch * w.prompt_len;
+  cfg.tp_comm = par.tp_group;
   std::unique_ptr<Session> session;
   if (Status s = device.Open(cfg, &session); !s.ok()) return fail("opening a session", s);
   Progress(opts, "loading " + w.model.name + " (" + std::to_string(rec->layers_run) + " layers, " +
-                     Gib(mem.weights) + " of " + std::string(DTypeName(w.dtype)) + " weights)");
+                     Gib(mem.weights / par.tp) + " of " + std::string(DTypeName(w.dtype)) +
+                     " weights" + (par.tp > 1 ? " on this rank" : "") + ")");
   const WeightSource weights(w.seed);
   if (Status s = session->Load(stream, weights); !s.ok()) return fail("loading weights", s);
 
   if (w.verify) {
     Progress(opts, "verifying against the reference backend");
-    Status s = VerifyAgainstReference(w, stream, *session, weights, &rec->verification);
+    WorkloadSpec replica = w;  // this replica's share of the batch
+    replica.batch = local_batch;
+    Status s = VerifyAgainstReference(replica, stream, *session, weights, par.tp_group,
+                                      &rec->verification);
     if (!s.ok()) return fail("verification", s);
-    if (rec->verification.status != "passed") {
+  } else {
+    rec->verification.status = "not_run";
+    rec->verification.message = "disabled with --no-verify";
+  }
+  {
+    // Every replica verified on its own; the run is valid only if all of them passed.
+    std::string any;
+    const std::string mine = rec->verification.status == "failed" ? rec->verification.message : "";
+    if (Status s = AgreeOnFailure(par, mine, &any); !s.ok()) return fail("verification", s);
+    if (!any.empty()) {
+      rec->verification.status = "failed";
+      if (rec->verification.message.empty()) rec->verification.message = any;
       rec->status = "invalid";
       rec->status_message = "verification failed: " + rec->verification.message;
       return Status::Ok();
     }
-  } else {
-    rec->verification.status = "not_run";
-    rec->verification.message = "disabled with --no-verify";
   }
 
   StepTimer timer(*session, device.clock(), stream, static_cast<int>(w.model.num_layers));
   const int64_t vocab = stream.dims.vocab_full;
 
-  // The work of one repetition, computed before anything is timed.
-  StepIO shape = PrefillIO(w, vocab);
-  const OpCost prefill_cost = timer.Cost(shape, w.dtype);
+  // The work of one repetition for the whole job (all shards, all replicas), computed before
+  // anything is timed.
+  StepIO shape = PrefillIO(w, vocab, 0, w.batch);
+  const OpCost prefill_cost = ExtrapolatedCost(full, shape, w.dtype, w.model.num_layers);
   OpCost decode_cost;
   shape.next_tokens.assign(w.batch, 0);
   for (int64_t g = 0; g < w.gen_len; ++g) {
     AdvanceToDecode(shape);
-    decode_cost += timer.Cost(shape, w.dtype);
+    decode_cost += ExtrapolatedCost(full, shape, w.dtype, w.model.num_layers);
   }
 
-  std::vector<double> prefill_tps, decode_tps, ttft, tpot, e2e, overhead;
+  RankTimings mine;
+  mine.rank = par.world_rank;
+  mine.tp_rank = par.tp_rank;
+  mine.dp_rank = par.dp_rank;
+  mine.host = par.host;
+  mine.sequences = local_batch;
   const int total = w.warmup + w.repetitions;
   Status energy_started = Status::Unsupported("no energy meter");
   for (int rep = 0; rep < total; ++rep) {
     const bool warm = rep < w.warmup;
+    // Replicas start each repetition together, so the slowest one sets the cluster's time.
+    if (Status s = par.world ? par.world->Barrier() : Status::Ok(); !s.ok()) {
+      return fail("synchronising ranks", s);
+    }
     if (rep == w.warmup && opts.energy != nullptr) energy_started = opts.energy->Start();
     Progress(opts, warm ? "warm-up " + std::to_string(rep + 1) + "/" + std::to_string(w.warmup)
                         : "repetition " + std::to_string(rep - w.warmup + 1) + "/" +
                               std::to_string(w.repetitions));
     RepetitionSample sample;
-    StepIO io = PrefillIO(w, vocab);
+    StepIO io = PrefillIO(w, vocab, first_seq, local_batch);
     std::vector<int32_t> first_seq_tokens;
+    par.tp_group->ResetTimers();
     const double window_start = device.clock().NowSeconds();
     double measured = 0;
     double step_s = 0, step_measured = 0;
@@ -294,12 +320,12 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
     sample.e2e_s = sample.prefill_s + decode_s;
     sample.backend_s = measured;
     rec->samples.push_back(sample);
-    prefill_tps.push_back(static_cast<double>(w.batch * w.prompt_len) / sample.prefill_s);
-    decode_tps.push_back(static_cast<double>(w.batch * w.gen_len) / decode_s);
-    ttft.push_back(sample.prefill_s);
-    tpot.insert(tpot.end(), sample.decode_step_s.begin(), sample.decode_step_s.end());
-    e2e.push_back(sample.e2e_s);
-    overhead.push_back(window > 0 ? std::max(0.0, 1.0 - measured / window) : 0.0);
+    mine.prefill_s.push_back(sample.prefill_s);
+    mine.decode_s.push_back(decode_s);
+    mine.decode_step_s.push_back(sample.decode_step_s);
+    mine.comm_s.push_back(par.tp_group->comm_seconds());
+    mine.backend_s.push_back(measured);
+    mine.window_s.push_back(window);
   }
 
   if (opts.energy != nullptr) {
@@ -313,30 +339,14 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
     }
   }
 
-  auto& M = rec->metrics;
-  M.push_back(MakeMetric("prefill_tokens_per_second", "tokens/s", how, prefill_tps));
-  M.push_back(MakeMetric("decode_tokens_per_second", "tokens/s", how, decode_tps));
-  M.push_back(MakeMetric("ttft_seconds", "s", how, ttft));
-  M.push_back(MakeMetric("tpot_seconds", "s", how, tpot));
-  M.push_back(MakeMetric("e2e_latency_seconds", "s", how, e2e));
-  M.push_back(MakeMetric("harness_overhead_ratio", "ratio", Provenance::kMeasured, overhead));
-
-  const double prefill_s = Median(ttft);
-  std::vector<double> decode_totals;
-  for (const auto& s : rec->samples) decode_totals.push_back(s.e2e_s - s.prefill_s);
-  const double decode_s = Median(decode_totals);
-  M.push_back(Scalar("prefill_flops_per_second", "FLOP/s", how, prefill_cost.flops / prefill_s));
-  M.push_back(Scalar("decode_bytes_per_second", "bytes/s", how, decode_cost.bytes / decode_s));
-  const double peak = opts.ceilings.matmul_flops_per_s[static_cast<int>(w.dtype)];
-  const double bw = opts.ceilings.mem_read_bytes_per_s;
-  if (peak > 0) {
-    M.push_back(Scalar("mfu_prefill_ratio", "ratio", how, prefill_cost.flops / prefill_s / peak));
-    M.push_back(Scalar("mfu_decode_ratio", "ratio", how, decode_cost.flops / decode_s / peak));
+  std::vector<RankTimings> ranks;
+  if (Status s = GatherTimings(par, mine, &ranks); !s.ok()) return fail("gathering results", s);
+  if (par.world_rank != 0) {
+    rec->status = "ok";
+    return Status::Ok();
   }
-  if (bw > 0) {
-    M.push_back(Scalar("mbu_prefill_ratio", "ratio", how, prefill_cost.bytes / prefill_s / bw));
-    M.push_back(Scalar("mbu_decode_ratio", "ratio", how, decode_cost.bytes / decode_s / bw));
-  }
+  AddThroughputMetrics(w, ranks, prefill_cost, decode_cost, opts.ceilings, how, rec);
+  if (par.world_size > 1) rec->cluster = MakeClusterRecord(par, ranks);
   rec->status = "ok";
   return Status::Ok();
 }

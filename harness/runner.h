@@ -4,6 +4,7 @@
 #include <string>
 
 #include "backends/backend.h"
+#include "harness/parallel.h"
 #include "results/run_record.h"
 #include "workloads/workload_spec.h"
 
@@ -16,6 +17,8 @@ struct RunnerOptions {
   /// Read from the start of the first measured repetition to the end of the last; the reading
   /// goes to record->energy (harness/cost/energy_cost.h turns it into metrics). May be null.
   EnergyMeter* energy = nullptr;
+  /// This rank's place in a multi-rank job; nullptr for a single process.
+  const ParallelContext* parallel = nullptr;
 };
 
 /// Bytes a workload needs on the device: weights, KV cache, activations, and the reference

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "backends/registry.h"
 
@@ -39,6 +40,10 @@ Status RunTeacherForced(const WorkloadSpec& w, const VerifyShape& shape, const O
 
 }  // namespace
 
+/// Reference (on `stream`, unsharded) against the backend (on `backend_stream`, or `stream`).
+static Status Compare(const WorkloadSpec& w, const OpStream& stream, const OpStream* backend_stream,
+                      Session& session, const WeightSource& weights, Verification* out);
+
 double VerifyTolerance(DType dtype) { return dtype == DType::kF32 ? 2e-3 : 5e-2; }
 
 VerifyShape VerifyShapeFor(const WorkloadSpec& w) {
@@ -52,14 +57,59 @@ VerifyShape VerifyShapeFor(const WorkloadSpec& w) {
 }
 
 Status VerifyAgainstReference(const WorkloadSpec& w, const OpStream& stream, Session& session,
-                              const WeightSource& weights, Verification* out) {
+                              const WeightSource& weights, Communicator* group, Verification* out) {
+  if (group != nullptr && group->size() > 1) {
+    std::vector<std::vector<float>> actual;
+    const VerifyShape shape = VerifyShapeFor(w);
+    if (group->rank() != 0) {
+      CB_RETURN_IF_ERROR(RunTeacherForced(w, shape, stream, session, &actual));
+    } else {
+      OpStream whole;
+      CB_RETURN_IF_ERROR(BuildDenseDecoderStream(w.model, ShardSpec{}, stream.layers, &whole));
+      CB_RETURN_IF_ERROR(Compare(w, whole, &stream, session, weights, out));
+    }
+    // Rank 0's verdict for the whole group.
+    struct Wire {
+      double abs, rel, tol, agree;
+      int64_t seqs, positions;
+      int passed, nan;
+      char message[400];
+    } wire{};
+    if (group->rank() == 0) {
+      wire = {out->max_abs_error,      out->max_rel_error, out->tolerance,
+              out->argmax_agreement,   out->sequences,     out->positions,
+              out->status == "passed", out->nan_found,     {}};
+      std::snprintf(wire.message, sizeof wire.message, "%s", out->message.c_str());
+    }
+    CB_RETURN_IF_ERROR(group->Broadcast(&wire, sizeof wire, 0));
+    *out = Verification{};
+    out->status = wire.passed ? "passed" : "failed";
+    out->message = wire.message;
+    out->max_abs_error = wire.abs;
+    out->max_rel_error = wire.rel;
+    out->tolerance = wire.tol;
+    out->argmax_agreement = wire.agree;
+    out->sequences = wire.seqs;
+    out->positions = wire.positions;
+    out->nan_found = wire.nan;
+    return Status::Ok();
+  }
+  return Compare(w, stream, nullptr, session, weights, out);
+}
+
+static Status Compare(const WorkloadSpec& w, const OpStream& stream, const OpStream* backend_stream,
+                      Session& session, const WeightSource& weights, Verification* out) {
   const VerifyShape shape = VerifyShapeFor(w);
   *out = Verification{};
   out->sequences = shape.sequences;
   out->positions = shape.decode_steps + 1;
   out->tolerance = VerifyTolerance(w.dtype);
 
+  // The backend first: under tensor parallelism its steps are collective, and the other ranks
+  // of the group must not wait while this one runs the reference.
   std::vector<std::vector<float>> expected, actual;
+  CB_RETURN_IF_ERROR(
+      RunTeacherForced(w, shape, backend_stream ? *backend_stream : stream, session, &actual));
   {
     std::unique_ptr<Device> ref_device;
     CB_RETURN_IF_ERROR(OpenDevice("reference", &ref_device));
@@ -73,7 +123,6 @@ Status VerifyAgainstReference(const WorkloadSpec& w, const OpStream& stream, Ses
     CB_RETURN_IF_ERROR(ref->Load(stream, weights));
     CB_RETURN_IF_ERROR(RunTeacherForced(w, shape, stream, *ref, &expected));
   }
-  CB_RETURN_IF_ERROR(RunTeacherForced(w, shape, stream, session, &actual));
 
   const int64_t vocab = stream.dims.vocab_full;
   double max_ref = 0, max_abs = 0;

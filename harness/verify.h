@@ -22,7 +22,10 @@ VerifyShape VerifyShapeFor(const WorkloadSpec& w);
 /// same weights, and compares the last-position logits of every step. The reference session
 /// exists only inside this call. `session` must have been opened for at least the workload's
 /// batch and context.
+/// Under tensor parallelism every rank of `group` runs the backend's steps (they are
+/// collective) and only the group's rank 0 runs the reference and compares; the outcome is
+/// then broadcast to the group. `group` may be null for a single rank.
 Status VerifyAgainstReference(const WorkloadSpec& w, const OpStream& stream, Session& session,
-                              const WeightSource& weights, Verification* out);
+                              const WeightSource& weights, Communicator* group, Verification* out);
 
 }  // namespace cb

@@ -472,6 +472,7 @@ json ToJson(const RunRecord& rec) {
                              {"nan_found", v.nan_found}};
   doc["generated_tokens"] = rec.generated_tokens;
   if (rec.energy) doc["energy"] = EnergyRecordToJson(*rec.energy);
+  if (rec.cluster) doc["cluster"] = ClusterRecordToJson(*rec.cluster);
   if (rec.cost) doc["cost"] = CostRecordToJson(*rec.cost);
   return doc;
 }
@@ -505,6 +506,11 @@ Status FromJson(const json& doc, const std::string& origin, RunRecord* out) {
                                                &rec.generated_tokens[i], 0));
   }
   // Optional sections (schema 1.1); files of 1.0 have neither.
+  if (doc.contains("cluster")) {
+    ClusterRecord c;
+    CB_RETURN_IF_ERROR(ClusterRecordFromJson(doc["cluster"], origin, &c));
+    rec.cluster = std::move(c);
+  }
   if (doc.contains("energy")) {
     EnergyRecord e;
     CB_RETURN_IF_ERROR(EnergyRecordFromJson(doc["energy"], origin, &e));

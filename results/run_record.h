@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "results/cluster_record.h"
 #include "results/energy_cost_record.h"
 #include "workloads/workload_spec.h"
 
@@ -87,6 +88,7 @@ struct RunRecord {
   std::vector<int32_t> generated_tokens;  ///< greedy tokens of the first sequence, last rep
   std::optional<EnergyRecord> energy;     ///< absent when no meter ran (failed runs, --energy off)
   std::optional<CostRecord> cost;         ///< absent when the run is not ok
+  std::optional<ClusterRecord> cluster;   ///< layout and per-rank figures of an MPI run
 
   /// nullptr when absent.
   const Metric* FindMetric(const std::string& name) const;

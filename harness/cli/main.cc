@@ -2,9 +2,12 @@
 #include <exception>
 #include <map>
 
+#include "backends/comm/mpi_world.h"
 #include "harness/cli/commands.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int RunCommandLine(int argc, char** argv) {
   CLI::App app{
       "clusterbench: runs the same LLM inference workload on CPUs, GPUs and simulated NPUs;\n"
       "measures throughput, latency, MFU/MBU; verifies every backend against a reference.\n"
@@ -48,4 +51,17 @@ int main(int argc, char** argv) {
     }
   }
   return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Under mpirun/srun every rank initialises MPI here; a plain process never touches it.
+  if (cb::Status s = cb::World::Init(&argc, &argv, 300); !s.ok()) {
+    std::fprintf(stderr, "clusterbench: %s\n", s.message().c_str());
+    return 1;
+  }
+  const int code = RunCommandLine(argc, argv);
+  cb::World::Get().Finalize();
+  return code;
 }

@@ -4,6 +4,7 @@
 #include <memory>
 #include <set>
 
+#include "backends/comm/mpi_world.h"
 #include "backends/registry.h"
 #include "harness/cancel.h"
 #include "harness/cli/commands.h"
@@ -11,6 +12,7 @@
 #include "harness/cost/run_energy_cost.h"
 #include "harness/fault_injection.h"
 #include "harness/micro/ceilings.h"
+#include "harness/parallel.h"
 #include "harness/plan.h"
 #include "harness/runner.h"
 #include "results/formats.h"
@@ -27,6 +29,8 @@ struct RunFlags {
   int repetitions = 0, warmup = 0, verify_len = 0;
   bool no_verify = false, remeasure = false, quiet = false;
   std::string results_dir = "results", out, format = "table", inject_fault;
+  int tp = 1, dp = 0;                         ///< dp 0: world size / tp
+  double collective_timeout_s = 300;          ///< bound on every MPI collective
   std::map<std::string, CLI::Option*> given;  ///< workload field -> its option
   CostFlags cost;                             ///< cost-model inputs, --energy, --catalog
   prom::PublishOptions publish;               ///< --push, --textfile
@@ -143,6 +147,24 @@ int Run(const RunFlags& f) {
     if (Status s = prom::ParsePushUrl(f.publish.push.url, &host, &port); !s.ok()) return Fail(s);
   }
 
+  World& world = World::Get();
+  ParallelGroups groups;
+  const int dp = f.dp > 0 ? f.dp : std::max(1, world.size() / std::max(1, f.tp));
+  if (Status s = groups.Init(f.tp, dp, world, f.collective_timeout_s); !s.ok()) return Fail(s);
+  const ParallelContext& par = groups.context();
+  const bool rank0 = par.world_rank == 0;
+  for (const WorkloadSpec& w : plan) {
+    OpStream probe;
+    if (Status s = BuildDenseDecoderStream(w.model, ShardSpec{par.tp, 0}, w.LayersRun(), &probe);
+        !s.ok()) {
+      return Fail(Status(s.code(), Describe(w) + ": " + s.message()));
+    }
+    if (w.batch < par.dp) {
+      return Fail(Status::InvalidInput(Describe(w) + ": batch " + std::to_string(w.batch) +
+                                       " is smaller than --dp " + std::to_string(par.dp)));
+    }
+  }
+
   EnergyCostPlanner energy_cost;
   if (Status s = energy_cost.Init(f.cost.catalog_dir, f.cost.energy); !s.ok()) return Fail(s);
 
@@ -153,7 +175,8 @@ int Run(const RunFlags& f) {
     if (!dev) {
       if (Status s = OpenDevice(w.backend, &dev); !s.ok()) return Fail(s);
       if (!f.inject_fault.empty()) {
-        if (Status s = WrapWithFault(f.inject_fault, std::move(dev), &dev); !s.ok()) return Fail(s);
+        if (Status s = WrapWithFault(f.inject_fault, par.world_rank, std::move(dev), &dev); !s.ok())
+          return Fail(s);
       }
     }
     if (Status s = energy_cost.Check(w, dev->Props()); !s.ok()) return Fail(s);
@@ -171,12 +194,21 @@ int Run(const RunFlags& f) {
   }
 
   Ceilings ceilings;
-  if (Status s = LoadOrMeasureCeilings(f.results_dir, f.remeasure, &ceilings); !s.ok()) {
+  // Only rank 0 computes the job's figures, so only it needs (and measures) the ceilings.
+  if (Status s =
+          rank0 ? LoadOrMeasureCeilings(f.results_dir, f.remeasure, &ceilings) : Status::Ok();
+      !s.ok()) {
     std::fprintf(stderr, "clusterbench run: warning: no ceilings (%s); MFU and MBU are omitted\n",
                  s.message().c_str());
     ceilings = Ceilings{};
   }
   if (CancelRequested()) return Fail(Status::Cancelled("interrupted before the first run"));
+  if (par.world_size > 1) {
+    // Rank 0 may have spent a while measuring ceilings: wait for it without the timeout.
+    world.set_collective_timeout(0);
+    if (Status s = par.world->Barrier(); !s.ok()) return Fail(s);
+    world.set_collective_timeout(f.collective_timeout_s);
+  }
 
   const std::string out_dir = f.out.empty() ? f.results_dir + "/runs" : f.out;
   std::vector<RunRecord> records;
@@ -185,10 +217,17 @@ int Run(const RunFlags& f) {
     const WorkloadSpec& w = plan[i];
     RunnerOptions opts;
     opts.ceilings = ceilings;
-    opts.quiet = f.quiet;
+    opts.quiet = f.quiet || !rank0;
+    opts.parallel = &par;
     opts.progress_prefix = "[" + std::to_string(i + 1) + "/" + std::to_string(plan.size()) + "]";
-    if (!f.quiet)
-      std::fprintf(stderr, "%s %s\n", opts.progress_prefix.c_str(), Describe(w).c_str());
+    if (!opts.quiet) {
+      std::fprintf(stderr, "%s %s%s\n", opts.progress_prefix.c_str(), Describe(w).c_str(),
+                   par.world_size > 1
+                       ? (" on " + std::to_string(par.world_size) + " ranks (tp " +
+                          std::to_string(par.tp) + " x dp " + std::to_string(par.dp) + ")")
+                             .c_str()
+                       : "");
+    }
     RunRecord rec;
     StampRun(&rec);
     std::unique_ptr<EnergyMeter> meter;
@@ -201,7 +240,30 @@ int Run(const RunFlags& f) {
     if (!energy_note.empty() && !f.quiet) {
       std::fprintf(stderr, "%s %s\n", opts.progress_prefix.c_str(), energy_note.c_str());
     }
-    Status s = RunOffline(w, *devices[w.backend], opts, &rec);
+    Status s;
+    try {
+      s = RunOffline(w, *devices[w.backend], opts, &rec);
+    } catch (const std::exception& e) {
+      rec.status = "failed";
+      rec.status_message = std::string("exception: ") + e.what();
+    }
+    if (par.world_size > 1 && s.ok() && (rec.status == "failed" || rec.status == "invalid") &&
+        rec.verification.status != "failed") {
+      // A rank that stopped mid-run leaves the others inside collectives: end the whole job.
+      if (rec.status == "invalid") rec.status = "failed";
+      world.NotifyFailure(rec.status_message);
+      if (rank0) {
+        rec.end_time = NowIso8601();
+        const std::string path = out_dir + "/" + RunFileName(rec);
+        if (WriteFileAtomically(path, ToJson(rec).dump(2) + "\n").ok()) {
+          std::fprintf(stderr, "clusterbench run: the failed run is recorded in %s\n",
+                       path.c_str());
+        }
+        std::fprintf(stderr, "clusterbench run: %s failed: %s\n", Describe(w).c_str(),
+                     rec.status_message.c_str());
+      }
+      world.AbortJob(1);
+    }
     energy_cost.Finish(w, &rec);
     if (s.code() == StatusCode::kCancelled) {
       std::fprintf(stderr,
@@ -211,6 +273,7 @@ int Run(const RunFlags& f) {
       return 130;
     }
     if (!s.ok()) return Fail(s);
+    if (!rank0) continue;  // only rank 0 writes results
     rec.end_time = NowIso8601();
     const std::string path = out_dir + "/" + RunFileName(rec);
     if (Status ws = WriteFileAtomically(path, ToJson(rec).dump(2) + "\n"); !ws.ok()) {
@@ -224,6 +287,7 @@ int Run(const RunFlags& f) {
     any_bad |= rec.status == "failed" || rec.status == "invalid";
     records.push_back(std::move(rec));
   }
+  if (!rank0) return 0;
   std::string text;
   if (Status s = FormatRuns(records, f.format, &text); !s.ok()) return Fail(s);
   if (!text.empty() && text.back() != '\n') text += '\n';
@@ -283,7 +347,17 @@ CommandFn AddRunCommand(CLI::App& app) {
       ->check(CLI::Range(0, 10));
   cmd->add_option("--textfile", f->publish.textfile,
                   "Also write the metrics to this file for node_exporter's textfile collector");
-  cmd->add_option("--inject-fault", f->inject_fault, "Test only: nan-logits, skew-logits")
+  cmd->add_option("--tp", f->tp, "Tensor-parallel ranks per model replica (MPI)")
+      ->check(CLI::PositiveNumber)
+      ->default_val(1);
+  cmd->add_option("--dp", f->dp, "Data-parallel replicas (MPI; default: ranks / tp)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--collective-timeout", f->collective_timeout_s,
+                  "Seconds any MPI collective may wait before the job is ended")
+      ->check(CLI::PositiveNumber)
+      ->default_val(300);
+  cmd->add_option("--inject-fault", f->inject_fault,
+                  "Test only: nan-logits, skew-logits, throw-on-rank:R")
       ->group("");  // hidden from --help
   return [f] { return Run(*f); };
 }

@@ -1,0 +1,67 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/comm/communicator.h"
+#include "results/run_record.h"
+
+namespace cb {
+
+class World;
+
+/// Where this rank sits in a tensor x data parallel job. World rank r is tensor-parallel rank
+/// r % tp of data-parallel replica r / tp, so a replica's ranks are neighbours (one node).
+struct ParallelContext {
+  int tp = 1, dp = 1;
+  int world_rank = 0, world_size = 1;
+  int tp_rank = 0, dp_rank = 0;
+  std::string host;
+  std::string launcher = "none";
+  double collective_timeout_s = 0;
+  Communicator* world = nullptr;     ///< all ranks
+  Communicator* tp_group = nullptr;  ///< the ranks of this replica
+};
+
+/// Owns the communicators of a context for a (tp, dp) split of `world`.
+class ParallelGroups {
+ public:
+  /// kInvalidInput (on every rank, same message) when tp * dp differs from the world size.
+  Status Init(int tp, int dp, World& world, double collective_timeout_s);
+  const ParallelContext& context() const { return ctx_; }
+
+ private:
+  ParallelContext ctx_;
+  std::unique_ptr<Communicator> single_;
+  std::unique_ptr<Communicator> tp_group_;
+};
+
+/// Sequences of replica `dp_rank` when `batch` sequences are shared by `dp` replicas (the
+/// first batch % dp replicas take one more), and the global index of its first sequence.
+int64_t LocalBatch(int64_t batch, int dp, int dp_rank);
+int64_t FirstSequence(int64_t batch, int dp, int dp_rank);
+
+/// What one rank measured, gathered on rank 0 to build the cluster's figures.
+struct RankTimings {
+  int rank = 0, tp_rank = 0, dp_rank = 0;
+  std::string host;
+  int64_t sequences = 0;
+  std::vector<double> prefill_s;  ///< per measured repetition
+  std::vector<double> decode_s;   ///< per repetition: all decode steps
+  std::vector<std::vector<double>> decode_step_s;
+  std::vector<double> comm_s;     ///< per repetition: inside collectives
+  std::vector<double> backend_s;  ///< per repetition: inside backend calls
+  std::vector<double> window_s;   ///< per repetition: the whole measured window
+};
+
+/// Gathers every rank's timings at world rank 0 (`all` is filled there only).
+Status GatherTimings(const ParallelContext& ctx, const RankTimings& mine,
+                     std::vector<RankTimings>* all);
+
+/// Agrees across the world on whether every rank succeeded so far: returns the first
+/// failure message of any rank (empty if none). Collective.
+Status AgreeOnFailure(const ParallelContext& ctx, const std::string& my_failure,
+                      std::string* any_failure);
+
+}  // namespace cb
