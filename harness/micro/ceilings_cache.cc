@@ -22,8 +22,8 @@ std::string Describe(const HostInfo& h) {
 
 }  // namespace
 
-std::string CeilingsCachePath(const std::string& results_dir, const std::string& host) {
-  std::string safe = host.empty() ? "localhost" : host;
+std::string CeilingsCachePath(const std::string& results_dir, const std::string& key) {
+  std::string safe = key.empty() ? "localhost" : key;
   for (char& ch : safe) {
     const bool ok =
         std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.';
@@ -31,6 +31,10 @@ std::string CeilingsCachePath(const std::string& results_dir, const std::string&
   }
   if (safe == "." || safe == "..") safe = "_" + safe;
   return (std::filesystem::path(results_dir) / "ceilings" / (safe + ".json")).string();
+}
+
+std::string CeilingsCacheKey(const HostInfo& host) {
+  return (host.host.empty() ? "localhost" : host.host) + "-" + std::to_string(host.threads) + "t";
 }
 
 std::string CeilingsCacheJson(const Ceilings& c, const HostInfo& host) {
@@ -102,7 +106,7 @@ Status ParseCeilingsCache(const std::string& text, Ceilings* c, HostInfo* host) 
 Status LoadOrMeasureCeilingsWith(const std::string& results_dir, bool remeasure,
                                  const HostInfo& host, const CeilingsMeasureFn& measure,
                                  Ceilings* out) {
-  const std::string path = CeilingsCachePath(results_dir, host.host);
+  const std::string path = CeilingsCachePath(results_dir, CeilingsCacheKey(host));
   if (!remeasure && std::filesystem::exists(path)) {
     std::string text;
     Status s = ReadFile(path, &text);

@@ -12,8 +12,12 @@ namespace cb {
 /// Measures ceilings; MeasureCeilings in production, a fake in tests.
 using CeilingsMeasureFn = std::function<Status(Ceilings*)>;
 
-/// `<results_dir>/ceilings/<host>.json`, the host name made safe for a file name.
-std::string CeilingsCachePath(const std::string& results_dir, const std::string& host);
+/// `<results_dir>/ceilings/<key>.json`, the key made safe for a file name.
+std::string CeilingsCachePath(const std::string& results_dir, const std::string& key);
+
+/// The cache key of a host: its name and thread count ("node1-2t"), so a rank of an MPI job
+/// (one thread each) and a whole-machine process keep separate ceilings.
+std::string CeilingsCacheKey(const HostInfo& host);
 
 /// The cache file's JSON: host, cpu_model, isa, threads, measured_at, tool_version,
 /// matmul_flops_per_s {dtype name: FLOP/s}, mem_read_bytes_per_s.

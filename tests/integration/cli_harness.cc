@@ -49,8 +49,12 @@ std::vector<std::string> ListFiles(const std::string& dir) {
 }
 
 CliResult RunCli(const std::vector<std::string>& args) {
+  return RunProgram(CLUSTERBENCH_BIN, args);
+}
+
+CliResult RunProgram(const std::string& program, const std::vector<std::string>& args) {
   const std::string err_path = FreshDir("stderr") + "/err.txt";
-  std::string cmd = Quote(CLUSTERBENCH_BIN);
+  std::string cmd = Quote(program);
   for (const auto& a : args) cmd += " " + Quote(a);
   cmd += " 2>" + Quote(err_path) + " </dev/null";
   CliResult r;

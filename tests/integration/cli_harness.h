@@ -13,6 +13,8 @@ struct CliResult {
 
 /// Runs the clusterbench binary with `args` (shell-quoted here), capturing stdout and stderr.
 CliResult RunCli(const std::vector<std::string>& args);
+/// Runs any program the same way.
+CliResult RunProgram(const std::string& program, const std::vector<std::string>& args);
 
 /// A fresh empty directory under the test results root.
 std::string FreshDir(const std::string& name);

@@ -83,7 +83,7 @@ TEST(MicroCeilingsCache, MeasuresOnceThenReadsBack) {
   Ceilings first;
   ASSERT_TRUE(LoadOrMeasureCeilingsWith(dir.path(), false, host, fake.Fn(), &first).ok());
   EXPECT_EQ(fake.calls, 1);
-  const std::string path = CeilingsCachePath(dir.path(), host.host);
+  const std::string path = CeilingsCachePath(dir.path(), CeilingsCacheKey(host));
   ASSERT_TRUE(fs::exists(path));
   EXPECT_NE(first.source.find("cached in " + path), std::string::npos) << first.source;
   EXPECT_NE(first.source.find("testhost"), std::string::npos) << first.source;
@@ -122,7 +122,7 @@ TEST(MicroCeilingsCache, RemeasureOnRequest) {
   ASSERT_TRUE(LoadOrMeasureCeilingsWith(dir.path(), true, TestHost(), fake.Fn(), &c).ok());
   EXPECT_EQ(fake.calls, 2);
   EXPECT_DOUBLE_EQ(c.matmul_flops_per_s[static_cast<int>(DType::kF32)], 3e11);
-  const auto j = ReadJson(CeilingsCachePath(dir.path(), "testhost"));
+  const auto j = ReadJson(CeilingsCachePath(dir.path(), CeilingsCacheKey(TestHost())));
   EXPECT_DOUBLE_EQ(j.at("matmul_flops_per_s").at("fp32").get<double>(), 3e11);
 }
 
@@ -130,7 +130,7 @@ TEST(MicroCeilingsCache, CorruptCacheIsReplaced) {
   for (const std::string& bad : {std::string("{not json"), std::string(""), std::string("[]"),
                                  std::string(R"({"host":"testhost"})")}) {
     TempDir dir;
-    const std::string path = CeilingsCachePath(dir.path(), "testhost");
+    const std::string path = CeilingsCachePath(dir.path(), CeilingsCacheKey(TestHost()));
     WriteRaw(path, bad);
     FakeMeasure fake;
     Ceilings c;
@@ -158,7 +158,6 @@ TEST(MicroCeilingsCache, DifferentCpuOrThreadsTriggersRemeasure) {
   };
   const Change changes[] = {
       {"cpu_model", [](HostInfo* h) { h->cpu_model = "Other CPU 1"; }},
-      {"threads", [](HostInfo* h) { h->threads = 8; }},
       {"isa", [](HostInfo* h) { h->isa = "avx2"; }},
   };
   for (const Change& change : changes) {
@@ -181,6 +180,23 @@ TEST(MicroCeilingsCache, DifferentCpuOrThreadsTriggersRemeasure) {
   }
 }
 
+// An MPI rank runs one thread, the whole machine two: each keeps its own cache file.
+TEST(MicroCeilingsCache, ThreadCountsKeepSeparateCaches) {
+  TempDir dir;
+  FakeMeasure fake;
+  Ceilings c;
+  HostInfo eight = TestHost();
+  eight.threads = 8;
+  ASSERT_TRUE(LoadOrMeasureCeilingsWith(dir.path(), false, TestHost(), fake.Fn(), &c).ok());
+  ASSERT_TRUE(LoadOrMeasureCeilingsWith(dir.path(), false, eight, fake.Fn(), &c).ok());
+  EXPECT_EQ(fake.calls, 2);
+  ASSERT_TRUE(LoadOrMeasureCeilingsWith(dir.path(), false, TestHost(), fake.Fn(), &c).ok());
+  ASSERT_TRUE(LoadOrMeasureCeilingsWith(dir.path(), false, eight, fake.Fn(), &c).ok());
+  EXPECT_EQ(fake.calls, 2);
+  EXPECT_NE(CeilingsCachePath(dir.path(), CeilingsCacheKey(TestHost())),
+            CeilingsCachePath(dir.path(), CeilingsCacheKey(eight)));
+}
+
 TEST(MicroCeilingsCache, MeasureFailureIsReturnedAndNothingCached) {
   TempDir dir;
   Ceilings c;
@@ -189,7 +205,7 @@ TEST(MicroCeilingsCache, MeasureFailureIsReturnedAndNothingCached) {
       &c);
   EXPECT_FALSE(s.ok());
   EXPECT_EQ(s.message(), "matmul exploded");
-  EXPECT_FALSE(fs::exists(CeilingsCachePath(dir.path(), "testhost")));
+  EXPECT_FALSE(fs::exists(CeilingsCachePath(dir.path(), CeilingsCacheKey(TestHost()))));
 }
 
 TEST(MicroCeilingsCache, UnwritableCacheStillReturnsMeasuredCeilings) {

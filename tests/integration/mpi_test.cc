@@ -1,0 +1,134 @@
+// clusterbench under mpirun: tensor and data parallel runs compute what one rank computes,
+// a failing rank ends the job quickly with exit code 1, and an impossible split is bad input.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "tests/integration/cli_harness.h"
+
+namespace cb::testing {
+namespace {
+
+using nlohmann::json;
+
+/// 8 query heads and 4 KV heads: splits 1, 2 and 4 ways.
+std::string ModelFile() {
+  const std::string path = FreshDir("mpi_model") + "/tiny-tp4.json";
+  WriteText(path, R"({"name": "tiny-tp4", "hidden_size": 128, "num_layers": 2, "num_heads": 8,
+                      "num_kv_heads": 4, "head_dim": 16, "ffn_size": 256, "vocab_size": 512,
+                      "max_context": 256})");
+  return path;
+}
+
+std::vector<std::string> RunArgs(const std::string& model, const std::string& out) {
+  return {"run",
+          "--model",
+          model,
+          "--results-dir",
+          SharedResultsDir(),
+          "--out",
+          out,
+          "--dtype",
+          "fp32",
+          "--batch",
+          "4",
+          "--prompt-len",
+          "16",
+          "--gen-len",
+          "4",
+          "--repetitions",
+          "2",
+          "--warmup",
+          "1",
+          "--collective-timeout",
+          "60",
+          "-q"};
+}
+
+CliResult MpiRun(int ranks, std::vector<std::string> args) {
+  std::vector<std::string> cmd = {"--allow-run-as-root", "--oversubscribe", "-np",
+                                  std::to_string(ranks), CLUSTERBENCH_BIN};
+  cmd.insert(cmd.end(), args.begin(), args.end());
+  return RunProgram(CLUSTERBENCH_MPIRUN, cmd);
+}
+
+json OnlyResult(const std::string& dir) {
+  const auto files = ListFiles(dir);
+  EXPECT_EQ(files.size(), 1u) << dir;
+  return files.empty() ? json() : json::parse(ReadText(files[0]));
+}
+
+class ParallelMatchesSingleRank : public ::testing::TestWithParam<std::vector<int>> {};
+
+TEST_P(ParallelMatchesSingleRank, SameTokensAndVerified) {
+  const int tp = GetParam()[0], dp = GetParam()[1];
+  const std::string model = ModelFile();
+  const std::string single_dir = FreshDir("mpi_single");
+  const CliResult single = RunCli(RunArgs(model, single_dir));
+  ASSERT_EQ(single.exit_code, 0) << single.err;
+  const json base = OnlyResult(single_dir);
+
+  const std::string dir = FreshDir("mpi_tp" + std::to_string(tp) + "_dp" + std::to_string(dp));
+  auto args = RunArgs(model, dir);
+  args.insert(args.end(), {"--tp", std::to_string(tp), "--dp", std::to_string(dp)});
+  const CliResult r = MpiRun(tp * dp, args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json doc = OnlyResult(dir);  // rank 0 alone writes
+  EXPECT_EQ(doc["run"]["status"], "ok");
+  EXPECT_EQ(doc["verification"]["status"], "passed");
+  // fp32: the same greedy tokens as one rank, for the first sequence.
+  EXPECT_EQ(doc["generated_tokens"], base["generated_tokens"]);
+  ASSERT_TRUE(doc.contains("cluster"));
+  EXPECT_EQ(doc["cluster"]["world_size"], tp * dp);
+  EXPECT_EQ(doc["cluster"]["tp"], tp);
+  EXPECT_EQ(doc["cluster"]["dp"], dp);
+  EXPECT_EQ(doc["cluster"]["ranks"].size(), static_cast<size_t>(tp * dp));
+  const json& m = doc["metrics"];
+  EXPECT_GT(m["decode_tokens_per_second"]["value"].get<double>(), 0);
+  EXPECT_NEAR(m["decode_tokens_per_second_per_device"]["value"].get<double>() * tp * dp,
+              m["decode_tokens_per_second"]["value"].get<double>(),
+              1e-6 * m["decode_tokens_per_second"]["value"].get<double>());
+  if (tp > 1) EXPECT_GT(m["communication_share_ratio"]["value"].get<double>(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, ParallelMatchesSingleRank,
+                         ::testing::Values(std::vector<int>{2, 1}, std::vector<int>{4, 1},
+                                           std::vector<int>{1, 2}, std::vector<int>{2, 2}));
+
+TEST(Mpi, AFailingRankEndsTheJobWithExitCode1) {
+  const std::string dir = FreshDir("mpi_fault");
+  auto args = RunArgs(ModelFile(), dir);
+  args.insert(args.end(), {"--tp", "2", "--inject-fault", "throw-on-rank:1"});
+  const auto start = std::chrono::steady_clock::now();
+  const CliResult r = MpiRun(2, args);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_LT(seconds, 30);
+  EXPECT_NE(r.err.find("rank 1"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("injected fault"), std::string::npos) << r.err;
+  const json doc = OnlyResult(dir);
+  EXPECT_EQ(doc["run"]["status"], "failed");
+}
+
+TEST(Mpi, TensorParallelThatDoesNotDivideHeadsIsBadInput) {
+  const std::string dir = FreshDir("mpi_bad_tp");
+  auto args = RunArgs(ModelFile(), dir);
+  args.insert(args.end(), {"--tp", "3"});
+  const CliResult r = MpiRun(3, args);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("does not divide num_heads"), std::string::npos) << r.err;
+  EXPECT_TRUE(ListFiles(dir).empty());
+}
+
+TEST(Mpi, RanksMustEqualTpTimesDp) {
+  auto args = RunArgs(ModelFile(), FreshDir("mpi_bad_layout"));
+  args.insert(args.end(), {"--tp", "2", "--dp", "2"});
+  const CliResult r = MpiRun(2, args);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("but the job has 2"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace cb::testing
