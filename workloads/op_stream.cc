@@ -78,6 +78,33 @@ Rows BufferRows(Buf b) {
   }
 }
 
+int64_t BufferWidth(const LocalDims& d, Buf b) {
+  switch (b) {
+    case Buf::kNone:
+      return 0;
+    case Buf::kTokens:
+    case Buf::kNextTokens:
+      return 1;
+    case Buf::kX:
+    case Buf::kH:
+    case Buf::kProj:
+    case Buf::kXLast:
+    case Buf::kHLast:
+      return d.hidden;
+    case Buf::kQkv:
+      return d.QkvWidth();
+    case Buf::kAttn:
+      return d.heads * d.head_dim;
+    case Buf::kGateUp:
+      return 2 * d.ffn;
+    case Buf::kAct:
+      return d.ffn;
+    case Buf::kLogits:
+      return d.vocab_full;
+  }
+  return 0;
+}
+
 const WeightDesc* OpStream::FindWeight(std::string_view name) const {
   for (const auto& w : weights) {
     if (w.name == name) return &w;

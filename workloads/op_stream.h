@@ -96,6 +96,9 @@ struct LocalDims {
   int64_t QkvWidth() const { return (heads + 2 * kv_heads) * head_dim; }
 };
 
+/// Row width (elements) of buffer `b` for a rank with dimensions `d`.
+int64_t BufferWidth(const LocalDims& d, Buf b);
+
 /// The op sequence of one forward step (prefill and decode run the same stream; the StepIO
 /// says how many new tokens each sequence brings). Written once, executed by every backend.
 struct OpStream {

@@ -33,33 +33,6 @@ std::string JoinNames(const std::vector<std::string>& names) {
 
 }  // namespace
 
-int64_t BufWidth(const LocalDims& d, Buf b) {
-  switch (b) {
-    case Buf::kNone:
-      return 0;
-    case Buf::kTokens:
-    case Buf::kNextTokens:
-      return 1;
-    case Buf::kX:
-    case Buf::kH:
-    case Buf::kProj:
-    case Buf::kXLast:
-    case Buf::kHLast:
-      return d.hidden;
-    case Buf::kQkv:
-      return d.QkvWidth();
-    case Buf::kAttn:
-      return d.heads * d.head_dim;
-    case Buf::kGateUp:
-      return 2 * d.ffn;
-    case Buf::kAct:
-      return d.ffn;
-    case Buf::kLogits:
-      return d.vocab_full;
-  }
-  return 0;
-}
-
 DType CpuSession::BufDType(Buf b) const {
   switch (b) {
     case Buf::kH:
@@ -98,9 +71,9 @@ Status CpuSession::CheckStream(const OpStream& s) const {
     return Status::Ok();
   };
   auto need_width = [&](const Op& op, Buf b, int64_t w) -> Status {
-    if (BufWidth(d, b) != w) {
+    if (BufferWidth(d, b) != w) {
       return Status::InvalidInput(OpName(op) + ": buffer '" + std::string(BufName(b)) + "' is " +
-                                  std::to_string(BufWidth(d, b)) + " wide, the op needs " +
+                                  std::to_string(BufferWidth(d, b)) + " wide, the op needs " +
                                   std::to_string(w));
     }
     return Status::Ok();
@@ -136,7 +109,7 @@ Status CpuSession::CheckStream(const OpStream& s) const {
       case OpKind::kMatMul:
         CB_RETURN_IF_ERROR(need_f32(op, op.out));
         CB_RETURN_IF_ERROR(need_width(op, op.in, op.k));
-        if (BufWidth(d, op.out) < op.n || BufferRows(op.in) != BufferRows(op.out)) {
+        if (BufferWidth(d, op.out) < op.n || BufferRows(op.in) != BufferRows(op.out)) {
           return Status::InvalidInput(OpName(op) + ": output buffer does not fit");
         }
         break;
@@ -270,7 +243,7 @@ Status CpuSession::AllocateBuffers(const OpStream& s) {
     ActBuffer& a = bufs_[b];
     a.ids = buf == Buf::kTokens || buf == Buf::kNextTokens;
     a.dtype = BufDType(buf);
-    a.width = BufWidth(dims_, buf);
+    a.width = BufferWidth(dims_, buf);
     a.rows = BufferRows(buf) == Rows::kTokenRows ? cfg_.max_step_tokens : cfg_.max_sequences;
     const size_t elem = a.ids ? sizeof(int32_t) : DTypeBytes(a.dtype);
     CB_RETURN_IF_ERROR(a.mem.Allocate(static_cast<size_t>(a.rows * a.width) * elem,

@@ -16,9 +16,6 @@ namespace cb::cpu {
 
 inline constexpr int kBufCount = static_cast<int>(Buf::kNextTokens) + 1;
 
-/// Full width of an activation buffer for the stream's local dims (1 for token ids).
-int64_t BufWidth(const LocalDims& dims, Buf b);
-
 /// One model instance on the CPU. Load allocates everything (packed weights, KV cache,
 /// activation buffers, scratch); Run executes ops one after another on the calling thread's
 /// OpenMP team and allocates nothing.

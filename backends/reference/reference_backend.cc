@@ -15,33 +15,6 @@ namespace {
 
 constexpr int kBufCount = static_cast<int>(Buf::kNextTokens) + 1;
 
-int64_t BufWidth(const LocalDims& d, Buf b) {
-  switch (b) {
-    case Buf::kNone:
-      return 0;
-    case Buf::kTokens:
-    case Buf::kNextTokens:
-      return 1;
-    case Buf::kX:
-    case Buf::kH:
-    case Buf::kProj:
-    case Buf::kXLast:
-    case Buf::kHLast:
-      return d.hidden;
-    case Buf::kQkv:
-      return d.QkvWidth();
-    case Buf::kAttn:
-      return d.heads * d.head_dim;
-    case Buf::kGateUp:
-      return 2 * d.ffn;
-    case Buf::kAct:
-      return d.ffn;
-    case Buf::kLogits:
-      return d.vocab_full;
-  }
-  return 0;
-}
-
 std::string HostName() {
   char buf[256] = {};
   if (gethostname(buf, sizeof buf - 1) != 0) return "";
@@ -496,7 +469,7 @@ Status ReferenceSession::SampleGreedyOp(const Op& op, StepIO& io) {
 
 Status ReferenceSession::ReadBuffer(Buf buf, int64_t rows, std::vector<float>* out) const {
   if (!loaded_) return Status::InvalidInput("ReadBuffer before Load");
-  const int64_t width = BufWidth(dims_, buf);
+  const int64_t width = BufferWidth(dims_, buf);
   const auto& v = bufs_[static_cast<int>(buf)];
   if (width == 0 || rows < 0 || static_cast<int64_t>(v.size()) < rows * width) {
     return Status::InvalidInput("buffer '" + std::string(BufName(buf)) + "' holds fewer than " +
@@ -508,7 +481,7 @@ Status ReferenceSession::ReadBuffer(Buf buf, int64_t rows, std::vector<float>* o
 
 Status ReferenceSession::WriteBuffer(Buf buf, int64_t rows, const std::vector<float>& data) {
   if (!loaded_) return Status::InvalidInput("WriteBuffer before Load");
-  const int64_t width = BufWidth(dims_, buf);
+  const int64_t width = BufferWidth(dims_, buf);
   if (width == 0 || rows < 0 || static_cast<int64_t>(data.size()) != rows * width) {
     return Status::InvalidInput("WriteBuffer: " + std::to_string(data.size()) + " values are not " +
                                 std::to_string(rows) + " rows of '" + std::string(BufName(buf)) +

@@ -2,25 +2,14 @@
 
 #include <fstream>
 
+#include "backends/cpu/host_info.h"
 #include "backends/energy/meter_factory.h"
 #include "harness/cost/cost_model.h"
 #include "harness/cost/energy_cost.h"
 
 namespace cb {
 
-std::string HostCpuModel() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) != 0) continue;
-    const size_t colon = line.find(':');
-    if (colon == std::string::npos) continue;
-    std::string v = line.substr(colon + 1);
-    while (!v.empty() && v.front() == ' ') v.erase(v.begin());
-    return v;
-  }
-  return "";
-}
+std::string HostCpuModel() { return cpu::CpuModelName(); }
 
 Status EnergyCostPlanner::Init(const std::string& catalog_dir, const std::string& energy) {
   if (!energy::IsEnergyChoice(energy)) {

@@ -22,6 +22,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <limits>
 
 #include "tests/conformance/conformance_util.h"
@@ -87,27 +88,7 @@ class OpConformance : public ::testing::TestWithParam<DType> {
   }
 
   size_t Width(Buf buf) const {
-    const LocalDims& d = p_.stream.dims;
-    switch (buf) {
-      case Buf::kX:
-      case Buf::kH:
-      case Buf::kProj:
-      case Buf::kXLast:
-      case Buf::kHLast:
-        return d.hidden;
-      case Buf::kQkv:
-        return d.QkvWidth();
-      case Buf::kAttn:
-        return d.heads * d.head_dim;
-      case Buf::kGateUp:
-        return 2 * d.ffn;
-      case Buf::kAct:
-        return d.ffn;
-      case Buf::kLogits:
-        return d.vocab_full;
-      default:
-        return 1;
-    }
+    return static_cast<size_t>(std::max<int64_t>(1, BufferWidth(p_.stream.dims, buf)));
   }
 
   void RunOp(size_t op, StepIO& io_cpu, StepIO& io_ref) {
