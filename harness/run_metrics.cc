@@ -45,12 +45,14 @@ void AddThroughputMetrics(const WorkloadSpec& w, const std::vector<RankTimings>&
     decode_tps.push_back(static_cast<double>(w.batch * w.gen_len) / decode_wall[i]);
   }
   auto& M = rec->metrics;
+  // Overhead and communication share are measured on real devices, modelled on a simulated one.
+  const Provenance own = how == Provenance::kModelled ? how : Provenance::kMeasured;
   M.push_back(Dist("prefill_tokens_per_second", "tokens/s", how, prefill_tps));
   M.push_back(Dist("decode_tokens_per_second", "tokens/s", how, decode_tps));
   M.push_back(Dist("ttft_seconds", "s", how, ttft));
   M.push_back(Dist("tpot_seconds", "s", how, tpot));
   M.push_back(Dist("e2e_latency_seconds", "s", how, e2e));
-  M.push_back(Dist("harness_overhead_ratio", "ratio", Provenance::kMeasured, overhead));
+  M.push_back(Dist("harness_overhead_ratio", "ratio", own, overhead));
   if (ranks.size() > 1) {
     auto per_device = [&](std::vector<double> v) {
       for (double& x : v) x /= devices;
@@ -60,7 +62,7 @@ void AddThroughputMetrics(const WorkloadSpec& w, const std::vector<RankTimings>&
         Dist("prefill_tokens_per_second_per_device", "tokens/s", how, per_device(prefill_tps)));
     M.push_back(
         Dist("decode_tokens_per_second_per_device", "tokens/s", how, per_device(decode_tps)));
-    M.push_back(Dist("communication_share_ratio", "ratio", Provenance::kMeasured, comm_share));
+    M.push_back(Dist("communication_share_ratio", "ratio", own, comm_share));
   }
 
   const double prefill_s = Median(prefill_wall);
@@ -76,6 +78,17 @@ void AddThroughputMetrics(const WorkloadSpec& w, const std::vector<RankTimings>&
   if (bw > 0) {
     M.push_back(Scalar("mbu_prefill_ratio", "ratio", how, prefill_cost.bytes / prefill_s / bw));
     M.push_back(Scalar("mbu_decode_ratio", "ratio", how, decode_cost.bytes / decode_s / bw));
+  }
+  // A utilisation above 1 means the ceiling is too low (measured while the host was busy),
+  // not that the run beat the hardware: say so next to the figures.
+  for (const char* name :
+       {"mfu_prefill_ratio", "mfu_decode_ratio", "mbu_prefill_ratio", "mbu_decode_ratio"}) {
+    const Metric* m = rec->FindMetric(name);
+    if (m == nullptr || m->value <= 1.05) continue;
+    rec->status_message += std::string(rec->status_message.empty() ? "" : "; ") +
+                           "warning: " + name + " is " + std::to_string(m->value) +
+                           ": the ceilings are lower than what this run achieved (measured on a "
+                           "busy host?); re-measure with --remeasure-ceilings on a quiet host";
   }
 }
 
