@@ -22,6 +22,10 @@ struct ParallelContext {
   double collective_timeout_s = 0;
   Communicator* world = nullptr;     ///< all ranks
   Communicator* tp_group = nullptr;  ///< the ranks of this replica
+  /// Simulated backend: tp x dp virtual devices in this one process. One TP group is
+  /// simulated (this process is its rank 0 of replica 0, the replica with the most sequences)
+  /// and the runner reports it for every device of every replica.
+  bool virtual_cluster = false;
 };
 
 /// Owns the communicators of a context for a (tp, dp) split of `world`.

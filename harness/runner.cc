@@ -165,6 +165,11 @@ MemoryEstimate EstimateMemory(const WorkloadSpec& w) {
   return e;
 }
 
+uint64_t PerDevicePeak(const MemoryEstimate& m, int tp) {
+  const uint64_t n = static_cast<uint64_t>(std::max(1, tp));
+  return (m.weights + m.kv_cache) / n + m.activations + m.verification;
+}
+
 Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& opts,
                   RunRecord* rec) {
   const DeviceProps props = device.Props();
@@ -173,7 +178,11 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   rec->layers_run = w.LayersRun();
   rec->extrapolated = w.Extrapolated();
   rec->ceilings = opts.ceilings;
-  const Provenance how = rec->extrapolated ? Provenance::kExtrapolated : Provenance::kMeasured;
+  // A simulated device's clock is modelled time: its figures are modelled (the record's
+  // `extrapolated` flag still says when layers were scaled).
+  const Provenance how = device.clock().simulated() ? Provenance::kModelled
+                         : rec->extrapolated        ? Provenance::kExtrapolated
+                                                    : Provenance::kMeasured;
   if (rec->extrapolated) {
     rec->extrapolation_method = "ran " + std::to_string(rec->layers_run) + " of " +
                                 std::to_string(w.model.num_layers) +
@@ -188,18 +197,20 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
     rec->status_message = support.reason;
     return Status::Ok();
   }
-  const MemoryEstimate mem = EstimateMemory(w);
-  if (props.mem_bytes > 0 && mem.Peak() > props.mem_bytes) {
+  static const ParallelContext kSingle;
+  const ParallelContext& par = opts.parallel ? *opts.parallel : kSingle;
+  WorkloadSpec replica_w = w;  // a device holds its replica's sequences only
+  replica_w.batch = LocalBatch(w.batch, par.dp, par.dp_rank);
+  const MemoryEstimate mem = EstimateMemory(replica_w);
+  if (props.mem_bytes > 0 && PerDevicePeak(mem, par.tp) > props.mem_bytes) {
     return Status::Exhausted(
         w.model.name + " " + std::string(DTypeName(w.dtype)) + " batch " + std::to_string(w.batch) +
-        " needs about " + Gib(mem.Peak()) + " (weights " + Gib(mem.weights) + ", KV cache " +
+        " needs about " + Gib(PerDevicePeak(mem, par.tp)) + " per device (weights " + Gib(mem.weights) + ", KV cache " +
         Gib(mem.kv_cache) + ", activations " + Gib(mem.activations) + ", verification " +
         Gib(mem.verification) + ") but " + Gib(props.mem_bytes) + " is available on " + props.name +
         "; run fewer layers with --layers N, a smaller batch or context, or --no-verify");
   }
 
-  static const ParallelContext kSingle;
-  const ParallelContext& par = opts.parallel ? *opts.parallel : kSingle;
   const int64_t local_batch = LocalBatch(w.batch, par.dp, par.dp_rank);
   const int64_t first_seq = FirstSequence(w.batch, par.dp, par.dp_rank);
   OpStream stream, full;
@@ -345,8 +356,24 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
     rec->status = "ok";
     return Status::Ok();
   }
+  if (par.virtual_cluster) {
+    // One simulated TP group stands for every device: replica 0 has the most sequences, so
+    // its time is the slowest replica's.
+    ranks.clear();
+    for (int r = 0; r < par.tp * par.dp; ++r) {
+      RankTimings t = mine;
+      t.rank = r;
+      t.tp_rank = r % par.tp;
+      t.dp_rank = r / par.tp;
+      t.sequences = LocalBatch(w.batch, par.dp, t.dp_rank);
+      ranks.push_back(std::move(t));
+    }
+  }
   AddThroughputMetrics(w, ranks, prefill_cost, decode_cost, opts.ceilings, how, rec);
-  if (par.world_size > 1) rec->cluster = MakeClusterRecord(par, ranks);
+  if (par.world_size > 1 || par.virtual_cluster) {
+    rec->cluster = MakeClusterRecord(par, ranks);
+    rec->cluster->world_size = static_cast<int>(ranks.size());
+  }
   rec->status = "ok";
   return Status::Ok();
 }

@@ -28,6 +28,9 @@ struct MemoryEstimate {
   uint64_t Peak() const { return weights + kv_cache + activations + verification; }
 };
 MemoryEstimate EstimateMemory(const WorkloadSpec& w);
+/// Bytes one device of a `tp`-way tensor-parallel group needs: its share of the weights and
+/// KV cache, the activations, and verification.
+uint64_t PerDevicePeak(const MemoryEstimate& m, int tp);
 
 /// Runs one workload in the offline scenario: B prompts of P tokens prefilled together, then
 /// G decode steps; `warmup` unmeasured repetitions, then `repetitions` measured ones.

@@ -28,6 +28,8 @@ int RunCommandLine(int argc, char** argv) {
   add(cb::AddMicroCommand);
   add(cb::AddCostCommand);
   add(cb::AddServeCommand);
+  add(cb::AddCompareHardwareCommand);
+  add(cb::AddCalibrateCommand);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

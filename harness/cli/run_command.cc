@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -9,6 +10,7 @@
 #include "harness/cancel.h"
 #include "harness/cli/commands.h"
 #include "harness/cli/cost_flags.h"
+#include "harness/cli/sim_cluster.h"
 #include "harness/cost/run_energy_cost.h"
 #include "harness/fault_injection.h"
 #include "harness/micro/ceilings.h"
@@ -29,7 +31,10 @@ struct RunFlags {
   int repetitions = 0, warmup = 0, verify_len = 0;
   bool no_verify = false, remeasure = false, quiet = false;
   std::string results_dir = "results", out, format = "table", inject_fault;
-  int tp = 1, dp = 0;                         ///< dp 0: world size / tp
+  int tp = 1, dp = 0;  ///< dp 0: world size / tp
+  CLI::Option* tp_opt = nullptr;
+  std::string system;                         ///< sim: a catalog system of virtual devices
+  int devices = 0;                            ///< sim: virtual devices in this process
   double collective_timeout_s = 300;          ///< bound on every MPI collective
   std::map<std::string, CLI::Option*> given;  ///< workload field -> its option
   CostFlags cost;                             ///< cost-model inputs, --energy, --catalog
@@ -148,10 +153,24 @@ int Run(const RunFlags& f) {
   }
 
   World& world = World::Get();
+  // The simulated backend: --system/--devices are virtual devices in this one process.
+  SimCluster sim_cluster;
+  if (world.size() > 1 && (!f.system.empty() || f.devices > 1)) {
+    return Fail(Status::InvalidInput(
+        "command line: --system and --devices simulate devices in one process; under mpirun "
+        "each rank drives one simulated device"));
+  }
+  if (Status s = sim_cluster.Prepare({f.system, f.devices, f.tp_opt->count() ? f.tp : 0, f.dp},
+                                     f.cost.catalog_dir, &plan);
+      !s.ok()) {
+    return Fail(s);
+  }
   ParallelGroups groups;
-  const int dp = f.dp > 0 ? f.dp : std::max(1, world.size() / std::max(1, f.tp));
-  if (Status s = groups.Init(f.tp, dp, world, f.collective_timeout_s); !s.ok()) return Fail(s);
-  const ParallelContext& par = groups.context();
+  if (!sim_cluster.active()) {
+    const int dp = f.dp > 0 ? f.dp : std::max(1, world.size() / std::max(1, f.tp));
+    if (Status s = groups.Init(f.tp, dp, world, f.collective_timeout_s); !s.ok()) return Fail(s);
+  }
+  const ParallelContext& par = sim_cluster.active() ? sim_cluster.context() : groups.context();
   const bool rank0 = par.world_rank == 0;
   for (const WorkloadSpec& w : plan) {
     OpStream probe;
@@ -174,6 +193,7 @@ int Run(const RunFlags& f) {
     auto& dev = devices[w.backend];
     if (!dev) {
       if (Status s = OpenDevice(w.backend, &dev); !s.ok()) return Fail(s);
+      sim_cluster.Configure(*dev);
       if (!f.inject_fault.empty()) {
         if (Status s = WrapWithFault(f.inject_fault, par.world_rank, std::move(dev), &dev); !s.ok())
           return Fail(s);
@@ -181,22 +201,29 @@ int Run(const RunFlags& f) {
     }
     if (Status s = energy_cost.Check(w, dev->Props()); !s.ok()) return Fail(s);
     const uint64_t available = dev->Props().mem_bytes;
-    const MemoryEstimate mem = EstimateMemory(w);
-    if (available > 0 && mem.Peak() > available) {
+    WorkloadSpec replica_w = w;  // a device holds its replica's sequences only
+    replica_w.batch = LocalBatch(w.batch, par.dp, 0);
+    const MemoryEstimate mem = EstimateMemory(replica_w);
+    if (available > 0 && PerDevicePeak(mem, par.tp) > available) {
       return Fail(Status::Exhausted(
-          Describe(w) + ": needs about " + std::to_string(mem.Peak() >> 20) + " MiB (weights " +
-          std::to_string(mem.weights >> 20) + ", KV cache " + std::to_string(mem.kv_cache >> 20) +
-          ", verification " + std::to_string(mem.verification >> 20) + " MiB), " +
-          std::to_string(available >> 20) +
+          Describe(w) + ": needs about " + std::to_string(PerDevicePeak(mem, par.tp) >> 20) +
+          " MiB per device (weights " + std::to_string(mem.weights >> 20) + ", KV cache " +
+          std::to_string(mem.kv_cache >> 20) + ", verification " +
+          std::to_string(mem.verification >> 20) + " MiB), " + std::to_string(available >> 20) +
           " MiB available; use --layers N, a smaller --batch, "
           "shorter --prompt-len/--gen-len, or --no-verify"));
     }
   }
 
   Ceilings ceilings;
-  // Only rank 0 computes the job's figures, so only it needs (and measures) the ceilings.
-  if (Status s =
-          rank0 ? LoadOrMeasureCeilings(f.results_dir, f.remeasure, &ceilings) : Status::Ok();
+  // Only rank 0 computes the job's figures, so only it needs (and measures) the ceilings;
+  // simulated devices use their modelled peaks instead.
+  const bool need_ceilings = std::any_of(plan.begin(), plan.end(), [&](const WorkloadSpec& w) {
+    return !devices[w.backend]->Props().simulated;
+  });
+  if (Status s = rank0 && need_ceilings
+                     ? LoadOrMeasureCeilings(f.results_dir, f.remeasure, &ceilings)
+                     : Status::Ok();
       !s.ok()) {
     std::fprintf(stderr, "clusterbench run: warning: no ceilings (%s); MFU and MBU are omitted\n",
                  s.message().c_str());
@@ -217,6 +244,9 @@ int Run(const RunFlags& f) {
     const WorkloadSpec& w = plan[i];
     RunnerOptions opts;
     opts.ceilings = ceilings;
+    if (const DeviceProps props = devices[w.backend]->Props(); props.simulated) {
+      opts.ceilings = SimCluster::CeilingsOf(props);
+    }
     opts.quiet = f.quiet || !rank0;
     opts.parallel = &par;
     opts.progress_prefix = "[" + std::to_string(i + 1) + "/" + std::to_string(plan.size()) + "]";
@@ -264,7 +294,9 @@ int Run(const RunFlags& f) {
       }
       world.AbortJob(1);
     }
+    sim_cluster.Annotate(i, &rec);
     energy_cost.Finish(w, &rec);
+    sim_cluster.FinishCost(&rec);
     if (s.code() == StatusCode::kCancelled) {
       std::fprintf(stderr,
                    "clusterbench run: interrupted; the run in progress was discarded, %zu "
@@ -310,7 +342,9 @@ CommandFn AddRunCommand(CLI::App& app) {
                                "Model preset name or JSON file (comma-separated list expands)");
   cmd->add_option("--suite", f->suite,
                   "Suite name (workloads/suites/NAME.json) or file; flags given override it");
-  g["backend"] = cmd->add_option("--backend", f->backend, "Backend: cpu, reference (default cpu)");
+  g["backend"] =
+      cmd->add_option("--backend", f->backend,
+                      "Backend: cpu, reference, sim or sim:DEVICE (a catalog device; default cpu)");
   g["dtype"] = cmd->add_option("--dtype", f->dtype, "fp32 or bf16 (default bf16)");
   g["batch"] = cmd->add_option("--batch", f->batch, "Sequences per batch (default 1)");
   g["prompt_len"] = cmd->add_option("--prompt-len", f->prompt_len, "Prompt tokens (default 128)");
@@ -347,9 +381,18 @@ CommandFn AddRunCommand(CLI::App& app) {
       ->check(CLI::Range(0, 10));
   cmd->add_option("--textfile", f->publish.textfile,
                   "Also write the metrics to this file for node_exporter's textfile collector");
-  cmd->add_option("--tp", f->tp, "Tensor-parallel ranks per model replica (MPI)")
+  f->tp_opt = cmd->add_option("--tp", f->tp,
+                              "Tensor-parallel ranks per model replica (MPI; sim: default the "
+                              "fewest devices that hold the model)")
+                  ->check(CLI::PositiveNumber)
+                  ->default_val(1);
+  cmd->add_option("--system", f->system,
+                  "sim: a catalog system of virtual devices (cloudmatrix-384, gb200-nvl72, "
+                  "hgx-h100-8) with its interconnect, power and price")
+      ->group("Simulated backend");
+  cmd->add_option("--devices", f->devices, "sim: virtual devices in this process (tp x dp)")
       ->check(CLI::PositiveNumber)
-      ->default_val(1);
+      ->group("Simulated backend");
   cmd->add_option("--dp", f->dp, "Data-parallel replicas (MPI; default: ranks / tp)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--collective-timeout", f->collective_timeout_s,

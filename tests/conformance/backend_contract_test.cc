@@ -21,8 +21,7 @@ TEST(Registry, ListsEveryBackend) {
   EXPECT_TRUE(by_name.at("reference").available);
   EXPECT_FALSE(by_name.at("cuda").available);
   EXPECT_EQ(by_name.at("cuda").unavailable_reason, "the CUDA backend is not implemented yet");
-  EXPECT_FALSE(by_name.at("sim").available);
-  EXPECT_EQ(by_name.at("sim").unavailable_reason, "the simulated backend is not implemented yet");
+  EXPECT_TRUE(by_name.at("sim").available);
   for (const auto& b : list) EXPECT_FALSE(b.description.empty()) << b.name;
 }
 
@@ -36,7 +35,10 @@ TEST(Registry, OpenDeviceErrors) {
   s = OpenDevice("cuda", &d);
   EXPECT_EQ(s.code(), StatusCode::kUnsupported);
   EXPECT_NE(s.message().find("not implemented yet"), std::string::npos) << s.message();
-  EXPECT_EQ(OpenDevice("sim", &d).code(), StatusCode::kUnsupported);
+  ASSERT_TRUE(OpenDevice("sim", &d).ok());
+  EXPECT_TRUE(d->Props().simulated);
+  EXPECT_TRUE(d->clock().simulated());
+  EXPECT_EQ(OpenDevice("sim:no-such-device", &d).code(), StatusCode::kInvalidInput);
   ASSERT_TRUE(OpenDevice("reference", &d).ok());
   EXPECT_EQ(d->Props().backend, "reference");
   ASSERT_TRUE(OpenDevice("cpu", &d).ok());

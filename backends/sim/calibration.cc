@@ -1,0 +1,159 @@
+#include "backends/sim/calibration.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "workloads/model_spec.h"
+
+namespace cb::sim {
+
+using nlohmann::json;
+
+std::string CalibrationDir() { return DataDir() + "/backends/sim/calibration"; }
+
+std::string CalibrationPath(const std::string& dir, const std::string& device) {
+  return dir + "/" + device + ".json";
+}
+
+namespace {
+
+json EffToJson(const Efficiency& e) {
+  return {{"matmul_eff", e.matmul_eff},
+          {"matmul_m_half", e.matmul_m_half},
+          {"matmul_mem_eff", e.matmul_mem_eff},
+          {"attention_eff", e.attention_eff},
+          {"attention_mem_eff", e.attention_mem_eff},
+          {"elementwise_mem_eff", e.elementwise_mem_eff},
+          {"launch_s", e.launch_s}};
+}
+
+double* Param(Efficiency& e, int i) {
+  double* p[] = {&e.matmul_eff,        &e.matmul_m_half,       &e.matmul_mem_eff, &e.attention_eff,
+                 &e.attention_mem_eff, &e.elementwise_mem_eff, &e.launch_s};
+  return p[i];
+}
+constexpr int kParams = 7;
+constexpr const char* kParamNames[kParams] = {
+    "matmul_eff",        "matmul_m_half",       "matmul_mem_eff", "attention_eff",
+    "attention_mem_eff", "elementwise_mem_eff", "launch_s"};
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace
+
+Status LoadCalibration(const std::string& path, Calibration* out, bool* found) {
+  *found = false;
+  std::ifstream in(path);
+  if (!in) return Status::Ok();
+  std::stringstream ss;
+  ss << in.rdbuf();
+  try {
+    const json j = json::parse(ss.str());
+    Calibration c;
+    c.device = j.at("device").get<std::string>();
+    c.date = j.at("date").get<std::string>();
+    c.source = j.at("source").get<std::string>();
+    c.model_version = j.value("model_version", std::string(kModelVersion));
+    const json& pk = j.at("peak_flops");
+    c.peak_flops[static_cast<int>(DType::kBF16)] = pk.value("bf16", 0.0);
+    c.peak_flops[static_cast<int>(DType::kF32)] = pk.value("fp32", 0.0);
+    c.peak_flops[static_cast<int>(DType::kF16)] = pk.value("fp16", 0.0);
+    c.mem_bandwidth = j.at("mem_bandwidth_bytes_per_s").get<double>();
+    const json& e = j.at("efficiency");
+    for (int i = 0; i < kParams; ++i) *Param(c.eff, i) = e.at(kParamNames[i]).get<double>();
+    c.eff.source = "calibrated " + c.date + ": " + c.source;
+    c.fit_median_abs_error = j.value("fit_median_abs_error", 0.0);
+    c.held_out_median_abs_error = j.value("held_out_median_abs_error", -1.0);
+    if (j.contains("held_out")) c.held_out = j.at("held_out").get<std::vector<std::string>>();
+    *out = c;
+  } catch (const std::exception& e) {
+    return Status::InvalidInput(path + ": " + e.what());
+  }
+  *found = true;
+  return Status::Ok();
+}
+
+Status SaveCalibration(const std::string& path, const Calibration& c) {
+  json j = {{"device", c.device},
+            {"date", c.date},
+            {"source", c.source},
+            {"model_version", c.model_version},
+            {"peak_flops",
+             {{"bf16", c.peak_flops[static_cast<int>(DType::kBF16)]},
+              {"fp32", c.peak_flops[static_cast<int>(DType::kF32)]}}},
+            {"mem_bandwidth_bytes_per_s", c.mem_bandwidth},
+            {"efficiency", EffToJson(c.eff)},
+            {"fit_median_abs_error", c.fit_median_abs_error},
+            {"held_out_median_abs_error", c.held_out_median_abs_error},
+            {"held_out", c.held_out}};
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    if (!out) return Status::Internal("cannot write " + tmp);
+    out << j.dump(2) << "\n";
+    if (!out) return Status::Internal("cannot write " + tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Status::Internal("cannot rename " + tmp + " to " + path);
+  }
+  return Status::Ok();
+}
+
+void ApplyCalibration(const Calibration& c, DeviceModel* m) {
+  for (int d = 0; d < kDTypeCount; ++d) {
+    if (c.peak_flops[d] > 0) m->peak_flops[d] = c.peak_flops[d];
+  }
+  if (c.mem_bandwidth > 0) m->mem_bandwidth = c.mem_bandwidth;
+  m->eff = c.eff;
+  m->sources.push_back("calibration " + c.date + " (" + c.source + ")");
+}
+
+double FitEfficiency(const std::vector<OpSample>& samples, DeviceModel* m) {
+  auto loss = [&](const DeviceModel& mm) {
+    double l = 0;
+    for (const OpSample& s : samples) {
+      const double t = OpSeconds(mm, s.cls, s.cost, s.rows, s.dtype);
+      const double r = std::log(t / s.seconds);
+      l += r * r;
+    }
+    return l;
+  };
+  // Bounds keep each parameter meaningful (efficiencies in (0, 1.2]).
+  const double lo[kParams] = {1e-3, 1e-2, 1e-3, 1e-3, 1e-3, 1e-3, 1e-8};
+  const double hi[kParams] = {1.2, 1e5, 1.2, 1.2, 1.2, 1.2, 1e-2};
+  double best = loss(*m);
+  for (double step = 1.0; step > 1e-4; step *= 0.5) {
+    bool improved = true;
+    for (int iter = 0; iter < 50 && improved; ++iter) {
+      improved = false;
+      for (int i = 0; i < kParams; ++i) {
+        for (double dir : {1.0, -1.0}) {
+          DeviceModel trial = *m;
+          double* p = Param(trial.eff, i);
+          *p = std::clamp(*p * std::exp(dir * step), lo[i], hi[i]);
+          const double l = loss(trial);
+          if (l < best - 1e-12) {
+            best = l;
+            *m = trial;
+            improved = true;
+          }
+        }
+      }
+    }
+  }
+  std::vector<double> err;
+  for (const OpSample& s : samples) {
+    err.push_back(std::abs(OpSeconds(*m, s.cls, s.cost, s.rows, s.dtype) / s.seconds - 1));
+  }
+  return Median(err);
+}
+
+}  // namespace cb::sim

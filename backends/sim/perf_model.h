@@ -1,0 +1,63 @@
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "backends/devices/catalog.h"
+#include "harness/core/dtype.h"
+#include "harness/core/status.h"
+#include "workloads/op_cost.h"
+#include "workloads/op_stream.h"
+
+namespace cb::sim {
+
+/// Version of the analytic model; written into every simulated result.
+inline constexpr const char* kModelVersion = "clusterbench-sim/1.0";
+
+/// Efficiency parameters of one device. An op takes
+///   launch_s + max(flops / (peak x eff_compute), bytes / (bandwidth x eff_memory))
+/// where, for matmuls, eff_compute = matmul_eff x M / (M + matmul_m_half) (M = rows of the
+/// step: small M (decode, GEMV) reaches a small share of peak) and eff_memory = matmul_mem_eff;
+/// attention uses attention_eff / attention_mem_eff; every other op is memory-bound at
+/// elementwise_mem_eff.
+struct Efficiency {
+  double matmul_eff = 0.8;
+  double matmul_m_half = 8;
+  double matmul_mem_eff = 0.85;
+  double attention_eff = 0.6;
+  double attention_mem_eff = 0.8;
+  double elementwise_mem_eff = 0.7;
+  double launch_s = 5e-6;
+  std::string source = "default: assumed (typical accelerator kernel efficiencies)";
+};
+
+/// What the model knows about one device: peaks (catalog or calibration) and efficiencies.
+struct DeviceModel {
+  std::string id, name, kind;
+  double peak_flops[kDTypeCount] = {0, 0, 0};
+  double mem_bandwidth = 0;  ///< bytes/s
+  double mem_bytes = 0;
+  double tdp_w = 0, idle_w = 0;
+  Efficiency eff;
+  std::vector<std::string> sources;  ///< where peaks and efficiencies come from
+  double Peak(DType dt) const;
+};
+
+/// Builds the model of catalog device `e` (peaks, memory, power) with default efficiencies;
+/// a calibration file for it (see calibration.h) replaces peaks it measured and efficiencies.
+Status ModelFromCatalog(const CatalogEntry& e, DeviceModel* out);
+
+/// Shape class of an op, for fitting and reporting.
+enum class OpClass { kMatMul, kAttention, kElementwise, kCollective };
+OpClass ClassOf(OpKind k);
+
+/// Modelled seconds of one op with cost `c`; `rows` is M of a matmul (tokens or sequences).
+double OpSeconds(const DeviceModel& m, OpClass cls, const OpCost& c, double rows, DType dt);
+/// Same, from the stream.
+double OpSeconds(const DeviceModel& m, const OpStream& s, const Op& op, const StepIO& io, DType dt);
+
+/// Busy share of an op's modelled time (its roofline time / modelled time), for the power model.
+double OpUtilisation(const DeviceModel& m, OpClass cls, const OpCost& c, double rows, DType dt);
+
+}  // namespace cb::sim

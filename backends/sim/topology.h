@@ -1,0 +1,41 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "backends/devices/catalog.h"
+#include "harness/core/status.h"
+
+namespace cb::sim {
+
+/// One kind of link in the alpha-beta model: a message of n bytes takes alpha + n / beta.
+struct Link {
+  double alpha_s = 0;       ///< per-message latency
+  double beta_bytes_s = 0;  ///< one-way bandwidth per device
+  std::string source;
+};
+
+/// How a set of devices is connected: a scale-up domain (NVLink, HCCS, UB) of `domain`
+/// devices, and a scale-out network between domains.
+struct Topology {
+  std::string name;    ///< system id, or "<device> x N"
+  std::string device;  ///< catalog device id
+  int devices = 1;
+  int domain = 1;  ///< devices per scale-up domain
+  Link scale_up, scale_out;
+};
+
+/// The topology of catalog system `system` (e.g. huawei-cloudmatrix-384) or, for a device
+/// entry, of `devices` such devices in servers of its usual scale-up domain.
+Status TopologyFor(const CatalogEntry& entry, int devices, Topology* out);
+
+enum class Collective { kAllReduce, kAllGather, kAllToAll };
+
+/// Algorithm and seconds of one collective over a group of `group` consecutive devices:
+/// ring allreduce 2(p-1) alpha + 2 (p-1)/p n / beta; ring allgather (p-1) alpha + (p-1)/p n / beta
+/// (n: bytes of the gathered result); pairwise alltoall (p-1) alpha + (p-1)/p n / beta. A group
+/// that fits in one scale-up domain uses its link; a larger one is limited by scale-out.
+double CollectiveSeconds(const Topology& t, Collective c, int group, double bytes);
+std::string CollectiveAlgorithm(Collective c);
+
+}  // namespace cb::sim
