@@ -1,6 +1,7 @@
 #include "harness/parallel.h"
 
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "backends/comm/mpi_world.h"
 
@@ -73,6 +74,8 @@ RankTimings FromJson(const json& j) {
   j.at("comm_s").get_to(t.comm_s);
   j.at("backend_s").get_to(t.backend_s);
   j.at("window_s").get_to(t.window_s);
+  j.at("energy_source").get_to(t.energy_source);
+  j.at("energy_joules").get_to(t.energy_joules);
   return t;
 }
 
@@ -104,6 +107,26 @@ Status GatherTimings(const ParallelContext& ctx, const RankTimings& mine,
     return Status::Internal(std::string("gathering rank timings: ") + e.what());
   }
   return Status::Ok();
+}
+
+bool ClusterEnergy(const std::vector<RankTimings>& ranks, double* joules, std::string* method) {
+  std::set<std::string> hosts_counted;
+  bool any = false;
+  *joules = 0;
+  for (const RankTimings& r : ranks) {  // in rank order: a host's lowest rank comes first
+    if (r.energy_source.empty()) continue;
+    any = true;
+    if (r.energy_source == "nvml") {
+      *joules += r.energy_joules;
+    } else if (hosts_counted.insert(r.host).second) {
+      *joules += r.energy_joules;
+    }
+  }
+  *method =
+      "summed on rank 0: NVML per rank (one GPU each); RAPL and the CPU power model once "
+      "per host (" +
+      std::to_string(hosts_counted.size()) + " host(s)), from its lowest rank";
+  return any;
 }
 
 Status AgreeOnFailure(const ParallelContext& ctx, const std::string& my_failure,

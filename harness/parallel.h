@@ -57,7 +57,14 @@ struct RankTimings {
   std::vector<double> comm_s;     ///< per repetition: inside collectives
   std::vector<double> backend_s;  ///< per repetition: inside backend calls
   std::vector<double> window_s;   ///< per repetition: the whole measured window
+  std::string energy_source;      ///< empty when this rank had no reading
+  double energy_joules = 0;
 };
+
+/// The job's energy from every rank's reading: NVML readings (one GPU per rank) are summed;
+/// host-wide readings (RAPL package counters, the CPU power model) count once per host, from
+/// the host's lowest rank. `method` says which rule applied. Returns false without readings.
+bool ClusterEnergy(const std::vector<RankTimings>& ranks, double* joules, std::string* method);
 
 /// Gathers every rank's timings at world rank 0 (`all` is filled there only).
 Status GatherTimings(const ParallelContext& ctx, const RankTimings& mine,

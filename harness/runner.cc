@@ -205,9 +205,10 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   if (props.mem_bytes > 0 && PerDevicePeak(mem, par.tp) > props.mem_bytes) {
     return Status::Exhausted(
         w.model.name + " " + std::string(DTypeName(w.dtype)) + " batch " + std::to_string(w.batch) +
-        " needs about " + Gib(PerDevicePeak(mem, par.tp)) + " per device (weights " + Gib(mem.weights) + ", KV cache " +
-        Gib(mem.kv_cache) + ", activations " + Gib(mem.activations) + ", verification " +
-        Gib(mem.verification) + ") but " + Gib(props.mem_bytes) + " is available on " + props.name +
+        " needs about " + Gib(PerDevicePeak(mem, par.tp)) + " per device (weights " +
+        Gib(mem.weights) + ", KV cache " + Gib(mem.kv_cache) + ", activations " +
+        Gib(mem.activations) + ", verification " + Gib(mem.verification) + ") but " +
+        Gib(props.mem_bytes) + " is available on " + props.name +
         "; run fewer layers with --layers N, a smaller batch or context, or --no-verify");
   }
 
@@ -344,6 +345,8 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
     Status s = energy_started;
     if (s.ok()) s = opts.energy->StopReading(&energy.reading);
     if (s.ok()) {
+      mine.energy_source = energy.reading.source;
+      mine.energy_joules = energy.reading.joules;
       rec->energy = std::move(energy);
     } else {
       Progress(opts, "energy not measured: " + s.message());
@@ -373,6 +376,14 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   if (par.world_size > 1 || par.virtual_cluster) {
     rec->cluster = MakeClusterRecord(par, ranks);
     rec->cluster->world_size = static_cast<int>(ranks.size());
+  }
+  if (par.world_size > 1 && rec->energy) {
+    double joules = 0;
+    std::string method;
+    if (ClusterEnergy(ranks, &joules, &method)) {
+      rec->energy->reading.joules = joules;
+      rec->energy->reading.notes.push_back(method);
+    }
   }
   rec->status = "ok";
   return Status::Ok();
