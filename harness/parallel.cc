@@ -53,12 +53,19 @@ int64_t FirstSequence(int64_t batch, int dp, int dp_rank) {
 namespace {
 
 json ToJson(const RankTimings& t) {
-  return {{"rank", t.rank},           {"tp_rank", t.tp_rank},
-          {"dp_rank", t.dp_rank},     {"host", t.host},
-          {"sequences", t.sequences}, {"prefill_s", t.prefill_s},
-          {"decode_s", t.decode_s},   {"decode_step_s", t.decode_step_s},
-          {"comm_s", t.comm_s},       {"backend_s", t.backend_s},
-          {"window_s", t.window_s}};
+  return {{"rank", t.rank},
+          {"tp_rank", t.tp_rank},
+          {"dp_rank", t.dp_rank},
+          {"host", t.host},
+          {"sequences", t.sequences},
+          {"prefill_s", t.prefill_s},
+          {"decode_s", t.decode_s},
+          {"decode_step_s", t.decode_step_s},
+          {"comm_s", t.comm_s},
+          {"backend_s", t.backend_s},
+          {"window_s", t.window_s},
+          {"energy_source", t.energy_source},
+          {"energy_joules", t.energy_joules}};
 }
 
 RankTimings FromJson(const json& j) {
