@@ -126,9 +126,10 @@ double FitEfficiency(const std::vector<OpSample>& samples, DeviceModel* m) {
     }
     return l;
   };
-  // Bounds keep each parameter meaningful (efficiencies in (0, 1.2]).
+  // Bounds keep each parameter meaningful. Efficiencies may exceed 1: they are relative to the
+  // peaks given (a ceiling measured on a busy shared host can be below what a kernel reaches).
   const double lo[kParams] = {1e-3, 1e-2, 1e-3, 1e-3, 1e-3, 1e-3, 1e-8};
-  const double hi[kParams] = {1.2, 1e5, 1.2, 1.2, 1.2, 1.2, 1e-2};
+  const double hi[kParams] = {4, 1e5, 4, 4, 4, 4, 1e-2};
   double best = loss(*m);
   for (double step = 1.0; step > 1e-4; step *= 0.5) {
     bool improved = true;
