@@ -160,8 +160,9 @@ int Run(const RunFlags& f) {
         "command line: --system and --devices simulate devices in one process; under mpirun "
         "each rank drives one simulated device"));
   }
-  if (Status s = sim_cluster.Prepare({f.system, f.devices, f.tp_opt->count() ? f.tp : 0, f.dp},
-                                     f.cost.catalog_dir, &plan);
+  if (Status s = sim_cluster.Prepare(
+          {f.system, f.devices, f.tp_opt->count() ? f.tp : 0, f.dp, false, world.size() == 1},
+          f.cost.catalog_dir, &plan);
       !s.ok()) {
     return Fail(s);
   }

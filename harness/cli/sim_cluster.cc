@@ -37,9 +37,14 @@ Status SimCluster::Prepare(const SimClusterOptions& o, const std::string& catalo
                                   "'; known: " + systems);
     }
   }
-  const int devices = o.devices > 0 ? o.devices
-                      : system      ? static_cast<int>(system->device_count)
-                                    : 1;
+  int devices = o.devices > 0 ? o.devices : system ? static_cast<int>(system->device_count) : 1;
+  if (o.devices == 0 && !system && o.single_process && (o.tp > 1 || o.dp > 1)) {
+    // `--backend sim --tp 8` in one process: that many virtual devices, if every run is sim.
+    const bool all_sim = std::all_of(plan->begin(), plan->end(), [](const WorkloadSpec& w) {
+      return w.backend == "sim" || w.backend.starts_with("sim:");
+    });
+    if (all_sim) devices = std::max(1, o.tp) * std::max(1, o.dp);
+  }
   bool any_sim = false;
   for (WorkloadSpec& w : *plan) {
     if (system) w.backend = "sim:" + system->device;

@@ -22,6 +22,7 @@ struct SimClusterOptions {
   int devices = 0;                 ///< virtual devices; 0: the system's count, else 1
   int tp = 0, dp = 0;              ///< 0: chosen (tp: the smallest that fits the device's memory)
   bool batch_per_replica = false;  ///< the workloads' batch is each replica's, not the system's
+  bool single_process = false;     ///< no launcher: --tp/--dp of sim runs are virtual devices
 };
 
 class SimCluster {

@@ -73,6 +73,36 @@ TEST(SimCli, CloudMatrix384RunsAWholeSystemInUnderTwoSeconds) {
   EXPECT_EQ(doc["verification"]["status"], "not_run");
 }
 
+TEST(SimCli, TensorParallelInOneProcessIsVirtualDevices) {
+  const std::string out = FreshDir("sim_tp8");
+  const CliResult r = RunCli({"run",
+                              "--results-dir",
+                              SharedResultsDir(),
+                              "--out",
+                              out,
+                              "--backend",
+                              "sim:nvidia-h100-sxm",
+                              "--tp",
+                              "8",
+                              "--model",
+                              "llama-3.1-70b",
+                              "--batch",
+                              "8",
+                              "--prompt-len",
+                              "128",
+                              "--gen-len",
+                              "2",
+                              "--repetitions",
+                              "1",
+                              "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json doc = OnlyRun(out);
+  EXPECT_EQ(doc["cluster"]["world_size"], 8);
+  EXPECT_EQ(doc["cluster"]["tp"], 8);
+  EXPECT_EQ(doc["cost"]["devices"], 8);
+  EXPECT_GT(doc["metrics"]["communication_share_ratio"]["value"].get<double>(), 0);
+}
+
 TEST(SimCli, CompareHardwareCoversEverySystem) {
   const CliResult r = RunCli({"compare-hardware", "--model", "llama-3.1-8b", "--prompt-len", "128",
                               "--gen-len", "4", "--format", "json"});
