@@ -255,6 +255,8 @@ DeviceProps SimDevice::Props() const {
 }
 
 Support SimDevice::Supports(DType dtype) const {
+  if (dtype == DType::kF16)
+    return {false, "the sim models fp32 and bf16 (its numerics are the reference's)"};
   if (model_.Peak(dtype) <= 0 || model_.mem_bandwidth <= 0) {
     return {false, "catalog entry " + model_.id +
                        " has no peak FLOP/s or memory bandwidth to simulate (calibrate it with "
