@@ -268,13 +268,17 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
 
   // The work of one repetition for the whole job (all shards, all replicas), computed before
   // anything is timed.
-  StepIO shape = PrefillIO(w, vocab, 0, w.batch);
-  const OpCost prefill_cost = ExtrapolatedCost(full, shape, w.dtype, w.model.num_layers);
-  OpCost decode_cost;
-  shape.next_tokens.assign(w.batch, 0);
-  for (int64_t g = 0; g < w.gen_len; ++g) {
-    AdvanceToDecode(shape);
-    decode_cost += ExtrapolatedCost(full, shape, w.dtype, w.model.num_layers);
+  // Each replica reads its own copy of the weights, so the work is summed replica by replica.
+  OpCost prefill_cost, decode_cost;
+  for (int d = 0; d < par.dp; ++d) {
+    const int64_t count = LocalBatch(w.batch, par.dp, d);
+    StepIO shape = PrefillIO(w, vocab, FirstSequence(w.batch, par.dp, d), count);
+    prefill_cost += ExtrapolatedCost(full, shape, w.dtype, w.model.num_layers);
+    shape.next_tokens.assign(count, 0);
+    for (int64_t g = 0; g < w.gen_len; ++g) {
+      AdvanceToDecode(shape);
+      decode_cost += ExtrapolatedCost(full, shape, w.dtype, w.model.num_layers);
+    }
   }
 
   RankTimings mine;
