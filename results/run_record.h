@@ -27,31 +27,31 @@ struct Distribution {
 
 /// A named figure with its unit and provenance. Names are a public interface (see README).
 struct Metric {
-  std::string name;   ///< e.g. "decode_tokens_per_second"
-  std::string unit;   ///< e.g. "tokens/s", "s", "ratio"
+  std::string name;  ///< e.g. "decode_tokens_per_second"
+  std::string unit;  ///< e.g. "tokens/s", "s", "ratio"
   Provenance how = Provenance::kMeasured;
-  double value = 0;               ///< the headline figure (median for per-repetition figures)
+  double value = 0;  ///< the headline figure (median for per-repetition figures)
   bool has_distribution = false;
-  Distribution dist;              ///< over repetitions (throughput) or steps (latency)
+  Distribution dist;  ///< over repetitions (throughput) or steps (latency)
 };
 
 /// Raw timings of one measured repetition, in seconds of the device clock.
 struct RepetitionSample {
-  double prefill_s = 0;              ///< prefill step (= TTFT of every sequence in offline)
-  std::vector<double> decode_step_s; ///< each decode step
-  double e2e_s = 0;                  ///< prefill + all decode steps
-  double backend_s = 0;              ///< time inside Session::Run/Synchronize calls
+  double prefill_s = 0;               ///< prefill step (= TTFT of every sequence in offline)
+  std::vector<double> decode_step_s;  ///< each decode step
+  double e2e_s = 0;                   ///< prefill + all decode steps
+  double backend_s = 0;               ///< time inside Session::Run/Synchronize calls
 };
 
 struct Verification {
   std::string status = "not_run";  ///< "passed", "failed", "not_run"
   std::string message;
   int64_t sequences = 0;
-  int64_t positions = 0;           ///< teacher-forced positions compared per sequence
-  double max_abs_error = 0;        ///< max |backend - reference| over compared logits
-  double max_rel_error = 0;        ///< max_abs_error / max |reference|
-  double tolerance = 0;            ///< bound on max_rel_error for this dtype
-  double argmax_agreement = 0;     ///< share of positions whose argmax agrees
+  int64_t positions = 0;        ///< teacher-forced positions compared per sequence
+  double max_abs_error = 0;     ///< max |backend - reference| over compared logits
+  double max_rel_error = 0;     ///< max_abs_error / max |reference|
+  double tolerance = 0;         ///< bound on max_rel_error for this dtype
+  double argmax_agreement = 0;  ///< share of positions whose argmax agrees
   bool nan_found = false;
 };
 
@@ -66,13 +66,13 @@ struct Ceilings {
 /// Everything one run produced. Serialised to one JSON file (results/schema/run.schema.json).
 struct RunRecord {
   std::string schema_version = kSchemaVersion;
-  std::string run_id;        ///< unique per run, never used as a Prometheus label
-  std::string start_time;    ///< ISO-8601 UTC
+  std::string run_id;      ///< unique per run, never used as a Prometheus label
+  std::string start_time;  ///< ISO-8601 UTC
   std::string end_time;
   std::string host;
   std::string git_commit;
   std::string tool_version;
-  std::string status = "ok"; ///< "ok", "invalid", "failed", "skipped"
+  std::string status = "ok";  ///< "ok", "invalid", "failed", "skipped"
   std::string status_message;
 
   WorkloadSpec workload;
