@@ -89,7 +89,9 @@ TEST_P(ParallelMatchesSingleRank, SameTokensAndVerified) {
   EXPECT_NEAR(m["decode_tokens_per_second_per_device"]["value"].get<double>() * tp * dp,
               m["decode_tokens_per_second"]["value"].get<double>(),
               1e-6 * m["decode_tokens_per_second"]["value"].get<double>());
-  if (tp > 1) EXPECT_GT(m["communication_share_ratio"]["value"].get<double>(), 0);
+  if (tp > 1) {
+    EXPECT_GT(m["communication_share_ratio"]["value"].get<double>(), 0);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, ParallelMatchesSingleRank,
