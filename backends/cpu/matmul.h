@@ -11,9 +11,10 @@
 
 namespace cb::cpu {
 
-/// Runs y = x . W^T for packed weights: the skinny-GEMM kernel for a few rows (decode, the LM
-/// head), oneDNN's matmul otherwise (prefill). oneDNN primitives are created once per shape
-/// and cached; they read the packed weights in place.
+/// Runs y = x . W^T for packed weights: the bf16 skinny-GEMM kernel for the few rows of a
+/// decode step or the LM head where it is measured faster (SkinnyGemmWins), oneDNN's matmul
+/// otherwise (prefill, fp32). oneDNN primitives are created once per shape and cached; they
+/// read the packed weights in place.
 class MatmulRunner {
  public:
   MatmulRunner();

@@ -61,8 +61,7 @@ Status MatmulRunner::Reserve(int64_t rows, int64_t k_pad, DType dtype) {
 Status MatmulRunner::Run(const PackedMatrix& w, const void* x, DType x_dtype, int64_t ldx,
                          int64_t rows, float* y, int64_t ldy) {
   if (rows <= 0) return Status::Ok();
-  const bool skinny =
-      rows <= kSkinnyMaxRows && (w.dtype == DType::kF32 || SkinnyGemmBf16Available());
+  const bool skinny = w.dtype == DType::kBF16 && SkinnyGemmWins(rows);
   // Stage the input when its dtype differs from the weights', or when the skinny kernel needs
   // it zero-padded to k_pad.
   if (x_dtype != w.dtype || (skinny && w.k != w.k_pad)) {
@@ -88,11 +87,7 @@ Status MatmulRunner::Run(const PackedMatrix& w, const void* x, DType x_dtype, in
     ldx = w.k_pad;
   }
   if (skinny) {
-    if (w.dtype == DType::kBF16) {
-      SkinnyGemmBf16(w, static_cast<const uint16_t*>(x), ldx, rows, y, ldy);
-    } else {
-      SkinnyGemmF32(w, static_cast<const float*>(x), ldx, rows, y, ldy);
-    }
+    SkinnyGemmBf16(w, static_cast<const uint16_t*>(x), ldx, rows, y, ldy);
     return Status::Ok();
   }
   return RunOneDnn(w, x, ldx, rows, y, ldy);
