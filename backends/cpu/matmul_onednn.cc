@@ -43,8 +43,14 @@ Status MatmulRunner::CheckLayout(const PackedMatrix& w) const {
       return Status::Internal("packed weights hold " + std::to_string(w.data.size()) +
                               " bytes, oneDNN expects " + std::to_string(want));
     }
+    // A prefill-sized primitive must take the layout as it is (it is the one oneDNN picks
+    // for format_tag::any on avx512_core_bf16; another ISA might refuse it): fail at Load.
+    const int64_t rows = 2 * kSkinnyMaxRows;
+    const memory::desc src({rows, w.k}, DnnlType(w.dtype), memory::format_tag::ab);
+    const memory::desc dst({rows, w.n}, memory::data_type::f32, memory::format_tag::ab);
+    dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, WeightsDesc(w), dst), dnnl_->engine);
   } catch (const dnnl::error& e) {
-    return Status::Internal(std::string("oneDNN rejects the packed weight layout: ") + e.what());
+    return Status::Unsupported(std::string("oneDNN rejects the packed weight layout: ") + e.what());
   }
   return Status::Ok();
 }
