@@ -11,24 +11,146 @@
 namespace cb {
 namespace fs = std::filesystem;
 
+int64_t ModelSpec::AttentionParams() const {
+  const int64_t h = hidden_size;
+  if (mla.enabled()) {
+    const int64_t qk = num_heads * mla.QkHeadDim();
+    const int64_t q =
+        mla.q_lora_rank > 0 ? h * mla.q_lora_rank + mla.q_lora_rank + mla.q_lora_rank * qk : h * qk;
+    const int64_t kv = h * mla.CacheWidth() + mla.kv_lora_rank +
+                       mla.kv_lora_rank * num_heads * (mla.qk_nope_head_dim + mla.v_head_dim);
+    const int64_t o = num_heads * mla.v_head_dim * h;
+    return q + kv + o + h;  // + the attention norm
+  }
+  const int64_t hd = head_dim > 0 ? head_dim : h / num_heads;
+  return h * (num_heads + 2 * num_kv_heads) * hd + num_heads * hd * h + h + (qk_norm ? 2 * hd : 0);
+}
+
+namespace {
+
+int64_t SwiGluParams(int64_t hidden, int64_t ffn) { return 3 * hidden * ffn; }
+
+}  // namespace
+
+int64_t ModelSpec::LayerParams(int64_t layer) const {
+  int64_t ffn = 0;
+  if (IsMoeLayer(layer)) {
+    ffn = moe.num_experts * SwiGluParams(hidden_size, moe.expert_ffn_size) +
+          SwiGluParams(hidden_size, moe.SharedFfn()) + moe.num_experts * hidden_size +
+          (moe.router_bias ? moe.num_experts : 0);
+  } else {
+    ffn = SwiGluParams(hidden_size, ffn_size);
+  }
+  return AttentionParams() + ffn + hidden_size;  // + the FFN norm
+}
+
+int64_t ModelSpec::LayerActiveParams(int64_t layer) const {
+  if (!IsMoeLayer(layer)) return LayerParams(layer);
+  return LayerParams(layer) -
+         (moe.num_experts - moe.experts_per_token) * SwiGluParams(hidden_size, moe.expert_ffn_size);
+}
+
 int64_t ModelSpec::LayerParams() const {
-  const int64_t hd = head_dim > 0 ? head_dim : hidden_size / num_heads;
-  const int64_t attn =
-      hidden_size * (num_heads + 2 * num_kv_heads) * hd + num_heads * hd * hidden_size;
-  const int64_t mlp = 3 * hidden_size * ffn_size;
-  const int64_t norms = 2 * hidden_size + (qk_norm ? 2 * hd : 0);
-  return attn + mlp + norms;
+  if (num_layers <= 0) return 0;
+  int64_t sum = 0;
+  for (int64_t l = 0; l < num_layers; ++l) sum += LayerParams(l);
+  return sum / num_layers;
 }
 
 int64_t ModelSpec::TotalParams() const {
   const int64_t embed = vocab_size * hidden_size;
-  return embed * (tie_embeddings ? 1 : 2) + num_layers * LayerParams() + hidden_size;
+  int64_t layers = 0;
+  for (int64_t l = 0; l < num_layers; ++l) layers += LayerParams(l);
+  return embed * (tie_embeddings ? 1 : 2) + layers + hidden_size;
+}
+
+int64_t ModelSpec::ActiveParams() const {
+  int64_t inactive = 0;
+  for (int64_t l = 0; l < num_layers; ++l) inactive += LayerParams(l) - LayerActiveParams(l);
+  return TotalParams() - inactive;
 }
 
 int64_t ModelSpec::KvBytesPerToken(int64_t bytes_per_element) const {
+  if (mla.enabled()) return num_layers * mla.CacheWidth() * bytes_per_element;
   const int64_t hd = head_dim > 0 ? head_dim : hidden_size / num_heads;
   return 2 * num_layers * num_kv_heads * hd * bytes_per_element;
 }
+
+namespace {
+
+Status ValidateMoeMla(const ModelSpec& m, const std::string& origin) {
+  auto bad = [&](const char* field, const std::string& what) {
+    return Status::InvalidInput(origin + ": field '" + field + "': " + what);
+  };
+  auto non_negative = [&](const char* field, int64_t v) {
+    return v >= 0 ? Status::Ok() : bad(field, "must not be negative, got " + std::to_string(v));
+  };
+  const MoeSpec& e = m.moe;
+  CB_RETURN_IF_ERROR(non_negative("num_experts", e.num_experts));
+  CB_RETURN_IF_ERROR(non_negative("num_shared_experts", e.num_shared_experts));
+  CB_RETURN_IF_ERROR(non_negative("shared_ffn_size", e.shared_ffn_size));
+  CB_RETURN_IF_ERROR(non_negative("first_dense_layers", e.first_dense_layers));
+  CB_RETURN_IF_ERROR(non_negative("n_group", e.num_groups));
+  CB_RETURN_IF_ERROR(non_negative("topk_group", e.topk_groups));
+  if (e.enabled()) {
+    if (e.experts_per_token < 1 || e.experts_per_token > e.num_experts) {
+      return bad("experts_per_token", "must be between 1 and num_experts (" +
+                                          std::to_string(e.num_experts) + "), got " +
+                                          std::to_string(e.experts_per_token));
+    }
+    if (e.expert_ffn_size <= 0) {
+      return bad("expert_ffn_size", "must be a positive integer for a MoE model, got " +
+                                        std::to_string(e.expert_ffn_size));
+    }
+    if (e.first_dense_layers > m.num_layers) {
+      return bad("first_dense_layers",
+                 "must not exceed num_layers (" + std::to_string(m.num_layers) + ")");
+    }
+    if (e.scoring != "softmax" && e.scoring != "sigmoid") {
+      return bad("router_scoring",
+                 "unknown scoring '" + e.scoring + "'; allowed values: softmax, sigmoid");
+    }
+    if (!(e.routed_scaling > 0)) return bad("routed_scaling_factor", "must be positive");
+    if (e.num_groups > 0) {
+      if (e.num_experts % e.num_groups != 0) {
+        return bad("n_group", std::to_string(e.num_groups) + " groups do not divide " +
+                                  std::to_string(e.num_experts) + " experts");
+      }
+      if (e.topk_groups < 1 || e.topk_groups > e.num_groups) {
+        return bad("topk_group", "must be between 1 and n_group (" + std::to_string(e.num_groups) +
+                                     "), got " + std::to_string(e.topk_groups));
+      }
+      if (e.topk_groups * (e.num_experts / e.num_groups) < e.experts_per_token) {
+        return bad("topk_group", "the eligible groups hold fewer experts than experts_per_token");
+      }
+    } else if (e.topk_groups != 0) {
+      return bad("topk_group", "needs n_group");
+    }
+  } else if (e.experts_per_token != 0 || e.expert_ffn_size != 0 || e.num_shared_experts != 0 ||
+             e.first_dense_layers != 0) {
+    return bad("num_experts", "MoE fields are set but num_experts is 0");
+  }
+  const MlaSpec& a = m.mla;
+  CB_RETURN_IF_ERROR(non_negative("q_lora_rank", a.q_lora_rank));
+  CB_RETURN_IF_ERROR(non_negative("kv_lora_rank", a.kv_lora_rank));
+  if (a.enabled()) {
+    if (a.qk_nope_head_dim <= 0) return bad("qk_nope_head_dim", "must be positive for MLA");
+    if (a.qk_rope_head_dim <= 0 || a.qk_rope_head_dim % 2 != 0) {
+      return bad("qk_rope_head_dim",
+                 "must be positive and even for MLA, got " + std::to_string(a.qk_rope_head_dim));
+    }
+    if (a.v_head_dim <= 0) return bad("v_head_dim", "must be positive for MLA");
+    if (m.qk_norm) return bad("qk_norm", "is not defined for MLA attention");
+  } else if (a.q_lora_rank != 0 || a.qk_nope_head_dim != 0 || a.qk_rope_head_dim != 0 ||
+             a.v_head_dim != 0) {
+    return bad("kv_lora_rank", "MLA fields are set but kv_lora_rank is 0");
+  }
+  if (m.published_active_params < 0) return bad("published_active_params", "must not be negative");
+  if (!(m.routing_zipf_s >= 0)) return bad("routing", "zipf exponent must not be negative");
+  return Status::Ok();
+}
+
+}  // namespace
 
 Status ValidateModelSpec(const ModelSpec& m, const std::string& origin) {
   auto bad = [&](const char* field, const std::string& what) {
@@ -39,8 +161,10 @@ Status ValidateModelSpec(const ModelSpec& m, const std::string& origin) {
                  : bad(field, "must be a positive integer, got " + std::to_string(v));
   };
   if (m.name.empty()) return bad("name", "must not be empty");
-  if (m.family != "llama" && m.family != "qwen3") {
-    return bad("family", "unknown family '" + m.family + "'; allowed values: llama, qwen3");
+  if (m.family != "llama" && m.family != "qwen3" && m.family != "qwen3_moe" &&
+      m.family != "deepseek_v3") {
+    return bad("family", "unknown family '" + m.family +
+                             "'; allowed values: llama, qwen3, qwen3_moe, deepseek_v3");
   }
   CB_RETURN_IF_ERROR(positive("hidden_size", m.hidden_size));
   CB_RETURN_IF_ERROR(positive("num_layers", m.num_layers));
@@ -66,7 +190,7 @@ Status ValidateModelSpec(const ModelSpec& m, const std::string& origin) {
   if (!(m.rope_theta > 0)) return bad("rope_theta", "must be positive");
   if (!(m.norm_eps > 0 && m.norm_eps < 1)) return bad("norm_eps", "must be in (0, 1)");
   if (m.published_params < 0) return bad("published_params", "must not be negative");
-  return Status::Ok();
+  return ValidateMoeMla(m, origin);
 }
 
 Status ParseModelSpec(const std::string& text, const std::string& origin, ModelSpec* out) {
@@ -74,10 +198,40 @@ Status ParseModelSpec(const std::string& text, const std::string& origin, ModelS
   CB_RETURN_IF_ERROR(ParseJsonText(text, origin, &doc));
   if (!doc.is_object()) return Status::InvalidInput(origin + ": expected a JSON object");
   FieldReader f(doc, origin);
-  CB_RETURN_IF_ERROR(
-      f.OnlyKnown({"name", "family", "source", "hidden_size", "num_layers", "num_heads",
-                   "num_kv_heads", "head_dim", "ffn_size", "vocab_size", "max_context",
-                   "rope_theta", "norm_eps", "tie_embeddings", "qk_norm", "published_params"}));
+  CB_RETURN_IF_ERROR(f.OnlyKnown({"name",
+                                  "family",
+                                  "source",
+                                  "hidden_size",
+                                  "num_layers",
+                                  "num_heads",
+                                  "num_kv_heads",
+                                  "head_dim",
+                                  "ffn_size",
+                                  "vocab_size",
+                                  "max_context",
+                                  "rope_theta",
+                                  "norm_eps",
+                                  "tie_embeddings",
+                                  "qk_norm",
+                                  "published_params",
+                                  "published_active_params",
+                                  "num_experts",
+                                  "experts_per_token",
+                                  "expert_ffn_size",
+                                  "num_shared_experts",
+                                  "shared_ffn_size",
+                                  "first_dense_layers",
+                                  "router_scoring",
+                                  "norm_topk_prob",
+                                  "routed_scaling_factor",
+                                  "n_group",
+                                  "topk_group",
+                                  "router_bias",
+                                  "q_lora_rank",
+                                  "kv_lora_rank",
+                                  "qk_nope_head_dim",
+                                  "qk_rope_head_dim",
+                                  "v_head_dim"}));
   ModelSpec m;
   CB_RETURN_IF_ERROR(f.String("name", true, &m.name));
   CB_RETURN_IF_ERROR(f.String("family", false, &m.family));
@@ -96,6 +250,24 @@ Status ParseModelSpec(const std::string& text, const std::string& origin, ModelS
   CB_RETURN_IF_ERROR(f.Bool("tie_embeddings", false, &m.tie_embeddings));
   CB_RETURN_IF_ERROR(f.Bool("qk_norm", false, &m.qk_norm));
   CB_RETURN_IF_ERROR(f.Double("published_params", false, &m.published_params));
+  CB_RETURN_IF_ERROR(f.Double("published_active_params", false, &m.published_active_params));
+  CB_RETURN_IF_ERROR(f.Int("num_experts", false, &m.moe.num_experts));
+  CB_RETURN_IF_ERROR(f.Int("experts_per_token", false, &m.moe.experts_per_token));
+  CB_RETURN_IF_ERROR(f.Int("expert_ffn_size", false, &m.moe.expert_ffn_size));
+  CB_RETURN_IF_ERROR(f.Int("num_shared_experts", false, &m.moe.num_shared_experts));
+  CB_RETURN_IF_ERROR(f.Int("shared_ffn_size", false, &m.moe.shared_ffn_size));
+  CB_RETURN_IF_ERROR(f.Int("first_dense_layers", false, &m.moe.first_dense_layers));
+  CB_RETURN_IF_ERROR(f.String("router_scoring", false, &m.moe.scoring));
+  CB_RETURN_IF_ERROR(f.Bool("norm_topk_prob", false, &m.moe.norm_topk));
+  CB_RETURN_IF_ERROR(f.Double("routed_scaling_factor", false, &m.moe.routed_scaling));
+  CB_RETURN_IF_ERROR(f.Int("n_group", false, &m.moe.num_groups));
+  CB_RETURN_IF_ERROR(f.Int("topk_group", false, &m.moe.topk_groups));
+  CB_RETURN_IF_ERROR(f.Bool("router_bias", false, &m.moe.router_bias));
+  CB_RETURN_IF_ERROR(f.Int("q_lora_rank", false, &m.mla.q_lora_rank));
+  CB_RETURN_IF_ERROR(f.Int("kv_lora_rank", false, &m.mla.kv_lora_rank));
+  CB_RETURN_IF_ERROR(f.Int("qk_nope_head_dim", false, &m.mla.qk_nope_head_dim));
+  CB_RETURN_IF_ERROR(f.Int("qk_rope_head_dim", false, &m.mla.qk_rope_head_dim));
+  CB_RETURN_IF_ERROR(f.Int("v_head_dim", false, &m.mla.v_head_dim));
   CB_RETURN_IF_ERROR(ValidateModelSpec(m, origin));
   *out = std::move(m);
   return Status::Ok();

@@ -10,8 +10,9 @@ namespace cb {
 CommandFn AddModelsCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("models", "List the model presets with their shapes and sizes");
   return [] {
-    std::printf("%-16s %7s %6s %9s %8s %7s %6s %9s %10s %10s\n", "model", "hidden", "layers",
-                "heads/kv", "head_dim", "ffn", "vocab", "context", "params", "published");
+    std::printf("%-16s %7s %6s %9s %8s %7s %6s %9s %10s %10s %-10s %-4s %s\n", "model", "hidden",
+                "layers", "heads/kv", "head_dim", "ffn", "vocab", "context", "params", "active",
+                "experts", "attn", "published total/active");
     for (const std::string& name : ListModelPresets()) {
       ModelSpec m;
       if (Status s = LoadModelSpec(name, &m); !s.ok()) {
@@ -19,16 +20,28 @@ CommandFn AddModelsCommand(CLI::App& app) {
         return s.ExitCode();
       }
       const int64_t hd = m.head_dim > 0 ? m.head_dim : m.hidden_size / m.num_heads;
-      char heads[32], published[32] = "-";
+      char heads[32], published[64] = "-", experts[32] = "-";
       std::snprintf(heads, sizeof heads, "%lld/%lld", static_cast<long long>(m.num_heads),
                     static_cast<long long>(m.num_kv_heads));
-      if (m.published_params > 0)
+      if (m.published_params > 0) {
         std::snprintf(published, sizeof published, "%.2fB", m.published_params / 1e9);
-      std::printf("%-16s %7lld %6lld %9s %8lld %7lld %6lld %9lld %9.2fB %10s\n", m.name.c_str(),
-                  static_cast<long long>(m.hidden_size), static_cast<long long>(m.num_layers),
-                  heads, static_cast<long long>(hd), static_cast<long long>(m.ffn_size),
-                  static_cast<long long>(m.vocab_size), static_cast<long long>(m.max_context),
-                  m.TotalParams() / 1e9, published);
+        if (m.published_active_params > 0) {
+          std::snprintf(published, sizeof published, "%.2fB/%.2fB", m.published_params / 1e9,
+                        m.published_active_params / 1e9);
+        }
+      }
+      if (m.moe.enabled()) {  // routed x top-k (+ shared)
+        std::snprintf(experts, sizeof experts, "%lldx%lld+%lld",
+                      static_cast<long long>(m.moe.num_experts),
+                      static_cast<long long>(m.moe.experts_per_token),
+                      static_cast<long long>(m.moe.num_shared_experts));
+      }
+      std::printf("%-16s %7lld %6lld %9s %8lld %7lld %6lld %9lld %9.2fB %9.2fB %-10s %-4s %s\n",
+                  m.name.c_str(), static_cast<long long>(m.hidden_size),
+                  static_cast<long long>(m.num_layers), heads, static_cast<long long>(hd),
+                  static_cast<long long>(m.ffn_size), static_cast<long long>(m.vocab_size),
+                  static_cast<long long>(m.max_context), m.TotalParams() / 1e9,
+                  m.ActiveParams() / 1e9, experts, m.mla.enabled() ? "mla" : "gqa", published);
     }
     return 0;
   };
