@@ -16,5 +16,7 @@ CommandFn AddCostCommand(CLI::App& app);
 CommandFn AddServeCommand(CLI::App& app);
 CommandFn AddCompareHardwareCommand(CLI::App& app);
 CommandFn AddCalibrateCommand(CLI::App& app);
+CommandFn AddCompareCommand(CLI::App& app);
+CommandFn AddReportCommand(CLI::App& app);
 
 }  // namespace cb

@@ -30,6 +30,8 @@ int RunCommandLine(int argc, char** argv) {
   add(cb::AddServeCommand);
   add(cb::AddCompareHardwareCommand);
   add(cb::AddCalibrateCommand);
+  add(cb::AddCompareCommand);
+  add(cb::AddReportCommand);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,14 @@
+#pragma once
+
+namespace cb {
+
+/// Welch's unequal-variances t-test from summary statistics (mean, sample standard deviation,
+/// number of samples) of two sets. Returns the two-sided p-value of "the means are equal";
+/// 1 when either side has fewer than 2 samples, 0 when both spreads are 0 and the means differ.
+double WelchTwoSidedP(double mean_a, double sd_a, double n_a, double mean_b, double sd_b,
+                      double n_b);
+
+/// Regularised incomplete beta function I_x(a, b), for the t distribution's tail.
+double RegularizedIncompleteBeta(double a, double b, double x);
+
+}  // namespace cb
