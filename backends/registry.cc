@@ -3,6 +3,9 @@
 #include "backends/cpu/cpu_backend.h"
 #include "backends/reference/reference_backend.h"
 #include "backends/sim/sim_device.h"
+#if defined(CLUSTERBENCH_HAVE_CUDA)
+#include "backends/cuda/cuda_backend.h"
+#endif
 
 namespace cb {
 
@@ -11,8 +14,15 @@ std::vector<BackendInfo> ListBackends() {
   BackendInfo cpu{"cpu", "x86 CPUs: oneDNN matmuls, AVX-512 kernels, OpenMP threads", true, ""};
   cpu.available = CpuBackendUsable(&cpu.unavailable_reason);
   list.push_back(cpu);
-  list.push_back({"cuda", "NVIDIA GPUs: CUDA, cuBLAS, NCCL or MPI", false,
-                  "the CUDA backend is not implemented yet"});
+  BackendInfo cuda{"cuda", "NVIDIA GPUs: cuBLAS matmuls, CUDA kernels, CUDA graphs, NCCL or MPI",
+                   false, ""};
+#if defined(CLUSTERBENCH_HAVE_CUDA)
+  cuda.available = CudaBackendUsable(&cuda.unavailable_reason);
+#else
+  cuda.unavailable_reason =
+      "built without CUDA (configure with -DCLUSTERBENCH_CUDA=ON or AUTO where nvcc is installed)";
+#endif
+  list.push_back(cuda);
   list.push_back({"reference",
                   "plain fp32 weights with fp64 accumulation; what every backend is verified "
                   "against",
@@ -36,6 +46,10 @@ Status OpenDevice(const std::string& backend, std::unique_ptr<Device>* out) {
     }
     if (backend == "cpu") {
       *out = MakeCpuDevice();
+#if defined(CLUSTERBENCH_HAVE_CUDA)
+    } else if (backend == "cuda") {
+      return OpenCudaDevice(-1, out);
+#endif
     } else if (backend == "reference") {
       *out = MakeReferenceDevice();
     } else {
