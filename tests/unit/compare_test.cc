@@ -96,7 +96,7 @@ TEST(CompareTest, BetterDirectionFromNameAndUnit) {
   EXPECT_EQ(BetterDirection("e2e_latency_seconds", "s"), Better::kLower);
   EXPECT_EQ(BetterDirection("cost_usd_per_million_tokens", "USD/Mtok"), Better::kLower);
   EXPECT_EQ(BetterDirection("energy_joules_per_token", "J/token"), Better::kLower);
-  EXPECT_EQ(BetterDirection("harness_overhead_ratio", "ratio"), Better::kLower);
+  EXPECT_EQ(BetterDirection("harness_overhead_ratio", "ratio"), Better::kNeither);
   EXPECT_EQ(BetterDirection("average_power_watts", "W"), Better::kNeither);
   EXPECT_EQ(BetterDirection("something_new", "widgets"), Better::kNeither);
 }
