@@ -60,6 +60,7 @@ void CudaSession::Release() {
   for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
   graphs_.clear();
   graph_failed_.clear();
+  graph_seen_.clear();
   for (void* p : allocs_) cudaFree(p);
   allocs_.clear();
   allocated_ = 0;
@@ -334,8 +335,8 @@ Status CudaSession::PlanWeights(const OpStream& s, const WeightSource& weights) 
           void* p = nullptr;
           Status st = Alloc(&p, g.size() * sizeof(float), d.name);
           if (!st.ok()) return done(st);
-          const cudaError_t e =
-              cudaMemcpy(p, g.data(), g.size() * sizeof(float), cudaMemcpyHostToDevice);
+          const cudaError_t e = cudaMemcpyAsync(p, g.data(), g.size() * sizeof(float),
+                                                cudaMemcpyHostToDevice, stream_);
           if (e != cudaSuccess) return done(CudaStatus(e, "cudaMemcpy of a norm gain"));
           it = gains.emplace(op.weights[w], static_cast<float*>(p)).first;
         }
@@ -387,7 +388,10 @@ Status CudaSession::AllocateBuffers(const OpStream& s) {
   }
   CB_RETURN_IF_ERROR(Alloc(&p, rope.size() * sizeof(float), "the rotary table"));
   rope_ = static_cast<float*>(p);
-  CB_CUDA(cudaMemcpy(rope_, rope.data(), rope.size() * sizeof(float), cudaMemcpyHostToDevice));
+  // On the session's stream (a non-blocking stream does not wait for the legacy stream); from
+  // pageable memory the call returns once `rope` is staged.
+  CB_CUDA(cudaMemcpyAsync(rope_, rope.data(), rope.size() * sizeof(float), cudaMemcpyHostToDevice,
+                          stream_));
 
   const int64_t T = cfg_.max_step_tokens;
   off_pos_ = 0;
@@ -710,6 +714,9 @@ Status CudaSession::RunGraph(const OpStream& s, OpRange range, const StepIO& io,
       std::to_string(range.begin) + ":" + std::to_string(range.end) + ":" + std::to_string(seqs_);
   if (graph_failed_.count(key)) return Status::Ok();
   auto it = graphs_.find(key);
+  // The first step of a shape runs eagerly: cuBLAS picks and (lazily) loads its kernels
+  // outside the capture. The second is captured, later ones replay.
+  if (it == graphs_.end() && graph_seen_[key]++ == 0) return Status::Ok();
   if (it == graphs_.end()) {
     cudaGraph_t graph = nullptr;
     CB_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
@@ -806,8 +813,8 @@ Status CudaSession::ReadBuffer(Buf buf, int64_t rows, std::vector<float>* out) c
   const size_t n = static_cast<size_t>(rows * a.width);
   const size_t elem = a.ids ? sizeof(int32_t) : DTypeBytes(a.dtype);
   std::vector<char> raw(n * elem);
+  CB_CUDA(cudaMemcpyAsync(raw.data(), a.p, raw.size(), cudaMemcpyDeviceToHost, stream_));
   CB_CUDA(cudaStreamSynchronize(stream_));
-  CB_CUDA(cudaMemcpy(raw.data(), a.p, raw.size(), cudaMemcpyDeviceToHost));
   out->resize(n);
   if (a.ids) {
     for (size_t i = 0; i < n; ++i) {
@@ -844,8 +851,9 @@ Status CudaSession::WriteBuffer(Buf buf, int64_t rows, const std::vector<float>&
   } else {
     FromFloatHost(data.data(), a.dtype, data.size(), raw.data());
   }
+  // Ordered after the stream's queued work and before whatever it runs next.
+  CB_CUDA(cudaMemcpyAsync(a.p, raw.data(), raw.size(), cudaMemcpyHostToDevice, stream_));
   CB_CUDA(cudaStreamSynchronize(stream_));
-  CB_CUDA(cudaMemcpy(a.p, raw.data(), raw.size(), cudaMemcpyHostToDevice));
   return Status::Ok();
 }
 

@@ -114,6 +114,7 @@ class CudaSession final : public Session {
   std::string graph_note_;
   std::map<std::string, cudaGraphExec_t> graphs_;
   std::set<std::string> graph_failed_;
+  std::map<std::string, int> graph_seen_;  ///< eager steps per shape before its capture
   int64_t graph_replays_ = 0;
 };
 
