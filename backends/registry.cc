@@ -5,6 +5,7 @@
 #include "backends/sim/sim_device.h"
 #if defined(CLUSTERBENCH_HAVE_CUDA)
 #include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/cuda_ceilings.h"
 #endif
 
 namespace cb {
@@ -32,6 +33,21 @@ std::vector<BackendInfo> ListBackends() {
                   "huawei-ascend-910c), --system for a catalog system; results are modelled",
                   true, ""});
   return list;
+}
+
+Status MeasureBackendCeilings(const std::string& backend, double matmul_flops_per_s[kDTypeCount],
+                              double* mem_bytes_per_s, std::string* source) {
+#if defined(CLUSTERBENCH_HAVE_CUDA)
+  if (backend == "cuda") {
+    CudaCeilings c;
+    CB_RETURN_IF_ERROR(MeasureCudaCeilings(-1, &c));
+    for (int i = 0; i < kDTypeCount; ++i) matmul_flops_per_s[i] = c.matmul_flops_per_s[i];
+    *mem_bytes_per_s = c.copy_bytes_per_s;
+    *source = c.source;
+    return Status::Ok();
+  }
+#endif
+  return Status::Unsupported("backend '" + backend + "' measures no ceilings of its own");
 }
 
 Status OpenDevice(const std::string& backend, std::unique_ptr<Device>* out) {

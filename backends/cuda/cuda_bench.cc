@@ -1,17 +1,14 @@
 // cuda_bench: the CUDA backend's performance check (ci/gpu, docs/cuda.md). In one run on one
 // GPU it measures two ceilings and the model:
 //  - copy bandwidth: device-to-device cudaMemcpy of 2 GiB, counted as read + write bytes;
-//  - GEMM peak: cuBLAS bf16 x bf16 -> fp32 (fp32 accumulation), 8192^3, the same call the
-//    backend makes;
+//  - GEMM peak: cuBLAS in the run's dtype -> fp32 (fp32 accumulation), 8192^3, the same call
+//    the backend makes (backends/cuda/cuda_ceilings.cc);
 //  - prefill of --prompt tokens (batch 1): tokens/s and MFU = step FLOPs / time / GEMM peak;
 //  - decode at batch 1 after that prompt: tokens/s and MBU = weight bytes of a step / step
 //    time / copy bandwidth;
 //  - decode at --batch sequences of --batch-prompt tokens: tokens/s.
 // FLOPs and weight bytes come from workloads/op_cost (the same figures the harness uses).
 // Prints one JSON object (also to --out FILE). Exit 0 on success, 2 on bad flags, 1 on errors.
-
-#include <cublas_v2.h>
-#include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -23,6 +20,7 @@
 #include <vector>
 
 #include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/cuda_ceilings.h"
 #include "workloads/model_spec.h"
 #include "workloads/op_cost.h"
 #include "workloads/op_stream.h"
@@ -56,75 +54,6 @@ bool ParseInt(const char* s, int64_t* v) {
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
-}
-
-#define BENCH_CUDA(call)                                                                  \
-  do {                                                                                    \
-    const cudaError_t e_ = (call);                                                        \
-    if (e_ != cudaSuccess) {                                                              \
-      std::fprintf(stderr, "cuda_bench: %s failed: %s\n", #call, cudaGetErrorString(e_)); \
-      return -1;                                                                          \
-    }                                                                                     \
-  } while (0)
-
-/// Device-to-device copy bandwidth (read + write bytes per second).
-double CopyBandwidth() {
-  const size_t bytes = 2ull << 30;
-  void *a = nullptr, *b = nullptr;
-  BENCH_CUDA(cudaMalloc(&a, bytes));
-  BENCH_CUDA(cudaMalloc(&b, bytes));
-  BENCH_CUDA(cudaMemset(a, 1, bytes));
-  cudaEvent_t t0, t1;
-  cudaEventCreate(&t0);
-  cudaEventCreate(&t1);
-  for (int i = 0; i < 3; ++i) BENCH_CUDA(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice));
-  const int iters = 20;
-  cudaEventRecord(t0);
-  for (int i = 0; i < iters; ++i) cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice);
-  cudaEventRecord(t1);
-  BENCH_CUDA(cudaEventSynchronize(t1));
-  float ms = 0;
-  cudaEventElapsedTime(&ms, t0, t1);
-  cudaFree(a);
-  cudaFree(b);
-  return 2.0 * bytes * iters / (ms * 1e-3);
-}
-
-/// cuBLAS bf16 GEMM FLOP/s, fp32 accumulation and output, as the backend calls it.
-double GemmPeak() {
-  const int n = 8192;
-  void *a = nullptr, *b = nullptr, *c = nullptr;
-  BENCH_CUDA(cudaMalloc(&a, size_t{2} * n * n));
-  BENCH_CUDA(cudaMalloc(&b, size_t{2} * n * n));
-  BENCH_CUDA(cudaMalloc(&c, size_t{4} * n * n));
-  cudaMemset(a, 0, size_t{2} * n * n);
-  cudaMemset(b, 0, size_t{2} * n * n);
-  cublasHandle_t h;
-  if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) return -1;
-  const float alpha = 1, beta = 0;
-  auto gemm = [&] {
-    return cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &alpha, a, CUDA_R_16BF, n, b,
-                        CUDA_R_16BF, n, &beta, c, CUDA_R_32F, n, CUBLAS_COMPUTE_32F,
-                        CUBLAS_GEMM_DEFAULT);
-  };
-  for (int i = 0; i < 3; ++i) gemm();
-  cudaEvent_t t0, t1;
-  cudaEventCreate(&t0);
-  cudaEventCreate(&t1);
-  const int iters = 20;
-  cudaEventRecord(t0);
-  for (int i = 0; i < iters; ++i) {
-    if (gemm() != CUBLAS_STATUS_SUCCESS) return -1;
-  }
-  cudaEventRecord(t1);
-  BENCH_CUDA(cudaEventSynchronize(t1));
-  float ms = 0;
-  cudaEventElapsedTime(&ms, t0, t1);
-  cublasDestroy(h);
-  cudaFree(a);
-  cudaFree(b);
-  cudaFree(c);
-  return 2.0 * n * n * static_cast<double>(n) * iters / (ms * 1e-3);
 }
 
 /// Wall time of one synchronised Run of the whole stream.
@@ -222,10 +151,16 @@ int Main(int argc, char** argv) {
   }
   const DeviceProps props = dev->Props();
   std::fprintf(stderr, "cuda_bench: %s (%s)\n", props.name.c_str(), props.uuid.c_str());
-  const double copy_bw = CopyBandwidth();
-  const double gemm_peak = GemmPeak();
-  std::fprintf(stderr, "cuda_bench: copy %.1f GB/s, bf16 GEMM %.1f TFLOP/s\n", copy_bw / 1e9,
-               gemm_peak / 1e12);
+  CudaCeilings ceilings;
+  st = MeasureCudaCeilings(-1, &ceilings);
+  if (!st.ok()) {
+    std::fprintf(stderr, "cuda_bench: measuring the ceilings: %s\n", st.message().c_str());
+    return 1;
+  }
+  const double copy_bw = ceilings.copy_bytes_per_s;
+  const double gemm_peak = ceilings.matmul_flops_per_s[static_cast<int>(*dtype)];
+  std::fprintf(stderr, "cuda_bench: copy %.1f GB/s, %s GEMM %.1f TFLOP/s\n", copy_bw / 1e9,
+               f.dtype.c_str(), gemm_peak / 1e12);
 
   SessionConfig cfg;
   cfg.dtype = *dtype;
@@ -273,7 +208,7 @@ int Main(int argc, char** argv) {
      << ", \"model_layers\": " << model_layers << ", \"dtype\": \"" << f.dtype << "\",\n"
      << "  \"how\": \"measured: wall time of synchronised steps; ceilings measured in this run\",\n"
      << "  \"copy_bandwidth_bytes_per_s\": " << copy_bw << ",\n"
-     << "  \"gemm_bf16_flops_per_s\": " << gemm_peak << ",\n"
+     << "  \"gemm_flops_per_s\": " << gemm_peak << ",\n"
      << "  \"prefill\": {\"prompt\": " << f.prompt << ", \"seconds\": " << prefill_s
      << ", \"tokens_per_s\": " << f.prompt / prefill_s << ", \"flops\": " << prefill_cost.flops
      << ", \"mfu\": " << prefill_cost.flops / prefill_s / gemm_peak << "},\n"

@@ -247,6 +247,20 @@ int Run(const RunFlags& f) {
     opts.ceilings = ceilings;
     if (const DeviceProps props = devices[w.backend]->Props(); props.simulated) {
       opts.ceilings = SimCluster::CeilingsOf(props);
+    } else if (rank0 && w.backend == "cuda") {
+      // MFU and MBU of a GPU run are against the GPU's own ceilings (cuBLAS GEMM per dtype,
+      // device-to-device copy), measured once per process, not the host CPU's.
+      static Ceilings gpu;
+      static const Status gpu_status = [&] {
+        Status s = MeasureBackendCeilings(w.backend, gpu.matmul_flops_per_s,
+                                          &gpu.mem_read_bytes_per_s, &gpu.source);
+        if (!s.ok()) {
+          std::fprintf(stderr, "clusterbench run: warning: no GPU ceilings (%s); MFU and MBU are "
+                       "omitted\n", s.message().c_str());
+        }
+        return s;
+      }();
+      opts.ceilings = gpu_status.ok() ? gpu : Ceilings{};
     }
     opts.quiet = f.quiet || !rank0;
     opts.parallel = &par;
