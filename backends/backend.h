@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -81,6 +82,13 @@ class Clock {
   virtual ~Clock() = default;
   virtual double NowSeconds() = 0;
   virtual bool simulated() const { return false; }
+  /// Waits until NowSeconds() >= t, with the device idle (serving scenarios, between
+  /// arrivals): a real clock sleeps; a modelled clock moves its time forward.
+  virtual void WaitUntil(double t) {
+    for (double now = NowSeconds(); now < t; now = NowSeconds()) {
+      std::this_thread::sleep_for(std::chrono::duration<double>(t - now));
+    }
+  }
 };
 
 /// Energy of one domain (RAPL package or DRAM) or device (a GPU by its UUID) over a window.

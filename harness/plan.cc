@@ -3,6 +3,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "harness/scenarios/serving_fields.h"
 #include "workloads/json_fields.h"
 
 namespace cb {
@@ -20,13 +21,15 @@ Status CheckKeys(const json& obj, const std::string& where) {
   for (const auto& [key, value] : obj.items()) {
     bool known = false;
     for (const char* f : kWorkloadFields) known |= key == f;
+    for (const char* f : kServingFields) known |= key == f;
     if (!known) {
       std::string list;
       for (const char* f : kWorkloadFields) list += (list.empty() ? "" : ", ") + std::string(f);
+      for (const char* f : kServingFields) list += ", " + std::string(f);
       return Status::InvalidInput(where + ": field '" + key + "': unknown; allowed fields are " +
                                   list);
     }
-    if (value.is_array() && !IsListField(key)) {
+    if (value.is_array() && !IsListField(key) && !IsArrayValuedField(key)) {
       return Status::InvalidInput(where + ": field '" + key + "': takes one value, not a list");
     }
     if (value.is_array() && value.empty()) {
@@ -41,7 +44,8 @@ void Expand(const json& entry, std::vector<json>* out) {
   std::vector<json> acc{json::object()};
   for (const auto& [key, value] : entry.items()) {
     std::vector<json> next;
-    const json values = value.is_array() ? value : json::array({value});
+    const json values =
+        value.is_array() && !IsArrayValuedField(key) ? value : json::array({value});
     for (const json& partial : acc) {
       for (const json& v : values) {
         json p = partial;
@@ -76,6 +80,7 @@ Status Resolve(const json& obj, const std::string& where, WorkloadSpec* w) {
   CB_RETURN_IF_ERROR(f.Int("verify_len", false, &verify_len));
   CB_RETURN_IF_ERROR(f.Bool("verify", false, &w->verify));
   CB_RETURN_IF_ERROR(ReadCostOverrides(f, &w->cost));
+  CB_RETURN_IF_ERROR(ReadServingFields(obj, f, &w->serving));
   if (seed < 0) return f.Error("seed", "must not be negative");
   w->layers = static_cast<int>(layers);
   w->seed = static_cast<uint64_t>(seed);
@@ -93,8 +98,6 @@ Status ValidateWorkload(const WorkloadSpec& w, const std::string& where) {
   auto bad = [&](const char* field, const std::string& what) {
     return Status::InvalidInput(where + ": field '" + field + "': " + what);
   };
-  if (w.scenario != "offline")
-    return bad("scenario", "unknown scenario '" + w.scenario + "'; allowed values: offline");
   if (w.batch < 1) return bad("batch", "must be at least 1, got " + std::to_string(w.batch));
   if (w.prompt_len < 1)
     return bad("prompt_len", "must be at least 1, got " + std::to_string(w.prompt_len));
@@ -114,7 +117,7 @@ Status ValidateWorkload(const WorkloadSpec& w, const std::string& where) {
   if (w.verify_len < 0 || w.verify_len > w.prompt_len + w.gen_len) {
     return bad("verify_len", "must be between 0 (auto) and prompt_len + gen_len");
   }
-  return Status::Ok();
+  return ValidateScenario(w, where);
 }
 
 Status ExpandSuite(const json& suite, const json& overrides, const std::string& origin,
@@ -130,6 +133,7 @@ Status ExpandSuite(const json& suite, const json& overrides, const std::string& 
     return Status::InvalidInput(origin + ": field 'workloads': expected a non-empty array");
   }
   out->clear();
+  int sweeps = 0;
   const json& entries = suite["workloads"];
   for (size_t i = 0; i < entries.size(); ++i) {
     const std::string where = origin + ": workloads[" + std::to_string(i) + "]";
@@ -142,7 +146,8 @@ Status ExpandSuite(const json& suite, const json& overrides, const std::string& 
     for (const json& e : expanded) {
       WorkloadSpec w;
       CB_RETURN_IF_ERROR(Resolve(e, where, &w));
-      out->push_back(std::move(w));
+      // A sweep becomes its points, tagged with the sweep they belong to.
+      ExpandSweep(w, w.scenario == "sweep" ? "sweep-" + std::to_string(++sweeps) : "", out);
     }
   }
   return Status::Ok();

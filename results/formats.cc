@@ -105,7 +105,11 @@ std::string LayersCell(const RunRecord& r) {
   return run > 0 ? std::to_string(run) : kMissing;
 }
 
-std::string StatusCell(const RunRecord& r) { return IsOk(r) ? r.status : Upper(r.status); }
+/// A run that is ok but not valid by its scenario's rules shows its label (SHORTENED, UNSTABLE).
+std::string StatusCell(const RunRecord& r) {
+  if (IsOk(r) && !r.Publishable()) return Upper(r.validity->label);
+  return IsOk(r) ? r.status : Upper(r.status);
+}
 
 std::string VerifyCell(const RunRecord& r) {
   const std::string& s = r.verification.status;

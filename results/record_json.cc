@@ -474,6 +474,9 @@ json ToJson(const RunRecord& rec) {
   if (rec.energy) doc["energy"] = EnergyRecordToJson(*rec.energy);
   if (rec.cluster) doc["cluster"] = ClusterRecordToJson(*rec.cluster);
   if (rec.cost) doc["cost"] = CostRecordToJson(*rec.cost);
+  if (rec.serving) doc["serving"] = ServingRecordToJson(*rec.serving);
+  if (rec.validity) doc["validity"] = ValidityRecordToJson(*rec.validity);
+  if (rec.sweep) doc["sweep"] = SweepRecordToJson(*rec.sweep);
   return doc;
 }
 
@@ -520,6 +523,21 @@ Status FromJson(const json& doc, const std::string& origin, RunRecord* out) {
     CostRecord c;
     CB_RETURN_IF_ERROR(CostRecordFromJson(doc["cost"], origin, &c));
     rec.cost = std::move(c);
+  }
+  if (doc.contains("serving")) {
+    ServingRecord sv;
+    CB_RETURN_IF_ERROR(ServingRecordFromJson(doc["serving"], origin, &sv));
+    rec.serving = std::move(sv);
+  }
+  if (doc.contains("validity")) {
+    ValidityRecord v;
+    CB_RETURN_IF_ERROR(ValidityRecordFromJson(doc["validity"], origin, &v));
+    rec.validity = std::move(v);
+  }
+  if (doc.contains("sweep")) {
+    SweepRecord sw;
+    CB_RETURN_IF_ERROR(SweepRecordFromJson(doc["sweep"], origin, &sw));
+    rec.sweep = std::move(sw);
   }
   *out = std::move(rec);
   return Status::Ok();

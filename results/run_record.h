@@ -8,6 +8,7 @@
 #include "backends/backend.h"
 #include "results/cluster_record.h"
 #include "results/energy_cost_record.h"
+#include "results/serving_record.h"
 #include "workloads/workload_spec.h"
 
 namespace cb {
@@ -89,6 +90,13 @@ struct RunRecord {
   std::optional<EnergyRecord> energy;     ///< absent when no meter ran (failed runs, --energy off)
   std::optional<CostRecord> cost;         ///< absent when the run is not ok
   std::optional<ClusterRecord> cluster;   ///< layout and per-rank figures of an MPI run
+  std::optional<ServingRecord> serving;    ///< single-stream and server runs
+  std::optional<ValidityRecord> validity;  ///< where validity rules were applied
+  std::optional<SweepRecord> sweep;        ///< a point of a sweep
+
+  /// True when the run may be published as a valid result: status ok and, where validity
+  /// rules were applied, labelled valid (not shortened or unstable).
+  bool Publishable() const { return status == "ok" && (!validity || validity->label == "valid"); }
 
   /// nullptr when absent.
   const Metric* FindMetric(const std::string& name) const;

@@ -6,6 +6,7 @@
 #include "harness/core/dtype.h"
 #include "workloads/cost_overrides.h"
 #include "workloads/model_spec.h"
+#include "workloads/serving_spec.h"
 
 namespace cb {
 
@@ -26,6 +27,7 @@ struct WorkloadSpec {
   int verify_len = 0;  ///< teacher-forced tokens checked against the reference; 0 = auto
   bool verify = true;
   CostOverrides cost;  ///< cost-model inputs given in the suite or on the command line
+  ServingSpec serving;  ///< single-stream/server/sweep settings and validity rules
 
   int LayersRun() const { return layers > 0 ? layers : static_cast<int>(model.num_layers); }
   bool Extrapolated() const { return LayersRun() < model.num_layers; }

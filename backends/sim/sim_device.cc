@@ -41,6 +41,11 @@ double SimRuntime::EventElapsed(EventId start, EventId end) const {
 
 void SimRuntime::SynchronizeStream(StreamId stream) { now_ = std::max(now_, ready_.at(stream)); }
 
+void SimRuntime::IdleUntil(double t) {
+  SynchronizeDevice();
+  now_ = std::max(now_, t);
+}
+
 void SimRuntime::SynchronizeDevice() {
   for (size_t s = 0; s < ready_.size(); ++s) SynchronizeStream(static_cast<StreamId>(s));
 }
@@ -64,6 +69,7 @@ class SimDevice::SimClock final : public Clock {
   explicit SimClock(SimRuntime& rt) : rt_(rt) {}
   double NowSeconds() override { return rt_.now(); }
   bool simulated() const override { return true; }
+  void WaitUntil(double t) override { rt_.IdleUntil(t); }
 
  private:
   SimRuntime& rt_;

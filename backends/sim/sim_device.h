@@ -30,6 +30,8 @@ class SimRuntime {
   /// Completes the stream's queued work: the clock moves to when it finishes.
   void SynchronizeStream(StreamId stream);
   void SynchronizeDevice();
+  /// The device stays idle until `t`: the clock moves there (no busy time is added).
+  void IdleUntil(double t);
   double now() const { return now_; }
   /// Integral of utilisation over completed device time (busy seconds).
   double busy_seconds() const { return busy_s_; }

@@ -10,6 +10,7 @@
 #include "harness/cancel.h"
 #include "harness/cli/commands.h"
 #include "harness/cli/cost_flags.h"
+#include "harness/cli/serving_flags.h"
 #include "harness/cli/sim_cluster.h"
 #include "harness/cost/run_energy_cost.h"
 #include "harness/fault_injection.h"
@@ -17,6 +18,9 @@
 #include "harness/parallel.h"
 #include "harness/plan.h"
 #include "harness/runner.h"
+#include "harness/scenarios/serving_metrics.h"
+#include "harness/scenarios/serving_runner.h"
+#include "harness/scenarios/sweep_summary.h"
 #include "results/formats.h"
 #include "results/prometheus/prometheus_sink.h"
 #include "results/record_json.h"
@@ -38,6 +42,7 @@ struct RunFlags {
   double collective_timeout_s = 300;          ///< bound on every MPI collective
   std::map<std::string, CLI::Option*> given;  ///< workload field -> its option
   CostFlags cost;                             ///< cost-model inputs, --energy, --catalog
+  ServingFlags serving;                       ///< --scenario, server load, validity, sweeps
   prom::PublishOptions publish;               ///< --push, --textfile
 };
 
@@ -95,6 +100,7 @@ Status BuildOverrides(const RunFlags& f, json* overrides) {
   if (f.given.at("warmup")->count()) (*overrides)["warmup"] = f.warmup;
   if (f.given.at("verify_len")->count()) (*overrides)["verify_len"] = f.verify_len;
   if (f.no_verify) (*overrides)["verify"] = false;
+  CB_RETURN_IF_ERROR(ServingFlagsToOverrides(f.serving, overrides));
   return CostFlagsToOverrides(f.cost, overrides);
 }
 
@@ -106,7 +112,8 @@ std::string SuitePath(const std::string& suite) {
 std::string RunFileName(const RunRecord& r) {
   std::string name = r.run_id + "_" + r.workload.model.name + "_" + r.workload.backend + "_" +
                      std::string(DTypeName(r.workload.dtype)) + "_b" +
-                     std::to_string(r.workload.batch) + ".json";
+                     std::to_string(r.workload.batch) +
+                     (r.workload.scenario == "offline" ? "" : "_" + r.workload.scenario) + ".json";
   for (char& c : name) {
     if (c == '/' || c == ' ') c = '_';
   }
@@ -114,7 +121,16 @@ std::string RunFileName(const RunRecord& r) {
 }
 
 std::string Describe(const WorkloadSpec& w) {
-  return w.model.name + " " + w.backend + " " + std::string(DTypeName(w.dtype)) + " batch " +
+  std::string scenario;
+  if (w.scenario != "offline") {
+    scenario = " " + w.scenario;
+    if (w.scenario == "server") {
+      scenario += w.serving.rate > 0 ? " at " + std::to_string(w.serving.rate) + " req/s"
+                                     : " " + std::to_string(w.serving.concurrency) + " in flight";
+    }
+  }
+  return w.model.name + scenario + " " + w.backend + " " + std::string(DTypeName(w.dtype)) +
+         " batch " +
          std::to_string(w.batch) + " prompt " + std::to_string(w.prompt_len) + " gen " +
          std::to_string(w.gen_len) +
          (w.Extrapolated() ? " (" + std::to_string(w.LayersRun()) + "/" +
@@ -287,7 +303,7 @@ int Run(const RunFlags& f) {
     }
     Status s;
     try {
-      s = RunOffline(w, *devices[w.backend], opts, &rec);
+      s = RunScenario(w, *devices[w.backend], opts, &rec);
     } catch (const std::exception& e) {
       rec.status = "failed";
       rec.status_message = std::string("exception: ") + e.what();
@@ -312,6 +328,7 @@ int Run(const RunFlags& f) {
     sim_cluster.Annotate(i, &rec);
     energy_cost.Finish(w, &rec);
     sim_cluster.FinishCost(&rec);
+    FixServingEnergyCost(&rec);
     if (s.code() == StatusCode::kCancelled) {
       std::fprintf(stderr,
                    "clusterbench run: interrupted; the run in progress was discarded, %zu "
@@ -339,6 +356,21 @@ int Run(const RunFlags& f) {
   if (Status s = FormatRuns(records, f.format, &text); !s.ok()) return Fail(s);
   if (!text.empty() && text.back() != '\n') text += '\n';
   std::fputs(text.c_str(), stdout);
+  // Sweeps: the frontier summary, printed (stderr when stdout carries json or csv) and written.
+  for (const SweepSummary& sweep : SummarizeSweeps(records)) {
+    const std::string summary = FormatSweepSummary(sweep);
+    const bool to_stdout = f.format == "table" || f.format == "md";
+    if (to_stdout || !f.quiet) std::fputs(summary.c_str(), to_stdout ? stdout : stderr);
+    // In a subdirectory: the run directory holds run records only (`cost DIR` reads them all).
+    const std::string path =
+        out_dir + "/sweeps/" + records.front().run_id + "_" + sweep.group + ".json";
+    if (Status ws = WriteFileAtomically(path, SweepSummaryToJson(sweep).dump(2) + "\n"); !ws.ok()) {
+      std::fprintf(stderr, "clusterbench run: %s\n", ws.message().c_str());
+      any_bad = true;
+    } else if (!f.quiet) {
+      std::fprintf(stderr, "sweep %s summary -> %s\n", sweep.group.c_str(), path.c_str());
+    }
+  }
   std::fflush(stdout);
   // Prometheus sinks last: the JSON files are written whatever happens to the push.
   prom::PublishOptions publish = f.publish;
@@ -385,6 +417,7 @@ CommandFn AddRunCommand(CLI::App& app) {
   cmd->add_flag("--remeasure-ceilings", f->remeasure, "Re-run the micro-suite ceilings first");
   cmd->add_flag("--quiet,-q", f->quiet, "No progress on stderr");
   AddCostFlags(cmd, &f->cost, /*with_energy=*/true);
+  AddServingFlags(cmd, &f->serving);
   auto& push = f->publish.push;
   cmd->add_option("--push", push.url,
                   "Push the results to this Prometheus Pushgateway (http://HOST:PORT) at the end");

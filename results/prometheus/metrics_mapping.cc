@@ -189,7 +189,9 @@ void FamilySet::AddLatency(const Metric& metric, const char* kind, const LabelLi
 
 void FamilySet::AddRun(const RunRecord& r, const AddOptions& opts) {
   const LabelList base = SeriesLabels(r);
-  const bool ok = r.status == "ok";
+  // A shortened or unstable run (validity rules) is kept out of the valid series like an
+  // invalid one.
+  const bool ok = r.Publishable();
 
   // Identity and status: always, whatever happened to the run.
   AddGauge("clusterbench_info",

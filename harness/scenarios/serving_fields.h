@@ -1,0 +1,32 @@
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "workloads/json_fields.h"
+#include "workloads/workload_spec.h"
+
+namespace cb {
+
+/// Suite fields of the serving scenarios, validity rules and sweeps (docs/scenarios.md).
+inline constexpr const char* kServingFields[] = {
+    "rate",           "concurrency",  "arrival",         "prompt_dist",
+    "output_dist",    "requests",     "warmup_requests", "max_prefill_tokens",
+    "kv_page_tokens", "kv_pages",     "slo_ttft",        "slo_tpot",
+    "min_duration",   "min_requests", "max_cv",          "strict",
+    "batches",        "rates",        "sweep_scenario",  "at_interactivity"};
+
+/// Fields whose value is itself an array (not a list to expand into several workloads).
+bool IsArrayValuedField(const std::string& key);
+
+Status ReadServingFields(const nlohmann::json& obj, const FieldReader& f, ServingSpec* out);
+
+/// Checks the scenario and its settings; errors name `where` and the field.
+Status ValidateScenario(const WorkloadSpec& w, const std::string& where);
+
+/// A "sweep" workload becomes one ordinary workload per point (offline at each batch, or
+/// server at each rate), tagged with `group`; any other workload is returned as is.
+void ExpandSweep(const WorkloadSpec& w, const std::string& group, std::vector<WorkloadSpec>* out);
+
+}  // namespace cb

@@ -1,0 +1,27 @@
+#pragma once
+
+#include <vector>
+
+#include "harness/runner.h"
+#include "harness/scenarios/batcher.h"
+#include "harness/scenarios/serving_pass.h"
+
+namespace cb {
+
+/// The requests of a serving run: lengths from the workload's distributions, prompt tokens
+/// synthetic, open-loop arrival times from the arrival process (closed loop: 0, set when
+/// issued). Requests are numbered from `first`; the same seed gives the same requests.
+Status MakeRequests(const WorkloadSpec& w, int64_t first, int64_t count, int64_t vocab,
+                    std::vector<ServingRequest>* out);
+
+/// Runs the single-stream or server scenario of `w` (harness/scenarios/README in
+/// docs/scenarios.md): verification, warm-up requests, one measured pass with continuous
+/// batching, metrics, validity. Same contract as RunOffline.
+Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& opts,
+                  RunRecord* record);
+
+/// Runs `w` in its scenario: RunOffline or RunServing.
+Status RunScenario(const WorkloadSpec& w, Device& device, const RunnerOptions& opts,
+                   RunRecord* record);
+
+}  // namespace cb
