@@ -19,8 +19,15 @@ TEST(Registry, ListsEveryBackend) {
   ASSERT_EQ(by_name.size(), 4u);
   EXPECT_TRUE(by_name.at("cpu").available) << by_name.at("cpu").unavailable_reason;
   EXPECT_TRUE(by_name.at("reference").available);
-  EXPECT_FALSE(by_name.at("cuda").available);
-  EXPECT_EQ(by_name.at("cuda").unavailable_reason, "the CUDA backend is not implemented yet");
+  // cuda: available only when built in and a GPU is found; otherwise it says which it is.
+  const BackendInfo& cuda = by_name.at("cuda");
+  if (!cuda.available) {
+    EXPECT_TRUE(cuda.unavailable_reason.starts_with("built without CUDA") ||
+                cuda.unavailable_reason.starts_with("no CUDA device found: "))
+        << cuda.unavailable_reason;
+  } else {
+    EXPECT_TRUE(cuda.unavailable_reason.empty()) << cuda.unavailable_reason;
+  }
   EXPECT_TRUE(by_name.at("sim").available);
   for (const auto& b : list) EXPECT_FALSE(b.description.empty()) << b.name;
 }
@@ -33,8 +40,16 @@ TEST(Registry, OpenDeviceErrors) {
     EXPECT_NE(s.message().find(name), std::string::npos) << s.message();
   }
   s = OpenDevice("cuda", &d);
-  EXPECT_EQ(s.code(), StatusCode::kUnsupported);
-  EXPECT_NE(s.message().find("not implemented yet"), std::string::npos) << s.message();
+  for (const BackendInfo& b : ListBackends()) {
+    if (b.name != "cuda") continue;
+    if (b.available) {
+      ASSERT_TRUE(s.ok()) << s.message();
+      EXPECT_EQ(d->Props().backend, "cuda");
+    } else {
+      EXPECT_EQ(s.code(), StatusCode::kUnsupported);
+      EXPECT_NE(s.message().find(b.unavailable_reason), std::string::npos) << s.message();
+    }
+  }
   ASSERT_TRUE(OpenDevice("sim", &d).ok());
   EXPECT_TRUE(d->Props().simulated);
   EXPECT_TRUE(d->clock().simulated());
