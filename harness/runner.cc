@@ -8,11 +8,41 @@
 #include "harness/cancel.h"
 #include "harness/parallel.h"
 #include "harness/run_metrics.h"
+#include "harness/stats.h"
 #include "harness/verify.h"
+#include "workloads/moe_routing.h"
 #include "workloads/op_cost.h"
 
 namespace cb {
 namespace {
+
+/// Expert-load imbalance of each measured step of a MoE model, from the routers' counts
+/// (StepIO::expert_load): max / mean tokens per expert, and per rank when the experts are
+/// split over ranks, averaged over the MoE layers run. Rank 0's replica.
+class MoeLoadSteps {
+ public:
+  explicit MoeLoadSteps(const LocalDims& d)
+      : experts_(d.experts), per_rank_(d.local_experts < d.experts ? d.local_experts : 0) {}
+  void Add(const StepIO& io) {
+    if (experts_ == 0 || io.expert_load.empty()) return;  // dense, or a modelled backend
+    per_expert_.push_back(ExpertLoadImbalance(io.expert_load, experts_));
+    if (per_rank_ > 0)
+      per_rank_ratio_.push_back(ExpertLoadImbalance(io.expert_load, experts_, per_rank_));
+  }
+  void AddMetrics(RunRecord* rec) const {
+    auto add = [&](const char* name, const std::vector<double>& v) {
+      if (v.empty()) return;
+      const Distribution d = Summarize(v);
+      rec->metrics.push_back({name, "ratio", Provenance::kMeasured, d.p50, true, d});
+    };
+    add("moe_load_imbalance_ratio", per_expert_);
+    add("moe_rank_load_imbalance_ratio", per_rank_ratio_);
+  }
+
+ private:
+  int64_t experts_ = 0, per_rank_ = 0;
+  std::vector<double> per_expert_, per_rank_ratio_;
+};
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
@@ -148,14 +178,14 @@ MemoryEstimate EstimateMemory(const WorkloadSpec& w) {
   const int layers = w.LayersRun();
   const double dt = static_cast<double>(DTypeBytes(w.dtype));
   const double hd = m.head_dim > 0 ? m.head_dim : m.hidden_size / m.num_heads;
-  const double layer_params = static_cast<double>(m.LayerParams());
   const double outer =
       static_cast<double>(m.vocab_size) * m.hidden_size * (m.tie_embeddings ? 1 : 2);
   MemoryEstimate e;
-  const double params = outer + layers * layer_params + m.hidden_size;
+  double params = outer + m.hidden_size;
+  for (int l = 0; l < layers; ++l) params += static_cast<double>(m.LayerParams(l));
   e.weights = static_cast<uint64_t>(params * dt);
-  e.kv_cache = static_cast<uint64_t>(2.0 * layers * w.batch * (w.prompt_len + w.gen_len) *
-                                     m.num_kv_heads * hd * dt);
+  e.kv_cache = static_cast<uint64_t>(static_cast<double>(m.KvBytesPerToken(1)) * dt * layers /
+                                     m.num_layers * w.batch * (w.prompt_len + w.gen_len));
   const double tokens = static_cast<double>(w.batch) * w.prompt_len;
   const double per_token =
       4.0 *
@@ -288,6 +318,7 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   mine.host = par.host;
   mine.sequences = local_batch;
   const int total = w.warmup + w.repetitions;
+  MoeLoadSteps moe_load(stream.dims);
   Status energy_started = Status::Unsupported("no energy meter");
   for (int rep = 0; rep < total; ++rep) {
     const bool warm = rep < w.warmup;
@@ -309,6 +340,7 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
     if (Status s = timer.Step(io, &step_s, &step_measured); !s.ok()) return fail("prefill", s);
     sample.prefill_s = step_s;
     measured += step_measured;
+    if (!warm) moe_load.Add(io);
     bool valid = TokensValid(io, vocab);
     for (int64_t g = 0; g < w.gen_len && valid; ++g) {
       if (CancelRequested()) return Status::Cancelled("interrupted");
@@ -317,6 +349,7 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
       if (Status s = timer.Step(io, &step_s, &step_measured); !s.ok()) return fail("decode", s);
       sample.decode_step_s.push_back(step_s);
       measured += step_measured;
+      if (!warm) moe_load.Add(io);
       valid = TokensValid(io, vocab);
     }
     const double window = device.clock().NowSeconds() - window_start;
@@ -377,6 +410,7 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
     }
   }
   AddThroughputMetrics(w, ranks, prefill_cost, decode_cost, opts.ceilings, how, rec);
+  moe_load.AddMetrics(rec);
   if (par.world_size > 1 || par.virtual_cluster) {
     rec->cluster = MakeClusterRecord(par, ranks);
     rec->cluster->world_size = static_cast<int>(ranks.size());

@@ -9,6 +9,9 @@ namespace cb {
 /// Largest error, relative to max |reference logit|, accepted for a dtype. A wrong kernel
 /// gives errors of order 1; these bounds leave room for bf16 rounding over many layers.
 double VerifyTolerance(DType dtype);
+/// MoE models: the largest share of routing decisions where the backend's experts may differ
+/// from the reference's own choice (the reference replays the backend's; see verify.cc).
+double MaxRouteFlips(DType dtype);
 
 /// Sequences and teacher-forced positions a verification of `w` uses.
 struct VerifyShape {

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <vector>
+
 #include "harness/core/dtype.h"
 #include "workloads/op_stream.h"
 #include "workloads/step_io.h"
@@ -23,6 +25,17 @@ struct OpCost {
     return *this;
   }
 };
+
+/// Expected share of the routed (token, expert) pairs each expert gets under the workload's
+/// routing law: uniform, or for --routing zipf:S proportional to exp(-S ln(e + 1)).
+std::vector<double> ExpectedExpertShares(const ModelSpec& m);
+
+/// Expected routed work of a MoE layer on this rank for a step of `tokens` tokens.
+struct MoeStepLoad {
+  double assignments = 0;       ///< (token, local expert) pairs
+  double distinct_experts = 0;  ///< local experts at least one token is routed to
+};
+MoeStepLoad ExpectedMoeLoad(const OpStream& stream, double tokens);
 
 /// Cost of one op for the step described by `io` (its seqs; tokens need not be filled).
 OpCost CostOfOp(const OpStream& stream, const Op& op, const StepIO& io, DType dtype);

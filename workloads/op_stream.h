@@ -20,18 +20,27 @@ struct ShardSpec {
 /// (kTokenRows) or one row per sequence (kSequenceRows); see BufferRows().
 enum class Buf {
   kNone,
-  kTokens,      ///< int32 [T] input token ids
-  kX,           ///< fp32 [T, hidden] residual stream
-  kH,           ///< [T, hidden] normalised activations
-  kQkv,         ///< [T, (heads + 2 * kv_heads) * head_dim] local heads: Q | K | V
-  kAttn,        ///< [T, heads * head_dim] attention output
-  kProj,        ///< fp32 [T, hidden] output projection (partial sum under TP)
-  kGateUp,      ///< [T, 2 * ffn_local]: gate | up
-  kAct,         ///< [T, ffn_local] silu(gate) * up
-  kXLast,       ///< fp32 [S, hidden] last position of each sequence
-  kHLast,       ///< [S, hidden] normalised last positions
-  kLogits,      ///< fp32 [S, vocab_local] (vocab after kAllGather)
-  kNextTokens,  ///< int32 [S] greedy samples
+  kTokens,  ///< int32 [T] input token ids
+  kX,       ///< fp32 [T, hidden] residual stream
+  kH,       ///< [T, hidden] normalised activations
+  kQkv,     ///< [T, (heads + 2 * kv_heads) * head_dim] local heads: Q | K | V
+  kAttn,    ///< [T, heads * head_dim] attention output
+  kProj,    ///< fp32 [T, hidden] output projection (partial sum under TP)
+  kGateUp,  ///< [T, 2 * ffn_local]: gate | up
+  kAct,     ///< [T, ffn_local] silu(gate) * up
+  kXLast,   ///< fp32 [S, hidden] last position of each sequence
+  kHLast,   ///< [S, hidden] normalised last positions
+  kLogits,  ///< fp32 [S, vocab_local] (vocab after kAllGather)
+  // Mixture of experts.
+  kRoute,         ///< fp32 [T, 2 * top_k]: chosen expert ids (ascending, exact floats), weights
+  kSharedGateUp,  ///< [T, 2 * shared_ffn_local]: shared experts' gate | up
+  kSharedAct,     ///< [T, shared_ffn_local] silu(gate) * up of the shared experts
+  // Multi-head latent attention.
+  kQa,          ///< fp32 [T, q_lora] low-rank query
+  kQaNorm,      ///< [T, q_lora] normalised low-rank query
+  kQ,           ///< fp32 [T, heads * (qk_nope + qk_rope)] local query heads
+  kKva,         ///< fp32 [T, kv_lora + qk_rope]: latent (normalised in place) | RoPE key
+  kNextTokens,  ///< int32 [S] greedy samples (keep last: backends size their tables by it)
 };
 std::string_view BufName(Buf b);
 
@@ -49,6 +58,20 @@ enum class OpKind {
   kSelectLast,    ///< in kX, out kXLast: the last new row of each sequence
   kAllGather,     ///< in kLogits: vocab shards of the TP group concatenated, in place
   kSampleGreedy,  ///< in kLogits, out kNextTokens: argmax (lowest index on ties)
+  // Mixture of experts (see docs/moe-and-mla.md for the exact function).
+  kRouter,  ///< in kH, out kRoute; weights {gate [experts, hidden], optional bias [1, experts]}:
+            ///< logits (+ the workload's skew bias), softmax or sigmoid scores, selection
+            ///< by score (+ bias) within the best groups, top-k, normalisation, scaling
+  kMoeExperts,  ///< in kH (+ kRoute), out kProj: dispatch the rows of each local expert,
+                ///< grouped SwiGLU expert matmuls, combine weighted in token order; weights
+                ///< {gate_up [local_experts * 2 * expert_ffn, hidden],
+                ///<  down [local_experts * hidden, expert_ffn]}. Experts of other ranks add 0.
+  // Multi-head latent attention.
+  kMlaKvNorm,     ///< in place on kKva: RMSNorm of the first n (kv_lora) columns, weight [1, n]
+  kMlaRope,       ///< in place on kQ and kKva: RoPE of each head's rope part and of the key
+  kMlaAttention,  ///< in kQ (+ kKva), out kAttn; weights {kv_b [heads * (nope + v), kv_lora]}:
+                  ///< appends kKva rows to the layer's latent cache, then causal attention of
+                  ///< each new token over the compressed cache (K, V up-projected by kv_b)
 };
 std::string_view OpKindName(OpKind k);
 
@@ -93,7 +116,18 @@ struct LocalDims {
   int64_t ffn = 0;    ///< FFN width on this rank
   int64_t vocab = 0;  ///< LM-head rows on this rank
   int64_t vocab_full = 0;
-  int64_t QkvWidth() const { return (heads + 2 * kv_heads) * head_dim; }
+  // Mixture of experts (0 for a dense model).
+  int64_t experts = 0;        ///< routed experts of the model
+  int64_t local_experts = 0;  ///< experts this rank holds: [expert_begin, + local_experts)
+  int64_t expert_begin = 0;
+  int64_t top_k = 0;
+  int64_t expert_ffn = 0;  ///< one expert's intermediate width (experts are not split)
+  int64_t shared_ffn = 0;  ///< shared experts' intermediate width on this rank
+  // Multi-head latent attention (kv_lora == 0: GQA). head_dim is then v_head_dim.
+  int64_t q_lora = 0, kv_lora = 0, qk_nope = 0, qk_rope = 0;
+  bool Mla() const { return kv_lora > 0; }
+  int64_t QkHeadDim() const { return qk_nope + qk_rope; }
+  int64_t QkvWidth() const { return Mla() ? 0 : (heads + 2 * kv_heads) * head_dim; }
 };
 
 /// Row width (elements) of buffer `b` for a rank with dimensions `d`.
@@ -114,9 +148,15 @@ struct OpStream {
   std::pair<size_t, size_t> LayerRange(int layer) const;
 };
 
-/// Builds the stream for `layers` decoder layers of a dense Llama/Qwen model on one shard.
-/// Fails with kInvalidInput when tp does not divide heads, KV heads, FFN or vocab.
+/// Builds the stream for `layers` decoder layers of a model on one shard: dense or MoE FFNs,
+/// GQA or MLA attention, as the ModelSpec says (the name is historical). Fails with
+/// kInvalidInput when tp does not divide heads, KV heads, FFN widths, experts or vocab.
+/// Under tensor parallelism a MoE layer's routed experts are split by expert across the TP
+/// ranks (each rank computes its experts for all tokens; the allreduce combines them).
 Status BuildDenseDecoderStream(const ModelSpec& model, const ShardSpec& shard, int layers,
                                OpStream* out);
+
+/// The router's skew bias of expert `e` (added to its logit): -s * ln(e + 1), 0 for s == 0.
+float RoutingSkewBias(double zipf_s, int64_t expert);
 
 }  // namespace cb

@@ -21,6 +21,20 @@ struct StepIO {
   std::vector<int32_t> next_tokens;  ///< out: one greedy token per sequence
   bool want_logits = false;          ///< copy the last-position logits out (verification)
   std::vector<float> logits;         ///< out when want_logits: [seqs, vocab] fp32
+  /// out for MoE models: (token, expert) pairs routed to each expert by the router of each
+  /// layer run, [stream layers][experts] (rows of dense layers stay 0). Each router op
+  /// overwrites its layer's row; the vector keeps its size across steps.
+  std::vector<int32_t> expert_load;
+  /// Route replay, for comparing backends whose arithmetic differs (bf16): a backend run with
+  /// record_routes copies each router's kRoute rows into routes[layer]; a reference run given
+  /// replay_routes uses those experts instead of its own top-k (its combine weights are still
+  /// its own scores of them) and counts the tokens whose own choice differed. A broken router
+  /// shows up as a high mismatch rate, a near-tie flipped by rounding as a rare one.
+  bool record_routes = false;
+  std::vector<std::vector<float>> routes;
+  const std::vector<std::vector<float>>* replay_routes = nullptr;
+  int64_t route_decisions = 0;   ///< out: (token, layer) routing decisions of a replayed step
+  int64_t route_mismatches = 0;  ///< out: ... where the reference's own choice differed
 
   int64_t TotalTokens() const {
     int64_t t = 0;

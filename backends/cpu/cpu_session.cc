@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "backends/cpu/skinny_gemm.h"
+#include "workloads/moe_routing.h"
 
 namespace cb::cpu {
 namespace {
@@ -39,6 +40,8 @@ DType CpuSession::BufDType(Buf b) const {
     case Buf::kAttn:
     case Buf::kAct:
     case Buf::kHLast:
+    case Buf::kSharedAct:
+    case Buf::kQaNorm:
       return cfg_.dtype;
     default:
       return DType::kF32;
@@ -50,15 +53,15 @@ DType CpuSession::BufDType(Buf b) const {
 
 Status CpuSession::CheckStream(const OpStream& s) const {
   const LocalDims& d = s.dims;
-  if (d.hidden <= 0 || d.heads <= 0 || d.kv_heads <= 0 || d.head_dim <= 0 || d.ffn <= 0 ||
-      d.vocab <= 0) {
+  if (d.hidden <= 0 || d.heads <= 0 || (d.kv_heads <= 0 && !d.Mla()) || d.head_dim <= 0 ||
+      d.ffn <= 0 || d.vocab <= 0) {
     return Status::InvalidInput("the op stream has empty dimensions");
   }
-  if (d.head_dim % 2 != 0) {
+  if (d.Mla() ? d.qk_rope % 2 != 0 : d.head_dim % 2 != 0) {
     return Status::InvalidInput("rotary embedding needs an even head_dim, got " +
-                                std::to_string(d.head_dim));
+                                std::to_string(d.Mla() ? d.qk_rope : d.head_dim));
   }
-  if (d.heads % d.kv_heads != 0) {
+  if (!d.Mla() && d.heads % d.kv_heads != 0) {
     return Status::InvalidInput("query heads (" + std::to_string(d.heads) +
                                 ") must be a multiple of KV heads (" + std::to_string(d.kv_heads) +
                                 ")");
@@ -155,6 +158,32 @@ Status CpuSession::CheckStream(const OpStream& s) const {
         break;
       case OpKind::kAllReduce:
       case OpKind::kAllGather:
+        break;
+      case OpKind::kRouter:
+        if (op.in != Buf::kH || op.out != Buf::kRoute || op.n != d.experts || op.k != d.hidden ||
+            op.weights.empty() || op.weights.size() > 2) {
+          return Status::InvalidInput(OpName(op) +
+                                      " must map h to route with a gate [experts, "
+                                      "hidden] and an optional bias");
+        }
+        break;
+      case OpKind::kMoeExperts:
+        if (op.in != Buf::kH || op.weights.size() != 2 || d.local_experts <= 0) {
+          return Status::InvalidInput(OpName(op) + " must read h with gate_up and down weights");
+        }
+        CB_RETURN_IF_ERROR(need_f32(op, op.out));
+        CB_RETURN_IF_ERROR(need_width(op, op.out, d.hidden));
+        break;
+      case OpKind::kMlaKvNorm:
+      case OpKind::kMlaRope:
+      case OpKind::kMlaAttention:
+        if (!d.Mla()) return Status::InvalidInput(OpName(op) + " in a stream without MLA");
+        if (op.kind == OpKind::kMlaAttention && (op.layer < 0 || op.weights.size() != 1)) {
+          return Status::InvalidInput(OpName(op) + " needs a layer and the kv_b weight");
+        }
+        if (op.kind == OpKind::kMlaKvNorm && op.n != d.kv_lora) {
+          return Status::InvalidInput(OpName(op) + " normalises kv_lora columns");
+        }
         break;
     }
   }
@@ -263,6 +292,11 @@ Status CpuSession::AllocateBuffers(const OpStream& s) {
     if (rows > 0) CB_RETURN_IF_ERROR(matmul_.Reserve(rows, m.k_pad, m.dtype));
   }
 
+  if (dims_.Mla()) {  // the latent cache replaces K and V (AllocateMoeMla)
+    row_pos_.resize(cfg_.max_step_tokens);
+    positions_.resize(cfg_.max_step_tokens);
+    return Status::Ok();
+  }
   const AttentionShape shape{dims_.heads, dims_.kv_heads, dims_.head_dim};
   CB_RETURN_IF_ERROR(kv_.Allocate(std::max(layers_, 1), cfg_.max_sequences, dims_.kv_heads,
                                   cfg_.max_context, dims_.head_dim, cfg_.dtype));
@@ -300,8 +334,14 @@ Status CpuSession::Load(const OpStream& stream, const WeightSource& weights) {
   }
   eps_ = static_cast<float>(stream.model.norm_eps);
   num_ops_ = stream.ops.size();
+  moe_ = stream.model.moe;
+  zipf_s_ = stream.model.routing_zipf_s;
+  experts_.clear();
+  dense_f32_.clear();
   CB_RETURN_IF_ERROR(PlanWeights(stream, weights));
+  CB_RETURN_IF_ERROR(PlanMoeMla(stream, weights));
   CB_RETURN_IF_ERROR(AllocateBuffers(stream));
+  CB_RETURN_IF_ERROR(AllocateMoeMla(stream));
   loaded_ = true;
   return Status::Ok();
 }
@@ -313,6 +353,13 @@ uint64_t CpuSession::AllocatedBytes() const {
   for (const auto& e : embeds_) bytes += e->plain.size();
   for (const auto& [name, g] : gains_) bytes += g.size() * sizeof(float);
   for (const auto& b : bufs_) bytes += b.mem.size();
+  for (const auto& e : experts_) {
+    for (const auto& m : e->gate_up) bytes += m->data.size();
+    for (const auto& m : e->down) bytes += m->data.size();
+  }
+  for (const auto& [name, v] : dense_f32_) bytes += v.size() * sizeof(float);
+  bytes += router_logits_.size() + moe_in_.size() + moe_gu_.size() + moe_act_.size() +
+           moe_out_.size() + latent_.AllocatedBytes() + mla_rope_.size() + mla_scratch_.size();
   return bytes;
 }
 
@@ -483,8 +530,198 @@ Status CpuSession::RunOp(const Op& op, const OpPlan& plan, StepIO& io) {
       if (io.want_logits) io.logits.assign(in.f32(), in.f32() + seqs_ * op.n);
       return Status::Ok();
     }
+    case OpKind::kRouter: {
+      float* logits = router_logits_.as<float>();
+      CB_RETURN_IF_ERROR(
+          matmul_.Run(*plan.matrix, in.mem.data(), in.dtype, op.k, tokens_, logits, op.n));
+      RouteTokens(moe_, zipf_s_, logits, tokens_, plan.gain[0], out.f32());
+      CountExpertLoad(out.f32(), tokens_, dims_.top_k, dims_.experts, op.layer, layers_,
+                      &io.expert_load);
+      if (io.record_routes) {
+        if (static_cast<int>(io.routes.size()) < layers_) io.routes.resize(layers_);
+        io.routes[op.layer].assign(out.f32(), out.f32() + tokens_ * 2 * dims_.top_k);
+      }
+      return Status::Ok();
+    }
+    case OpKind::kMoeExperts:
+      return RunMoeExperts(op, plan);
+    case OpKind::kMlaKvNorm:
+      LatentNorm(in.f32(), tokens_, in.width, op.n, plan.gain[0], eps_);
+      return Status::Ok();
+    case OpKind::kMlaRope:
+      MlaRope(bufs_[static_cast<int>(Buf::kQ)].f32(), bufs_[static_cast<int>(Buf::kKva)].f32(),
+              tokens_, dims_.heads, dims_.QkHeadDim(), dims_.qk_rope, dims_.kv_lora,
+              positions_.data(), mla_rope_.as<float>());
+      return Status::Ok();
+    case OpKind::kMlaAttention: {
+      for (const SeqStep& s : io.seqs) {
+        const int64_t valid = latent_.Valid(op.layer, s.slot);
+        if (valid < s.past_len) {
+          return Status::InvalidInput("slot " + std::to_string(s.slot) + " holds " +
+                                      std::to_string(valid) +
+                                      " cached positions, the step says "
+                                      "past_len " +
+                                      std::to_string(s.past_len));
+        }
+      }
+      MlaAttention(in.f32(), bufs_[static_cast<int>(Buf::kKva)].f32(), tokens_, row_pos_.data(),
+                   {dims_.heads, dims_.qk_nope, dims_.qk_rope, dims_.head_dim, dims_.kv_lora},
+                   plan.kv_b, latent_, op.layer, out.view(), mla_scratch_.as<float>(),
+                   mla_scratch_per_thread_);
+      for (const SeqStep& s : io.seqs) latent_.Valid(op.layer, s.slot) = s.past_len + s.new_tokens;
+      return Status::Ok();
+    }
   }
   return Status::Internal("unknown op kind");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mixture of experts and MLA
+
+Status CpuSession::PlanMoeMla(const OpStream& s, const WeightSource& weights) {
+  auto dense = [&](const std::string& name) -> const float* {
+    auto it = dense_f32_.find(name);
+    if (it == dense_f32_.end()) {
+      const WeightDesc& d = *s.FindWeight(name);
+      std::vector<float> v(static_cast<size_t>(d.Elements()));
+      weights.FillRows(d, 0, d.rows, v.data());
+      for (float& x : v) x = RoundTo(cfg_.dtype, x);
+      it = dense_f32_.emplace(name, std::move(v)).first;
+    }
+    return it->second.data();
+  };
+  for (size_t i = 0; i < s.ops.size(); ++i) {
+    const Op& op = s.ops[i];
+    if (op.kind == OpKind::kRouter) {
+      auto m = std::make_unique<PackedMatrix>();
+      CB_RETURN_IF_ERROR(PackWeights({s.FindWeight(op.weights[0])}, weights, cfg_.dtype, m.get()));
+      CB_RETURN_IF_ERROR(matmul_.CheckLayout(*m));
+      plans_[i].matrix = m.get();
+      matrices_.push_back(std::move(m));
+      if (op.weights.size() > 1) plans_[i].gain[0] = dense(op.weights[1]);
+    } else if (op.kind == OpKind::kMoeExperts) {
+      auto ew = std::make_unique<ExpertWeights>();
+      const WeightDesc& gu = *s.FindWeight(op.weights[0]);
+      const WeightDesc& dn = *s.FindWeight(op.weights[1]);
+      const int64_t gu_rows = 2 * dims_.expert_ffn, dn_rows = dims_.hidden;
+      if (gu.rows != dims_.local_experts * gu_rows || gu.cols != dims_.hidden ||
+          dn.rows != dims_.local_experts * dn_rows || dn.cols != dims_.expert_ffn) {
+        return Status::InvalidInput(OpName(op) + ": expert weights do not match the dimensions");
+      }
+      for (int64_t e = 0; e < dims_.local_experts; ++e) {
+        // One expert's rows of the stacked tensors: same generator key, so the same values.
+        WeightDesc g = gu, d = dn;
+        g.key = d.key = "";
+        g.key = gu.key.empty() ? gu.name : gu.key;
+        d.key = dn.key.empty() ? dn.name : dn.key;
+        g.rows = gu_rows;
+        g.row_offset = gu.row_offset + e * gu_rows;
+        d.rows = dn_rows;
+        d.row_offset = dn.row_offset + e * dn_rows;
+        auto mg = std::make_unique<PackedMatrix>(), md = std::make_unique<PackedMatrix>();
+        CB_RETURN_IF_ERROR(PackWeights({&g}, weights, cfg_.dtype, mg.get()));
+        CB_RETURN_IF_ERROR(PackWeights({&d}, weights, cfg_.dtype, md.get()));
+        if (e == 0) {
+          CB_RETURN_IF_ERROR(matmul_.CheckLayout(*mg));
+          CB_RETURN_IF_ERROR(matmul_.CheckLayout(*md));
+        }
+        ew->gate_up.push_back(std::move(mg));
+        ew->down.push_back(std::move(md));
+      }
+      plans_[i].experts = ew.get();
+      experts_.push_back(std::move(ew));
+    } else if (op.kind == OpKind::kMlaKvNorm) {
+      plans_[i].gain[0] = dense(op.weights[0]);
+    } else if (op.kind == OpKind::kMlaAttention) {
+      plans_[i].kv_b = dense(op.weights[0]);
+    }
+  }
+  return Status::Ok();
+}
+
+Status CpuSession::AllocateMoeMla(const OpStream& s) {
+  if (dims_.experts > 0) {
+    CB_RETURN_IF_ERROR(router_logits_.Allocate(
+        static_cast<size_t>(cfg_.max_step_tokens * dims_.experts) * sizeof(float),
+        "router logits"));
+    // An expert gets at most every token of a step once; rows are padded to 16 so oneDNN
+    // sees few distinct shapes.
+    moe_rows_ = (cfg_.max_step_tokens + 15) / 16 * 16;
+    const int64_t k_pad_h = (dims_.hidden + 31) / 32 * 32;
+    const size_t dt = DTypeBytes(cfg_.dtype);
+    CB_RETURN_IF_ERROR(moe_in_.Allocate(moe_rows_ * k_pad_h * dt, "expert input rows"));
+    CB_RETURN_IF_ERROR(
+        moe_gu_.Allocate(moe_rows_ * 2 * dims_.expert_ffn * sizeof(float), "expert gate/up rows"));
+    CB_RETURN_IF_ERROR(moe_act_.Allocate(moe_rows_ * dims_.expert_ffn * dt, "expert act rows"));
+    CB_RETURN_IF_ERROR(
+        moe_out_.Allocate(moe_rows_ * dims_.hidden * sizeof(float), "expert output rows"));
+    const int64_t k_pad_f = (dims_.expert_ffn + 31) / 32 * 32;
+    CB_RETURN_IF_ERROR(matmul_.Reserve(kSkinnyMaxRows, std::max(k_pad_h, k_pad_f), cfg_.dtype));
+  }
+  if (dims_.Mla()) {
+    CB_RETURN_IF_ERROR(latent_.Allocate(std::max(layers_, 1), cfg_.max_sequences, cfg_.max_context,
+                                        dims_.kv_lora + dims_.qk_rope, cfg_.dtype));
+    const int64_t rope = dims_.qk_rope, half = rope / 2;
+    CB_RETURN_IF_ERROR(mla_rope_.Allocate(
+        static_cast<size_t>(cfg_.max_context * rope) * sizeof(float), "the MLA rotary table"));
+    for (int64_t p = 0; p < cfg_.max_context; ++p) {
+      float* row = mla_rope_.as<float>() + p * rope;
+      for (int64_t i = 0; i < half; ++i) {
+        const double angle = static_cast<double>(p) * std::pow(s.model.rope_theta, -2.0 * i / rope);
+        row[i] = static_cast<float>(std::cos(angle));
+        row[half + i] = static_cast<float>(std::sin(angle));
+      }
+    }
+    mla_scratch_per_thread_ = (2 * dims_.kv_lora + cfg_.max_context + 15) / 16 * 16;
+    CB_RETURN_IF_ERROR(mla_scratch_.Allocate(
+        static_cast<size_t>(omp_get_max_threads() * mla_scratch_per_thread_) * sizeof(float),
+        "MLA attention scratch"));
+  }
+  return Status::Ok();
+}
+
+Status CpuSession::RunMoeExperts(const Op& op, const OpPlan& plan) {
+  const ActBuffer& in = bufs_[static_cast<int>(op.in)];
+  const ActBuffer& out = bufs_[static_cast<int>(op.out)];
+  const int64_t hidden = dims_.hidden, f = dims_.expert_ffn;
+  dispatch_.Build(bufs_[static_cast<int>(Buf::kRoute)].f32(), tokens_, dims_.top_k,
+                  dims_.expert_begin, dims_.local_experts);
+  std::memset(out.f32(), 0, static_cast<size_t>(tokens_ * hidden) * sizeof(float));
+  const ExpertWeights& w = *plan.experts;
+  const size_t dt = DTypeBytes(cfg_.dtype);
+  const int64_t ld_in = w.gate_up[0]->k_pad;
+  for (int64_t e = 0; e < dims_.local_experts; ++e) {
+    const int64_t begin = dispatch_.offset[e], rows = dispatch_.offset[e + 1] - begin;
+    if (rows == 0) continue;
+    const int64_t padded = rows <= kSkinnyMaxRows ? rows : (rows + 15) / 16 * 16;
+    // Dispatch: gather this expert's rows (padding rows zero).
+    char* x = static_cast<char*>(moe_in_.data());
+    const char* h = static_cast<const char*>(in.mem.data());
+#pragma omp parallel for schedule(static) if (rows >= 64)
+    for (int64_t r = 0; r < padded; ++r) {
+      if (r < rows) {
+        std::memcpy(x + r * ld_in * dt, h + dispatch_.token[begin + r] * hidden * dt, hidden * dt);
+      } else {
+        std::memset(x + r * ld_in * dt, 0, hidden * dt);
+      }
+    }
+    // Grouped expert matmuls: gate/up, SwiGLU, down.
+    CB_RETURN_IF_ERROR(
+        matmul_.Run(*w.gate_up[e], x, cfg_.dtype, ld_in, padded, moe_gu_.as<float>(), 2 * f));
+    SwiGlu(moe_gu_.as<float>(), {moe_act_.data(), cfg_.dtype}, padded, f);
+    CB_RETURN_IF_ERROR(matmul_.Run(*w.down[e], moe_act_.data(), cfg_.dtype, f, padded,
+                                   moe_out_.as<float>(), hidden));
+    // Combine: weighted rows back in token order (a token meets an expert at most once).
+    const float* y = moe_out_.as<float>();
+#pragma omp parallel for schedule(static) if (rows >= 16)
+    for (int64_t r = 0; r < rows; ++r) {
+      float* o = out.f32() + dispatch_.token[begin + r] * hidden;
+      const float wt = dispatch_.weight[begin + r];
+#pragma omp simd
+      for (int64_t c = 0; c < hidden; ++c) o[c] += wt * y[r * hidden + c];
+    }
+  }
+  return Status::Ok();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@
 #include "backends/cpu/attention.h"
 #include "backends/cpu/kernels.h"
 #include "backends/cpu/matmul.h"
+#include "backends/cpu/moe_mla.h"
 #include "backends/cpu/packed_matrix.h"
 
 namespace cb::cpu {
@@ -52,10 +53,16 @@ class CpuSession final : public Session {
     int64_t vocab = 0;
   };
   /// What Load prepared for one op of the stream.
+  /// Packed weights of one MoE layer's local experts.
+  struct ExpertWeights {
+    std::vector<std::unique_ptr<PackedMatrix>> gate_up, down;
+  };
   struct OpPlan {
-    const PackedMatrix* matrix = nullptr;  ///< kMatMul
-    const EmbedTable* embed = nullptr;     ///< kEmbedding
-    const float* gain[2] = {nullptr, nullptr};
+    const PackedMatrix* matrix = nullptr;       ///< kMatMul, kRouter (the gate)
+    const EmbedTable* embed = nullptr;          ///< kEmbedding
+    const float* gain[2] = {nullptr, nullptr};  ///< norms; kRouter: gain[0] = selection bias
+    const ExpertWeights* experts = nullptr;     ///< kMoeExperts
+    const float* kv_b = nullptr;                ///< kMlaAttention: fp32 [heads (nope + v), lora]
   };
 
   DType BufDType(Buf b) const;
@@ -64,6 +71,9 @@ class CpuSession final : public Session {
   Status AllocateBuffers(const OpStream& stream);
   Status PrepareStep(const StepIO& io);
   Status RunOp(const Op& op, const OpPlan& plan, StepIO& io);
+  Status PlanMoeMla(const OpStream& stream, const WeightSource& weights);
+  Status AllocateMoeMla(const OpStream& stream);
+  Status RunMoeExperts(const Op& op, const OpPlan& plan);
   int64_t Rows(Buf b) const { return BufferRows(b) == Rows::kTokenRows ? tokens_ : seqs_; }
 
   SessionConfig cfg_;
@@ -89,6 +99,20 @@ class CpuSession final : public Session {
   int64_t tokens_ = 0, seqs_ = 0;
   std::vector<RowPos> row_pos_;
   std::vector<int32_t> positions_;
+
+  // Mixture of experts and MLA (empty for a dense GQA model).
+  MoeSpec moe_;
+  double zipf_s_ = 0;
+  std::vector<std::unique_ptr<ExpertWeights>> experts_;
+  std::map<std::string, std::vector<float>> dense_f32_;  ///< router bias, kv_b
+  AlignedBuffer router_logits_;                          ///< fp32 [max_step_tokens, experts]
+  ExpertDispatch dispatch_;
+  AlignedBuffer moe_in_, moe_gu_, moe_act_, moe_out_;  ///< per-expert gathered rows
+  int64_t moe_rows_ = 0;                               ///< their row capacity
+  LatentCache latent_;
+  AlignedBuffer mla_rope_;     ///< [max_context][qk_rope]: cosines then sines
+  AlignedBuffer mla_scratch_;  ///< per thread: q_lat, o_lat, scores
+  int64_t mla_scratch_per_thread_ = 0;
 };
 
 }  // namespace cb::cpu

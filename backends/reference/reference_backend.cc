@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "workloads/moe_routing.h"
+
 namespace cb {
 namespace {
 
@@ -54,7 +56,7 @@ class ReferenceSession final : public Session {
 
  private:
   struct KvEntry {
-    std::vector<float> k, v;  ///< [positions, kv_heads * head_dim]
+    std::vector<float> k, v;  ///< [positions, kv_heads * head_dim]; MLA: k holds the latent
     int64_t valid = 0;        ///< positions written so far
   };
 
@@ -74,11 +76,19 @@ class ReferenceSession final : public Session {
   Status ResidualAddOp(const Op& op);
   Status SelectLastOp(const Op& op, const StepIO& io);
   Status SampleGreedyOp(const Op& op, StepIO& io);
+  Status RouterOp(const Op& op, StepIO& io);
+  Status MoeExpertsOp(const Op& op);
+  Status MlaKvNormOp(const Op& op);
+  Status MlaRopeOp(const Op& op, const StepIO& io);
+  Status MlaAttentionOp(const Op& op, const StepIO& io);
 
   SessionConfig cfg_;
   bool loaded_ = false;
   LocalDims dims_;
   double eps_ = 1e-5, theta_ = 10000.0;
+  MoeSpec moe_;
+  double zipf_s_ = 0;
+  int layers_ = 0;
   size_t num_ops_ = 0;
   std::map<std::string, std::shared_ptr<const std::vector<float>>> weights_;
   std::vector<float> bufs_[kBufCount];    ///< token ids are held as exact floats
@@ -94,7 +104,7 @@ Status ReferenceSession::Load(const OpStream& stream, const WeightSource& weight
   if (cfg_.max_sequences < 1) {
     return Status::InvalidInput("SessionConfig.max_sequences must be at least 1");
   }
-  if (stream.dims.head_dim % 2 != 0) {
+  if (!stream.dims.Mla() && stream.dims.head_dim % 2 != 0) {
     return Status::InvalidInput("rotary embedding needs an even head_dim, got " +
                                 std::to_string(stream.dims.head_dim));
   }
@@ -124,6 +134,9 @@ Status ReferenceSession::Load(const OpStream& stream, const WeightSource& weight
   dims_ = stream.dims;
   eps_ = stream.model.norm_eps;
   theta_ = stream.model.rope_theta;
+  moe_ = stream.model.moe;
+  zipf_s_ = stream.model.routing_zipf_s;
+  layers_ = stream.layers;
   num_ops_ = stream.ops.size();
   kv_.assign(stream.layers, std::vector<KvEntry>(cfg_.max_sequences));
   for (auto& b : bufs_) b.clear();
@@ -240,6 +253,16 @@ Status ReferenceSession::RunOp(const Op& op, StepIO& io) {
       return SelectLastOp(op, io);
     case OpKind::kSampleGreedy:
       return SampleGreedyOp(op, io);
+    case OpKind::kRouter:
+      return RouterOp(op, io);
+    case OpKind::kMoeExperts:
+      return MoeExpertsOp(op);
+    case OpKind::kMlaKvNorm:
+      return MlaKvNormOp(op);
+    case OpKind::kMlaRope:
+      return MlaRopeOp(op, io);
+    case OpKind::kMlaAttention:
+      return MlaAttentionOp(op, io);
   }
   return Status::Internal("unknown op kind");
 }
@@ -464,6 +487,226 @@ Status ReferenceSession::SampleGreedyOp(const Op& op, StepIO& io) {
     out[s] = static_cast<float>(best);
   }
   if (io.want_logits) io.logits.assign(logits, logits + seqs_ * vocab);
+  return Status::Ok();
+}
+
+Status ReferenceSession::RouterOp(const Op& op, StepIO& io) {
+  const std::vector<float>& gate = W(op.weights.at(0));
+  const float* bias = op.weights.size() > 1 ? W(op.weights[1]).data() : nullptr;
+  const int64_t e = op.n, hidden = op.k, k = dims_.top_k;
+  const float* h;
+  CB_RETURN_IF_ERROR(Input(op.in, hidden, &h));
+  float* out = Output(op.out, 2 * k);
+  std::vector<double> scores(e), sel, weights(k);
+  std::vector<char> eligible;
+  std::vector<int64_t> ids(k);
+  const std::vector<float>* replay = nullptr;
+  if (io.replay_routes != nullptr && op.layer < static_cast<int>(io.replay_routes->size()) &&
+      (*io.replay_routes)[op.layer].size() == static_cast<size_t>(tokens_ * 2 * k)) {
+    replay = &(*io.replay_routes)[op.layer];
+  }
+  for (int64_t t = 0; t < tokens_; ++t) {
+    double mx = -INFINITY;
+    for (int64_t i = 0; i < e; ++i) {
+      double acc = 0;
+      for (int64_t c = 0; c < hidden; ++c) {
+        acc += static_cast<double>(h[t * hidden + c]) * gate[i * hidden + c];
+      }
+      scores[i] = acc + RoutingSkewBias(zipf_s_, i);
+      mx = std::max(mx, scores[i]);
+    }
+    if (moe_.scoring == "softmax") {
+      double sum = 0;
+      for (double& v : scores) sum += (v = std::exp(v - mx));
+      for (double& v : scores) v /= sum;
+    } else {
+      for (double& v : scores) v = 1.0 / (1.0 + std::exp(-v));
+    }
+    SelectExperts<double>(moe_, scores.data(), bias, ids.data(), weights.data(), sel, eligible);
+    if (replay != nullptr) {
+      // Another backend's choice (ascending ids); the weights are this side's scores of it.
+      bool same = true;
+      double sum = 0;
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t id = static_cast<int64_t>((*replay)[t * 2 * k + j]);
+        if (id < 0 || id >= e) return Status::InvalidInput("replayed route names no expert");
+        same = same && id == ids[j];
+        ids[j] = id;
+        sum += weights[j] = scores[id];
+      }
+      for (int64_t j = 0; j < k; ++j) {
+        if (moe_.norm_topk) weights[j] /= sum + 1e-20;
+        weights[j] *= moe_.routed_scaling;
+      }
+      ++io.route_decisions;
+      io.route_mismatches += same ? 0 : 1;
+    }
+    for (int64_t j = 0; j < k; ++j) {
+      out[t * 2 * k + j] = static_cast<float>(ids[j]);
+      out[t * 2 * k + k + j] = static_cast<float>(weights[j]);
+    }
+  }
+  CountExpertLoad(out, tokens_, k, e, op.layer, layers_, &io.expert_load);
+  if (io.record_routes) {
+    if (static_cast<int>(io.routes.size()) < layers_) io.routes.resize(layers_);
+    io.routes[op.layer].assign(out, out + tokens_ * 2 * k);
+  }
+  return Status::Ok();
+}
+
+Status ReferenceSession::MoeExpertsOp(const Op& op) {
+  const std::vector<float>& gate_up = W(op.weights.at(0));
+  const std::vector<float>& down = W(op.weights.at(1));
+  const int64_t hidden = dims_.hidden, f = dims_.expert_ffn, k = dims_.top_k;
+  const float *h, *route;
+  CB_RETURN_IF_ERROR(Input(op.in, hidden, &h));
+  CB_RETURN_IF_ERROR(Input(Buf::kRoute, 2 * k, &route));
+  float* out = Output(op.out, hidden);
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t t = 0; t < tokens_; ++t) {
+    std::vector<double> acc(hidden, 0.0), act(f);
+    const float* x = h + t * hidden;
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t e = static_cast<int64_t>(route[t * 2 * k + j]) - dims_.expert_begin;
+      if (e < 0 || e >= dims_.local_experts) continue;  // another rank's expert
+      const double w = route[t * 2 * k + k + j];
+      const float* gu = gate_up.data() + e * 2 * f * hidden;
+      for (int64_t i = 0; i < f; ++i) {
+        double g = 0, u = 0;
+        for (int64_t c = 0; c < hidden; ++c) {
+          g += static_cast<double>(x[c]) * gu[i * hidden + c];
+          u += static_cast<double>(x[c]) * gu[(f + i) * hidden + c];
+        }
+        act[i] = g / (1.0 + std::exp(-g)) * u;
+      }
+      const float* dn = down.data() + e * hidden * f;
+      for (int64_t r = 0; r < hidden; ++r) {
+        double y = 0;
+        for (int64_t i = 0; i < f; ++i) y += act[i] * dn[r * f + i];
+        acc[r] += w * y;
+      }
+    }
+    for (int64_t r = 0; r < hidden; ++r) out[t * hidden + r] = static_cast<float>(acc[r]);
+  }
+  return Status::Ok();
+}
+
+Status ReferenceSession::MlaKvNormOp(const Op& op) {
+  const std::vector<float>& w = W(op.weights.at(0));
+  const int64_t width = BufferWidth(dims_, op.in), n = op.n;
+  const float* p;
+  CB_RETURN_IF_ERROR(Input(op.in, width, &p));
+  float* kv = const_cast<float*>(p);
+  for (int64_t t = 0; t < tokens_; ++t) {
+    float* x = kv + t * width;
+    double ss = 0;
+    for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+    const double inv = 1.0 / std::sqrt(ss / n + eps_);
+    for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(x[i] * inv * w[i]);
+  }
+  return Status::Ok();
+}
+
+Status ReferenceSession::MlaRopeOp(const Op& op, const StepIO& io) {
+  const int64_t rope = dims_.qk_rope, half = rope / 2, qk = dims_.QkHeadDim();
+  const int64_t q_w = BufferWidth(dims_, Buf::kQ), kv_w = BufferWidth(dims_, Buf::kKva);
+  const float *pq, *pk;
+  CB_RETURN_IF_ERROR(Input(Buf::kQ, q_w, &pq));
+  CB_RETURN_IF_ERROR(Input(Buf::kKva, kv_w, &pk));
+  auto rotate = [&](float* x, double pos) {
+    for (int64_t i = 0; i < half; ++i) {
+      const double angle = pos * std::pow(theta_, -2.0 * i / rope);
+      const double c = std::cos(angle), sn = std::sin(angle);
+      const double x1 = x[i], x2 = x[i + half];
+      x[i] = static_cast<float>(x1 * c - x2 * sn);
+      x[i + half] = static_cast<float>(x2 * c + x1 * sn);
+    }
+  };
+  int64_t row = 0;
+  for (const SeqStep& s : io.seqs) {
+    for (int64_t j = 0; j < s.new_tokens; ++j, ++row) {
+      const double pos = static_cast<double>(s.past_len + j);
+      for (int64_t h = 0; h < dims_.heads; ++h) {
+        rotate(const_cast<float*>(pq) + row * q_w + h * qk + dims_.qk_nope, pos);
+      }
+      rotate(const_cast<float*>(pk) + row * kv_w + dims_.kv_lora, pos);
+    }
+  }
+  (void)op;
+  return Status::Ok();
+}
+
+Status ReferenceSession::MlaAttentionOp(const Op& op, const StepIO& io) {
+  if (op.layer < 0 || op.layer >= static_cast<int>(kv_.size())) {
+    return Status::InvalidInput("attention op without a valid layer");
+  }
+  const std::vector<float>& kv_b = W(op.weights.at(0));
+  const int64_t heads = dims_.heads, nope = dims_.qk_nope, rope = dims_.qk_rope, v = dims_.head_dim,
+                lora = dims_.kv_lora, qk = nope + rope;
+  const int64_t q_w = heads * qk, c_w = lora + rope, out_w = heads * v;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(qk));
+  const float *q, *kva;
+  CB_RETURN_IF_ERROR(Input(op.in, q_w, &q));
+  CB_RETURN_IF_ERROR(Input(Buf::kKva, c_w, &kva));
+  float* out = Output(op.out, out_w);
+  int64_t row0 = 0;
+  for (const SeqStep& s : io.seqs) {
+    KvEntry& kv = kv_[op.layer][s.slot];
+    if (kv.valid < s.past_len) {
+      return Status::InvalidInput("slot " + std::to_string(s.slot) + " holds " +
+                                  std::to_string(kv.valid) + " cached positions at layer " +
+                                  std::to_string(op.layer) + ", the step says past_len " +
+                                  std::to_string(s.past_len));
+    }
+    const int64_t len = s.past_len + s.new_tokens;
+    if (static_cast<int64_t>(kv.k.size()) < len * c_w) kv.k.resize(len * c_w);
+    std::copy_n(kva + row0 * c_w, s.new_tokens * c_w, kv.k.data() + s.past_len * c_w);
+    kv.valid = len;
+    // Naive form: up-project every cached latent into each head's K (nope part) and V.
+    std::vector<double> keys(len * heads * nope), vals(len * heads * v);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t t = 0; t < len; ++t) {
+      for (int64_t h = 0; h < heads; ++h) {
+        const float* c = kv.k.data() + t * c_w;
+        for (int64_t r = 0; r < nope + v; ++r) {
+          const float* wr = kv_b.data() + (h * (nope + v) + r) * lora;
+          double acc = 0;
+          for (int64_t i = 0; i < lora; ++i) acc += static_cast<double>(c[i]) * wr[i];
+          if (r < nope) {
+            keys[(t * heads + h) * nope + r] = acc;
+          } else {
+            vals[(t * heads + h) * v + r - nope] = acc;
+          }
+        }
+      }
+    }
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t j = 0; j < s.new_tokens; ++j) {
+      for (int64_t h = 0; h < heads; ++h) {
+        const int64_t pos = s.past_len + j;
+        const float* qh = q + (row0 + j) * q_w + h * qk;
+        std::vector<double> score(pos + 1);
+        double mx = -INFINITY;
+        for (int64_t t = 0; t <= pos; ++t) {
+          double dot = 0;
+          for (int64_t i = 0; i < nope; ++i) dot += qh[i] * keys[(t * heads + h) * nope + i];
+          const float* kr = kv.k.data() + t * c_w + lora;
+          for (int64_t i = 0; i < rope; ++i) dot += static_cast<double>(qh[nope + i]) * kr[i];
+          score[t] = dot * scale;
+          mx = std::max(mx, score[t]);
+        }
+        double sum = 0;
+        for (double& sc : score) sum += (sc = std::exp(sc - mx));
+        float* o = out + (row0 + j) * out_w + h * v;
+        for (int64_t i = 0; i < v; ++i) {
+          double acc = 0;
+          for (int64_t t = 0; t <= pos; ++t) acc += score[t] * vals[(t * heads + h) * v + i];
+          o[i] = static_cast<float>(acc / sum);
+        }
+      }
+    }
+    row0 += s.new_tokens;
+  }
   return Status::Ok();
 }
 

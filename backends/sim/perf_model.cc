@@ -59,8 +59,11 @@ Status ModelFromCatalog(const CatalogEntry& e, DeviceModel* out) {
 OpClass ClassOf(OpKind k) {
   switch (k) {
     case OpKind::kMatMul:
+    case OpKind::kRouter:
+    case OpKind::kMoeExperts:  // grouped expert matmuls: rows are the routed pairs
       return OpClass::kMatMul;
     case OpKind::kAttention:
+    case OpKind::kMlaAttention:
       return OpClass::kAttention;
     case OpKind::kAllReduce:
     case OpKind::kAllGather:

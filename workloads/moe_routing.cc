@@ -1,0 +1,96 @@
+#include "workloads/moe_routing.h"
+
+#include <algorithm>
+
+namespace cb {
+
+template <typename T>
+void SelectExperts(const MoeSpec& moe, const T* scores, const float* bias, int64_t* ids, T* weights,
+                   std::vector<T>& sel, std::vector<char>& eligible) {
+  const int64_t e = moe.num_experts, k = moe.experts_per_token;
+  sel.resize(e);
+  eligible.assign(e, 1);
+  for (int64_t i = 0; i < e; ++i) sel[i] = scores[i] + (bias ? static_cast<T>(bias[i]) : T(0));
+  if (moe.num_groups > 1) {
+    const int64_t groups = moe.num_groups, size = e / groups;
+    std::vector<T> group_score(groups);
+    for (int64_t g = 0; g < groups; ++g) {
+      T best = sel[g * size], second = T(0);
+      bool have_second = false;
+      for (int64_t i = 1; i < size; ++i) {
+        const T v = sel[g * size + i];
+        if (v > best) {
+          second = best;
+          best = v;
+          have_second = true;
+        } else if (!have_second || v > second) {
+          second = v;
+          have_second = true;
+        }
+      }
+      group_score[g] = best + (have_second ? second : T(0));
+    }
+    std::vector<char> group_ok(groups, 0);
+    for (int64_t pick = 0; pick < moe.topk_groups; ++pick) {
+      int64_t best = -1;
+      for (int64_t g = 0; g < groups; ++g) {
+        if (!group_ok[g] && (best < 0 || group_score[g] > group_score[best])) best = g;
+      }
+      group_ok[best] = 1;
+    }
+    for (int64_t i = 0; i < e; ++i) eligible[i] = group_ok[i / size];
+  }
+  for (int64_t pick = 0; pick < k; ++pick) {
+    int64_t best = -1;
+    for (int64_t i = 0; i < e; ++i) {
+      if (eligible[i] == 1 && (best < 0 || sel[i] > sel[best])) best = i;
+    }
+    eligible[best] = 2;  // chosen
+    ids[pick] = best;
+  }
+  std::sort(ids, ids + k);
+  T sum = 0;
+  for (int64_t j = 0; j < k; ++j) sum += weights[j] = scores[ids[j]];
+  for (int64_t j = 0; j < k; ++j) {
+    if (moe.norm_topk) weights[j] /= sum + static_cast<T>(1e-20);
+    weights[j] *= static_cast<T>(moe.routed_scaling);
+  }
+}
+
+template void SelectExperts<float>(const MoeSpec&, const float*, const float*, int64_t*, float*,
+                                   std::vector<float>&, std::vector<char>&);
+template void SelectExperts<double>(const MoeSpec&, const double*, const float*, int64_t*, double*,
+                                    std::vector<double>&, std::vector<char>&);
+
+void CountExpertLoad(const float* route, int64_t tokens, int64_t top_k, int64_t experts, int layer,
+                     int layers, std::vector<int32_t>* load) {
+  const size_t need = static_cast<size_t>(layers) * experts;
+  if (load->size() != need) load->assign(need, 0);
+  int32_t* row = load->data() + static_cast<size_t>(layer) * experts;
+  std::fill(row, row + experts, 0);
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t j = 0; j < top_k; ++j) ++row[static_cast<int64_t>(route[t * 2 * top_k + j])];
+  }
+}
+
+double ExpertLoadImbalance(const std::vector<int32_t>& load, int64_t experts, int64_t group) {
+  if (experts <= 0 || group <= 0 || experts % group != 0) return 0;
+  const int64_t layers = static_cast<int64_t>(load.size()) / experts, groups = experts / group;
+  double sum = 0;
+  int counted = 0;
+  for (int64_t l = 0; l < layers; ++l) {
+    double total = 0, max = 0;
+    for (int64_t g = 0; g < groups; ++g) {
+      double n = 0;
+      for (int64_t e = g * group; e < (g + 1) * group; ++e) n += load[l * experts + e];
+      total += n;
+      max = std::max(max, n);
+    }
+    if (total <= 0) continue;  // a dense layer
+    sum += max / (total / groups);
+    ++counted;
+  }
+  return counted > 0 ? sum / counted : 0;
+}
+
+}  // namespace cb

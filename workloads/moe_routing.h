@@ -1,0 +1,32 @@
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "workloads/model_spec.h"
+
+namespace cb {
+
+/// The router's selection for one token given its scores: the function every backend
+/// implements (the reference in double, the cpu backend in float). `scores` are the
+/// softmax or sigmoid scores of the experts, `bias` the score-correction bias added for
+/// selection only (nullptr: none). Group-limited routing (n_group > 0): a group's score is
+/// the sum of its two best selection scores (DeepSeek-V3), the topk_group best groups are
+/// eligible. Experts are picked by selection score, ties to the lower index; the result is
+/// sorted by expert id. Weights are the chosen experts' scores, renormalised to sum 1 when
+/// norm_topk, then multiplied by routed_scaling.
+template <typename T>
+void SelectExperts(const MoeSpec& moe, const T* scores, const float* bias, int64_t* ids, T* weights,
+                   std::vector<T>& scratch, std::vector<char>& eligible);
+
+/// Records of a step's routing into `load` ([layers][experts]) for `layer`.
+void CountExpertLoad(const float* route, int64_t tokens, int64_t top_k, int64_t experts, int layer,
+                     int layers, std::vector<int32_t>* load);
+
+/// Load imbalance of one step's routing, from StepIO::expert_load ([layers][experts]): for each
+/// MoE layer (rows with any load) max / mean of the tokens per group of `group` consecutive
+/// experts (1: per expert; local_experts: per rank holding them), averaged over the layers.
+/// 1 is perfectly even; 0 when there is no routing data.
+double ExpertLoadImbalance(const std::vector<int32_t>& load, int64_t experts, int64_t group = 1);
+
+}  // namespace cb
