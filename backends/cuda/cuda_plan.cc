@@ -59,6 +59,18 @@ int64_t TiedMatmulOf(const OpStream& s, const Op& embedding) {
   return -1;
 }
 
+uint64_t GemmAttnScratchBytes(const LocalDims& d, const SessionConfig& c) {
+  if (c.max_step_tokens < kGemmAttnMinRows) return 0;
+  const double want = static_cast<double>(d.kv_heads) * static_cast<double>(c.max_step_tokens) *
+                      static_cast<double>(c.max_context) * (4.0 + DTypeBytes(c.dtype));
+  return std::min<uint64_t>(Bytes(want) + 256, kGemmAttnScratchCap);
+}
+
+uint64_t GemmAttnQueryBytes(const LocalDims& d, const SessionConfig& c) {
+  if (c.max_step_tokens < kGemmAttnMinRows) return 0;
+  return Bytes(static_cast<double>(c.max_step_tokens) * d.heads * d.head_dim * DTypeBytes(c.dtype));
+}
+
 int64_t SplitRows(const SessionConfig& c) {
   return std::min<int64_t>(c.max_step_tokens, kAttnMaxSplitRows);
 }
@@ -100,6 +112,7 @@ MemoryNeed PlanMemory(const OpStream& s, const SessionConfig& c) {
   act += static_cast<double>(c.max_context) * d.head_dim * 4.0;
   act += (6.0 * c.max_step_tokens + c.max_sequences) * 4.0;
   if (s.shard.tp_size > 1) act += static_cast<double>(c.max_sequences) * d.vocab_full * 4.0;
+  act += static_cast<double>(GemmAttnScratchBytes(d, c)) + GemmAttnQueryBytes(d, c);
   need.activations = Bytes(act);
   need.workspace = kCublasWorkspaceBytes + kStagingFloats * sizeof(float);
   return need;

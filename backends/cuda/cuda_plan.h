@@ -16,6 +16,16 @@ inline constexpr uint64_t kCublasWorkspaceBytes = 32ull << 20;
 inline constexpr uint64_t kStagingFloats = 16ull << 20;  ///< weight upload staging (64 MiB)
 inline constexpr uint64_t kReserveBytes = 512ull << 20;  ///< left free for cuBLAS, graphs, NCCL
 
+/// Prefill attention through cuBLAS (S = Q K^T, causal softmax, O = P V) for steps whose every
+/// sequence brings at least kGemmAttnMinRows tokens, with at most this much score scratch.
+inline constexpr int64_t kGemmAttnMinRows = 128;
+inline constexpr uint64_t kGemmAttnScratchCap = 1ull << 30;
+
+/// Bytes of the GEMM attention's score scratch (fp32 scores + probabilities in the session
+/// dtype) and of its query copy in the session dtype; 0 when steps are too short to use it.
+uint64_t GemmAttnScratchBytes(const LocalDims& d, const SessionConfig& c);
+uint64_t GemmAttnQueryBytes(const LocalDims& d, const SessionConfig& c);
+
 /// Storage type of an activation buffer: the matmul inputs (normalised rows, attention and
 /// SwiGLU outputs) in the session dtype, everything else fp32, token ids int32.
 DType BufDType(Buf b, DType session);

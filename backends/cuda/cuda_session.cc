@@ -70,6 +70,8 @@ void CudaSession::Release() {
   workspace_ = k_cache_ = v_cache_ = nullptr;
   rope_ = partial_ = gather_ = nullptr;
   meta_ = nullptr;
+  attn_scratch_ = q_conv_ = nullptr;
+  attn_scratch_bytes_ = 0;
   loaded_ = false;
 }
 
@@ -408,6 +410,9 @@ Status CudaSession::AllocateBuffers(const OpStream& s) {
               "the allgather buffer"));
     gather_ = static_cast<float*>(p);
   }
+  attn_scratch_bytes_ = GemmAttnScratchBytes(dims_, cfg_);
+  CB_RETURN_IF_ERROR(Alloc(&attn_scratch_, attn_scratch_bytes_, "the attention score scratch"));
+  CB_RETURN_IF_ERROR(Alloc(&q_conv_, GemmAttnQueryBytes(dims_, cfg_), "the attention queries"));
   CB_RETURN_IF_ERROR(Alloc(&workspace_, kCublasWorkspaceBytes, "the cuBLAS workspace"));
   CB_CUBLAS(cublasSetWorkspace(cublas_, workspace_, kCublasWorkspaceBytes));
   return Status::Ok();
@@ -513,8 +518,11 @@ Status CudaSession::PrepareStep(const StepIO& io) {
   max_len_ = 0;
   int32_t* m = meta_host_.data();
   int64_t row = 0;
+  step_seqs_ = io.seqs;
+  step_row0_.clear();
   for (int64_t si = 0; si < seqs_; ++si) {
     const SeqStep& s = io.seqs[si];
+    step_row0_.push_back(row);
     for (int64_t r0 = 0; r0 < s.new_tokens; r0 += tiling_.rows_per_tile, ++num_tiles_) {
       int32_t* t = m + off_tiles_ + 4 * num_tiles_;
       t[0] = static_cast<int32_t>(row + r0);
@@ -635,6 +643,7 @@ Status CudaSession::EnqueueOp(const Op& op, const OpPlan& plan, bool for_graph) 
       CB_CUDA(LaunchKvAppend(in.f32(), tokens_, in.width, dims_.heads, dims_.kv_heads,
                              dims_.head_dim, meta_ + off_slot_, meta_ + off_pos_, kc, vc,
                              cfg_.dtype, slot_stride_, head_stride_, stream_));
+      if (!for_graph && UseGemmAttention()) return GemmAttention(kc, vc, out.p);
       AttentionArgs a;
       a.qkv = in.f32();
       a.qkv_width = in.width;
@@ -681,6 +690,73 @@ Status CudaSession::EnqueueOp(const Op& op, const OpPlan& plan, bool for_graph) 
   }
   return Status::Unsupported("the cuda backend does not run op '" +
                              std::string(OpKindName(op.kind)) + "'");
+}
+
+// Prefill attention on tensor cores: for each sequence, query head group g and chunk of KV
+// heads, S = Q K^T (cuBLAS, fp32 out), P = causal softmax(S / sqrt(head_dim)) in the session
+// dtype, O = P V (cuBLAS) straight into the attention output. Used where every sequence of the
+// step brings at least kGemmAttnMinRows tokens and one head's scores fit the scratch; the
+// tiled kernel (kernels.cu) does everything else. CB_CUDA_ATTN=kernel turns it off.
+bool CudaSession::UseGemmAttention() const {
+  if (attn_scratch_bytes_ == 0 || step_seqs_.empty()) return false;
+  if (const char* e = std::getenv("CB_CUDA_ATTN"); e != nullptr && std::string(e) == "kernel") {
+    return false;
+  }
+  const uint64_t elem = DTypeBytes(cfg_.dtype);
+  for (const SeqStep& q : step_seqs_) {
+    const uint64_t len = static_cast<uint64_t>(q.past_len + q.new_tokens);
+    if (q.new_tokens < kGemmAttnMinRows) return false;
+    if (static_cast<uint64_t>(q.new_tokens) * len * (4 + elem) + 256 > attn_scratch_bytes_) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Status CudaSession::GemmAttention(const char* k_cache, const char* v_cache, void* out) {
+  const size_t elem = DTypeBytes(cfg_.dtype);
+  const int64_t hd = dims_.head_dim, heads = dims_.heads, kvh = dims_.kv_heads;
+  const int64_t group = heads / kvh, q_w = heads * hd;  // queries and output: [rows, heads * hd]
+  const cudaDataType_t t = CudaType(cfg_.dtype);
+  const float one = 1.0f, zero = 0.0f;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  CB_CUDA(LaunchConvertRows(B(Buf::kQkv).f32(), B(Buf::kQkv).width, q_conv_, cfg_.dtype, tokens_,
+                            q_w, stream_));
+  for (size_t si = 0; si < step_seqs_.size(); ++si) {
+    const SeqStep& q = step_seqs_[si];
+    const int64_t n = q.new_tokens, len = q.past_len + q.new_tokens, row0 = step_row0_[si];
+    const uint64_t per_head = static_cast<uint64_t>(n * len) * (4 + elem);
+    const int64_t chunk = std::min<int64_t>(kvh, (attn_scratch_bytes_ - 256) / per_head);
+    float* scores = static_cast<float*>(attn_scratch_);
+    char* probs = static_cast<char*>(attn_scratch_) +
+                  (static_cast<uint64_t>(chunk * n * len) * 4 + 255) / 256 * 256;
+    for (int64_t kv0 = 0; kv0 < kvh; kv0 += chunk) {
+      const int c = static_cast<int>(std::min(chunk, kvh - kv0));
+      const int64_t cache_off = q.slot * slot_stride_ + kv0 * head_stride_;
+      const char* k0 = k_cache + cache_off * elem;
+      const char* v0 = v_cache + cache_off * elem;
+      for (int64_t g = 0; g < group; ++g) {
+        const int64_t head = kv0 * group + g;  // first query head of the batch
+        const char* q0 = static_cast<const char*>(q_conv_) + (row0 * q_w + head * hd) * elem;
+        char* o0 = static_cast<char*>(out) + (row0 * q_w + head * hd) * elem;
+        // Row-major S [n, len] = Q [n, hd] x K^T: column-major S^T = op_T(K^T) x op_N(Q^T).
+        CB_CUBLAS(cublasGemmStridedBatchedEx(
+            cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(len), static_cast<int>(n),
+            static_cast<int>(hd), &one, k0, t, static_cast<int>(hd), head_stride_, q0, t,
+            static_cast<int>(q_w), group * hd, &zero, scores, CUDA_R_32F, static_cast<int>(len),
+            n * len, c, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        CB_CUDA(
+            LaunchCausalSoftmax(scores, probs, cfg_.dtype, c, n, len, q.past_len, scale, stream_));
+        // Row-major O [n, hd] = P [n, len] x V [len, hd]: column-major O^T = V^T x P^T.
+        CB_CUBLAS(cublasGemmStridedBatchedEx(
+            cublas_, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(hd), static_cast<int>(n),
+            static_cast<int>(len), &one, v0, t, static_cast<int>(hd), head_stride_, probs, t,
+            static_cast<int>(len), n * len, &zero, o0, t, static_cast<int>(q_w), group * hd, c,
+            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      }
+    }
+  }
+  return Status::Ok();
 }
 
 Status CudaSession::Enqueue(const OpStream& s, OpRange range, bool for_graph) {

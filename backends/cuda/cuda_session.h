@@ -69,6 +69,8 @@ class CudaSession final : public Session {
   Status CheckKvValid(const OpStream& s, OpRange range, const StepIO& io) const;
   Status Enqueue(const OpStream& s, OpRange range, bool for_graph);
   Status EnqueueOp(const Op& op, const OpPlan& plan, bool for_graph);
+  bool UseGemmAttention() const;
+  Status GemmAttention(const char* k_cache, const char* v_cache, void* out);
   Status RunGraph(const OpStream& s, OpRange range, const StepIO& io, bool* ran);
   Status Collective(const Op& op);
   int64_t Rows(Buf b) const { return BufferRows(b) == Rows::kTokenRows ? tokens_ : seqs_; }
@@ -94,16 +96,21 @@ class CudaSession final : public Session {
   void* k_cache_ = nullptr;  ///< [layer][slot][kv_head][max_context][head_dim]
   void* v_cache_ = nullptr;
   int64_t layer_stride_ = 0, slot_stride_ = 0, head_stride_ = 0;
-  float* rope_ = nullptr;     ///< [max_context][head_dim]: cosines, then sines
-  float* partial_ = nullptr;  ///< split-K attention partials
-  float* gather_ = nullptr;   ///< allgather receive buffer (tensor parallel)
-  int32_t* meta_ = nullptr;   ///< step metadata (layout: meta offsets below)
+  float* rope_ = nullptr;         ///< [max_context][head_dim]: cosines, then sines
+  float* partial_ = nullptr;      ///< split-K attention partials
+  float* gather_ = nullptr;       ///< allgather receive buffer (tensor parallel)
+  int32_t* meta_ = nullptr;       ///< step metadata (layout: meta offsets below)
+  void* attn_scratch_ = nullptr;  ///< GEMM attention: scores (fp32) then probabilities
+  uint64_t attn_scratch_bytes_ = 0;
+  void* q_conv_ = nullptr;  ///< GEMM attention: the step's queries in the session dtype
   std::vector<int32_t> meta_host_;
   int64_t off_pos_ = 0, off_slot_ = 0, off_last_ = 0, off_tiles_ = 0;
   std::vector<std::vector<int64_t>> kv_valid_;  ///< [layer][slot]: cached positions
 
   // The current step (PrepareStep).
   int64_t tokens_ = 0, seqs_ = 0, num_tiles_ = 0, max_len_ = 0;
+  std::vector<SeqStep> step_seqs_;
+  std::vector<int64_t> step_row0_;  ///< first row of each sequence
 
   // Tensor parallelism: NCCL on the stream, or host staging through cfg_.tp_comm.
   std::unique_ptr<NcclCommunicator> nccl_;

@@ -212,6 +212,41 @@ __global__ void SelectLastKernel(const float* x, float* out, const int32_t* last
   out[i] = x[static_cast<int64_t>(last_row[s]) * n + c];
 }
 
+template <typename T>
+__global__ void ConvertRowsKernel(const float* src, int64_t src_ld, T* dst, int64_t rows,
+                                  int64_t cols) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= rows * cols) return;
+  dst[i] = FromF<T>(src[(i / cols) * src_ld + i % cols]);
+}
+
+/// One block per score row.
+template <typename T>
+__global__ void CausalSoftmaxKernel(const float* s, T* p, int64_t n, int64_t len, int64_t past,
+                                    float scale) {
+  __shared__ float red[kBlock / 32];
+  const int64_t row = blockIdx.x;  // over batch * n
+  const int64_t visible = past + row % n + 1;
+  const float* x = s + row * len;
+  T* y = p + row * len;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < visible; j += blockDim.x) mx = fmaxf(mx, x[j] * scale);
+  mx = WarpMax(mx);
+  if (lane == 0) red[warp] = mx;
+  __syncthreads();
+  mx = red[0];
+  for (int w = 1; w < kBlock / 32; ++w) mx = fmaxf(mx, red[w]);
+  __syncthreads();
+  float sum = 0;
+  for (int64_t j = threadIdx.x; j < visible; j += blockDim.x) sum += expf(x[j] * scale - mx);
+  sum = BlockSum(sum);
+  const float inv = 1.0f / sum;
+  for (int64_t j = threadIdx.x; j < len; j += blockDim.x) {
+    y[j] = FromF<T>(j < visible ? expf(x[j] * scale - mx) * inv : 0.0f);
+  }
+}
+
 /// Whether (v, i) beats (bv, bi): NaN never wins, ties go to the lower index.
 __device__ __forceinline__ bool Better(float v, int64_t i, float bv, int64_t bi) {
   if (isnan(v)) return false;
@@ -590,6 +625,28 @@ cudaError_t LaunchAttention(const AttentionArgs& a, cudaStream_t stream) {
     const dim3 cgrid(static_cast<unsigned>(a.rows), static_cast<unsigned>(a.heads));
     AttentionCombineKernel<T><<<cgrid, kAttnMaxHeadDim, 0, stream>>>(
         a.partial, a.splits, a.partial_rows, a.heads, a.head_dim, static_cast<T*>(a.out));
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t LaunchConvertRows(const float* src, int64_t src_ld, void* dst, DType type,
+                              int64_t rows, int64_t cols, cudaStream_t stream) {
+  if (rows * cols == 0) return cudaSuccess;
+  return Dispatch(type, [&](auto z) {
+    using T = decltype(z);
+    ConvertRowsKernel<T><<<Blocks(rows * cols), kBlock, 0, stream>>>(
+        src, src_ld, static_cast<T*>(dst), rows, cols);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t LaunchCausalSoftmax(const float* s, void* p, DType type, int64_t batch, int64_t n,
+                                int64_t len, int64_t past, float scale, cudaStream_t stream) {
+  if (batch * n == 0) return cudaSuccess;
+  return Dispatch(type, [&](auto z) {
+    using T = decltype(z);
+    CausalSoftmaxKernel<T><<<static_cast<unsigned>(batch * n), kBlock, 0, stream>>>(
+        s, static_cast<T*>(p), n, len, past, scale);
     return cudaGetLastError();
   });
 }

@@ -90,6 +90,13 @@ cudaError_t LaunchKvAppend(const float* qkv, int64_t rows, int64_t width, int64_
                            const int32_t* positions, void* k_cache, void* v_cache, DType type,
                            int64_t slot_stride, int64_t head_stride, cudaStream_t stream);
 cudaError_t LaunchAttention(const AttentionArgs& args, cudaStream_t stream);
+/// dst [rows, cols] (in `type`, dense) = the first `cols` columns of src [rows, src_ld] (fp32).
+cudaError_t LaunchConvertRows(const float* src, int64_t src_ld, void* dst, DType type, int64_t rows,
+                              int64_t cols, cudaStream_t stream);
+/// Causal softmax of `batch` score matrices s [batch][n][len] (fp32, unscaled): row i sees
+/// keys [0, past + i]; p (in `type`, same layout) = softmax(scale * s), 0 beyond the mask.
+cudaError_t LaunchCausalSoftmax(const float* s, void* p, DType type, int64_t batch, int64_t n,
+                                int64_t len, int64_t past, float scale, cudaStream_t stream);
 cudaError_t LaunchSwiGlu(const float* gate_up, void* out, DType out_type, int64_t rows, int64_t ffn,
                          cudaStream_t stream);
 cudaError_t LaunchAdd(float* acc, const float* in, int64_t n, cudaStream_t stream);

@@ -210,17 +210,20 @@ TEST_P(CudaOpConformance, AttentionPrefillThenDecodeWithKvCache) {
   }
 }
 
-TEST_P(CudaOpConformance, AttentionSplitKOverALongContext) {
+TEST_P(CudaOpConformance, AttentionSplitKAndCublasPrefillOverALongContext) {
   CB_TRACE_SEED(seed_);
   // 300 cached positions, then decode steps of one and two sequences: few blocks and a long
-  // context, so the split-K kernel and its combine run (eagerly and in a CUDA graph).
+  // context, so the split-K kernel and its combine run (eagerly and in a CUDA graph). The
+  // 300-token prefill and the last step (two long chunks on cached prefixes) run on the cuBLAS
+  // attention path (>= kGemmAttnMinRows rows per sequence), the 20-token prefill on the kernel.
   Open(HeadsSpec(8, 2, 64), /*context=*/512, /*tokens=*/320);
   const size_t op = FindOp(OpKind::kAttention, 0);
   const std::vector<std::vector<SeqStep>> steps = {{{0, 0, 300}},
                                                    {{1, 0, 20}},
                                                    {{0, 300, 1}},
                                                    {{0, 301, 1}, {1, 20, 1}},
-                                                   {{0, 302, 1}, {1, 21, 1}}};
+                                                   {{0, 302, 1}, {1, 21, 1}},
+                                                   {{0, 303, 150}, {1, 22, 130}}};
   for (size_t k = 0; k < steps.size(); ++k) {
     StepIO io;
     io.seqs = steps[k];

@@ -66,6 +66,23 @@ TEST(CudaPlan, BudgetErrorNamesModelNeedAndFreeBytes) {
       CheckMemoryBudget(spec.name, small, fits, fits.Total() + kReserveBytes - 1, 1ull << 40).ok());
 }
 
+TEST(CudaPlan, GemmAttentionScratchOnlyForLongStepsAndCapped) {
+  const OpStream s = Stream(conformance::HeadsSpec(8, 2, 64));
+  // Steps shorter than kGemmAttnMinRows never use the cuBLAS attention: no scratch.
+  EXPECT_EQ(GemmAttnScratchBytes(s.dims, conformance::Config(DType::kBF16, 4, 512, 127)), 0u);
+  EXPECT_EQ(GemmAttnQueryBytes(s.dims, conformance::Config(DType::kBF16, 4, 512, 127)), 0u);
+  // 2 KV heads x 320 rows x 512 keys x (fp32 score + bf16 probability), plus alignment.
+  const SessionConfig c = conformance::Config(DType::kBF16, 4, 512, 320);
+  EXPECT_EQ(GemmAttnScratchBytes(s.dims, c), 2ull * 320 * 512 * 6 + 256);
+  EXPECT_EQ(GemmAttnQueryBytes(s.dims, c), 320ull * 8 * 64 * 2);
+  EXPECT_EQ(GemmAttnScratchBytes(s.dims, conformance::Config(DType::kF32, 4, 1 << 20, 4096)),
+            kGemmAttnScratchCap);
+  // PlanMemory counts it.
+  const SessionConfig shorter = conformance::Config(DType::kBF16, 4, 512, 127);
+  EXPECT_GE(PlanMemory(s, c).activations - PlanMemory(s, shorter).activations,
+            GemmAttnScratchBytes(s.dims, c) + GemmAttnQueryBytes(s.dims, c));
+}
+
 TEST(CudaAttentionTiling, BlocksHoldAtMostTheItemsOfOneKvHead) {
   for (auto [heads, kv] :
        {std::pair<int64_t, int64_t>{32, 8}, {4, 2}, {3, 1}, {8, 1}, {64, 2}, {5, 5}}) {
