@@ -44,6 +44,11 @@ constexpr DirectionRule kDirectionRules[] = {
 /// Distributions that stand for the noise of a metric recorded without one, tried in order:
 /// a phase's figures vary like that phase's throughput, whole-run figures like E2E latency.
 std::vector<std::string> SpreadSources(const std::string& name) {
+  // Energy is power over the whole measured window, whatever it is divided by.
+  if (name.find("joules") != std::string::npos || name.find("kwh") != std::string::npos ||
+      name.find("watts") != std::string::npos) {
+    return {"e2e_latency_seconds", "decode_tokens_per_second", "output_tokens_per_second"};
+  }
   if (name.find("prefill") != std::string::npos || name.find("input") != std::string::npos) {
     return {"prefill_tokens_per_second", "ttft_seconds", "e2e_latency_seconds"};
   }
@@ -56,9 +61,66 @@ std::vector<std::string> SpreadSources(const std::string& name) {
   return {"e2e_latency_seconds", "decode_tokens_per_second", "output_tokens_per_second"};
 }
 
+/// Raw samples behind a metric, from the run's per-repetition timings, in the metric's unit:
+/// offline runs only (other scenarios time requests, not repetitions). Empty otherwise.
+std::vector<double> RawSamples(const RunRecord& r, const std::string& name) {
+  std::vector<double> out;
+  if (r.workload.scenario != "offline") return out;
+  const double batch = static_cast<double>(r.workload.batch);
+  for (const RepetitionSample& s : r.samples) {
+    double decode = 0;
+    for (double step : s.decode_step_s) decode += step;
+    if (name == "ttft_seconds") {
+      out.push_back(s.prefill_s);
+    } else if (name == "tpot_seconds") {
+      out.insert(out.end(), s.decode_step_s.begin(), s.decode_step_s.end());
+    } else if (name == "e2e_latency_seconds") {
+      out.push_back(s.e2e_s);
+    } else if (name == "prefill_tokens_per_second" && s.prefill_s > 0) {
+      out.push_back(batch * static_cast<double>(r.workload.prompt_len) / s.prefill_s);
+    } else if (name == "decode_tokens_per_second" && decode > 0) {
+      out.push_back(batch * static_cast<double>(s.decode_step_s.size()) / decode);
+    } else {
+      return {};
+    }
+  }
+  return out;
+}
+
+/// Mann-Whitney needs this many samples a side to be able to reach p < 0.05.
+constexpr size_t kMinRankSamples = 4;
+
 bool HasSpread(const Metric* m) {
   return m && m->has_distribution && m->dist.count >= 2 && std::isfinite(m->dist.stddev) &&
          std::isfinite(m->dist.mean);
+}
+
+struct NoiseTest {
+  std::string test = "none";  ///< "mann-whitney", "welch" or "none"
+  double p_value = -1;
+  bool significant = false;
+};
+
+/// The metric's own noise test: Mann-Whitney on the raw samples of both runs where there are
+/// enough, else Welch's t-test on both recorded distributions, else none.
+NoiseTest TestSamples(const RunRecord& base, const RunRecord& next, const std::string& name,
+                      const CompareOptions& opt) {
+  NoiseTest t;
+  const std::vector<double> raw_b = RawSamples(base, name), raw_n = RawSamples(next, name);
+  const Metric* b = base.FindMetric(name);
+  const Metric* n = next.FindMetric(name);
+  if (raw_b.size() >= kMinRankSamples && raw_n.size() >= kMinRankSamples) {
+    t.test = "mann-whitney";
+    t.p_value = MannWhitneyTwoSidedP(raw_b, raw_n);
+  } else if (HasSpread(b) && HasSpread(n)) {
+    t.test = "welch";
+    t.p_value = WelchTwoSidedP(b->dist.mean, b->dist.stddev, static_cast<double>(b->dist.count),
+                               n->dist.mean, n->dist.stddev, static_cast<double>(n->dist.count));
+  } else {
+    return t;
+  }
+  t.significant = t.p_value < opt.alpha;
+  return t;
 }
 
 std::string Fmt(double v, const char* format = "%.4g") {
@@ -124,16 +186,27 @@ MetricComparison CompareMetric(const std::string& name, const RunRecord& base,
   const bool base_zero = c.base_value == 0;
   c.change_pct = base_zero ? 0 : (c.new_value - c.base_value) / std::fabs(c.base_value) * 100;
 
-  // Noise: Welch's t-test where both sides recorded a distribution, else the spread of a
-  // related distribution, else none (the threshold alone decides).
-  if (HasSpread(b) && HasSpread(n)) {
-    c.test = "welch";
-    c.p_value = WelchTwoSidedP(b->dist.mean, b->dist.stddev, static_cast<double>(b->dist.count),
-                               n->dist.mean, n->dist.stddev, static_cast<double>(n->dist.count));
-    c.significant = c.p_value < opt.alpha;
+  // Noise: a test on the metric's own samples; else, for a figure derived from another (MFU,
+  // cost, energy per token), that metric's test; else the spread of a related distribution;
+  // else none (the threshold alone decides).
+  const NoiseTest own = TestSamples(base, next, name, opt);
+  if (own.test != "none") {
+    c.test = own.test;
+    c.p_value = own.p_value;
+    c.significant = own.significant;
   } else {
     c.test = "none";
     for (const std::string& source : SpreadSources(name)) {
+      const NoiseTest related = TestSamples(base, next, source, opt);
+      if (related.test == "none") continue;
+      c.test = related.test;
+      c.p_value = related.p_value;
+      c.significant = related.significant;
+      c.spread_of = source;
+      break;
+    }
+    for (const std::string& source : SpreadSources(name)) {
+      if (c.test != "none") break;
       const Metric* sb = base.FindMetric(source);
       const Metric* sn = next.FindMetric(source);
       if (!HasSpread(sb) && !HasSpread(sn)) continue;
@@ -142,13 +215,9 @@ MetricComparison CompareMetric(const std::string& name, const RunRecord& base,
       c.test = "spread";
       c.spread_of = source;
       c.noise_pct = 2 * std::sqrt(cvb * cvb + cvn * cvn) * 100;
-      break;
-    }
-    if (c.test == "spread") {
       c.significant = std::fabs(c.change_pct) > c.noise_pct;
-    } else {
-      c.significant = c.base_value != c.new_value;
     }
+    if (c.test == "none") c.significant = c.base_value != c.new_value;
   }
   c.worse = (c.better == Better::kHigher && c.new_value < c.base_value) ||
             (c.better == Better::kLower && c.new_value > c.base_value);
@@ -238,7 +307,9 @@ std::string MdEscape(const std::string& s) {
 }
 
 std::string TestText(const MetricComparison& c) {
-  if (c.test == "welch") return "Welch p=" + Fmt(c.p_value, "%.2g");
+  const std::string of = c.spread_of.empty() ? "" : " (" + c.spread_of + ")";
+  if (c.test == "welch") return "Welch p=" + Fmt(c.p_value, "%.2g") + of;
+  if (c.test == "mann-whitney") return "Mann-Whitney p=" + Fmt(c.p_value, "%.2g") + of;
   if (c.test == "spread") return "spread ±" + Fmt(c.noise_pct, "%.1f") + "% (" + c.spread_of + ")";
   return c.in_base && c.in_new ? "none recorded" : "-";
 }
@@ -395,11 +466,9 @@ nlohmann::json CompareToJson(const CompareReport& r) {
           {"regression", c.regression},
           {"improvement", c.improvement},
           {"verdict", c.verdict}};
-      if (c.test == "welch") m["p_value"] = num(c.p_value);
-      if (c.test == "spread") {
-        m["noise_pct"] = num(c.noise_pct);
-        m["spread_of"] = c.spread_of;
-      }
+      if (c.test == "welch" || c.test == "mann-whitney") m["p_value"] = num(c.p_value);
+      if (c.test == "spread") m["noise_pct"] = num(c.noise_pct);
+      if (!c.spread_of.empty()) m["test_of"] = c.spread_of;
       metrics.push_back(std::move(m));
     }
     series.push_back({{"label", s.label},

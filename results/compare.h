@@ -33,13 +33,16 @@ struct MetricComparison {
   double base_value = 0, new_value = 0;
   double change_pct = 0;  ///< (new - base) / |base| x 100; 0 when base is 0 or a side is missing
   Better better = Better::kNeither;
-  /// "welch": Welch's t-test on both distributions (mean, stddev, count); "spread": |change|
-  /// against 2 x the combined coefficient of variation of the related distribution recorded in
-  /// the runs (`spread_of`); "none": no spread recorded on either side, the threshold alone.
+  /// "mann-whitney": rank test on the raw per-repetition (per-step for TPOT) samples of both
+  /// offline runs (>= 4 a side); "welch": Welch's t-test on both recorded distributions (mean,
+  /// stddev, count). A figure without samples of its own (MFU, cost, energy per token) takes
+  /// the test of the related metric it derives from (`spread_of`); failing that "spread":
+  /// |change| against 2 x the combined coefficient of variation of the related distribution;
+  /// "none": no spread recorded on either side, the threshold alone decides.
   std::string test;
-  std::string spread_of;
-  double p_value = -1;   ///< welch only
-  double noise_pct = 0;  ///< spread only: the noise band in percent
+  std::string spread_of;  ///< the related metric whose test or spread decided, if any
+  double p_value = -1;    ///< welch and mann-whitney only
+  double noise_pct = 0;   ///< spread only: the noise band in percent
   bool significant = false;
   bool worse = false;        ///< moved in the worse direction (any amount)
   bool regression = false;   ///< significant, worse by more than the threshold, both runs ok

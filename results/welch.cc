@@ -1,6 +1,8 @@
 #include "results/welch.h"
 
+#include <algorithm>
 #include <cmath>
+#include <utility>
 
 namespace cb {
 namespace {
@@ -58,6 +60,35 @@ double WelchTwoSidedP(double mean_a, double sd_a, double n_a, double mean_b, dou
   // Welch-Satterthwaite degrees of freedom.
   const double df = se2 * se2 / (va * va / (n_a - 1) + vb * vb / (n_b - 1));
   return RegularizedIncompleteBeta(df / 2, 0.5, df / (df + t * t));
+}
+
+double MannWhitneyTwoSidedP(const std::vector<double>& a, const std::vector<double>& b) {
+  const double n1 = static_cast<double>(a.size()), n2 = static_cast<double>(b.size());
+  if (a.empty() || b.empty()) return 1;
+  std::vector<std::pair<double, int>> all;
+  all.reserve(a.size() + b.size());
+  for (double v : a) all.emplace_back(v, 0);
+  for (double v : b) all.emplace_back(v, 1);
+  std::sort(all.begin(), all.end());
+  const double n = n1 + n2;
+  double rank_sum_a = 0, ties = 0;
+  for (size_t i = 0; i < all.size();) {
+    size_t j = i;
+    while (j < all.size() && all[j].first == all[i].first) ++j;
+    const double avg_rank = (static_cast<double>(i + j) + 1) / 2;  // ranks i+1 .. j
+    const double t = static_cast<double>(j - i);
+    ties += t * t * t - t;
+    for (size_t k = i; k < j; ++k) {
+      if (all[k].second == 0) rank_sum_a += avg_rank;
+    }
+    i = j;
+  }
+  const double u = rank_sum_a - n1 * (n1 + 1) / 2;
+  const double mu = n1 * n2 / 2;
+  const double var = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1)));
+  if (!(var > 0)) return 1;
+  const double z = std::max(0.0, std::fabs(u - mu) - 0.5) / std::sqrt(var);
+  return std::erfc(z / std::sqrt(2.0));
 }
 
 }  // namespace cb

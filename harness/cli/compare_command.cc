@@ -71,9 +71,10 @@ CommandFn AddCompareCommand(CLI::App& app) {
   cmd->add_option("--threshold", f->threshold_pct,
                   "Percent a significant change must be worse by to count as a regression")
       ->default_val(5);
-  cmd->add_option("--alpha", f->alpha,
-                  "Significance level of the noise test (Welch's t-test on the repetitions, or "
-                  "2 x the combined spread where a metric has no distribution)")
+  cmd->add_option(
+         "--alpha", f->alpha,
+         "Significance level of the noise test (Mann-Whitney on the runs' raw samples, else "
+         "Welch's t-test on their distributions)")
       ->default_val(0.05);
   cmd->add_option("--format", f->format, "Output format")
       ->check(CLI::IsMember({"md", "json"}))
