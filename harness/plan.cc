@@ -5,6 +5,7 @@
 
 #include "harness/scenarios/serving_fields.h"
 #include "workloads/json_fields.h"
+#include "workloads/moe_routing.h"
 
 namespace cb {
 namespace {
@@ -13,7 +14,8 @@ using nlohmann::json;
 
 bool IsListField(const std::string& key) {
   return key == "model" || key == "backend" || key == "dtype" || key == "batch" ||
-         key == "prompt_len" || key == "gen_len" || key == "layers" || key == "seed";
+         key == "prompt_len" || key == "gen_len" || key == "layers" || key == "seed" ||
+         key == "routing";
 }
 
 Status CheckKeys(const json& obj, const std::string& where) {
@@ -44,8 +46,7 @@ void Expand(const json& entry, std::vector<json>* out) {
   std::vector<json> acc{json::object()};
   for (const auto& [key, value] : entry.items()) {
     std::vector<json> next;
-    const json values =
-        value.is_array() && !IsArrayValuedField(key) ? value : json::array({value});
+    const json values = value.is_array() && !IsArrayValuedField(key) ? value : json::array({value});
     for (const json& partial : acc) {
       for (const json& v : values) {
         json p = partial;
@@ -87,8 +88,13 @@ Status Resolve(const json& obj, const std::string& where, WorkloadSpec* w) {
   w->repetitions = static_cast<int>(reps);
   w->warmup = static_cast<int>(warmup);
   w->verify_len = static_cast<int>(verify_len);
+  std::string routing = "uniform";
+  CB_RETURN_IF_ERROR(f.String("routing", false, &routing));
   Status s = LoadModelSpec(w->model_ref, &w->model);
   if (!s.ok()) return Status(s.code(), where + ": field 'model': " + s.message());
+  if (Status r = ParseRouting(routing, w->model, &w->model.routing_zipf_s); !r.ok()) {
+    return Status::InvalidInput(where + ": field 'routing': " + r.message());
+  }
   return ValidateWorkload(*w, where);
 }
 

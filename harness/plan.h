@@ -12,7 +12,7 @@ namespace cb {
 /// docs/suites.md may be JSON arrays; an entry expands to the cartesian product of its lists.
 inline constexpr const char* kWorkloadFields[] = {
     "model", "backend", "scenario", "dtype", "batch", "prompt_len", "gen_len", "layers", "seed",
-    "repetitions", "warmup", "verify", "verify_len",
+    "repetitions", "warmup", "verify", "verify_len", "routing",
     // cost-model inputs (workloads/cost_overrides.h)
     "price_per_hour", "capex", "amortization_years", "electricity_price", "pue", "catalog_device"};
 

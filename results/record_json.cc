@@ -30,23 +30,49 @@ json PerDType(const double (&v)[kDTypeCount]) {
 }
 
 json ModelJson(const ModelSpec& m) {
-  return json{{"name", m.name},
-              {"family", m.family},
-              {"source", m.source},
-              {"hidden_size", m.hidden_size},
-              {"num_layers", m.num_layers},
-              {"num_heads", m.num_heads},
-              {"num_kv_heads", m.num_kv_heads},
-              {"head_dim", m.head_dim},
-              {"ffn_size", m.ffn_size},
-              {"vocab_size", m.vocab_size},
-              {"max_context", m.max_context},
-              {"rope_theta", Num(m.rope_theta)},
-              {"norm_eps", Num(m.norm_eps)},
-              {"tie_embeddings", m.tie_embeddings},
-              {"qk_norm", m.qk_norm},
-              {"published_params", Num(m.published_params)},
-              {"total_params", SafeTotalParams(m)}};
+  json o = json{{"name", m.name},
+                {"family", m.family},
+                {"source", m.source},
+                {"hidden_size", m.hidden_size},
+                {"num_layers", m.num_layers},
+                {"num_heads", m.num_heads},
+                {"num_kv_heads", m.num_kv_heads},
+                {"head_dim", m.head_dim},
+                {"ffn_size", m.ffn_size},
+                {"vocab_size", m.vocab_size},
+                {"max_context", m.max_context},
+                {"rope_theta", Num(m.rope_theta)},
+                {"norm_eps", Num(m.norm_eps)},
+                {"tie_embeddings", m.tie_embeddings},
+                {"qk_norm", m.qk_norm},
+                {"published_params", Num(m.published_params)},
+                {"total_params", SafeTotalParams(m)}};
+  if (m.moe.enabled() && SafeTotalParams(m) > 0) o["active_params"] = m.ActiveParams();
+  if (m.published_active_params > 0) o["published_active_params"] = m.published_active_params;
+  if (m.moe.enabled()) {
+    const MoeSpec& e = m.moe;
+    o["moe"] = json{{"num_experts", e.num_experts},
+                    {"experts_per_token", e.experts_per_token},
+                    {"expert_ffn_size", e.expert_ffn_size},
+                    {"num_shared_experts", e.num_shared_experts},
+                    {"shared_ffn_size", e.shared_ffn_size},
+                    {"first_dense_layers", e.first_dense_layers},
+                    {"router_scoring", e.scoring},
+                    {"norm_topk_prob", e.norm_topk},
+                    {"routed_scaling_factor", Num(e.routed_scaling)},
+                    {"n_group", e.num_groups},
+                    {"topk_group", e.topk_groups},
+                    {"router_bias", e.router_bias},
+                    {"routing_zipf_s", Num(m.routing_zipf_s)}};
+  }
+  if (m.mla.enabled()) {
+    o["mla"] = json{{"q_lora_rank", m.mla.q_lora_rank},
+                    {"kv_lora_rank", m.mla.kv_lora_rank},
+                    {"qk_nope_head_dim", m.mla.qk_nope_head_dim},
+                    {"qk_rope_head_dim", m.mla.qk_rope_head_dim},
+                    {"v_head_dim", m.mla.v_head_dim}};
+  }
+  return o;
 }
 
 json DistributionJson(const Distribution& d) {
@@ -279,7 +305,46 @@ Status ReadModel(const Reader& r, const json& doc, ModelSpec* m) {
   CB_RETURN_IF_ERROR(r.Bool(*o, p, "qk_norm", &m->qk_norm));
   CB_RETURN_IF_ERROR(r.Number(*o, p, "published_params", &m->published_params));
   int64_t total = 0;  // derived from the shape; checked for type only
-  return r.Integer<int64_t>(*o, p, "total_params", &total, 0);
+  CB_RETURN_IF_ERROR(r.Integer<int64_t>(*o, p, "total_params", &total, 0));
+  // Optional: MoE and MLA shapes, active parameters (older records have none).
+  if (o->contains("published_active_params")) {
+    CB_RETURN_IF_ERROR(r.Number(*o, p, "published_active_params", &m->published_active_params));
+  }
+  if (o->contains("moe")) {
+    const json* e;
+    CB_RETURN_IF_ERROR(r.Object(*o, p, "moe", &e));
+    const std::string q = p + ".moe";
+    MoeSpec& x = m->moe;
+    CB_RETURN_IF_ERROR(r.Integer<int64_t>(*e, q, "num_experts", &x.num_experts, 0));
+    CB_RETURN_IF_ERROR(r.Integer<int64_t>(*e, q, "experts_per_token", &x.experts_per_token, 0));
+    CB_RETURN_IF_ERROR(r.Integer<int64_t>(*e, q, "expert_ffn_size", &x.expert_ffn_size, 0));
+    CB_RETURN_IF_ERROR(r.Integer<int64_t>(*e, q, "num_shared_experts", &x.num_shared_experts, 0));
+    CB_RETURN_IF_ERROR(r.Integer<int64_t>(*e, q, "shared_ffn_size", &x.shared_ffn_size, 0));
+    CB_RETURN_IF_ERROR(r.Integer<int64_t>(*e, q, "first_dense_layers", &x.first_dense_layers, 0));
+    CB_RETURN_IF_ERROR(r.String(*e, q, "router_scoring", &x.scoring));
+    CB_RETURN_IF_ERROR(r.Bool(*e, q, "norm_topk_prob", &x.norm_topk));
+    CB_RETURN_IF_ERROR(r.Number(*e, q, "routed_scaling_factor", &x.routed_scaling));
+    CB_RETURN_IF_ERROR(r.Integer<int64_t>(*e, q, "n_group", &x.num_groups, 0));
+    CB_RETURN_IF_ERROR(r.Integer<int64_t>(*e, q, "topk_group", &x.topk_groups, 0));
+    CB_RETURN_IF_ERROR(r.Bool(*e, q, "router_bias", &x.router_bias));
+    CB_RETURN_IF_ERROR(r.Number(*e, q, "routing_zipf_s", &m->routing_zipf_s));
+  }
+  if (o->contains("mla")) {
+    const json* a;
+    CB_RETURN_IF_ERROR(r.Object(*o, p, "mla", &a));
+    const std::string q = p + ".mla";
+    MlaSpec& x = m->mla;
+    CB_RETURN_IF_ERROR(r.Integer<int64_t>(*a, q, "q_lora_rank", &x.q_lora_rank, 0));
+    CB_RETURN_IF_ERROR(r.Integer<int64_t>(*a, q, "kv_lora_rank", &x.kv_lora_rank, 0));
+    CB_RETURN_IF_ERROR(r.Integer<int64_t>(*a, q, "qk_nope_head_dim", &x.qk_nope_head_dim, 0));
+    CB_RETURN_IF_ERROR(r.Integer<int64_t>(*a, q, "qk_rope_head_dim", &x.qk_rope_head_dim, 0));
+    CB_RETURN_IF_ERROR(r.Integer<int64_t>(*a, q, "v_head_dim", &x.v_head_dim, 0));
+  }
+  if (o->contains("active_params")) {
+    int64_t active = 0;  // derived
+    CB_RETURN_IF_ERROR(r.Integer<int64_t>(*o, p, "active_params", &active, 0));
+  }
+  return Status::Ok();
 }
 
 Status ReadDevice(const Reader& r, const json& doc, DeviceProps* d) {

@@ -1,6 +1,8 @@
 #include "workloads/moe_routing.h"
 
 #include <algorithm>
+#include <cmath>
+#include <stdexcept>
 
 namespace cb {
 
@@ -71,6 +73,32 @@ void CountExpertLoad(const float* route, int64_t tokens, int64_t top_k, int64_t 
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t j = 0; j < top_k; ++j) ++row[static_cast<int64_t>(route[t * 2 * top_k + j])];
   }
+}
+
+Status ParseRouting(const std::string& text, const ModelSpec& model, double* zipf_s) {
+  const std::string allowed = "; allowed values: uniform, zipf:S with S > 0 (e.g. zipf:1.0)";
+  if (text == "uniform") {
+    *zipf_s = 0;
+    return Status::Ok();
+  }
+  if (text.rfind("zipf:", 0) != 0)
+    return Status::InvalidInput("unknown routing '" + text + "'" + allowed);
+  double s = 0;
+  size_t used = 0;
+  try {
+    s = std::stod(text.substr(5), &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() - 5 || !(s > 0) || !std::isfinite(s)) {
+    return Status::InvalidInput("bad zipf exponent in '" + text + "'" + allowed);
+  }
+  if (!model.moe.enabled()) {
+    return Status::InvalidInput("'" + text + "' skews expert load, but " + model.name +
+                                " has no experts (use uniform)");
+  }
+  *zipf_s = s;
+  return Status::Ok();
 }
 
 double ExpertLoadImbalance(const std::vector<int32_t>& load, int64_t experts, int64_t group) {

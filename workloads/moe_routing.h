@@ -1,8 +1,10 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
+#include "harness/core/status.h"
 #include "workloads/model_spec.h"
 
 namespace cb {
@@ -22,6 +24,10 @@ void SelectExperts(const MoeSpec& moe, const T* scores, const float* bias, int64
 /// Records of a step's routing into `load` ([layers][experts]) for `layer`.
 void CountExpertLoad(const float* route, int64_t tokens, int64_t top_k, int64_t experts, int layer,
                      int layers, std::vector<int32_t>* load);
+
+/// "uniform" -> 0, "zipf:S" (S > 0) -> S: the expert-load skew of --routing / the suite's
+/// `routing`. kInvalidInput naming the allowed values; zipf on a dense model is an error.
+Status ParseRouting(const std::string& text, const ModelSpec& model, double* zipf_s);
 
 /// Load imbalance of one step's routing, from StepIO::expert_load ([layers][experts]): for each
 /// MoE layer (rows with any load) max / mean of the tokens per group of `group` consecutive

@@ -31,7 +31,7 @@ namespace {
 using nlohmann::json;
 
 struct RunFlags {
-  std::string model, suite, backend, dtype, batch, prompt_len, gen_len, layers, seed;
+  std::string model, suite, backend, dtype, batch, prompt_len, gen_len, layers, seed, routing;
   int repetitions = 0, warmup = 0, verify_len = 0;
   bool no_verify = false, remeasure = false, quiet = false;
   std::string results_dir = "results", out, format = "table", inject_fault;
@@ -88,7 +88,8 @@ Status BuildOverrides(const RunFlags& f, json* overrides) {
   const Field list_fields[] = {{"model", &f.model, false},          {"backend", &f.backend, false},
                                {"dtype", &f.dtype, false},          {"batch", &f.batch, true},
                                {"prompt_len", &f.prompt_len, true}, {"gen_len", &f.gen_len, true},
-                               {"layers", &f.layers, true},         {"seed", &f.seed, true}};
+                               {"layers", &f.layers, true},         {"seed", &f.seed, true},
+                               {"routing", &f.routing, false}};
   *overrides = json::object();
   for (const Field& field : list_fields) {
     const CLI::Option* opt = f.given.at(field.key);
@@ -130,8 +131,7 @@ std::string Describe(const WorkloadSpec& w) {
     }
   }
   return w.model.name + scenario + " " + w.backend + " " + std::string(DTypeName(w.dtype)) +
-         " batch " +
-         std::to_string(w.batch) + " prompt " + std::to_string(w.prompt_len) + " gen " +
+         " batch " + std::to_string(w.batch) + " prompt " + std::to_string(w.prompt_len) + " gen " +
          std::to_string(w.gen_len) +
          (w.Extrapolated() ? " (" + std::to_string(w.LayersRun()) + "/" +
                                  std::to_string(w.model.num_layers) + " layers, extrapolated)"
@@ -271,8 +271,10 @@ int Run(const RunFlags& f) {
         Status s = MeasureBackendCeilings(w.backend, gpu.matmul_flops_per_s,
                                           &gpu.mem_read_bytes_per_s, &gpu.source);
         if (!s.ok()) {
-          std::fprintf(stderr, "clusterbench run: warning: no GPU ceilings (%s); MFU and MBU are "
-                       "omitted\n", s.message().c_str());
+          std::fprintf(stderr,
+                       "clusterbench run: warning: no GPU ceilings (%s); MFU and MBU are "
+                       "omitted\n",
+                       s.message().c_str());
         }
         return s;
       }();
@@ -400,6 +402,9 @@ CommandFn AddRunCommand(CLI::App& app) {
   g["layers"] = cmd->add_option("--layers", f->layers,
                                 "Run N decoder layers and extrapolate to the model's count");
   g["seed"] = cmd->add_option("--seed", f->seed, "Seed of weights and prompts (default 1)");
+  g["routing"] = cmd->add_option("--routing", f->routing,
+                                 "MoE expert load: uniform (default) or zipf:S, a router bias "
+                                 "-S*ln(e+1) on expert e (docs/moe-and-mla.md)");
   g["repetitions"] =
       cmd->add_option("--repetitions", f->repetitions, "Measured repetitions (default 5)")
           ->check(CLI::PositiveNumber);
