@@ -12,6 +12,7 @@
 #include "harness/cost/cost_model.h"
 #include "harness/cost/energy_cost.h"
 #include "harness/cost/run_energy_cost.h"
+#include "harness/scenarios/serving_metrics.h"
 #include "results/formats.h"
 #include "results/record_json.h"
 #include "workloads/json_fields.h"
@@ -233,6 +234,7 @@ int RunCost(const CostCmdFlags& f) {
     }
     r.cost = ResolveCost(base, overrides, "clusterbench cost command line");
     AddCostMetrics(&r);
+    FixServingEnergyCost(&r);  // serving runs: tokens and time of the measured pass
     rows.push_back(std::move(p));
   }
 
