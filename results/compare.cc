@@ -261,15 +261,23 @@ SeriesComparison CompareSeries(const std::string& key, const Newest& base, const
   s.new_run_id = n.run_id;
   s.base_runs = base.runs;
   s.new_runs = next.runs;
-  const bool both_ok = b.status == "ok" && n.status == "ok";
-  if (b.status != "ok") {
-    s.notes.push_back("base run is " + b.status + (b.status_message.empty() ? "" : ": ") +
-                      b.status_message + " (its figures are not judged)");
-  }
-  if (n.status != "ok") {
-    s.notes.push_back("new run is " + n.status + (n.status_message.empty() ? "" : ": ") +
-                      n.status_message + " (its figures are not judged)");
-  }
+  // Shortened or unstable runs (validity rules) are shown like invalid ones, not judged.
+  const bool both_ok = b.Publishable() && n.Publishable();
+  auto note = [&](const char* side, const RunRecord& r) {
+    if (r.Publishable()) return;
+    std::string what = r.status;
+    std::string why = r.status_message;
+    if (r.status == "ok" && r.validity) {
+      what = r.validity->label;
+      why.clear();
+      for (const std::string& reason : r.validity->reasons)
+        why += (why.empty() ? "" : "; ") + reason;
+    }
+    s.notes.push_back(std::string(side) + " run is " + what + (why.empty() ? "" : ": ") + why +
+                      " (its figures are not judged)");
+  };
+  note("base", b);
+  note("new", n);
   if (b.status == "ok" && n.status == "failed") {
     s.notes.push_back("regression: the series ran in base and fails in new");
     ++s.regressions;
@@ -337,6 +345,11 @@ Better BetterDirection(const std::string& name, const std::string& unit) {
 std::string CompareKey(const RunRecord& r) {
   std::string key = prom::SeriesKey(r);
   key += "layers_run=" + std::to_string(r.layers_run) + "\x1f";
+  if (r.serving) {
+    key += "load=" + r.serving->load + "\x1f" + "rate=" + Fmt(r.serving->target_rate, "%.17g") +
+           "\x1f" + "concurrency=" + std::to_string(r.serving->concurrency) + "\x1f";
+  }
+  if (r.sweep) key += "sweep=" + r.sweep->axis + ":" + Fmt(r.sweep->value, "%.17g") + "\x1f";
   if (r.cluster) {
     key += "tp=" + std::to_string(r.cluster->tp) + "\x1f" + "dp=" + std::to_string(r.cluster->dp) +
            "\x1f";
@@ -354,6 +367,10 @@ std::string SeriesLabel(const RunRecord& r) {
            std::to_string(w.gen_len);
   if (r.layers_run > 0 && r.layers_run != w.model.num_layers) {
     label += " layers " + std::to_string(r.layers_run);
+  }
+  if (r.serving) {
+    label += r.serving->concurrency > 0 ? " concurrency " + std::to_string(r.serving->concurrency)
+                                        : " rate " + Fmt(r.serving->target_rate, "%.4g") + "/s";
   }
   if (r.cluster)
     label += " tp" + std::to_string(r.cluster->tp) + "xdp" + std::to_string(r.cluster->dp);

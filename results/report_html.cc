@@ -32,7 +32,15 @@ std::string GroupName(const RunRecord& r) {
 }
 
 std::string PointLabel(const RunRecord& r) {
-  return r.workload.scenario + " batch " + std::to_string(r.workload.batch) + " (" + r.run_id + ")";
+  std::string what = r.workload.scenario + " batch " + std::to_string(r.workload.batch);
+  if (r.serving) {
+    char rate[64];
+    std::snprintf(rate, sizeof rate, "%.4g", r.serving->target_rate);
+    what = r.workload.scenario + (r.serving->concurrency > 0
+                                      ? " concurrency " + std::to_string(r.serving->concurrency)
+                                      : " rate " + std::string(rate) + "/s");
+  }
+  return what + " (" + r.run_id + ")";
 }
 
 /// Provenance of a frontier point: the weaker of its two figures.
@@ -187,7 +195,7 @@ std::string Cell(const json& metric) {
 }  // namespace
 
 std::optional<FrontierPoint> RunFrontierPoint(const RunRecord& r) {
-  if (r.status != "ok") return std::nullopt;
+  if (!r.Publishable()) return std::nullopt;
   FrontierPoint p;
   if (const Metric* m = r.FindMetric("interactivity_tokens_per_second_per_user")) {
     p.interactivity = m->value;
@@ -250,7 +258,7 @@ json ReportData(const std::vector<LoadedRun>& runs, const std::string& source) {
   // Bars: the newest ok run of each series.
   std::map<std::string, const RunRecord*> newest;
   for (const LoadedRun& run : runs) {
-    if (run.record.status != "ok") continue;
+    if (!run.record.Publishable()) continue;
     const RunRecord*& slot = newest[CompareKey(run.record)];
     if (!slot || RunTimeSeconds(run.record) >= RunTimeSeconds(*slot)) slot = &run.record;
   }

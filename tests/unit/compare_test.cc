@@ -308,6 +308,32 @@ TEST(CompareTest, ProvenanceMismatchAndBadRunsAreListedNotJudged) {
   EXPECT_TRUE(r.HasRegression());  // ran before, fails now
 }
 
+TEST(CompareTest, UnstableRunsAreNotJudgedAndServingRatesAreSeparateSeries) {
+  std::mt19937 rng(21);
+  const auto tps = Draw(&rng, 100, 0.02, 5);
+  RunRecord unstable = MakeRun(Scaled(tps, 0.5));
+  unstable.validity = ValidityRecord{};
+  unstable.validity->label = "unstable";
+  unstable.validity->reasons = {"cv 0.4 above --max-cv 0.1"};
+  CompareReport r = CompareRuns({{"b", MakeRun(tps)}}, {{"n", unstable}}, {});
+  EXPECT_FALSE(r.HasRegression());
+  ASSERT_FALSE(r.series[0].notes.empty());
+  EXPECT_NE(r.series[0].notes[0].find("new run is unstable: cv 0.4"), std::string::npos)
+      << r.series[0].notes[0];
+
+  RunRecord rate2 = MakeRun(tps), rate4 = MakeRun(Scaled(tps, 0.5));
+  rate2.workload.scenario = rate4.workload.scenario = "server";
+  rate2.serving = ServingRecord{};
+  rate2.serving->load = "poisson";
+  rate2.serving->target_rate = 2;
+  rate4.serving = rate2.serving;
+  rate4.serving->target_rate = 4;
+  r = CompareRuns({{"b2", rate2}, {"b4", rate4}}, {{"n2", rate2}, {"n4", rate4}}, {});
+  EXPECT_EQ(r.series.size(), 2u);  // not collapsed into one
+  EXPECT_FALSE(r.HasRegression());
+  EXPECT_NE(r.series[0].label.find("rate 2/s"), std::string::npos) << r.series[0].label;
+}
+
 class LoadRunFilesTest : public ::testing::Test {
  protected:
   void SetUp() override {
