@@ -592,6 +592,9 @@ Status FromJson(const json& doc, const std::string& origin, RunRecord* out) {
   if (doc.contains("serving")) {
     ServingRecord sv;
     CB_RETURN_IF_ERROR(ServingRecordFromJson(doc["serving"], origin, &sv));
+    // The offered load is part of the workload (a series label, see the Prometheus mapping).
+    rec.workload.serving.rate = std::isfinite(sv.target_rate) ? sv.target_rate : 0;
+    rec.workload.serving.concurrency = sv.concurrency;
     rec.serving = std::move(sv);
   }
   if (doc.contains("validity")) {

@@ -86,6 +86,17 @@ std::string ClusterName(const RunRecord& r) {
   return r.device.host.empty() ? r.host : r.device.host;
 }
 
+static std::string ServerLoad(const WorkloadSpec& w, bool rate) {
+  if (w.scenario != "server") return "";
+  if (rate) {
+    if (!(w.serving.rate > 0)) return "";
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", w.serving.rate);
+    return buf;
+  }
+  return w.serving.concurrency > 0 ? std::to_string(w.serving.concurrency) : "";
+}
+
 LabelList SeriesLabels(const RunRecord& r) {
   const WorkloadSpec& w = r.workload;
   LabelList l = {{"model", w.model.name},
@@ -96,6 +107,9 @@ LabelList SeriesLabels(const RunRecord& r) {
                  {"prompt_len", std::to_string(w.prompt_len)},
                  {"gen_len", std::to_string(w.gen_len)},
                  {"scenario", w.scenario},
+                 // Server runs: the offered load (absent, as empty labels are, elsewhere).
+                 {"rate", ServerLoad(w, true)},
+                 {"concurrency", ServerLoad(w, false)},
                  {"cluster", ClusterName(r)},
                  {"Hostname", r.host},
                  {"UUID", r.device.uuid}};

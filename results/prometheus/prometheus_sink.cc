@@ -182,7 +182,7 @@ Status PushRuns(const std::vector<RunRecord>& runs, const PushOptions& opts) {
       ++failed;
       continue;
     }
-    const bool ok = r->status == "ok";
+    const bool ok = r->Publishable();  // a shortened/unstable run must not replace a valid one
     FamilySet set;
     AddOptions add;
     add.nan_for_invalid = true;
@@ -267,7 +267,7 @@ Status WriteTextfile(const std::string& path, const std::vector<RunRecord>& runs
   FamilySet set;
   for (const RunRecord* r : LatestPerSeries(runs)) {
     AddOptions add;
-    if (r->status != "ok" && !previous.empty()) {
+    if (!r->Publishable() && !previous.empty()) {
       FamilySet probe;
       probe.AddGauge(kLastSuccess, "-", SeriesLabels(*r), 0);
       const std::string text = SerializeText(probe.Families());

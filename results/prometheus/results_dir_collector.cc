@@ -78,7 +78,7 @@ void ResultsDirCollector::Rebuild() const {
       s.latest = &e.record;
       s.latest_end = end;
     }
-    if (e.record.status == "ok") s.last_success = std::max(s.last_success, end);
+    if (e.record.Publishable()) s.last_success = std::max(s.last_success, end);
   }
   FamilySet set;
   for (const auto& [key, s] : series) {
