@@ -195,6 +195,12 @@ int Run(const RunFlags& f) {
         !s.ok()) {
       return Fail(Status(s.code(), Describe(w) + ": " + s.message()));
     }
+    if ((w.scenario == "single-stream" || w.scenario == "server") &&
+        (par.world_size > 1 || par.tp > 1 || par.dp > 1)) {
+      return Fail(Status::InvalidInput(Describe(w) + ": the " + w.scenario +
+                                       " scenario runs on one device (no MPI ranks, --tp, "
+                                       "--dp, --system or --devices)"));
+    }
     if (w.batch < par.dp) {
       return Fail(Status::InvalidInput(Describe(w) + ": batch " + std::to_string(w.batch) +
                                        " is smaller than --dp " + std::to_string(par.dp)));

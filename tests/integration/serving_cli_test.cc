@@ -175,6 +175,8 @@ TEST(ServingCli, BadServingInputExitsTwoNamingTheField) {
       {{"--scenario", "server", "--rate", "1", "--arrival", "bursty"}, "arrival"},
       {{"--scenario", "sweep", "--batches", "1,x"}, "--batches"},
       {{"--scenario", "queue"}, "allowed values: offline, single-stream, server, sweep"},
+      {{"--scenario", "server", "--rate", "1", "--backend", "sim", "--devices", "2"},
+       "runs on one device"},
   };
   for (const Case& c : cases) {
     const CliResult r = RunCli(Args(out, c.args));
