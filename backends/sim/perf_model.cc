@@ -115,9 +115,13 @@ double OpUtilisation(const DeviceModel& m, OpClass cls, const OpCost& c, double 
 double OpSeconds(const DeviceModel& m, const OpStream& s, const Op& op, const StepIO& io,
                  DType dt) {
   const OpCost c = CostOfOp(s, op, io, dt);
-  const double rows = BufferRows(op.out) == Rows::kSequenceRows
-                          ? static_cast<double>(io.seqs.size())
-                          : static_cast<double>(io.TotalTokens());
+  double rows = BufferRows(op.out) == Rows::kSequenceRows ? static_cast<double>(io.seqs.size())
+                                                          : static_cast<double>(io.TotalTokens());
+  if (op.kind == OpKind::kMoeExperts) {
+    // Grouped expert matmuls: each expert's matmul sees only the rows routed to it.
+    const MoeStepLoad load = ExpectedMoeLoad(s, static_cast<double>(io.TotalTokens()));
+    if (load.distinct_experts > 0) rows = load.assignments / load.distinct_experts;
+  }
   return OpSeconds(m, ClassOf(op.kind), c, rows, dt);
 }
 
