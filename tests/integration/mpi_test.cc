@@ -132,5 +132,33 @@ TEST(Mpi, RanksMustEqualTpTimesDp) {
   EXPECT_NE(r.err.find("but the job has 2"), std::string::npos) << r.err;
 }
 
+// MoE under tensor parallelism: the routed experts are split by expert over the ranks (each
+// computes its experts for every token, the allreduce combines them), attention and shared
+// experts by heads / FFN columns. fp32: the same greedy tokens as one rank, verified.
+class MoeParallelMatchesSingleRank : public ::testing::TestWithParam<int> {};
+
+TEST_P(MoeParallelMatchesSingleRank, SameTokensAndVerified) {
+  const int tp = GetParam();
+  const std::string single_dir = FreshDir("mpi_moe_single");
+  const CliResult single = RunCli(RunArgs("tiny-moe-mla", single_dir));
+  ASSERT_EQ(single.exit_code, 0) << single.err;
+  const json base = OnlyResult(single_dir);
+  const std::string dir = FreshDir("mpi_moe_tp" + std::to_string(tp));
+  auto args = RunArgs("tiny-moe-mla", dir);
+  args.insert(args.end(), {"--tp", std::to_string(tp)});
+  const CliResult r = MpiRun(tp, args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json doc = OnlyResult(dir);
+  EXPECT_EQ(doc["run"]["status"], "ok");
+  EXPECT_EQ(doc["verification"]["status"], "passed");
+  EXPECT_EQ(doc["generated_tokens"], base["generated_tokens"]);
+  // Both load measures exist: per expert (the same routing as one rank) and per rank.
+  EXPECT_EQ(doc["metrics"]["moe_load_imbalance_ratio"]["value"],
+            base["metrics"]["moe_load_imbalance_ratio"]["value"]);
+  EXPECT_GE(doc["metrics"]["moe_rank_load_imbalance_ratio"]["value"].get<double>(), 1.0);
+}
+
+INSTANTIATE_TEST_SUITE_P(TensorParallel, MoeParallelMatchesSingleRank, ::testing::Values(2, 4));
+
 }  // namespace
 }  // namespace cb::testing
