@@ -47,6 +47,8 @@ struct SessionConfig {
   int64_t max_step_tokens = 0;  ///< most new tokens in one step (sum over sequences)
   /// The tensor-parallel group for the stream's collectives; required when tp_size > 1.
   Communicator* tp_comm = nullptr;
+  /// The expert-parallel group for moe_experts' alltoallv; required when ep_size > 1.
+  Communicator* ep_comm = nullptr;
 };
 
 /// One model instance (one rank's shard) on one device.

@@ -9,7 +9,7 @@ namespace cb {
 
 using nlohmann::json;
 
-Status ParallelGroups::Init(int tp, int dp, World& world, double collective_timeout_s) {
+Status ParallelGroups::Init(int tp, int dp, World& world, double collective_timeout_s, int ep) {
   ctx_ = ParallelContext{};
   if (tp < 1 || dp < 1)
     return Status::InvalidInput("command line: --tp and --dp must be at least 1");
@@ -30,9 +30,18 @@ Status ParallelGroups::Init(int tp, int dp, World& world, double collective_time
   ctx_.collective_timeout_s = collective_timeout_s;
   world.set_collective_timeout(collective_timeout_s);
   ctx_.world = &world.world();
+  if (ep < 1 || (ep > 1 && (tp != 1 || dp != ep))) {
+    return Status::InvalidInput("command line: --ep " + std::to_string(ep) +
+                                " needs --tp 1 and one data-parallel rank per expert shard (" +
+                                std::to_string(ep) + " ranks; got tp " + std::to_string(tp) +
+                                ", dp " + std::to_string(dp) + ")");
+  }
+  ctx_.ep = ep;
+  ctx_.ep_rank = ep > 1 ? ctx_.dp_rank : 0;
   if (tp == 1) {
     single_ = std::make_unique<SingleRankCommunicator>();
     ctx_.tp_group = single_.get();
+    ctx_.ep_group = ep > 1 ? ctx_.world : single_.get();
   } else {
     CB_RETURN_IF_ERROR(world.Split(ctx_.dp_rank, ctx_.tp_rank, &tp_group_));
     ctx_.tp_group = tp_group_.get();

@@ -22,6 +22,10 @@ struct ParallelContext {
   double collective_timeout_s = 0;
   Communicator* world = nullptr;     ///< all ranks
   Communicator* tp_group = nullptr;  ///< the ranks of this replica
+  /// Expert parallelism (--ep N, tp 1, dp N): every rank is a replica for attention and
+  /// holds 1/N of the experts; ep_group is the whole world.
+  int ep = 1, ep_rank = 0;
+  Communicator* ep_group = nullptr;
   /// Simulated backend: tp x dp virtual devices in this one process. One TP group is
   /// simulated (this process is its rank 0 of replica 0, the replica with the most sequences)
   /// and the runner reports it for every device of every replica.
@@ -32,7 +36,8 @@ struct ParallelContext {
 class ParallelGroups {
  public:
   /// kInvalidInput (on every rank, same message) when tp * dp differs from the world size.
-  Status Init(int tp, int dp, World& world, double collective_timeout_s);
+  /// ep > 1 needs tp 1 and dp == ep (experts sharded over the data-parallel ranks).
+  Status Init(int tp, int dp, World& world, double collective_timeout_s, int ep = 1);
   const ParallelContext& context() const { return ctx_; }
 
  private:

@@ -246,7 +246,8 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   const int64_t first_seq = FirstSequence(w.batch, par.dp, par.dp_rank);
   OpStream stream, full;
   CB_RETURN_IF_ERROR(
-      BuildDenseDecoderStream(w.model, ShardSpec{par.tp, par.tp_rank}, w.LayersRun(), &stream));
+      BuildDenseDecoderStream(w.model, ShardSpec{par.tp, par.tp_rank, par.ep, par.ep_rank},
+                              w.LayersRun(), &stream));
   CB_RETURN_IF_ERROR(BuildDenseDecoderStream(w.model, ShardSpec{}, w.LayersRun(), &full));
   auto fail = [&](const std::string& what, const Status& s) {
     rec->status = "failed";
@@ -260,6 +261,7 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   cfg.max_context = w.prompt_len + w.gen_len;
   cfg.max_step_tokens = local_batch * w.prompt_len;
   cfg.tp_comm = par.tp_group;
+  cfg.ep_comm = par.ep_group;
   std::unique_ptr<Session> session;
   if (Status s = device.Open(cfg, &session); !s.ok()) return fail("opening a session", s);
   Progress(opts, "loading " + w.model.name + " (" + std::to_string(rec->layers_run) + " layers, " +

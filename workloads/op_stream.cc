@@ -350,6 +350,24 @@ Status BuildDenseDecoderStream(const ModelSpec& m, const ShardSpec& shard, int l
   if (!m.mla.enabled()) CB_RETURN_IF_ERROR(CheckDivides(m.num_kv_heads, "num_kv_heads", shard));
   CB_RETURN_IF_ERROR(CheckDivides(m.ffn_size, "ffn_size", shard));
   CB_RETURN_IF_ERROR(CheckDivides(m.vocab_size, "vocab_size", shard));
+  if (shard.ep_size < 1 || shard.ep_rank < 0 || shard.ep_rank >= shard.ep_size) {
+    return Status::InvalidInput("invalid shard: ep_rank " + std::to_string(shard.ep_rank) +
+                                " of ep_size " + std::to_string(shard.ep_size));
+  }
+  if (shard.ep_size > 1) {
+    if (!m.moe.enabled()) {
+      return Status::InvalidInput("--ep " + std::to_string(shard.ep_size) + ": " + m.name +
+                                  " has no experts to shard");
+    }
+    if (shard.tp_size > 1) {
+      return Status::InvalidInput("--ep and --tp > 1 together are not supported");
+    }
+    if (m.moe.num_experts % shard.ep_size != 0) {
+      return Status::InvalidInput("expert parallel size " + std::to_string(shard.ep_size) +
+                                  " does not divide num_experts (" +
+                                  std::to_string(m.moe.num_experts) + ")");
+    }
+  }
   if (m.moe.enabled()) {
     CB_RETURN_IF_ERROR(CheckDivides(m.moe.num_experts, "num_experts", shard));
     CB_RETURN_IF_ERROR(CheckDivides(m.moe.SharedFfn(), "the shared experts' ffn", shard));
@@ -378,8 +396,10 @@ Status BuildDenseDecoderStream(const ModelSpec& m, const ShardSpec& shard, int l
   d.vocab_full = m.vocab_size;
   if (m.moe.enabled()) {
     d.experts = m.moe.num_experts;
-    d.local_experts = m.moe.num_experts / shard.tp_size;
-    d.expert_begin = d.local_experts * shard.tp_rank;
+    const int expert_split = shard.ep_size > 1 ? shard.ep_size : shard.tp_size;
+    const int expert_rank = shard.ep_size > 1 ? shard.ep_rank : shard.tp_rank;
+    d.local_experts = m.moe.num_experts / expert_split;
+    d.expert_begin = d.local_experts * expert_rank;
     d.top_k = m.moe.experts_per_token;
     d.expert_ffn = m.moe.expert_ffn_size;
     d.shared_ffn = m.moe.SharedFfn() / shard.tp_size;

@@ -14,6 +14,11 @@ namespace cb {
 struct ShardSpec {
   int tp_size = 1;
   int tp_rank = 0;
+  /// Expert parallelism (tp_size 1): this rank holds experts [ep_rank, ep_rank + 1) x E / ep
+  /// and runs attention for its own sequences; moe_experts sends each (token, expert) row to
+  /// the expert's rank and the result back (alltoallv over SessionConfig::ep_comm).
+  int ep_size = 1;
+  int ep_rank = 0;
 };
 
 /// Activation buffers the ops read and write. Rows are either every token of the step

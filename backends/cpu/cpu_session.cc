@@ -328,6 +328,11 @@ Status CpuSession::Load(const OpStream& stream, const WeightSource& weights) {
   dims_ = stream.dims;
   layers_ = stream.layers;
   tp_size_ = stream.shard.tp_size;
+  ep_size_ = stream.shard.ep_size;
+  if (ep_size_ > 1 && (cfg_.ep_comm == nullptr || cfg_.ep_comm->size() != ep_size_)) {
+    return Status::InvalidInput("a stream with experts split " + std::to_string(ep_size_) +
+                                " ways needs an expert-parallel communicator of that size");
+  }
   if (tp_size_ > 1 && (cfg_.tp_comm == nullptr || cfg_.tp_comm->size() != tp_size_)) {
     return Status::InvalidInput("a stream split " + std::to_string(tp_size_) +
                                 " ways needs a tensor-parallel communicator of that size");
@@ -680,10 +685,38 @@ Status CpuSession::AllocateMoeMla(const OpStream& s) {
   return Status::Ok();
 }
 
+Status CpuSession::EnsureMoeRows(int64_t rows) {
+  if (rows <= moe_rows_) return Status::Ok();
+  moe_rows_ = (rows + 15) / 16 * 16;
+  const int64_t k_pad_h = (dims_.hidden + 31) / 32 * 32;
+  const size_t dt = DTypeBytes(cfg_.dtype);
+  CB_RETURN_IF_ERROR(moe_in_.Allocate(moe_rows_ * k_pad_h * dt, "expert input rows"));
+  CB_RETURN_IF_ERROR(
+      moe_gu_.Allocate(moe_rows_ * 2 * dims_.expert_ffn * sizeof(float), "expert gate/up rows"));
+  CB_RETURN_IF_ERROR(moe_act_.Allocate(moe_rows_ * dims_.expert_ffn * dt, "expert act rows"));
+  return moe_out_.Allocate(moe_rows_ * dims_.hidden * sizeof(float), "expert output rows");
+}
+
+Status CpuSession::RunExpert(const ExpertWeights& w, int64_t e, int64_t rows) {
+  // moe_in_ holds `rows` gathered rows (row stride k_pad); padding rows must be zero.
+  const int64_t hidden = dims_.hidden, f = dims_.expert_ffn;
+  const int64_t ld_in = w.gate_up[0]->k_pad;
+  const int64_t padded = rows <= kSkinnyMaxRows ? rows : (rows + 15) / 16 * 16;
+  const size_t dt = DTypeBytes(cfg_.dtype);
+  char* x = static_cast<char*>(moe_in_.data());
+  for (int64_t r = rows; r < padded; ++r) std::memset(x + r * ld_in * dt, 0, hidden * dt);
+  CB_RETURN_IF_ERROR(
+      matmul_.Run(*w.gate_up[e], x, cfg_.dtype, ld_in, padded, moe_gu_.as<float>(), 2 * f));
+  SwiGlu(moe_gu_.as<float>(), {moe_act_.data(), cfg_.dtype}, padded, f);
+  return matmul_.Run(*w.down[e], moe_act_.data(), cfg_.dtype, f, padded, moe_out_.as<float>(),
+                     hidden);
+}
+
 Status CpuSession::RunMoeExperts(const Op& op, const OpPlan& plan) {
+  if (ep_size_ > 1) return RunMoeExpertsEp(op, plan);
   const ActBuffer& in = bufs_[static_cast<int>(op.in)];
   const ActBuffer& out = bufs_[static_cast<int>(op.out)];
-  const int64_t hidden = dims_.hidden, f = dims_.expert_ffn;
+  const int64_t hidden = dims_.hidden;
   dispatch_.Build(bufs_[static_cast<int>(Buf::kRoute)].f32(), tokens_, dims_.top_k,
                   dims_.expert_begin, dims_.local_experts);
   std::memset(out.f32(), 0, static_cast<size_t>(tokens_ * hidden) * sizeof(float));
@@ -693,24 +726,15 @@ Status CpuSession::RunMoeExperts(const Op& op, const OpPlan& plan) {
   for (int64_t e = 0; e < dims_.local_experts; ++e) {
     const int64_t begin = dispatch_.offset[e], rows = dispatch_.offset[e + 1] - begin;
     if (rows == 0) continue;
-    const int64_t padded = rows <= kSkinnyMaxRows ? rows : (rows + 15) / 16 * 16;
-    // Dispatch: gather this expert's rows (padding rows zero).
+    // Dispatch: gather this expert's rows.
     char* x = static_cast<char*>(moe_in_.data());
     const char* h = static_cast<const char*>(in.mem.data());
 #pragma omp parallel for schedule(static) if (rows >= 64)
-    for (int64_t r = 0; r < padded; ++r) {
-      if (r < rows) {
-        std::memcpy(x + r * ld_in * dt, h + dispatch_.token[begin + r] * hidden * dt, hidden * dt);
-      } else {
-        std::memset(x + r * ld_in * dt, 0, hidden * dt);
-      }
+    for (int64_t r = 0; r < rows; ++r) {
+      std::memcpy(x + r * ld_in * dt, h + dispatch_.token[begin + r] * hidden * dt, hidden * dt);
     }
     // Grouped expert matmuls: gate/up, SwiGLU, down.
-    CB_RETURN_IF_ERROR(
-        matmul_.Run(*w.gate_up[e], x, cfg_.dtype, ld_in, padded, moe_gu_.as<float>(), 2 * f));
-    SwiGlu(moe_gu_.as<float>(), {moe_act_.data(), cfg_.dtype}, padded, f);
-    CB_RETURN_IF_ERROR(matmul_.Run(*w.down[e], moe_act_.data(), cfg_.dtype, f, padded,
-                                   moe_out_.as<float>(), hidden));
+    CB_RETURN_IF_ERROR(RunExpert(w, e, rows));
     // Combine: weighted rows back in token order (a token meets an expert at most once).
     const float* y = moe_out_.as<float>();
 #pragma omp parallel for schedule(static) if (rows >= 16)
@@ -720,6 +744,112 @@ Status CpuSession::RunMoeExperts(const Op& op, const OpPlan& plan) {
 #pragma omp simd
       for (int64_t c = 0; c < hidden; ++c) o[c] += wt * y[r * hidden + c];
     }
+  }
+  return Status::Ok();
+}
+
+Status CpuSession::RunMoeExpertsEp(const Op& op, const OpPlan& plan) {
+  const ActBuffer& in = bufs_[static_cast<int>(op.in)];
+  const ActBuffer& out = bufs_[static_cast<int>(op.out)];
+  const int64_t hidden = dims_.hidden, k = dims_.top_k, per_rank = dims_.local_experts;
+  const int64_t width = hidden + 1;  // [global expert id, h row as fp32]
+  const float* route = bufs_[static_cast<int>(Buf::kRoute)].f32();
+  const int ep = ep_size_;
+  Communicator& comm = *cfg_.ep_comm;
+  // 1. Dispatch: this rank's (token, expert) pairs grouped by the expert's rank.
+  ep_counts_.assign(ep, 0);
+  for (int64_t i = 0; i < tokens_ * k; ++i) {
+    ++ep_counts_[static_cast<int64_t>(route[(i / k) * 2 * k + i % k]) / per_rank];
+  }
+  ep_offsets_.assign(ep, 0);
+  for (int r = 1; r < ep; ++r) ep_offsets_[r] = ep_offsets_[r - 1] + ep_counts_[r - 1];
+  ep_send_.resize(std::max<int64_t>(1, tokens_ * k * width));
+  ep_pair_token_.resize(tokens_ * k);
+  ep_pair_weight_.resize(tokens_ * k);
+  std::vector<int> fill = ep_offsets_;
+  for (int64_t t = 0; t < tokens_; ++t) {
+    for (int64_t j = 0; j < k; ++j) {
+      const float id = route[t * 2 * k + j];
+      const int64_t slot = fill[static_cast<int64_t>(id) / per_rank]++;
+      float* row = ep_send_.data() + slot * width;
+      row[0] = id;
+      for (int64_t c = 0; c < hidden; ++c) {
+        row[1 + c] = in.dtype == DType::kBF16 ? Bf16ToFloat(in.mem.as<uint16_t>()[t * hidden + c])
+                                              : in.f32()[t * hidden + c];
+      }
+      ep_pair_token_[slot] = static_cast<int32_t>(t);
+      ep_pair_weight_[slot] = route[t * 2 * k + k + j];
+    }
+  }
+  // 2. Row counts, then the rows (alltoallv).
+  std::vector<float> counts_out(ep), counts_in(ep);
+  std::vector<int> ones(ep, 1), iota(ep);
+  for (int r = 0; r < ep; ++r) {
+    counts_out[r] = static_cast<float>(ep_counts_[r]);
+    iota[r] = r;
+  }
+  CB_RETURN_IF_ERROR(comm.AllToAllV(counts_out.data(), ones.data(), iota.data(), counts_in.data(),
+                                    ones.data(), iota.data()));
+  ep_rcounts_.assign(ep, 0);
+  ep_roffsets_.assign(ep, 0);
+  for (int r = 0; r < ep; ++r) ep_rcounts_[r] = static_cast<int>(counts_in[r]);
+  for (int r = 1; r < ep; ++r) ep_roffsets_[r] = ep_roffsets_[r - 1] + ep_rcounts_[r - 1];
+  const int64_t received = ep_roffsets_[ep - 1] + ep_rcounts_[ep - 1];
+  std::vector<int> sc(ep), so(ep), rc(ep), ro(ep);
+  for (int r = 0; r < ep; ++r) {
+    sc[r] = static_cast<int>(ep_counts_[r] * width);
+    so[r] = static_cast<int>(ep_offsets_[r] * width);
+    rc[r] = static_cast<int>(ep_rcounts_[r] * width);
+    ro[r] = static_cast<int>(ep_roffsets_[r] * width);
+  }
+  ep_recv_.resize(std::max<int64_t>(1, received * width));
+  CB_RETURN_IF_ERROR(
+      comm.AllToAllV(ep_send_.data(), sc.data(), so.data(), ep_recv_.data(), rc.data(), ro.data()));
+  // 3. The local experts on every row they received, results in the received order.
+  ep_result_.resize(std::max<int64_t>(1, received * hidden));
+  CB_RETURN_IF_ERROR(EnsureMoeRows(received));
+  const ExpertWeights& w = *plan.experts;
+  const int64_t ld_in = w.gate_up[0]->k_pad;
+  std::vector<int64_t> rows_of;
+  for (int64_t e = 0; e < per_rank; ++e) {
+    rows_of.clear();
+    for (int64_t i = 0; i < received; ++i) {
+      if (static_cast<int64_t>(ep_recv_[i * width]) - dims_.expert_begin == e) rows_of.push_back(i);
+    }
+    if (rows_of.empty()) continue;
+    const int64_t rows = static_cast<int64_t>(rows_of.size());
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* src = ep_recv_.data() + rows_of[r] * width + 1;
+      if (cfg_.dtype == DType::kBF16) {
+        uint16_t* dst = moe_in_.as<uint16_t>() + r * ld_in;
+        for (int64_t c = 0; c < hidden; ++c) dst[c] = FloatToBf16(src[c]);
+      } else {
+        std::memcpy(moe_in_.as<float>() + r * ld_in, src, hidden * sizeof(float));
+      }
+    }
+    CB_RETURN_IF_ERROR(RunExpert(w, e, rows));
+    for (int64_t r = 0; r < rows; ++r) {
+      std::memcpy(ep_result_.data() + rows_of[r] * hidden, moe_out_.as<float>() + r * hidden,
+                  hidden * sizeof(float));
+    }
+  }
+  // 4. Results back to the rows' ranks (the reverse alltoallv), then combine.
+  for (int r = 0; r < ep; ++r) {
+    sc[r] = static_cast<int>(ep_rcounts_[r] * hidden);
+    so[r] = static_cast<int>(ep_roffsets_[r] * hidden);
+    rc[r] = static_cast<int>(ep_counts_[r] * hidden);
+    ro[r] = static_cast<int>(ep_offsets_[r] * hidden);
+  }
+  ep_back_.resize(std::max<int64_t>(1, tokens_ * k * hidden));
+  CB_RETURN_IF_ERROR(comm.AllToAllV(ep_result_.data(), sc.data(), so.data(), ep_back_.data(),
+                                    rc.data(), ro.data()));
+  std::memset(out.f32(), 0, static_cast<size_t>(tokens_ * hidden) * sizeof(float));
+  for (int64_t i = 0; i < tokens_ * k; ++i) {
+    float* o = out.f32() + ep_pair_token_[i] * hidden;
+    const float wt = ep_pair_weight_[i];
+    const float* y = ep_back_.data() + i * hidden;
+#pragma omp simd
+    for (int64_t c = 0; c < hidden; ++c) o[c] += wt * y[c];
   }
   return Status::Ok();
 }

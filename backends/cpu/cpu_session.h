@@ -74,6 +74,11 @@ class CpuSession final : public Session {
   Status PlanMoeMla(const OpStream& stream, const WeightSource& weights);
   Status AllocateMoeMla(const OpStream& stream);
   Status RunMoeExperts(const Op& op, const OpPlan& plan);
+  /// Expert parallelism: rows to the experts' ranks and results back (alltoallv).
+  Status RunMoeExpertsEp(const Op& op, const OpPlan& plan);
+  /// One local expert on `rows` gathered rows (moe_in_) -> moe_out_.
+  Status RunExpert(const ExpertWeights& w, int64_t e, int64_t rows);
+  Status EnsureMoeRows(int64_t rows);
   int64_t Rows(Buf b) const { return BufferRows(b) == Rows::kTokenRows ? tokens_ : seqs_; }
 
   SessionConfig cfg_;
@@ -109,6 +114,11 @@ class CpuSession final : public Session {
   ExpertDispatch dispatch_;
   AlignedBuffer moe_in_, moe_gu_, moe_act_, moe_out_;  ///< per-expert gathered rows
   int64_t moe_rows_ = 0;                               ///< their row capacity
+  int ep_size_ = 1;
+  std::vector<float> ep_send_, ep_recv_, ep_result_, ep_back_;  ///< alltoallv payloads
+  std::vector<int> ep_counts_, ep_offsets_, ep_rcounts_, ep_roffsets_;
+  std::vector<int32_t> ep_pair_token_;  ///< (token, weight) of each sent row, in send order
+  std::vector<float> ep_pair_weight_;
   LatentCache latent_;
   AlignedBuffer mla_rope_;     ///< [max_context][qk_rope]: cosines then sines
   AlignedBuffer mla_scratch_;  ///< per thread: q_lat, o_lat, scores

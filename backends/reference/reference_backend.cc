@@ -97,7 +97,7 @@ class ReferenceSession final : public Session {
 };
 
 Status ReferenceSession::Load(const OpStream& stream, const WeightSource& weights) {
-  if (stream.shard.tp_size != 1) {
+  if (stream.shard.tp_size != 1 || stream.shard.ep_size != 1) {
     return Status::Unsupported("the reference backend runs a single rank only (tp_size " +
                                std::to_string(stream.shard.tp_size) + ")");
   }

@@ -36,6 +36,7 @@ struct RunFlags {
   bool no_verify = false, remeasure = false, quiet = false;
   std::string results_dir = "results", out, format = "table", inject_fault;
   int tp = 1, dp = 0;  ///< dp 0: world size / tp
+  int ep = 1;          ///< expert parallelism (MoE): experts sharded over the dp ranks
   CLI::Option* tp_opt = nullptr;
   std::string system;                         ///< sim: a catalog system of virtual devices
   int devices = 0;                            ///< sim: virtual devices in this process
@@ -185,7 +186,7 @@ int Run(const RunFlags& f) {
   ParallelGroups groups;
   if (!sim_cluster.active()) {
     const int dp = f.dp > 0 ? f.dp : std::max(1, world.size() / std::max(1, f.tp));
-    if (Status s = groups.Init(f.tp, dp, world, f.collective_timeout_s); !s.ok()) return Fail(s);
+    if (Status s = groups.Init(f.tp, dp, world, f.collective_timeout_s, f.ep); !s.ok()) return Fail(s);
   }
   const ParallelContext& par = sim_cluster.active() ? sim_cluster.context() : groups.context();
   const bool rank0 = par.world_rank == 0;
@@ -452,6 +453,9 @@ CommandFn AddRunCommand(CLI::App& app) {
   cmd->add_option("--devices", f->devices, "sim: virtual devices in this process (tp x dp)")
       ->check(CLI::PositiveNumber)
       ->group("Simulated backend");
+  cmd->add_option("--ep", f->ep,
+                  "MoE expert parallelism (MPI, tp 1): experts sharded over N ranks, each "
+                  "running attention for its share of the sequences");
   cmd->add_option("--dp", f->dp, "Data-parallel replicas (MPI; default: ranks / tp)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--collective-timeout", f->collective_timeout_s,

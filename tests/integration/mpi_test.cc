@@ -160,5 +160,41 @@ TEST_P(MoeParallelMatchesSingleRank, SameTokensAndVerified) {
 
 INSTANTIATE_TEST_SUITE_P(TensorParallel, MoeParallelMatchesSingleRank, ::testing::Values(2, 4));
 
+// Expert parallelism: --ep N on N ranks, each running attention for its share of the batch
+// and 1/N of the experts; (token, expert) rows go to the expert's rank and back through
+// alltoallv. Every replica is verified against the whole model on the reference; fp32: the
+// first sequence's greedy tokens are one rank's.
+class MoeExpertParallelMatchesSingleRank : public ::testing::TestWithParam<int> {};
+
+TEST_P(MoeExpertParallelMatchesSingleRank, SameTokensAndVerified) {
+  const int ep = GetParam();
+  const std::string single_dir = FreshDir("mpi_moe_ep_single");
+  const CliResult single = RunCli(RunArgs("tiny-moe-mla", single_dir));
+  ASSERT_EQ(single.exit_code, 0) << single.err;
+  const json base = OnlyResult(single_dir);
+  const std::string dir = FreshDir("mpi_moe_ep" + std::to_string(ep));
+  auto args = RunArgs("tiny-moe-mla", dir);
+  args.insert(args.end(), {"--ep", std::to_string(ep)});
+  const CliResult r = MpiRun(ep, args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json doc = OnlyResult(dir);
+  EXPECT_EQ(doc["run"]["status"], "ok");
+  EXPECT_EQ(doc["verification"]["status"], "passed");
+  EXPECT_EQ(doc["generated_tokens"], base["generated_tokens"]);
+  EXPECT_EQ(doc["cluster"]["dp"], ep);
+}
+
+INSTANTIATE_TEST_SUITE_P(ExpertParallel, MoeExpertParallelMatchesSingleRank,
+                         ::testing::Values(2, 4));
+
+TEST(MpiMoe, ExpertParallelNeedsOneRankPerShard) {
+  const std::string dir = FreshDir("mpi_moe_ep_bad");
+  auto args = RunArgs("tiny-moe-mla", dir);
+  args.insert(args.end(), {"--ep", "2", "--tp", "2"});
+  const CliResult r = MpiRun(2, args);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--ep 2"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace cb::testing
