@@ -18,16 +18,26 @@ namespace {
 
 /// Expert-load imbalance of each measured step of a MoE model, from the routers' counts
 /// (StepIO::expert_load): max / mean tokens per expert, and per rank when the experts are
-/// split over ranks, averaged over the MoE layers run. Rank 0's replica.
+/// split over ranks, averaged over the MoE layers run. Under expert parallelism the counts of
+/// all ranks are summed (an allreduce after the timed step); otherwise rank 0's replica.
 class MoeLoadSteps {
  public:
-  explicit MoeLoadSteps(const LocalDims& d)
-      : experts_(d.experts), per_rank_(d.local_experts < d.experts ? d.local_experts : 0) {}
+  MoeLoadSteps(const LocalDims& d, Communicator* ep)
+      : experts_(d.experts),
+        per_rank_(d.local_experts < d.experts ? d.local_experts : 0),
+        ep_(ep != nullptr && ep->size() > 1 ? ep : nullptr) {}
   void Add(const StepIO& io) {
     if (experts_ == 0 || io.expert_load.empty()) return;  // dense, or a modelled backend
-    per_expert_.push_back(ExpertLoadImbalance(io.expert_load, experts_));
-    if (per_rank_ > 0)
-      per_rank_ratio_.push_back(ExpertLoadImbalance(io.expert_load, experts_, per_rank_));
+    const std::vector<int32_t>* load = &io.expert_load;
+    std::vector<int32_t> summed;
+    if (ep_ != nullptr) {
+      std::vector<float> f(io.expert_load.begin(), io.expert_load.end());
+      if (!ep_->AllReduceSum(f.data(), f.size()).ok()) return;
+      summed.assign(f.begin(), f.end());
+      load = &summed;
+    }
+    per_expert_.push_back(ExpertLoadImbalance(*load, experts_));
+    if (per_rank_ > 0) per_rank_ratio_.push_back(ExpertLoadImbalance(*load, experts_, per_rank_));
   }
   void AddMetrics(RunRecord* rec) const {
     auto add = [&](const char* name, const std::vector<double>& v) {
@@ -41,6 +51,7 @@ class MoeLoadSteps {
 
  private:
   int64_t experts_ = 0, per_rank_ = 0;
+  Communicator* ep_ = nullptr;
   std::vector<double> per_expert_, per_rank_ratio_;
 };
 
@@ -245,9 +256,8 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   const int64_t local_batch = LocalBatch(w.batch, par.dp, par.dp_rank);
   const int64_t first_seq = FirstSequence(w.batch, par.dp, par.dp_rank);
   OpStream stream, full;
-  CB_RETURN_IF_ERROR(
-      BuildDenseDecoderStream(w.model, ShardSpec{par.tp, par.tp_rank, par.ep, par.ep_rank},
-                              w.LayersRun(), &stream));
+  CB_RETURN_IF_ERROR(BuildDenseDecoderStream(
+      w.model, ShardSpec{par.tp, par.tp_rank, par.ep, par.ep_rank}, w.LayersRun(), &stream));
   CB_RETURN_IF_ERROR(BuildDenseDecoderStream(w.model, ShardSpec{}, w.LayersRun(), &full));
   auto fail = [&](const std::string& what, const Status& s) {
     rec->status = "failed";
@@ -320,7 +330,7 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   mine.host = par.host;
   mine.sequences = local_batch;
   const int total = w.warmup + w.repetitions;
-  MoeLoadSteps moe_load(stream.dims);
+  MoeLoadSteps moe_load(stream.dims, par.ep_group);
   Status energy_started = Status::Unsupported("no energy meter");
   for (int rep = 0; rep < total; ++rep) {
     const bool warm = rep < w.warmup;
