@@ -8,6 +8,7 @@
 #include <set>
 
 #include "results/record_json.h"
+#include "workloads/moe_routing.h"
 
 namespace cb {
 namespace {
@@ -78,7 +79,10 @@ std::string Upper(std::string s) {
 }
 
 std::string ModelName(const RunRecord& r) {
-  if (!r.workload.model.name.empty()) return r.workload.model.name;
+  if (!r.workload.model.name.empty()) {
+    const std::string routing = RoutingName(r.workload.model);
+    return routing.empty() ? r.workload.model.name : r.workload.model.name + " " + routing;
+  }
   return r.workload.model_ref.empty() ? kMissing : r.workload.model_ref;
 }
 

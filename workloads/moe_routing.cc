@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <stdexcept>
 
 namespace cb {
@@ -119,6 +120,13 @@ double ExpertLoadImbalance(const std::vector<int32_t>& load, int64_t experts, in
     ++counted;
   }
   return counted > 0 ? sum / counted : 0;
+}
+
+std::string RoutingName(const ModelSpec& model) {
+  if (!model.moe.enabled() || !(model.routing_zipf_s > 0)) return "";
+  char text[32];
+  std::snprintf(text, sizeof(text), "zipf:%g", model.routing_zipf_s);
+  return text;
 }
 
 }  // namespace cb

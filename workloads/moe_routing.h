@@ -28,6 +28,8 @@ void CountExpertLoad(const float* route, int64_t tokens, int64_t top_k, int64_t 
 /// "uniform" -> 0, "zipf:S" (S > 0) -> S: the expert-load skew of --routing / the suite's
 /// `routing`. kInvalidInput naming the allowed values; zipf on a dense model is an error.
 Status ParseRouting(const std::string& text, const ModelSpec& model, double* zipf_s);
+/// The inverse of ParseRouting: "" for a dense model or uniform routing, else "zipf:S".
+std::string RoutingName(const ModelSpec& model);
 
 /// Load imbalance of one step's routing, from StepIO::expert_load ([layers][experts]): for each
 /// MoE layer (rows with any load) max / mean of the tokens per group of `group` consecutive

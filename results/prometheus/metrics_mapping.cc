@@ -9,6 +9,8 @@
 #include <set>
 #include <sstream>
 
+#include "workloads/moe_routing.h"
+
 namespace cb::prom {
 namespace {
 
@@ -107,6 +109,8 @@ LabelList SeriesLabels(const RunRecord& r) {
                  {"prompt_len", std::to_string(w.prompt_len)},
                  {"gen_len", std::to_string(w.gen_len)},
                  {"scenario", w.scenario},
+                 // MoE runs with skewed routing (absent for uniform routing and dense models).
+                 {"routing", RoutingName(w.model)},
                  // Server runs: the offered load (absent, as empty labels are, elsewhere).
                  {"rate", ServerLoad(w, true)},
                  {"concurrency", ServerLoad(w, false)},

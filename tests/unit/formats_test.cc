@@ -217,6 +217,21 @@ TEST(FormatsTest, TableShowsFiguresMarksAndStatus) {
             "tolerance 0.02");
 }
 
+TEST(FormatsTest, TableNamesSkewedMoeRouting) {
+  RunRecord skewed = PopulatedRecord();
+  skewed.workload.model.moe.num_experts = 8;
+  skewed.workload.model.moe.experts_per_token = 2;
+  skewed.workload.model.moe.expert_ffn_size = 32;
+  skewed.workload.model.routing_zipf_s = 1.5;
+  RunRecord uniform = skewed;
+  uniform.workload.model.routing_zipf_s = 0;
+  std::vector<std::string> notes;
+  const std::vector<Row> rows = ParseTable(Render({uniform, skewed}, "table"), &notes);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].at("model"), "llama-3.2-1b");
+  EXPECT_EQ(rows[1].at("model"), "llama-3.2-1b zipf:1.5");
+}
+
 TEST(FormatsTest, TableOfAnInvalidRunAloneShowsNoSpeeds) {
   std::vector<std::string> notes;
   RunRecord failed = InvalidRecord();

@@ -83,6 +83,27 @@ TEST(PrometheusMapping, OkRunHasFiguresWithProvenanceAndSeriesLabels) {
   }
 }
 
+TEST(PrometheusMapping, SkewedMoeRoutingIsItsOwnSeries) {
+  RunRecord uniform = fixtures::PopulatedRecord();
+  uniform.workload.model.moe.num_experts = 8;
+  uniform.workload.model.moe.experts_per_token = 2;
+  uniform.workload.model.moe.expert_ffn_size = 32;
+  RunRecord skewed = uniform;
+  skewed.workload.model.routing_zipf_s = 1.5;
+  EXPECT_NE(SeriesKey(uniform), SeriesKey(skewed));
+  FamilySet set;
+  set.AddRun(skewed);
+  const ClientMetric* decode =
+      FindSample(set, "clusterbench_throughput_tokens_per_second", "phase", "decode");
+  ASSERT_NE(decode, nullptr);
+  EXPECT_EQ(LabelValue(*decode, "routing"), "zipf:1.5");
+  FamilySet plain;
+  plain.AddRun(uniform);
+  decode = FindSample(plain, "clusterbench_throughput_tokens_per_second", "phase", "decode");
+  ASSERT_NE(decode, nullptr);
+  for (const auto& l : decode->label) EXPECT_NE(l.name, "routing");
+}
+
 TEST(PrometheusMapping, UnknownMetricsAreExportedGenerically) {
   RunRecord r = fixtures::PopulatedRecord();
   r.metrics.push_back(fixtures::MakeMetric("queue_wait_seconds", "s", Provenance::kModelled, 2.5));
