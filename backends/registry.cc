@@ -4,13 +4,16 @@
 #include "backends/reference/reference_backend.h"
 #include "backends/sim/sim_device.h"
 #if defined(CLUSTERBENCH_HAVE_CUDA)
-#include "backends/cuda/cuda_backend.h"
-#include "backends/cuda/cuda_ceilings.h"
+#include "backends/cuda_plugin_loader.h"
 #endif
 
 namespace cb {
 
-std::vector<BackendInfo> ListBackends() {
+namespace {
+
+// probe_cuda false: cuda is listed unavailable without loading the CUDA plugin (and with it the
+// CUDA libraries), for OpenDevice of another backend.
+std::vector<BackendInfo> ListBackends(bool probe_cuda) {
   std::vector<BackendInfo> list;
   BackendInfo cpu{"cpu", "x86 CPUs: oneDNN matmuls, AVX-512 kernels, OpenMP threads", true, ""};
   cpu.available = CpuBackendUsable(&cpu.unavailable_reason);
@@ -18,7 +21,12 @@ std::vector<BackendInfo> ListBackends() {
   BackendInfo cuda{"cuda", "NVIDIA GPUs: cuBLAS matmuls, CUDA kernels, CUDA graphs, NCCL or MPI",
                    false, ""};
 #if defined(CLUSTERBENCH_HAVE_CUDA)
-  cuda.available = CudaBackendUsable(&cuda.unavailable_reason);
+  // The CUDA backend is a plugin, dlopen'ed here (why: backends/cuda_plugin_loader.cc).
+  if (!probe_cuda) {
+    cuda.unavailable_reason = "not probed";
+  } else if (const CudaPluginTable* plugin = LoadCudaPlugin(&cuda.unavailable_reason)) {
+    cuda.available = plugin->backend_usable(&cuda.unavailable_reason);
+  }
 #else
   cuda.unavailable_reason =
       "built without CUDA (configure with -DCLUSTERBENCH_CUDA=ON or AUTO where nvcc is installed)";
@@ -35,12 +43,19 @@ std::vector<BackendInfo> ListBackends() {
   return list;
 }
 
+}  // namespace
+
+std::vector<BackendInfo> ListBackends() { return ListBackends(/*probe_cuda=*/true); }
+
 Status MeasureBackendCeilings(const std::string& backend, double matmul_flops_per_s[kDTypeCount],
                               double* mem_bytes_per_s, std::string* source) {
 #if defined(CLUSTERBENCH_HAVE_CUDA)
   if (backend == "cuda") {
+    std::string error;
+    const CudaPluginTable* plugin = LoadCudaPlugin(&error);
+    if (plugin == nullptr) return Status::Unsupported(error);
     CudaCeilings c;
-    CB_RETURN_IF_ERROR(MeasureCudaCeilings(-1, &c));
+    CB_RETURN_IF_ERROR(plugin->measure_ceilings(-1, &c));
     for (int i = 0; i < kDTypeCount; ++i) matmul_flops_per_s[i] = c.matmul_flops_per_s[i];
     *mem_bytes_per_s = c.copy_bytes_per_s;
     *source = c.source;
@@ -53,7 +68,7 @@ Status MeasureBackendCeilings(const std::string& backend, double matmul_flops_pe
 Status OpenDevice(const std::string& backend, std::unique_ptr<Device>* out) {
   if (backend == "sim" || backend.starts_with("sim:")) return sim::MakeSimDevice(backend, "", out);
   std::string allowed;
-  for (const BackendInfo& b : ListBackends()) {
+  for (const BackendInfo& b : ListBackends(/*probe_cuda=*/backend == "cuda")) {
     allowed += (allowed.empty() ? "" : ", ") + b.name;
     if (b.name != backend) continue;
     if (!b.available) {
@@ -64,7 +79,7 @@ Status OpenDevice(const std::string& backend, std::unique_ptr<Device>* out) {
       *out = MakeCpuDevice();
 #if defined(CLUSTERBENCH_HAVE_CUDA)
     } else if (backend == "cuda") {
-      return OpenCudaDevice(-1, out);
+      return LoadCudaPlugin(nullptr)->open_device(-1, out);  // available: loaded
 #endif
     } else if (backend == "reference") {
       *out = MakeReferenceDevice();
