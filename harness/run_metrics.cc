@@ -97,6 +97,7 @@ ClusterRecord MakeClusterRecord(const ParallelContext& ctx, const std::vector<Ra
   c.world_size = ctx.world_size;
   c.tp = ctx.tp;
   c.dp = ctx.dp;
+  c.ep = ctx.ep;
   c.launcher = ctx.launcher;
   c.collective_timeout_s = ctx.collective_timeout_s;
   std::set<std::string> hosts;

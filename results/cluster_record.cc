@@ -22,6 +22,7 @@ json ClusterRecordToJson(const ClusterRecord& c) {
   return {{"world_size", c.world_size},
           {"tp", c.tp},
           {"dp", c.dp},
+          {"ep", c.ep},
           {"nodes", c.nodes},
           {"launcher", c.launcher},
           {"collective_timeout_s", c.collective_timeout_s},
@@ -34,6 +35,7 @@ Status ClusterRecordFromJson(const json& j, const std::string& origin, ClusterRe
     j.at("world_size").get_to(c.world_size);
     j.at("tp").get_to(c.tp);
     j.at("dp").get_to(c.dp);
+    c.ep = j.value("ep", 1);  // results written before expert parallelism have no "ep"
     j.at("nodes").get_to(c.nodes);
     j.at("launcher").get_to(c.launcher);
     j.at("collective_timeout_s").get_to(c.collective_timeout_s);

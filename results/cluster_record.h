@@ -22,6 +22,7 @@ struct RankRecord {
 /// Layout and per-rank figures of a run over several ranks (MPI).
 struct ClusterRecord {
   int world_size = 1, tp = 1, dp = 1;
+  int ep = 1;  ///< expert-parallel ranks (MoE --ep): the dp replicas each hold 1/ep of the experts
   int nodes = 1;         ///< distinct hosts
   std::string launcher;  ///< "mpi"
   double collective_timeout_s = 0;

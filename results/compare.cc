@@ -352,7 +352,7 @@ std::string CompareKey(const RunRecord& r) {
   if (r.sweep) key += "sweep=" + r.sweep->axis + ":" + Fmt(r.sweep->value, "%.17g") + "\x1f";
   if (r.cluster) {
     key += "tp=" + std::to_string(r.cluster->tp) + "\x1f" + "dp=" + std::to_string(r.cluster->dp) +
-           "\x1f";
+           "\x1f" + "ep=" + std::to_string(r.cluster->ep) + "\x1f";
   }
   return key;
 }
@@ -372,8 +372,10 @@ std::string SeriesLabel(const RunRecord& r) {
     label += r.serving->concurrency > 0 ? " concurrency " + std::to_string(r.serving->concurrency)
                                         : " rate " + Fmt(r.serving->target_rate, "%.4g") + "/s";
   }
-  if (r.cluster)
+  if (r.cluster) {
     label += " tp" + std::to_string(r.cluster->tp) + "xdp" + std::to_string(r.cluster->dp);
+    if (r.cluster->ep > 1) label += " ep" + std::to_string(r.cluster->ep);
+  }
   if (!r.host.empty()) label += " @" + r.host;
   return label;
 }

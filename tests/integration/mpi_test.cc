@@ -83,6 +83,7 @@ TEST_P(ParallelMatchesSingleRank, SameTokensAndVerified) {
   EXPECT_EQ(doc["cluster"]["world_size"], tp * dp);
   EXPECT_EQ(doc["cluster"]["tp"], tp);
   EXPECT_EQ(doc["cluster"]["dp"], dp);
+  EXPECT_EQ(doc["cluster"]["ep"], 1);
   EXPECT_EQ(doc["cluster"]["ranks"].size(), static_cast<size_t>(tp * dp));
   const json& m = doc["metrics"];
   EXPECT_GT(m["decode_tokens_per_second"]["value"].get<double>(), 0);
@@ -182,6 +183,7 @@ TEST_P(MoeExpertParallelMatchesSingleRank, SameTokensAndVerified) {
   EXPECT_EQ(doc["verification"]["status"], "passed");
   EXPECT_EQ(doc["generated_tokens"], base["generated_tokens"]);
   EXPECT_EQ(doc["cluster"]["dp"], ep);
+  EXPECT_EQ(doc["cluster"]["ep"], ep);
 }
 
 INSTANTIATE_TEST_SUITE_P(ExpertParallel, MoeExpertParallelMatchesSingleRank,

@@ -13,6 +13,7 @@
 #include <limits>
 #include <sstream>
 
+#include "results/cluster_record.h"
 #include "tests/unit/record_testing.h"
 
 namespace cb {
@@ -316,6 +317,28 @@ TEST_F(SchemaTest, BrokenDocumentFails) {
 }
 
 TEST_F(SchemaTest, UsageErrorExitsTwo) { EXPECT_EQ(Validate(""), 2) << output_; }
+
+}  // namespace
+}  // namespace cb
+
+namespace cb {
+namespace {
+
+TEST(ClusterRecordJson, ExpertParallelRoundTripsAndOlderFilesMeanNone) {
+  ClusterRecord c;
+  c.world_size = 4;
+  c.dp = 4;
+  c.ep = 4;
+  c.launcher = "mpi";
+  nlohmann::json j = ClusterRecordToJson(c);
+  EXPECT_EQ(j["ep"], 4);
+  ClusterRecord back;
+  ASSERT_TRUE(ClusterRecordFromJson(j, "test", &back).ok());
+  EXPECT_EQ(back.ep, 4);
+  j.erase("ep");  // a result written before --ep existed
+  ASSERT_TRUE(ClusterRecordFromJson(j, "test", &back).ok());
+  EXPECT_EQ(back.ep, 1);
+}
 
 }  // namespace
 }  // namespace cb
