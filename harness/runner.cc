@@ -74,24 +74,30 @@ Segments SplitByLayer(const OpStream& s) {
   return seg;
 }
 
-/// Work of one step of the whole model: a partial stream's layers scaled to the model's
-/// layer count, the same way StepTimer extrapolates time.
+}  // namespace
+
+/// Work of one step of the whole model: every layer of the stream, and for a partial stream
+/// the mean of its layers scaled to the model's layer count, the same way StepTimer
+/// extrapolates time. (Layers differ in MoE models: dense first layers, then MoE layers.)
 OpCost ExtrapolatedCost(const OpStream& stream, const StepIO& io, DType dtype,
                         int64_t model_layers) {
   const Segments seg = SplitByLayer(stream);
   OpCost c = CostOfOps(stream, seg.head.begin, seg.head.end, io, dtype);
   c += CostOfOps(stream, seg.tail.begin, seg.tail.end, io, dtype);
   if (!seg.layers.empty()) {
-    OpCost layer = CostOfOps(stream, seg.layers[0].begin, seg.layers[0].end, io, dtype);
-    const double n = static_cast<double>(model_layers);
-    layer.flops *= n;
-    layer.bytes *= n;
-    layer.weight_bytes *= n;
-    layer.kv_bytes *= n;
-    c += layer;
+    OpCost layers;
+    for (const OpRange& l : seg.layers) layers += CostOfOps(stream, l.begin, l.end, io, dtype);
+    const double scale = static_cast<double>(model_layers) / static_cast<double>(seg.layers.size());
+    layers.flops *= scale;
+    layers.bytes *= scale;
+    layers.weight_bytes *= scale;
+    layers.kv_bytes *= scale;
+    c += layers;
   }
   return c;
 }
+
+namespace {
 
 /// Times steps. A stream with every layer of the model runs as one call; a partial stream runs
 /// segment by segment and its step time is extrapolated to the model's layer count as

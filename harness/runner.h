@@ -6,6 +6,7 @@
 #include "backends/backend.h"
 #include "harness/parallel.h"
 #include "results/run_record.h"
+#include "workloads/op_cost.h"
 #include "workloads/workload_spec.h"
 
 namespace cb {
@@ -31,6 +32,12 @@ MemoryEstimate EstimateMemory(const WorkloadSpec& w);
 /// Bytes one device of a `tp`-way tensor-parallel group needs: its share of the weights and
 /// KV cache, the activations, and verification.
 uint64_t PerDevicePeak(const MemoryEstimate& m, int tp);
+
+/// Work (FLOPs, bytes) of one step of the whole model: every layer of `stream`, and for a
+/// partial stream (`--layers`) the mean of its layers scaled to `model_layers`, the same way
+/// step times are extrapolated.
+OpCost ExtrapolatedCost(const OpStream& stream, const StepIO& io, DType dtype,
+                        int64_t model_layers);
 
 /// Runs one workload in the offline scenario: B prompts of P tokens prefilled together, then
 /// G decode steps; `warmup` unmeasured repetitions, then `repetitions` measured ones.
