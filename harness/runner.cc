@@ -182,6 +182,33 @@ void AdvanceToDecode(StepIO& io) {
   io.tokens.assign(io.next_tokens.begin(), io.next_tokens.end());
 }
 
+/// Weight bytes of the routed experts in one step of the whole model (extrapolated like
+/// ExtrapolatedCost).
+double ExpertWeightBytes(const OpStream& stream, const StepIO& io, DType dtype,
+                         int64_t model_layers) {
+  double bytes = 0;
+  for (const Op& op : stream.ops) {
+    if (op.kind == OpKind::kMoeExperts) bytes += CostOfOp(stream, op, io, dtype).weight_bytes;
+  }
+  return stream.layers > 0 ? bytes * static_cast<double>(model_layers) / stream.layers : bytes;
+}
+
+/// Replaces the experts' weight reads that `cost` counted replica by replica (each replica's
+/// tokens against every expert) with one read for the whole batch's step `whole`.
+void ShareExpertReads(const OpStream& stream, const StepIO& whole, const WorkloadSpec& w, int dp,
+                      OpCost* cost) {
+  double per_replica = 0;
+  for (int d = 0; d < dp; ++d) {
+    StepIO part;
+    const int64_t first = FirstSequence(w.batch, dp, d), count = LocalBatch(w.batch, dp, d);
+    part.seqs.assign(whole.seqs.begin() + first, whole.seqs.begin() + first + count);
+    per_replica += ExpertWeightBytes(stream, part, w.dtype, w.model.num_layers);
+  }
+  const double shared = ExpertWeightBytes(stream, whole, w.dtype, w.model.num_layers);
+  cost->weight_bytes += shared - per_replica;
+  cost->bytes += shared - per_replica;
+}
+
 bool TokensValid(const StepIO& io, int64_t vocab) {
   if (io.next_tokens.size() != io.seqs.size()) return false;
   return std::all_of(io.next_tokens.begin(), io.next_tokens.end(),
@@ -326,6 +353,17 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
     for (int64_t g = 0; g < w.gen_len; ++g) {
       AdvanceToDecode(shape);
       decode_cost += ExtrapolatedCost(full, shape, w.dtype, w.model.num_layers);
+    }
+  }
+  if (par.ep > 1) {
+    // Under expert parallelism the replicas share one set of experts: each expert's weights
+    // are read once per step, by its rank, for the tokens of every replica.
+    StepIO shape = PrefillIO(w, vocab, 0, w.batch);
+    ShareExpertReads(full, shape, w, par.dp, &prefill_cost);
+    shape.next_tokens.assign(w.batch, 0);
+    for (int64_t g = 0; g < w.gen_len; ++g) {
+      AdvanceToDecode(shape);
+      ShareExpertReads(full, shape, w, par.dp, &decode_cost);
     }
   }
 
