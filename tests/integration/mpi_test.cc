@@ -189,6 +189,29 @@ TEST_P(MoeExpertParallelMatchesSingleRank, SameTokensAndVerified) {
 INSTANTIATE_TEST_SUITE_P(ExpertParallel, MoeExpertParallelMatchesSingleRank,
                          ::testing::Values(2, 4));
 
+// MBU's bytes: replicas that shard the experts read each expert once per step for the whole
+// batch; plain data-parallel replicas each read the experts their own tokens pick.
+TEST(MpiMoe, ExpertParallelReadsSharedExpertsOnce) {
+  auto decode_bytes_per_step = [](const json& doc) {
+    const json& m = doc["metrics"];
+    const double steps = 4 * 4;  // batch x gen-len of RunArgs
+    const double time = steps / m["decode_tokens_per_second"]["value"].get<double>();
+    return m["decode_bytes_per_second"]["value"].get<double>() * time / 4;
+  };
+  double bytes[2] = {0, 0};
+  const char* layouts[2] = {"--ep", "--dp"};
+  for (int i = 0; i < 2; ++i) {
+    const std::string dir = FreshDir(std::string("mpi_moe_bytes") + layouts[i]);
+    auto args = RunArgs("tiny-moe-mla", dir);
+    args.insert(args.end(), {layouts[i], "2", "--no-verify"});
+    const CliResult r = MpiRun(2, args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    bytes[i] = decode_bytes_per_step(OnlyResult(dir));
+  }
+  EXPECT_LT(bytes[0], 0.985 * bytes[1]) << bytes[0] << " " << bytes[1];
+  EXPECT_GT(bytes[0], 0.5 * bytes[1]);  // the attention and dense weights are still per replica
+}
+
 TEST(MpiMoe, ExpertParallelNeedsOneRankPerShard) {
   const std::string dir = FreshDir("mpi_moe_ep_bad");
   auto args = RunArgs("tiny-moe-mla", dir);
