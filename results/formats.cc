@@ -148,6 +148,16 @@ struct Column {
   std::function<std::string(const RunRecord&)> cell;
 };
 
+/// The scenario, with a server run's offered load: "offline", "server 20/s", "server c8".
+std::string ScenarioCell(const RunRecord& r) {
+  const WorkloadSpec& w = r.workload;
+  if (w.scenario != "server") return w.scenario.empty() ? kMissing : w.scenario;
+  if (w.serving.concurrency > 0) return "server c" + std::to_string(w.serving.concurrency);
+  char rate[32];
+  std::snprintf(rate, sizeof rate, "server %g/s", w.serving.rate);
+  return rate;
+}
+
 std::vector<Column> SummaryColumns() {
   auto metric = [](const char* header, const char* name, Pick pick, double scale) {
     return Column{header, true,
@@ -158,6 +168,7 @@ std::vector<Column> SummaryColumns() {
       {"backend", false, BackendName},
       {"device", false, DeviceName},
       {"dtype", false, [](const RunRecord& r) { return std::string(DTypeName(r.workload.dtype)); }},
+      {"scenario", false, ScenarioCell},
       {"batch", true, [](const RunRecord& r) { return std::to_string(r.workload.batch); }},
       {"prompt/gen", true,
        [](const RunRecord& r) {

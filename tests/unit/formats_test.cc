@@ -177,6 +177,7 @@ TEST(FormatsTest, TableShowsFiguresMarksAndStatus) {
   EXPECT_EQ(ok.at("backend"), "cpu");
   EXPECT_EQ(ok.at("device"), "AMD EPYC 9654 (2 cores) (sim)");
   EXPECT_EQ(ok.at("dtype"), "fp16");
+  EXPECT_EQ(ok.at("scenario"), "offline-x");  // the fixture's scenario, as given
   EXPECT_EQ(ok.at("batch"), "8");
   EXPECT_EQ(ok.at("prompt/gen"), "512/64");
   EXPECT_EQ(ok.at("layers"), "4/16*");
@@ -230,6 +231,24 @@ TEST(FormatsTest, TableNamesSkewedMoeRouting) {
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0].at("model"), "llama-3.2-1b");
   EXPECT_EQ(rows[1].at("model"), "llama-3.2-1b zipf:1.5");
+}
+
+TEST(FormatsTest, TableNamesTheScenarioAndTheServerLoad) {
+  RunRecord open_loop = PopulatedRecord();
+  open_loop.workload.scenario = "server";
+  open_loop.workload.serving.rate = 20;
+  RunRecord closed_loop = open_loop;
+  closed_loop.workload.serving.rate = 0;
+  closed_loop.workload.serving.concurrency = 8;
+  RunRecord single = PopulatedRecord();
+  single.workload.scenario = "single-stream";
+  std::vector<std::string> notes;
+  const std::vector<Row> rows =
+      ParseTable(Render({open_loop, closed_loop, single}, "table"), &notes);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].at("scenario"), "server 20/s");
+  EXPECT_EQ(rows[1].at("scenario"), "server c8");
+  EXPECT_EQ(rows[2].at("scenario"), "single-stream");
 }
 
 TEST(FormatsTest, TableOfAnInvalidRunAloneShowsNoSpeeds) {
