@@ -86,10 +86,10 @@ struct RunRecord {
   std::vector<Metric> metrics;
   std::vector<RepetitionSample> samples;
   Verification verification;
-  std::vector<int32_t> generated_tokens;  ///< greedy tokens of the first sequence, last rep
-  std::optional<EnergyRecord> energy;     ///< absent when no meter ran (failed runs, --energy off)
-  std::optional<CostRecord> cost;         ///< absent when the run is not ok
-  std::optional<ClusterRecord> cluster;   ///< layout and per-rank figures of an MPI run
+  std::vector<int32_t> generated_tokens;   ///< greedy tokens of the first sequence, last rep
+  std::optional<EnergyRecord> energy;      ///< absent when no meter ran (failed runs, --energy off)
+  std::optional<CostRecord> cost;          ///< absent when the run is not ok
+  std::optional<ClusterRecord> cluster;    ///< layout and per-rank figures of an MPI run
   std::optional<ServingRecord> serving;    ///< single-stream and server runs
   std::optional<ValidityRecord> validity;  ///< where validity rules were applied
   std::optional<SweepRecord> sweep;        ///< a point of a sweep

@@ -26,7 +26,7 @@ struct WorkloadSpec {
   int warmup = 1;
   int verify_len = 0;  ///< teacher-forced tokens checked against the reference; 0 = auto
   bool verify = true;
-  CostOverrides cost;  ///< cost-model inputs given in the suite or on the command line
+  CostOverrides cost;   ///< cost-model inputs given in the suite or on the command line
   ServingSpec serving;  ///< single-stream/server/sweep settings and validity rules
 
   int LayersRun() const { return layers > 0 ? layers : static_cast<int>(model.num_layers); }

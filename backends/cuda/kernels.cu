@@ -306,8 +306,7 @@ __global__ void GatherReorderKernel(const float* gathered, float* out, int tp, i
 // running max and denominator, and each lane accumulates head_dim / 32 output dimensions.
 
 template <typename T>
-__global__ void __launch_bounds__(kAttnWarps * 32)
-    AttentionKernel(AttentionArgs a) {
+__global__ void __launch_bounds__(kAttnWarps * 32) AttentionKernel(AttentionArgs a) {
   extern __shared__ float smem[];
   const int hd = a.head_dim;
   float* sq = smem;                       // [kAttnItems][hd], pre-scaled
@@ -420,9 +419,9 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
         if (d < hd) out[d] = FromF<T>(o[it][i] * inv);
       }
     } else {
-      float* p = a.partial +
-                 ((static_cast<int64_t>(blockIdx.z) * a.partial_rows + row) * a.heads + h) *
-                     (hd + 2);
+      float* p =
+          a.partial +
+          ((static_cast<int64_t>(blockIdx.z) * a.partial_rows + row) * a.heads + h) * (hd + 2);
 #pragma unroll
       for (int i = 0; i < kDims; ++i) {
         const int d = lane + 32 * i;
@@ -568,9 +567,9 @@ cudaError_t LaunchRmsNorm(float* in, const float* residual, void* out, DType out
   });
 }
 
-cudaError_t LaunchQkNorm(float* qkv, int64_t rows, int64_t width, int64_t heads,
-                         int64_t kv_heads, int64_t head_dim, const float* q_gain,
-                         const float* k_gain, float eps, cudaStream_t stream) {
+cudaError_t LaunchQkNorm(float* qkv, int64_t rows, int64_t width, int64_t heads, int64_t kv_heads,
+                         int64_t head_dim, const float* q_gain, const float* k_gain, float eps,
+                         cudaStream_t stream) {
   const int64_t warps = rows * (heads + kv_heads);
   if (warps == 0) return cudaSuccess;
   QkNormKernel<<<Blocks(warps * 32), kBlock, 0, stream>>>(
@@ -579,9 +578,8 @@ cudaError_t LaunchQkNorm(float* qkv, int64_t rows, int64_t width, int64_t heads,
   return cudaGetLastError();
 }
 
-cudaError_t LaunchRope(float* qkv, int64_t rows, int64_t width, int64_t rot_heads,
-                       int64_t head_dim, const int32_t* positions, const float* table,
-                       cudaStream_t stream) {
+cudaError_t LaunchRope(float* qkv, int64_t rows, int64_t width, int64_t rot_heads, int64_t head_dim,
+                       const int32_t* positions, const float* table, cudaStream_t stream) {
   const int64_t n = rows * rot_heads * (head_dim / 2);
   if (n == 0) return cudaSuccess;
   RopeKernel<<<Blocks(n), kBlock, 0, stream>>>(qkv, rows, width, static_cast<int>(rot_heads),
@@ -606,14 +604,13 @@ cudaError_t LaunchKvAppend(const float* qkv, int64_t rows, int64_t width, int64_
 }
 
 cudaError_t LaunchAttention(const AttentionArgs& a, cudaStream_t stream) {
-  if (a.head_dim > kAttnMaxHeadDim || a.head_dim < 1 || a.splits < 1 ||
-      a.splits > kAttnMaxSplits || (a.splits > 1 && a.partial == nullptr)) {
+  if (a.head_dim > kAttnMaxHeadDim || a.head_dim < 1 || a.splits < 1 || a.splits > kAttnMaxSplits ||
+      (a.splits > 1 && a.partial == nullptr)) {
     return cudaErrorInvalidValue;
   }
   if (a.num_tiles == 0) return cudaSuccess;
-  const size_t smem =
-      sizeof(float) * (kAttnItems * a.head_dim + kAttnKeys * (a.head_dim + 1) +
-                       kAttnKeys * a.head_dim);
+  const size_t smem = sizeof(float) * (kAttnItems * a.head_dim + kAttnKeys * (a.head_dim + 1) +
+                                       kAttnKeys * a.head_dim);
   const dim3 grid(static_cast<unsigned>(a.num_tiles),
                   static_cast<unsigned>(a.kv_heads * a.tiling.head_chunks),
                   static_cast<unsigned>(a.splits));
@@ -629,13 +626,13 @@ cudaError_t LaunchAttention(const AttentionArgs& a, cudaStream_t stream) {
   });
 }
 
-cudaError_t LaunchConvertRows(const float* src, int64_t src_ld, void* dst, DType type,
-                              int64_t rows, int64_t cols, cudaStream_t stream) {
+cudaError_t LaunchConvertRows(const float* src, int64_t src_ld, void* dst, DType type, int64_t rows,
+                              int64_t cols, cudaStream_t stream) {
   if (rows * cols == 0) return cudaSuccess;
   return Dispatch(type, [&](auto z) {
     using T = decltype(z);
-    ConvertRowsKernel<T><<<Blocks(rows * cols), kBlock, 0, stream>>>(
-        src, src_ld, static_cast<T*>(dst), rows, cols);
+    ConvertRowsKernel<T>
+        <<<Blocks(rows * cols), kBlock, 0, stream>>>(src, src_ld, static_cast<T*>(dst), rows, cols);
     return cudaGetLastError();
   });
 }
@@ -651,13 +648,13 @@ cudaError_t LaunchCausalSoftmax(const float* s, void* p, DType type, int64_t bat
   });
 }
 
-cudaError_t LaunchSwiGlu(const float* gate_up, void* out, DType out_type, int64_t rows,
-                         int64_t ffn, cudaStream_t stream) {
+cudaError_t LaunchSwiGlu(const float* gate_up, void* out, DType out_type, int64_t rows, int64_t ffn,
+                         cudaStream_t stream) {
   if (rows * ffn == 0) return cudaSuccess;
   return Dispatch(out_type, [&](auto z) {
     using T = decltype(z);
-    SwiGluKernel<T><<<Blocks(rows * ffn), kBlock, 0, stream>>>(gate_up, static_cast<T*>(out),
-                                                                rows, ffn);
+    SwiGluKernel<T>
+        <<<Blocks(rows * ffn), kBlock, 0, stream>>>(gate_up, static_cast<T*>(out), rows, ffn);
     return cudaGetLastError();
   });
 }

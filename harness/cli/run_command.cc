@@ -186,7 +186,8 @@ int Run(const RunFlags& f) {
   ParallelGroups groups;
   if (!sim_cluster.active()) {
     const int dp = f.dp > 0 ? f.dp : std::max(1, world.size() / std::max(1, f.tp));
-    if (Status s = groups.Init(f.tp, dp, world, f.collective_timeout_s, f.ep); !s.ok()) return Fail(s);
+    if (Status s = groups.Init(f.tp, dp, world, f.collective_timeout_s, f.ep); !s.ok())
+      return Fail(s);
   }
   const ParallelContext& par = sim_cluster.active() ? sim_cluster.context() : groups.context();
   const bool rank0 = par.world_rank == 0;
