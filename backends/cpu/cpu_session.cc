@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "backends/cpu/skinny_gemm.h"
+#include "backends/step_check.h"
 #include "workloads/moe_routing.h"
 
 namespace cb::cpu {
@@ -372,39 +373,8 @@ uint64_t CpuSession::AllocatedBytes() const {
 // Run
 
 Status CpuSession::PrepareStep(const StepIO& io) {
-  if (io.seqs.empty()) return Status::InvalidInput("a step needs at least one sequence");
-  if (static_cast<int64_t>(io.seqs.size()) > cfg_.max_sequences) {
-    return Status::InvalidInput("step has " + std::to_string(io.seqs.size()) +
-                                " sequences, the session was opened for " +
-                                std::to_string(cfg_.max_sequences));
-  }
   int64_t total = 0;
-  for (size_t i = 0; i < io.seqs.size(); ++i) {
-    const SeqStep& s = io.seqs[i];
-    if (s.slot < 0 || s.slot >= cfg_.max_sequences) {
-      return Status::InvalidInput("KV slot " + std::to_string(s.slot) + " outside [0, " +
-                                  std::to_string(cfg_.max_sequences) + ")");
-    }
-    for (size_t j = 0; j < i; ++j) {
-      if (io.seqs[j].slot == s.slot) {
-        return Status::InvalidInput("KV slot " + std::to_string(s.slot) + " used twice");
-      }
-    }
-    if (s.past_len < 0 || s.new_tokens < 1) {
-      return Status::InvalidInput("each sequence needs past_len >= 0 and new_tokens >= 1");
-    }
-    if (s.past_len + s.new_tokens > cfg_.max_context) {
-      return Status::Exhausted("sequence reaches " + std::to_string(s.past_len + s.new_tokens) +
-                               " tokens, the session was opened for max_context " +
-                               std::to_string(cfg_.max_context));
-    }
-    total += s.new_tokens;
-  }
-  if (total > cfg_.max_step_tokens) {
-    return Status::Exhausted("step brings " + std::to_string(total) +
-                             " tokens, the session was opened for max_step_tokens " +
-                             std::to_string(cfg_.max_step_tokens));
-  }
+  CB_RETURN_IF_ERROR(CheckStep(io, cfg_, dims_.vocab_full, &total));
   tokens_ = total;
   seqs_ = static_cast<int64_t>(io.seqs.size());
   int64_t row = 0;
@@ -415,15 +385,6 @@ Status CpuSession::PrepareStep(const StepIO& io) {
     }
   }
   if (!io.tokens.empty()) {
-    if (static_cast<int64_t>(io.tokens.size()) != tokens_) {
-      return Status::InvalidInput("StepIO has " + std::to_string(io.tokens.size()) +
-                                  " tokens for " + std::to_string(tokens_) + " new positions");
-    }
-    for (int32_t t : io.tokens) {
-      if (t < 0 || t >= dims_.vocab_full) {
-        return Status::InvalidInput("token id " + std::to_string(t) + " outside the vocabulary");
-      }
-    }
     std::memcpy(bufs_[static_cast<int>(Buf::kTokens)].i32(), io.tokens.data(),
                 io.tokens.size() * sizeof(int32_t));
   }

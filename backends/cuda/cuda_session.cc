@@ -9,6 +9,7 @@
 #include "backends/cuda/cuda_check.h"
 #if defined(CLUSTERBENCH_HAVE_NCCL)
 #include "backends/cuda/nccl_communicator.h"
+#include "backends/step_check.h"
 #endif
 
 namespace cb::cuda {
@@ -468,50 +469,8 @@ Status CudaSession::Load(const OpStream& stream, const WeightSource& weights) {
 // Run
 
 Status CudaSession::PrepareStep(const StepIO& io) {
-  if (io.seqs.empty()) return Status::InvalidInput("a step needs at least one sequence");
-  if (static_cast<int64_t>(io.seqs.size()) > cfg_.max_sequences) {
-    return Status::InvalidInput("step has " + std::to_string(io.seqs.size()) +
-                                " sequences, the session was opened for " +
-                                std::to_string(cfg_.max_sequences));
-  }
   int64_t total = 0;
-  for (size_t i = 0; i < io.seqs.size(); ++i) {
-    const SeqStep& s = io.seqs[i];
-    if (s.slot < 0 || s.slot >= cfg_.max_sequences) {
-      return Status::InvalidInput("KV slot " + std::to_string(s.slot) + " outside [0, " +
-                                  std::to_string(cfg_.max_sequences) + ")");
-    }
-    for (size_t j = 0; j < i; ++j) {
-      if (io.seqs[j].slot == s.slot) {
-        return Status::InvalidInput("KV slot " + std::to_string(s.slot) + " used twice");
-      }
-    }
-    if (s.past_len < 0 || s.new_tokens < 1) {
-      return Status::InvalidInput("each sequence needs past_len >= 0 and new_tokens >= 1");
-    }
-    if (s.past_len + s.new_tokens > cfg_.max_context) {
-      return Status::Exhausted("sequence reaches " + std::to_string(s.past_len + s.new_tokens) +
-                               " tokens, the session was opened for max_context " +
-                               std::to_string(cfg_.max_context));
-    }
-    total += s.new_tokens;
-  }
-  if (total > cfg_.max_step_tokens) {
-    return Status::Exhausted("step brings " + std::to_string(total) +
-                             " tokens, the session was opened for max_step_tokens " +
-                             std::to_string(cfg_.max_step_tokens));
-  }
-  if (!io.tokens.empty()) {
-    if (static_cast<int64_t>(io.tokens.size()) != total) {
-      return Status::InvalidInput("StepIO has " + std::to_string(io.tokens.size()) +
-                                  " tokens for " + std::to_string(total) + " new positions");
-    }
-    for (int32_t t : io.tokens) {
-      if (t < 0 || t >= dims_.vocab_full) {
-        return Status::InvalidInput("token id " + std::to_string(t) + " outside the vocabulary");
-      }
-    }
-  }
+  CB_RETURN_IF_ERROR(CheckStep(io, cfg_, dims_.vocab_full, &total));
   tokens_ = total;
   seqs_ = static_cast<int64_t>(io.seqs.size());
   num_tiles_ = 0;
