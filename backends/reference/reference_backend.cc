@@ -59,6 +59,14 @@ class ReferenceSession final : public Session {
     std::vector<float> k, v;  ///< [positions, kv_heads * head_dim]; MLA: k holds the latent
     int64_t valid = 0;        ///< positions written so far
   };
+  /// The slot must already hold the positions the step says are cached.
+  static Status CheckCachedPrefix(const KvEntry& kv, const SeqStep& s, int layer) {
+    if (kv.valid >= s.past_len) return Status::Ok();
+    return Status::InvalidInput("slot " + std::to_string(s.slot) + " holds " +
+                                std::to_string(kv.valid) + " cached positions at layer " +
+                                std::to_string(layer) + ", the step says past_len " +
+                                std::to_string(s.past_len));
+  }
 
   Status RunOp(const Op& op, StepIO& io);
   Status Input(Buf b, int64_t width, const float** out) const;
@@ -388,12 +396,7 @@ Status ReferenceSession::AttentionOp(const Op& op, const StepIO& io) {
   int64_t row0 = 0;
   for (const SeqStep& s : io.seqs) {
     KvEntry& kv = kv_[op.layer][s.slot];
-    if (kv.valid < s.past_len) {
-      return Status::InvalidInput("slot " + std::to_string(s.slot) + " holds " +
-                                  std::to_string(kv.valid) + " cached positions at layer " +
-                                  std::to_string(op.layer) + ", the step says past_len " +
-                                  std::to_string(s.past_len));
-    }
+    CB_RETURN_IF_ERROR(CheckCachedPrefix(kv, s, op.layer));
     const int64_t len = s.past_len + s.new_tokens;
     if (static_cast<int64_t>(kv.k.size()) < len * kv_w) {
       kv.k.resize(len * kv_w);
@@ -652,12 +655,7 @@ Status ReferenceSession::MlaAttentionOp(const Op& op, const StepIO& io) {
   int64_t row0 = 0;
   for (const SeqStep& s : io.seqs) {
     KvEntry& kv = kv_[op.layer][s.slot];
-    if (kv.valid < s.past_len) {
-      return Status::InvalidInput("slot " + std::to_string(s.slot) + " holds " +
-                                  std::to_string(kv.valid) + " cached positions at layer " +
-                                  std::to_string(op.layer) + ", the step says past_len " +
-                                  std::to_string(s.past_len));
-    }
+    CB_RETURN_IF_ERROR(CheckCachedPrefix(kv, s, op.layer));
     const int64_t len = s.past_len + s.new_tokens;
     if (static_cast<int64_t>(kv.k.size()) < len * c_w) kv.k.resize(len * c_w);
     std::copy_n(kva + row0 * c_w, s.new_tokens * c_w, kv.k.data() + s.past_len * c_w);
