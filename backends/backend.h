@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -42,6 +43,9 @@ struct OpRange {
 
 struct SessionConfig {
   DType dtype = DType::kBF16;
+  /// The KV cache's element type; unset: DefaultKvDType(dtype). A backend that cannot store
+  /// the cache in this type refuses the session (kUnsupported).
+  std::optional<DType> kv_dtype;
   int64_t max_sequences = 1;    ///< KV-cache slots
   int64_t max_context = 0;      ///< tokens per slot
   int64_t max_step_tokens = 0;  ///< most new tokens in one step (sum over sequences)

@@ -15,7 +15,8 @@ using nlohmann::json;
 bool IsListField(const std::string& key) {
   return key == "model" || key == "backend" || key == "dtype" || key == "batch" ||
          key == "prompt_len" || key == "gen_len" || key == "layers" || key == "seed" ||
-         key == "routing";
+         key == "routing" || key == "kv_dtype" || key == "system" || key == "devices" ||
+         key == "tp" || key == "ep" || key == "disaggregate" || key == "mtp" || key == "overlap";
 }
 
 Status CheckKeys(const json& obj, const std::string& where) {
@@ -59,6 +60,51 @@ void Expand(const json& entry, std::vector<json>* out) {
   out->insert(out->end(), acc.begin(), acc.end());
 }
 
+/// The deployment fields of a suite entry (checked against the catalog at pre-flight).
+Status ReadDeployment(const FieldReader& f, DeploymentSpec* d) {
+  int64_t devices = 0, tp = 0, dp = 0, ep = 0, redundant = 0, mtp = 0;
+  CB_RETURN_IF_ERROR(f.String("system", false, &d->system));
+  CB_RETURN_IF_ERROR(f.Int("devices", false, &devices));
+  CB_RETURN_IF_ERROR(f.Int("tp", false, &tp));
+  CB_RETURN_IF_ERROR(f.Int("dp", false, &dp));
+  CB_RETURN_IF_ERROR(f.Int("ep", false, &ep));
+  CB_RETURN_IF_ERROR(f.String("disaggregate", false, &d->disaggregate));
+  CB_RETURN_IF_ERROR(f.Int("redundant_experts", false, &redundant));
+  CB_RETURN_IF_ERROR(f.Int("mtp", false, &mtp));
+  CB_RETURN_IF_ERROR(f.Double("mtp_acceptance", false, &d->mtp_acceptance));
+  CB_RETURN_IF_ERROR(f.Bool("overlap", false, &d->overlap));
+  constexpr int64_t kMaxDevices = 1 << 20;
+  struct Bound {
+    const char* name;
+    int64_t value, hi;
+  };
+  for (const Bound& b :
+       {Bound{"devices", devices, kMaxDevices}, Bound{"tp", tp, kMaxDevices},
+        Bound{"dp", dp, kMaxDevices}, Bound{"ep", ep, kMaxDevices},
+        Bound{"redundant_experts", redundant, kMaxDevices}, Bound{"mtp", mtp, 8}}) {
+    if (b.value < 0 || b.value > b.hi) {
+      return f.Error(b.name, "must be between 0 and " + std::to_string(b.hi) + ", got " +
+                                 std::to_string(b.value));
+    }
+  }
+  if (!(d->mtp_acceptance > 0 && d->mtp_acceptance <= 1)) {
+    return f.Error("mtp_acceptance", "must be in (0, 1], got " + std::to_string(d->mtp_acceptance));
+  }
+  d->devices = static_cast<int>(devices);
+  d->tp = static_cast<int>(tp);
+  d->dp = static_cast<int>(dp);
+  d->ep = static_cast<int>(ep);
+  d->redundant_experts = static_cast<int>(redundant);
+  d->mtp = static_cast<int>(mtp);
+  if (!d->disaggregate.empty()) {
+    std::vector<PoolLayout> pools;
+    if (Status s = ParsePools(d->disaggregate, "disaggregate", &pools); !s.ok()) {
+      return f.Error("disaggregate", s.message().substr(std::string("disaggregate: ").size()));
+    }
+  }
+  return Status::Ok();
+}
+
 Status Resolve(const json& obj, const std::string& where, WorkloadSpec* w) {
   FieldReader f(obj, where);
   CB_RETURN_IF_ERROR(f.String("model", true, &w->model_ref));
@@ -67,8 +113,20 @@ Status Resolve(const json& obj, const std::string& where, WorkloadSpec* w) {
   std::string dtype = std::string(DTypeName(w->dtype));
   CB_RETURN_IF_ERROR(f.String("dtype", false, &dtype));
   const auto parsed = ParseDType(dtype);
-  if (!parsed) return f.Error("dtype", "unknown dtype '" + dtype + "'; allowed values: fp32, bf16");
+  if (!parsed)
+    return f.Error("dtype", "unknown dtype '" + dtype + "'; allowed values: " + kDTypeNames);
   w->dtype = *parsed;
+  std::string kv;
+  CB_RETURN_IF_ERROR(f.String("kv_dtype", false, &kv));
+  if (!kv.empty()) {
+    const auto k = ParseDType(kv);
+    if (!k || *k == DType::kF16 || *k == DType::kF32) {
+      return f.Error("kv_dtype",
+                     "unknown KV-cache dtype '" + kv + "'; allowed values: bf16, fp8, int8");
+    }
+    w->kv_dtype = *k;
+  }
+  CB_RETURN_IF_ERROR(ReadDeployment(f, &w->deployment));
   CB_RETURN_IF_ERROR(f.Int("batch", false, &w->batch));
   CB_RETURN_IF_ERROR(f.Int("prompt_len", false, &w->prompt_len));
   CB_RETURN_IF_ERROR(f.Int("gen_len", false, &w->gen_len));

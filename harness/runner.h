@@ -20,6 +20,12 @@ struct RunnerOptions {
   EnergyMeter* energy = nullptr;
   /// This rank's place in a multi-rank job; nullptr for a single process.
   const ParallelContext* parallel = nullptr;
+  /// Serving on a simulated pool (harness/deployment/sim_serving.h): the pass serves one of
+  /// `serving_replicas` attention groups of a pool of `serving_devices` devices, each able
+  /// to hold `kv_pool_tokens` tokens of KV cache (0: from EstimateMemory).
+  int64_t serving_replicas = 1;
+  int serving_devices = 1;
+  int64_t kv_pool_tokens = 0;
 };
 
 /// Bytes a workload needs on the device: weights, KV cache, activations, and the reference

@@ -107,26 +107,29 @@ json EnergyRecordToJson(const EnergyRecord& e) {
 json CostRecordToJson(const CostRecord& c) {
   json sources = json::object();
   for (const auto& [k, v] : c.sources) sources[k] = v;
-  return json{{"basis", c.basis},
-              {"devices", c.devices},
-              {"cost_per_device_hour_usd", Num(c.cost_per_device_hour_usd)},
-              {"formula", kCostFormula},
-              {"inputs", json{{"rental_usd_per_hour", Num(c.rental_usd_per_hour)},
-                              {"capex_usd", Num(c.capex_usd)},
-                              {"amortization_years", Num(c.amortization_years)},
-                              {"all_in_power_w", Num(c.all_in_power_w)},
-                              {"pue", Num(c.pue)},
-                              {"electricity_usd_per_kwh", Num(c.electricity_usd_per_kwh)}}},
-              {"sources", std::move(sources)},
-              {"overridden", c.overridden},
-              {"catalog", json{{"id", c.catalog_id},
-                               {"name", c.catalog_name},
-                               {"file", c.catalog_file},
-                               {"matched_by", c.catalog_matched_by}}},
-              {"tokens_per_second", json{{"input", Num(c.input_tokens_per_second)},
-                                         {"output", Num(c.output_tokens_per_second)},
-                                         {"blended", Num(c.blended_tokens_per_second)}}},
-              {"notes", c.notes}};
+  json out{{"basis", c.basis},
+           {"devices", c.devices},
+           {"cost_per_device_hour_usd", Num(c.cost_per_device_hour_usd)},
+           {"formula", kCostFormula},
+           {"inputs", json{{"rental_usd_per_hour", Num(c.rental_usd_per_hour)},
+                           {"capex_usd", Num(c.capex_usd)},
+                           {"amortization_years", Num(c.amortization_years)},
+                           {"all_in_power_w", Num(c.all_in_power_w)},
+                           {"pue", Num(c.pue)},
+                           {"electricity_usd_per_kwh", Num(c.electricity_usd_per_kwh)}}},
+           {"sources", std::move(sources)},
+           {"overridden", c.overridden},
+           {"catalog", json{{"id", c.catalog_id},
+                            {"name", c.catalog_name},
+                            {"file", c.catalog_file},
+                            {"matched_by", c.catalog_matched_by}}},
+           {"tokens_per_second", json{{"input", Num(c.input_tokens_per_second)},
+                                      {"output", Num(c.output_tokens_per_second)},
+                                      {"blended", Num(c.blended_tokens_per_second)}}},
+           {"notes", c.notes}};
+  if (c.input_devices > 0) out["input_devices"] = c.input_devices;
+  if (c.output_devices > 0) out["output_devices"] = c.output_devices;
+  return out;
 }
 
 Status EnergyRecordFromJson(const json& j, const std::string& origin, EnergyRecord* out) {
@@ -181,6 +184,14 @@ Status CostRecordFromJson(const json& j, const std::string& origin, CostRecord* 
     return r.Error("devices", "expected a positive integer, got " + devices->dump());
   }
   c.devices = devices->get<int64_t>();
+  for (auto [key, dst] : {std::pair{"input_devices", &c.input_devices},
+                          std::pair{"output_devices", &c.output_devices}}) {
+    if (!j.contains(key)) continue;  // schema 1.2, disaggregated deployments only
+    if (!j[key].is_number_integer() || j[key].get<int64_t>() < 1) {
+      return r.Error(key, "expected a positive integer, got " + j[key].dump());
+    }
+    *dst = j[key].get<int64_t>();
+  }
   CB_RETURN_IF_ERROR(r.Number(j, "", "cost_per_device_hour_usd", &c.cost_per_device_hour_usd));
   const json* in;
   CB_RETURN_IF_ERROR(r.Object(j, "", "inputs", &in));

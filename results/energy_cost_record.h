@@ -25,6 +25,9 @@ struct EnergyRecord {
 struct CostRecord {
   std::string basis;  ///< "rental", "owned", or "none" (inputs missing: no cost metrics)
   int64_t devices = 1;
+  /// A disaggregated deployment prices input tokens by its prefill pool and output tokens by
+  /// its decode pool (0: `devices` for both, as for one pool).
+  int64_t input_devices = 0, output_devices = 0;
   double cost_per_device_hour_usd = 0;  ///< NaN when basis is "none"
   // Inputs; NaN where not set / unknown.
   double rental_usd_per_hour = 0;

@@ -233,6 +233,11 @@ class Reader {
     const std::string p = Join(path, key);
     for (int i = 0; i < kDTypeCount; ++i) {
       const std::string name(DTypeName(static_cast<DType>(i)));
+      // fp8 and int8 came with schema 1.3; older files have no figure for them.
+      if (IsQuantized(static_cast<DType>(i)) && !o->contains(name)) {
+        out[i] = 0;
+        continue;
+      }
       CB_RETURN_IF_ERROR(Number(*o, p, name.c_str(), &out[i]));
     }
     return Status::Ok();
@@ -266,8 +271,13 @@ Status ReadWorkload(const Reader& r, const json& doc, RunRecord* rec) {
   CB_RETURN_IF_ERROR(r.String(*w, p, "scenario", &ws.scenario));
   CB_RETURN_IF_ERROR(r.String(*w, p, "backend", &ws.backend));
   std::string dtype;
-  CB_RETURN_IF_ERROR(r.Enum(*w, p, "dtype", {"fp32", "bf16", "fp16"}, &dtype));
+  CB_RETURN_IF_ERROR(r.Enum(*w, p, "dtype", {"fp32", "bf16", "fp16", "fp8", "int8"}, &dtype));
   ws.dtype = *ParseDType(dtype);
+  if (w->contains("kv_dtype")) {  // schema 1.2
+    std::string kv;
+    CB_RETURN_IF_ERROR(r.Enum(*w, p, "kv_dtype", {"fp32", "bf16", "fp16", "fp8", "int8"}, &kv));
+    if (*ParseDType(kv) != DefaultKvDType(ws.dtype)) ws.kv_dtype = *ParseDType(kv);
+  }
   CB_RETURN_IF_ERROR(r.Integer<int64_t>(*w, p, "batch", &ws.batch, 0));
   CB_RETURN_IF_ERROR(r.Integer<int64_t>(*w, p, "prompt_len", &ws.prompt_len, 0));
   CB_RETURN_IF_ERROR(r.Integer<int64_t>(*w, p, "gen_len", &ws.gen_len, 0));
@@ -469,6 +479,7 @@ json ToJson(const RunRecord& rec) {
                          {"scenario", w.scenario},
                          {"backend", w.backend},
                          {"dtype", std::string(DTypeName(w.dtype))},
+                         {"kv_dtype", std::string(DTypeName(w.KvDType()))},
                          {"batch", w.batch},
                          {"prompt_len", w.prompt_len},
                          {"gen_len", w.gen_len},
@@ -538,6 +549,7 @@ json ToJson(const RunRecord& rec) {
   doc["generated_tokens"] = rec.generated_tokens;
   if (rec.energy) doc["energy"] = EnergyRecordToJson(*rec.energy);
   if (rec.cluster) doc["cluster"] = ClusterRecordToJson(*rec.cluster);
+  if (rec.deployment) doc["deployment"] = DeploymentRecordToJson(*rec.deployment);
   if (rec.cost) doc["cost"] = CostRecordToJson(*rec.cost);
   if (rec.serving) doc["serving"] = ServingRecordToJson(*rec.serving);
   if (rec.validity) doc["validity"] = ValidityRecordToJson(*rec.validity);
@@ -578,6 +590,11 @@ Status FromJson(const json& doc, const std::string& origin, RunRecord* out) {
     ClusterRecord c;
     CB_RETURN_IF_ERROR(ClusterRecordFromJson(doc["cluster"], origin, &c));
     rec.cluster = std::move(c);
+  }
+  if (doc.contains("deployment")) {  // schema 1.2
+    DeploymentRecord d;
+    CB_RETURN_IF_ERROR(DeploymentRecordFromJson(doc["deployment"], origin, &d));
+    rec.deployment = std::move(d);
   }
   if (doc.contains("energy")) {
     EnergyRecord e;

@@ -7,13 +7,15 @@
 
 #include "backends/backend.h"
 #include "results/cluster_record.h"
+#include "results/deployment_record.h"
 #include "results/energy_cost_record.h"
 #include "results/serving_record.h"
 #include "workloads/workload_spec.h"
 
 namespace cb {
 
-inline constexpr const char* kSchemaVersion = "1.1";  ///< 1.1 added energy and cost
+/// 1.1 added energy and cost; 1.2 the fp8/int8 dtypes, kv_dtype and the simulated deployment.
+inline constexpr const char* kSchemaVersion = "1.2";
 
 /// How a figure was obtained. Every metric in a result carries one.
 enum class Provenance { kMeasured, kModelled, kExtrapolated };
@@ -93,6 +95,7 @@ struct RunRecord {
   std::optional<ServingRecord> serving;    ///< single-stream and server runs
   std::optional<ValidityRecord> validity;  ///< where validity rules were applied
   std::optional<SweepRecord> sweep;        ///< a point of a sweep
+  std::optional<DeploymentRecord> deployment;  ///< a simulated deployment's layout and figures
 
   /// True when the run may be published as a valid result: status ok and, where validity
   /// rules were applied, labelled valid (not shortened or unstable).

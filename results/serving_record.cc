@@ -54,6 +54,7 @@ json ServingRecordToJson(const ServingRecord& s) {
           {"duration_s", Num(s.duration_s)},
           {"slo_ttft_s", Num(s.slo_ttft_s)},
           {"slo_tpot_s", Num(s.slo_tpot_s)},
+          {"replicas", s.replicas},
           {"requests", std::move(reqs)}};
 }
 
@@ -110,6 +111,7 @@ Status ServingRecordFromJson(const json& j, const std::string& origin, ServingRe
     s.duration_s = NumOf(j.at("duration_s"));
     s.slo_ttft_s = NumOf(j.at("slo_ttft_s"));
     s.slo_tpot_s = NumOf(j.at("slo_tpot_s"));
+    s.replicas = j.value("replicas", int64_t{1});
     for (const json& r : j.at("requests")) {
       RequestSample q;
       q.arrival_s = NumOf(r.at("arrival_s"));

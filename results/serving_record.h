@@ -36,6 +36,10 @@ struct ServingRecord {
   double mean_running_batch = 0;        ///< sequences per step, averaged over steps
   double duration_s = 0;                ///< first scheduled arrival to last completion
   double slo_ttft_s = 0, slo_tpot_s = 0;
+  /// A simulated pool of several attention groups: the pass served one group's share of the
+  /// traffic (rate / replicas) and stands for `replicas` identical groups, so throughputs,
+  /// tokens and energy are the pool's (schema 1.2; 1 elsewhere).
+  int64_t replicas = 1;
   std::vector<RequestSample> requests;
 };
 

@@ -146,6 +146,10 @@ Status ValidateMoeMla(const ModelSpec& m, const std::string& origin) {
     return bad("kv_lora_rank", "MLA fields are set but kv_lora_rank is 0");
   }
   if (m.published_active_params < 0) return bad("published_active_params", "must not be negative");
+  if (m.mtp_layers < 0 || m.mtp_layers > 8) return bad("mtp_layers", "must be between 0 and 8");
+  if (m.api_usd_per_mtok_input < 0 || m.api_usd_per_mtok_output < 0) {
+    return bad("api_usd_per_mtok_input", "API prices must not be negative");
+  }
   if (!(m.routing_zipf_s >= 0)) return bad("routing", "zipf exponent must not be negative");
   return Status::Ok();
 }
@@ -231,7 +235,11 @@ Status ParseModelSpec(const std::string& text, const std::string& origin, ModelS
                                   "kv_lora_rank",
                                   "qk_nope_head_dim",
                                   "qk_rope_head_dim",
-                                  "v_head_dim"}));
+                                  "v_head_dim",
+                                  "mtp_layers",
+                                  "api_usd_per_mtok_input",
+                                  "api_usd_per_mtok_output",
+                                  "api_price_source"}));
   ModelSpec m;
   CB_RETURN_IF_ERROR(f.String("name", true, &m.name));
   CB_RETURN_IF_ERROR(f.String("family", false, &m.family));
@@ -251,6 +259,10 @@ Status ParseModelSpec(const std::string& text, const std::string& origin, ModelS
   CB_RETURN_IF_ERROR(f.Bool("qk_norm", false, &m.qk_norm));
   CB_RETURN_IF_ERROR(f.Double("published_params", false, &m.published_params));
   CB_RETURN_IF_ERROR(f.Double("published_active_params", false, &m.published_active_params));
+  CB_RETURN_IF_ERROR(f.Int("mtp_layers", false, &m.mtp_layers));
+  CB_RETURN_IF_ERROR(f.Double("api_usd_per_mtok_input", false, &m.api_usd_per_mtok_input));
+  CB_RETURN_IF_ERROR(f.Double("api_usd_per_mtok_output", false, &m.api_usd_per_mtok_output));
+  CB_RETURN_IF_ERROR(f.String("api_price_source", false, &m.api_price_source));
   CB_RETURN_IF_ERROR(f.Int("num_experts", false, &m.moe.num_experts));
   CB_RETURN_IF_ERROR(f.Int("experts_per_token", false, &m.moe.experts_per_token));
   CB_RETURN_IF_ERROR(f.Int("expert_ffn_size", false, &m.moe.expert_ffn_size));

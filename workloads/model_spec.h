@@ -66,6 +66,11 @@ struct ModelSpec {
   double published_active_params = 0;  ///< published active (per-token) count, 0 if unknown
   MoeSpec moe;
   MlaSpec mla;
+  int64_t mtp_layers = 0;  ///< multi-token-prediction modules (num_nextn_predict_layers)
+  /// The model's public API list price, USD per million input (cache-miss) and output tokens;
+  /// 0 where none is known. The source says whose price and when.
+  double api_usd_per_mtok_input = 0, api_usd_per_mtok_output = 0;
+  std::string api_price_source;
   /// Expert-load skew of the workload (not a JSON field of the model: set from --routing /
   /// the suite's `routing`): router bias -routing_zipf_s * ln(e + 1) added to expert e's
   /// router logit in every backend. 0 = the synthetic weights' near-uniform routing.

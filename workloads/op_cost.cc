@@ -29,11 +29,30 @@ MoeStepLoad ExpectedMoeLoad(const OpStream& s, double tokens) {
   return load;
 }
 
+StepSummary SummarizeStep(const StepIO& io) {
+  StepSummary s;
+  for (const SeqStep& q : io.seqs) {
+    const double n = static_cast<double>(q.new_tokens), past = static_cast<double>(q.past_len);
+    s.tokens += n;
+    s.seqs += 1;
+    // Token j of the step attends to past + j + 1 positions.
+    s.attended += n * past + n * (n + 1) / 2.0;
+    s.cached += past + n;
+  }
+  return s;
+}
+
 OpCost CostOfOp(const OpStream& stream, const Op& op, const StepIO& io, DType dtype) {
-  const double tokens = static_cast<double>(io.TotalTokens());
-  const double seqs = static_cast<double>(io.seqs.size());
+  return CostOfOp(stream, op, SummarizeStep(io), dtype, DefaultKvDType(dtype));
+}
+
+OpCost CostOfOp(const OpStream& stream, const Op& op, const StepSummary& step, DType dtype,
+                DType kv_dtype) {
+  const double tokens = step.tokens;
+  const double seqs = step.seqs;
   const double rows = BufferRows(op.out) == Rows::kSequenceRows ? seqs : tokens;
   const double dt = static_cast<double>(DTypeBytes(dtype));
+  const double kvb = static_cast<double>(DTypeBytes(kv_dtype));
   const LocalDims& d = stream.dims;
   OpCost c;
   switch (op.kind) {
@@ -55,14 +74,10 @@ OpCost CostOfOp(const OpStream& stream, const Op& op, const StepIO& io, DType dt
       c.bytes = 2.0 * tokens * (d.heads + d.kv_heads) * d.head_dim * dt;
       break;
     case OpKind::kAttention: {
+      // Per attended position QK^T and PV, 2 flops per multiply-add each.
       const double kv_width = static_cast<double>(d.kv_heads * d.head_dim);
-      for (const SeqStep& s : io.seqs) {
-        // Token j of the step attends to past_len + j + 1 positions: QK^T and PV, 2 flops each.
-        const double n = static_cast<double>(s.new_tokens);
-        const double attended = n * s.past_len + n * (n + 1) / 2.0;
-        c.flops += 4.0 * d.heads * d.head_dim * attended;
-        c.kv_bytes += 2.0 * kv_width * dt * (s.past_len + s.new_tokens);
-      }
+      c.flops = 4.0 * d.heads * d.head_dim * step.attended;
+      c.kv_bytes = 2.0 * kv_width * kvb * step.cached;
       c.bytes = c.kv_bytes + tokens * (d.heads * d.head_dim) * dt * 2.0;
       break;
     }
@@ -110,17 +125,18 @@ OpCost CostOfOp(const OpStream& stream, const Op& op, const StepIO& io, DType dt
       c.bytes = 2.0 * tokens * (d.heads + 1) * d.qk_rope * 4.0;
       break;
     case OpKind::kMlaAttention: {
-      // Counted in the absorbed form (what decode kernels run): per new token the query is
-      // taken into the latent space and the output back out (2 x heads x kv_lora x (nope + v)),
-      // and per attended position the latent and RoPE dot products and the latent weighted sum.
+      // Counted in the cheaper of MLA's two forms, as kernels choose: absorbed (decode: per
+      // new token the query goes into the latent space and the output back out, then per
+      // attended position latent and RoPE dot products and a latent weighted sum) or expanded
+      // (long prefills: the cached latents are up-projected to keys and values once, then
+      // ordinary attention with qk_nope + qk_rope and v_head dims per head).
       const double cache_w = static_cast<double>(d.kv_lora + d.qk_rope);
-      for (const SeqStep& sq : io.seqs) {
-        const double n = static_cast<double>(sq.new_tokens);
-        const double attended = n * sq.past_len + n * (n + 1) / 2.0;
-        c.flops += 2.0 * n * d.heads * d.kv_lora * (d.qk_nope + d.head_dim);
-        c.flops += 2.0 * d.heads * attended * (cache_w + d.kv_lora);
-        c.kv_bytes += cache_w * dt * (sq.past_len + sq.new_tokens);  // compressed cache
-      }
+      const double up = 2.0 * d.heads * d.kv_lora * (d.qk_nope + d.head_dim);
+      const double absorbed = up * tokens + 2.0 * d.heads * step.attended * (cache_w + d.kv_lora);
+      const double expanded =
+          up * step.cached + 2.0 * d.heads * step.attended * (d.QkHeadDim() + d.head_dim);
+      c.flops = std::min(absorbed, expanded);
+      c.kv_bytes = cache_w * kvb * step.cached;  // the compressed cache
       c.weight_bytes = static_cast<double>(op.k) * d.heads * (d.qk_nope + d.head_dim) * dt;
       c.bytes = c.kv_bytes + c.weight_bytes +
                 tokens * (d.heads * (d.QkHeadDim() + d.head_dim) + cache_w) * 4.0;

@@ -37,7 +37,19 @@ struct MoeStepLoad {
 };
 MoeStepLoad ExpectedMoeLoad(const OpStream& stream, double tokens);
 
-/// Cost of one op for the step described by `io` (its seqs; tokens need not be filled).
+/// What the cost of a step depends on: its new tokens and sequences, and for attention the
+/// positions attended (over every new token, the cached and new positions it sees) and the
+/// cached positions read (per sequence: past + new tokens).
+struct StepSummary {
+  double tokens = 0, seqs = 0, attended = 0, cached = 0;
+};
+StepSummary SummarizeStep(const StepIO& io);
+
+/// Cost of one op for a step; `kv_dtype` is the KV cache's element type.
+OpCost CostOfOp(const OpStream& stream, const Op& op, const StepSummary& step, DType dtype,
+                DType kv_dtype);
+/// Cost of one op for the step described by `io` (its seqs; tokens need not be filled), with
+/// the KV cache in DefaultKvDType(dtype).
 OpCost CostOfOp(const OpStream& stream, const Op& op, const StepIO& io, DType dtype);
 
 /// Cost of ops [begin, end) of the stream for one step.

@@ -16,12 +16,14 @@ struct ServingSpec {
   std::string prompt_dist;  ///< "fixed:N", "uniform:A-B", "lognormal:MEAN,SIGMA"; empty: prompt_len
   std::string output_dist;  ///< the same for output tokens; empty: gen_len
   int64_t requests = 0;     ///< measured requests (0: the scenario's min_requests)
-  int64_t warmup_requests = 2;       ///< run first, excluded from every figure
-  int64_t max_prefill_tokens = 512;  ///< prompt tokens per step (chunked prefill budget)
-  int64_t kv_page_tokens = 16;       ///< tokens per KV page of the admission allocator
-  int64_t kv_pages = 0;              ///< pool size (0: from the memory budget)
-  double slo_ttft = 0;               ///< s; 0: no TTFT objective
-  double slo_tpot = 0;               ///< s; 0: no TPOT objective
+  int64_t warmup_requests = 2;  ///< run first, excluded from every figure
+  /// Prompt tokens per step (chunked prefill budget); 0: the default, 512 on measured
+  /// backends and 16,384 per rank on simulated accelerators (EffectiveMaxPrefillTokens).
+  int64_t max_prefill_tokens = 0;
+  int64_t kv_page_tokens = 16;  ///< tokens per KV page of the admission allocator
+  int64_t kv_pages = 0;         ///< pool size (0: from the memory budget)
+  double slo_ttft = 0;          ///< s; 0: no TTFT objective
+  double slo_tpot = 0;          ///< s; 0: no TPOT objective
   // Validity rules (harness/scenarios/validity.h); negative: the scenario's default.
   double min_duration = -1;  ///< s
   int64_t min_requests = -1;

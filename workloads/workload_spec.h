@@ -1,10 +1,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "harness/core/dtype.h"
 #include "workloads/cost_overrides.h"
+#include "workloads/deployment.h"
 #include "workloads/model_spec.h"
 #include "workloads/serving_spec.h"
 
@@ -17,6 +19,7 @@ struct WorkloadSpec {
   std::string backend = "cpu";
   std::string scenario = "offline";
   DType dtype = DType::kBF16;
+  std::optional<DType> kv_dtype;  ///< the KV cache's element type; unset: DefaultKvDType(dtype)
   int64_t batch = 1;
   int64_t prompt_len = 128;
   int64_t gen_len = 32;
@@ -26,9 +29,11 @@ struct WorkloadSpec {
   int warmup = 1;
   int verify_len = 0;  ///< teacher-forced tokens checked against the reference; 0 = auto
   bool verify = true;
-  CostOverrides cost;   ///< cost-model inputs given in the suite or on the command line
-  ServingSpec serving;  ///< single-stream/server/sweep settings and validity rules
+  CostOverrides cost;         ///< cost-model inputs given in the suite or on the command line
+  ServingSpec serving;        ///< single-stream/server/sweep settings and validity rules
+  DeploymentSpec deployment;  ///< simulated backend: system, devices and their layout
 
+  DType KvDType() const { return kv_dtype.value_or(DefaultKvDType(dtype)); }
   int LayersRun() const { return layers > 0 ? layers : static_cast<int>(model.num_layers); }
   bool Extrapolated() const { return LayersRun() < model.num_layers; }
 };

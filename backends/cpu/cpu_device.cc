@@ -38,11 +38,19 @@ class CpuDevice final : public Device {
         return {};
       case DType::kF16:
         return {false, "the cpu backend does not run fp16"};
+      case DType::kFP8:
+      case DType::kInt8:
+        return {false, "the cpu backend does not run " + std::string(DTypeName(dtype)) + " yet"};
     }
     return {false, "unknown dtype"};
   }
 
   Status Open(const SessionConfig& config, std::unique_ptr<Session>* out) override {
+    if (config.kv_dtype && *config.kv_dtype != DefaultKvDType(config.dtype)) {
+      return Status::Unsupported("this backend keeps the KV cache in " +
+                                 std::string(DTypeName(DefaultKvDType(config.dtype))) + ", not " +
+                                 std::string(DTypeName(*config.kv_dtype)));
+    }
     const Support s = Supports(config.dtype);
     if (!s.supported) return Status::Unsupported(s.reason);
     if (config.max_sequences < 1 || config.max_context < 1 || config.max_step_tokens < 1) {

@@ -108,10 +108,18 @@ class CudaDevice final : public Device {
                          std::string(prop_.name) + " is compute capability " +
                          std::to_string(prop_.major) + "." + std::to_string(prop_.minor)};
     }
+    if (IsQuantized(dtype)) {
+      return {false, "the cuda backend does not run " + std::string(DTypeName(dtype)) + " yet"};
+    }
     return {};  // fp32, bf16 and fp16 on every sm_80+ GPU
   }
 
   Status Open(const SessionConfig& config, std::unique_ptr<Session>* out) override {
+    if (config.kv_dtype && *config.kv_dtype != DefaultKvDType(config.dtype)) {
+      return Status::Unsupported("this backend keeps the KV cache in " +
+                                 std::string(DTypeName(DefaultKvDType(config.dtype))) + ", not " +
+                                 std::string(DTypeName(*config.kv_dtype)));
+    }
     const Support s = Supports(config.dtype);
     if (!s.supported) return Status::Unsupported(s.reason);
     if (config.max_sequences < 1 || config.max_context < 1 || config.max_step_tokens < 1) {

@@ -85,6 +85,53 @@ class EntryReader {
     return Status::Ok();
   }
 
+  Status AllToAll(const json& obj, const std::string& path, const char* key,
+                  AllToAllFigures* out) const {
+    const std::string p = Join(path, key);
+    if (!obj.contains(key)) return Error(p, "is required");
+    const json& a = obj[key];
+    if (!a.is_object()) return Error(p, "expected an object");
+    CB_RETURN_IF_ERROR(OnlyKnown(
+        a, p, {"scale_up_bytes_per_s", "scale_out_bytes_per_s", "latency_s", "compute_share"}));
+    CB_RETURN_IF_ERROR(Figure(a, p, "compute_share", true, true, &out->compute_share));
+    if (out->compute_share.value >= 1) return Error(p + ".compute_share.value", "must be below 1");
+    CB_RETURN_IF_ERROR(
+        Figure(a, p, "scale_up_bytes_per_s", true, true, &out->scale_up_bytes_per_s));
+    CB_RETURN_IF_ERROR(
+        Figure(a, p, "scale_out_bytes_per_s", true, true, &out->scale_out_bytes_per_s));
+    return Figure(a, p, "latency_s", true, true, &out->latency_s);
+  }
+
+  /// The optional "interconnect" object: every figure known, each with its source.
+  Status Links(const json& doc, Interconnect* out) const {
+    if (!doc.contains("interconnect")) return Status::Ok();
+    const json& ic = doc["interconnect"];
+    const std::string p = "interconnect";
+    if (!ic.is_object()) return Error(p, "expected an object");
+    CB_RETURN_IF_ERROR(OnlyKnown(
+        ic, p,
+        {"domain_devices", "scale_up_bytes_per_s", "scale_up_latency_s", "scale_out_bytes_per_s",
+         "scale_out_latency_s", "all_to_all_throughput", "all_to_all_low_latency"}));
+    CB_RETURN_IF_ERROR(Figure(ic, p, "domain_devices", true, true, &out->domain_devices));
+    if (out->domain_devices.value < 1 ||
+        out->domain_devices.value != std::floor(out->domain_devices.value)) {
+      return Error(p + ".domain_devices.value", "expected a whole number of devices >= 1");
+    }
+    for (auto [key, fig] : {std::pair{"scale_up_bytes_per_s", &out->scale_up_bytes_per_s},
+                            {"scale_up_latency_s", &out->scale_up_latency_s},
+                            {"scale_out_bytes_per_s", &out->scale_out_bytes_per_s},
+                            {"scale_out_latency_s", &out->scale_out_latency_s}}) {
+      CB_RETURN_IF_ERROR(Figure(ic, p, key, true, true, fig));
+    }
+    for (const CatalogFigure* f : {&out->scale_up_bytes_per_s, &out->scale_out_bytes_per_s}) {
+      if (f->value <= 0) return Error(p, "link bandwidths must be greater than 0");
+    }
+    CB_RETURN_IF_ERROR(AllToAll(ic, p, "all_to_all_throughput", &out->throughput));
+    CB_RETURN_IF_ERROR(AllToAll(ic, p, "all_to_all_low_latency", &out->low_latency));
+    out->present = true;
+    return Status::Ok();
+  }
+
   static std::string Join(const std::string& path, const std::string& key) {
     return path.empty() ? key : path + "." + key;
   }
@@ -96,6 +143,10 @@ class EntryReader {
 }  // namespace
 
 bool CatalogFigure::known() const { return std::isfinite(value); }
+
+bool AllToAllFigures::known() const {
+  return scale_up_bytes_per_s.known() && scale_out_bytes_per_s.known() && latency_s.known();
+}
 
 std::string DefaultCatalogDir() { return DataDir() + "/backends/devices"; }
 
@@ -114,16 +165,16 @@ Status DeviceCatalog::ParseEntry(const std::string& text, const std::string& ori
   }
   const bool system = e.type == "system";
   if (system) {
-    CB_RETURN_IF_ERROR(
-        r.OnlyKnown(doc, "",
-                    {"id", "type", "name", "kind", "vendor", "notes", "device", "device_count",
-                     "peak_flops", "all_in_power_w", "purchase_usd", "rental_usd_per_hour"}));
+    CB_RETURN_IF_ERROR(r.OnlyKnown(
+        doc, "",
+        {"id", "type", "name", "kind", "vendor", "notes", "device", "device_count", "peak_flops",
+         "all_in_power_w", "purchase_usd", "rental_usd_per_hour", "interconnect"}));
   } else {
     CB_RETURN_IF_ERROR(
         r.OnlyKnown(doc, "",
                     {"id", "type", "name", "kind", "vendor", "notes", "match", "fallback",
                      "peak_flops", "mem_bandwidth_bytes_per_s", "mem_bytes", "tdp_w", "idle_w",
-                     "all_in_power_w", "purchase_usd", "rental_usd_per_hour"}));
+                     "all_in_power_w", "purchase_usd", "rental_usd_per_hour", "interconnect"}));
   }
   CB_RETURN_IF_ERROR(r.String(doc, "id", true, &e.id));
   CB_RETURN_IF_ERROR(r.String(doc, "name", true, &e.name));
@@ -156,7 +207,11 @@ Status DeviceCatalog::ParseEntry(const std::string& text, const std::string& ori
   CB_RETURN_IF_ERROR(
       r.Figure(doc, "", "rental_usd_per_hour", false, false, &e.rental_usd_per_hour));
 
+  CB_RETURN_IF_ERROR(r.Links(doc, &e.interconnect));
   if (system) {
+    if (!e.interconnect.present) {
+      return r.Error("interconnect", "is required for a system (its links and all-to-all rates)");
+    }
     CB_RETURN_IF_ERROR(r.String(doc, "device", true, &e.device));
     if (!doc.contains("device_count")) return r.Error("device_count", "is required");
     const json& n = doc["device_count"];

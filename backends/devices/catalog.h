@@ -16,6 +16,28 @@ struct CatalogFigure {
   bool known() const;
 };
 
+/// Achieved rates of one kind of expert-parallel all-to-all (dispatch and combine) per device,
+/// within the scale-up domain and across it, and its fixed latency per call.
+struct AllToAllFigures {
+  CatalogFigure scale_up_bytes_per_s, scale_out_bytes_per_s, latency_s;
+  /// Share of the device's compute the all-to-all kernels occupy while they run (SMs given
+  /// to communication), which overlapped compute does without.
+  CatalogFigure compute_share;
+  bool known() const;
+};
+
+/// How devices are connected: a scale-up domain (NVLink, HCCS, UB) of `domain_devices`
+/// devices, a scale-out network between domains (one-way bandwidth per device, per-message
+/// latency), and the all-to-all rates kernels reach on them: `throughput` kernels for long
+/// batches (prefill, DeepEP's normal mode) and `low_latency` kernels for decode.
+struct Interconnect {
+  bool present = false;
+  CatalogFigure domain_devices;
+  CatalogFigure scale_up_bytes_per_s, scale_up_latency_s;
+  CatalogFigure scale_out_bytes_per_s, scale_out_latency_s;
+  AllToAllFigures throughput, low_latency;
+};
+
 /// A device (one GPU, NPU, CPU server or VM) or a system of devices (CloudMatrix 384, NVL72)
 /// from backends/devices/*.json. docs/devices.md describes the fields.
 struct CatalogEntry {
@@ -35,6 +57,8 @@ struct CatalogEntry {
   CatalogFigure purchase_usd, rental_usd_per_hour;
   std::string device;        ///< systems: id of the device entry they are made of
   int64_t device_count = 1;  ///< systems: devices in the system
+  /// Devices: their usual servers' links; systems: the system's. Optional for devices.
+  Interconnect interconnect;
 };
 
 class DeviceCatalog {

@@ -751,9 +751,18 @@ class ReferenceDevice final : public Device {
     if (dtype == DType::kF16) {
       return {false, "the reference backend does not model fp16 rounding"};
     }
+    if (IsQuantized(dtype)) {
+      return {false, "the reference backend does not quantise to " + std::string(DTypeName(dtype)) +
+                         " yet"};
+    }
     return {};
   }
   Status Open(const SessionConfig& config, std::unique_ptr<Session>* out) override {
+    if (config.kv_dtype && *config.kv_dtype != DefaultKvDType(config.dtype)) {
+      return Status::Unsupported("this backend keeps the KV cache in " +
+                                 std::string(DTypeName(DefaultKvDType(config.dtype))) + ", not " +
+                                 std::string(DTypeName(*config.kv_dtype)));
+    }
     const Support s = Supports(config.dtype);
     if (!s.supported) return Status::Unsupported(s.reason);
     *out = std::make_unique<ReferenceSession>(config);

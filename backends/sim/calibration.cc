@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
+#include <stdexcept>
 
 #include "workloads/model_spec.h"
 
@@ -49,6 +52,41 @@ double Median(std::vector<double> v) {
 
 }  // namespace
 
+namespace {
+
+/// A number, or {"value": number, "source": "..."} (the source goes to `sources[name]`).
+double SourcedNumber(const json& v, const std::string& name,
+                     std::map<std::string, std::string>* sources) {
+  if (v.is_object()) {
+    (*sources)[name] = v.at("source").get<std::string>();
+    return v.at("value").get<double>();
+  }
+  return v.get<double>();
+}
+
+void ReadEfficiency(const json& e, const std::string& fallback_source, Efficiency* out) {
+  for (int i = 0; i < kParams; ++i) {
+    if (!e.contains(kParamNames[i])) continue;
+    *Param(*out, i) = SourcedNumber(e.at(kParamNames[i]), kParamNames[i], &out->sources);
+    if (!out->sources.count(kParamNames[i])) out->sources[kParamNames[i]] = fallback_source;
+  }
+  if (!e.contains("matmul_by_dtype")) return;
+  for (const auto& [name, fields] : e.at("matmul_by_dtype").items()) {
+    const std::optional<DType> dt = ParseDType(name);
+    if (!dt) throw std::runtime_error("efficiency.matmul_by_dtype: unknown dtype '" + name + "'");
+    MatmulEfficiency me = out->Matmul(*dt);
+    const std::pair<const char*, double*> f[] = {
+        {"matmul_eff", &me.eff}, {"matmul_m_half", &me.m_half}, {"matmul_mem_eff", &me.mem_eff}};
+    for (const auto& [key, dst] : f) {
+      if (fields.contains(key))
+        *dst = SourcedNumber(fields.at(key), name + "." + key, &out->sources);
+    }
+    out->matmul_by_dtype[*dt] = me;
+  }
+}
+
+}  // namespace
+
 Status LoadCalibration(const std::string& path, Calibration* out, bool* found) {
   *found = false;
   std::ifstream in(path);
@@ -62,14 +100,17 @@ Status LoadCalibration(const std::string& path, Calibration* out, bool* found) {
     c.date = j.at("date").get<std::string>();
     c.source = j.at("source").get<std::string>();
     c.model_version = j.value("model_version", std::string(kModelVersion));
-    const json& pk = j.at("peak_flops");
-    c.peak_flops[static_cast<int>(DType::kBF16)] = pk.value("bf16", 0.0);
-    c.peak_flops[static_cast<int>(DType::kF32)] = pk.value("fp32", 0.0);
-    c.peak_flops[static_cast<int>(DType::kF16)] = pk.value("fp16", 0.0);
-    c.mem_bandwidth = j.at("mem_bandwidth_bytes_per_s").get<double>();
-    const json& e = j.at("efficiency");
-    for (int i = 0; i < kParams; ++i) *Param(c.eff, i) = e.at(kParamNames[i]).get<double>();
-    c.eff.source = "calibrated " + c.date + ": " + c.source;
+    if (j.contains("peak_flops")) {
+      for (const auto& [name, v] : j.at("peak_flops").items()) {
+        if (const std::optional<DType> dt = ParseDType(name)) {
+          c.peak_flops[static_cast<int>(*dt)] = v.get<double>();
+        }
+      }
+    }
+    c.mem_bandwidth = j.value("mem_bandwidth_bytes_per_s", 0.0);
+    ReadEfficiency(j.at("efficiency"), "calibrated " + c.date + ": " + c.source, &c.eff);
+    c.eff.source = (j.contains("peak_flops") ? "calibrated " : "public kernel figures, ") + c.date +
+                   ": " + c.source;
     c.fit_median_abs_error = j.value("fit_median_abs_error", 0.0);
     c.held_out_median_abs_error = j.value("held_out_median_abs_error", -1.0);
     if (j.contains("held_out")) c.held_out = j.at("held_out").get<std::vector<std::string>>();
@@ -113,7 +154,8 @@ void ApplyCalibration(const Calibration& c, DeviceModel* m) {
   }
   if (c.mem_bandwidth > 0) m->mem_bandwidth = c.mem_bandwidth;
   m->eff = c.eff;
-  m->sources.push_back("calibration " + c.date + " (" + c.source + ")");
+  m->sources.push_back("efficiencies: " + c.eff.source);
+  NormalizeEfficiencies(m);
 }
 
 double FitEfficiency(const std::vector<OpSample>& samples, DeviceModel* m) {

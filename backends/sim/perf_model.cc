@@ -2,15 +2,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 namespace cb::sim {
 
 double DeviceModel::Peak(DType dt) const {
   const double p = peak_flops[static_cast<int>(dt)];
-  if (p > 0) return p;
-  // A dtype the catalog has no figure for: bf16's peak for fp16 and the reverse, else fp32.
-  for (double q : peak_flops) {
-    if (q > 0) return q;
+  if (p > 0 || IsQuantized(dt)) return p;  // 8-bit compute needs the device's own figure
+  // A float dtype the catalog has no figure for: bf16's peak for fp16 and the reverse.
+  for (DType d : {DType::kBF16, DType::kF16, DType::kF32}) {
+    if (peak_flops[static_cast<int>(d)] > 0) return peak_flops[static_cast<int>(d)];
   }
   return 0;
 }
@@ -26,16 +27,9 @@ Status ModelFromCatalog(const CatalogEntry& e, DeviceModel* out) {
   m.kind = e.kind;
   for (const auto& [dt, fig] : e.peak_flops) {
     if (!fig.known()) continue;
-    DType d;
-    if (dt == "bf16") {
-      d = DType::kBF16;
-    } else if (dt == "fp32") {
-      d = DType::kF32;
-    } else if (dt == "fp16") {
-      d = DType::kF16;
-    } else {
-      continue;
-    }
+    const std::optional<DType> parsed = ParseDType(dt);
+    if (!parsed) continue;
+    const DType d = *parsed;
     m.peak_flops[static_cast<int>(d)] = fig.value;
     m.sources.push_back("peak " + dt + ": catalog (" + fig.source + ")");
   }
@@ -54,6 +48,46 @@ Status ModelFromCatalog(const CatalogEntry& e, DeviceModel* out) {
   m.idle_w = e.idle_w.known() ? e.idle_w.value : 0;
   *out = std::move(m);
   return Status::Ok();
+}
+
+MatmulEfficiency Efficiency::Matmul(DType dt) const {
+  const auto it = matmul_by_dtype.find(dt);
+  if (it != matmul_by_dtype.end()) return it->second;
+  return MatmulEfficiency{matmul_eff, matmul_m_half, matmul_mem_eff};
+}
+
+void NormalizeEfficiencies(DeviceModel* m) {
+  Efficiency& e = m->eff;
+  double compute = std::max({1.0, e.matmul_eff, e.attention_eff});
+  double memory = std::max({1.0, e.matmul_mem_eff, e.attention_mem_eff, e.elementwise_mem_eff});
+  for (const auto& [dt, me] : e.matmul_by_dtype) {
+    compute = std::max(compute, me.eff);
+    memory = std::max(memory, me.mem_eff);
+  }
+  char note[256];
+  if (compute > 1) {
+    for (double& p : m->peak_flops) p *= compute;
+    e.matmul_eff /= compute;
+    e.attention_eff /= compute;
+    for (auto& [dt, me] : e.matmul_by_dtype) me.eff /= compute;
+    std::snprintf(note, sizeof note,
+                  "peak FLOP/s raised %.3gx: the calibration's compute efficiency exceeded 1 "
+                  "against the ceiling it was fitted to",
+                  compute);
+    m->sources.push_back(note);
+  }
+  if (memory > 1) {
+    m->mem_bandwidth *= memory;
+    e.matmul_mem_eff /= memory;
+    e.attention_mem_eff /= memory;
+    e.elementwise_mem_eff /= memory;
+    for (auto& [dt, me] : e.matmul_by_dtype) me.mem_eff /= memory;
+    std::snprintf(note, sizeof note,
+                  "memory bandwidth raised %.3gx: the calibration's memory efficiency exceeded "
+                  "1 against the ceiling it was fitted to",
+                  memory);
+    m->sources.push_back(note);
+  }
 }
 
 OpClass ClassOf(OpKind k) {
@@ -76,13 +110,15 @@ OpClass ClassOf(OpKind k) {
 namespace {
 
 /// Compute and memory times at 100% efficiency and the efficiencies that apply.
-void Terms(const DeviceModel& m, OpClass cls, double rows, double* eff_c, double* eff_m) {
+void Terms(const DeviceModel& m, OpClass cls, double rows, DType dt, double* eff_c, double* eff_m) {
   const Efficiency& e = m.eff;
   switch (cls) {
-    case OpClass::kMatMul:
-      *eff_c = e.matmul_eff * rows / (rows + e.matmul_m_half);
-      *eff_m = e.matmul_mem_eff;
+    case OpClass::kMatMul: {
+      const MatmulEfficiency me = e.Matmul(dt);
+      *eff_c = me.eff * rows / (rows + me.m_half);
+      *eff_m = me.mem_eff;
       break;
+    }
     case OpClass::kAttention:
       *eff_c = e.attention_eff;
       *eff_m = e.attention_mem_eff;
@@ -98,7 +134,7 @@ void Terms(const DeviceModel& m, OpClass cls, double rows, double* eff_c, double
 
 double OpSeconds(const DeviceModel& m, OpClass cls, const OpCost& c, double rows, DType dt) {
   double eff_c = 1, eff_m = 1;
-  Terms(m, cls, std::max(rows, 1.0), &eff_c, &eff_m);
+  Terms(m, cls, std::max(rows, 1.0), dt, &eff_c, &eff_m);
   const double peak = m.Peak(dt), bw = m.mem_bandwidth;
   const double tc = peak > 0 && eff_c > 0 ? c.flops / (peak * eff_c) : 0;
   const double tm = bw > 0 && eff_m > 0 ? c.bytes / (bw * eff_m) : 0;

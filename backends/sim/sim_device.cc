@@ -139,6 +139,17 @@ class SimSession final : public Session {
     if (stream.shard.tp_size > 1 && cfg_.tp_comm == nullptr) {
       return Status::InvalidInput("a tensor-parallel shard needs a communicator");
     }
+    StepModelConfig c = dev_.layout();
+    c.dtype = cfg_.dtype;
+    c.kv_dtype = cfg_.kv_dtype.value_or(DefaultKvDType(cfg_.dtype));
+    c.layers = stream.layers;
+    if (c.pool.devices <= 1 || stream.shard.tp_size > 1) {
+      // One device, or an MPI/virtual TP group: the stream's shard is the layout.
+      c.pool.tp = stream.shard.tp_size;
+      c.pool.devices = std::max(c.pool.devices, c.pool.tp);
+      if (c.pool.devices % c.pool.tp != 0) c.pool.devices = c.pool.tp;
+    }
+    CB_RETURN_IF_ERROR(StepModel::Create(dev_.model(), dev_.topology(), stream.model, c, &model_));
     // Performance runs allocate nothing: the weights are only needed (and made, lazily) when
     // a step asks for logits, i.e. in verification.
     seed_ = weights.seed();
@@ -147,33 +158,17 @@ class SimSession final : public Session {
 
   Status Run(const OpStream& stream, OpRange range, StepIO& io) override {
     if (io.want_logits) CB_RETURN_IF_ERROR(Compute(stream, range, io));
-    const DeviceModel& m = dev_.model();
-    const int tp = stream.shard.tp_size;
-    const double tokens = static_cast<double>(io.TotalTokens());
-    const double seqs = static_cast<double>(io.seqs.size());
-    const double dt_bytes = static_cast<double>(DTypeBytes(cfg_.dtype));
-    for (size_t i = range.begin; i < range.end && i < stream.ops.size(); ++i) {
-      const Op& op = stream.ops[i];
-      const OpClass cls = ClassOf(op.kind);
-      if (cls == OpClass::kCollective) {
-        double t = 0;
-        if (op.kind == OpKind::kAllReduce) {
-          t = CollectiveSeconds(dev_.topology(), Collective::kAllReduce, tp,
-                                tokens * stream.dims.hidden * dt_bytes);
-        } else {
-          t = CollectiveSeconds(dev_.topology(), Collective::kAllGather, tp,
-                                seqs * stream.dims.vocab_full * 4.0);
-        }
-        if (tp > 1) t += m.eff.launch_s;
-        dev_.runtime().Launch(stream_, t, 0.0);
-        if (group_) group_->AddModelled(t);
-        continue;
-      }
-      const OpCost c = CostOfOp(stream, op, io, cfg_.dtype);
-      const double rows = BufferRows(op.out) == Rows::kSequenceRows ? seqs : tokens;
-      dev_.runtime().Launch(stream_, OpSeconds(m, cls, c, rows, cfg_.dtype),
-                            OpUtilisation(m, cls, c, rows, cfg_.dtype));
-    }
+    if (!model_) return Status::Internal("the sim session ran before Load");
+    const StepSummary step = SummarizeStep(io);
+    const AllToAllKind kind =
+        step.tokens > step.seqs ? AllToAllKind::kThroughput : AllToAllKind::kLowLatency;
+    // A pool's layout may shard differently from the caller's stream: a whole step is
+    // modelled on the layout's own stream.
+    const bool whole = range.begin == 0 && range.end >= stream.ops.size();
+    const StepCost c =
+        whole ? model_->Step(step, kind) : model_->Step(step, kind, range.begin, range.end);
+    dev_.runtime().Launch(stream_, c.seconds, c.seconds > 0 ? c.busy_seconds / c.seconds : 0);
+    if (group_) group_->AddModelled(c.comm_seconds);
     if (!io.want_logits && range.end >= stream.ops.size()) {
       // No numerics in performance runs: deterministic in-range tokens stand in for samples.
       const int64_t vocab = std::max<int64_t>(1, stream.dims.vocab_full);
@@ -228,6 +223,7 @@ class SimSession final : public Session {
   SimRuntime::StreamId stream_ = 0;
   VirtualGroup* group_ = nullptr;
   uint64_t seed_ = 0;
+  std::unique_ptr<StepModel> model_;
   std::unique_ptr<Session> ref_;
 };
 
@@ -246,23 +242,31 @@ SimDevice::SimDevice(DeviceModel model, Topology topology)
   meter_ = std::make_unique<SimEnergyMeter>(*this);
 }
 
-DeviceProps SimDevice::Props() const {
+SimDevice::~SimDevice() = default;
+
+DeviceProps PropsOf(const DeviceModel& model) {
   DeviceProps p;
   p.backend = "sim";
-  p.name = model_.name;
-  p.kind = model_.kind;
+  p.name = model.name;
+  p.kind = model.kind;
   p.host = "simulated";
-  for (int d = 0; d < kDTypeCount; ++d) p.peak_flops[d] = model_.Peak(static_cast<DType>(d));
-  p.mem_bandwidth_bytes_per_s = model_.mem_bandwidth;
-  p.mem_bytes = model_.mem_bytes > 0 ? static_cast<uint64_t>(model_.mem_bytes) : 0;
+  for (int d = 0; d < kDTypeCount; ++d) p.peak_flops[d] = model.Peak(static_cast<DType>(d));
+  p.mem_bandwidth_bytes_per_s = model.mem_bandwidth;
+  p.mem_bytes = model.mem_bytes > 0 ? static_cast<uint64_t>(model.mem_bytes) : 0;
   p.isa = kModelVersion;
   p.simulated = true;
   return p;
 }
 
+DeviceProps SimDevice::Props() const { return PropsOf(model_); }
+
 Support SimDevice::Supports(DType dtype) const {
-  if (dtype == DType::kF16)
-    return {false, "the sim models fp32 and bf16 (its numerics are the reference's)"};
+  if (dtype == DType::kF16) return {false, "the sim models fp32, bf16, fp8 and int8, not fp16"};
+  if (IsQuantized(dtype) && model_.Peak(dtype) <= 0) {
+    return {false, model_.name + " has no native " + std::string(DTypeName(dtype)) +
+                       " (catalog entry " + model_.id + " gives no " +
+                       std::string(DTypeName(dtype)) + " peak)"};
+  }
   if (model_.Peak(dtype) <= 0 || model_.mem_bandwidth <= 0) {
     return {false, "catalog entry " + model_.id +
                        " has no peak FLOP/s or memory bandwidth to simulate (calibrate it with "
@@ -272,7 +276,7 @@ Support SimDevice::Supports(DType dtype) const {
 }
 
 Status SimDevice::Open(const SessionConfig& config, std::unique_ptr<Session>* out) {
-  if (config.dtype == DType::kF16) return Status::Unsupported("the sim models fp32 and bf16");
+  if (const Support s = Supports(config.dtype); !s.supported) return Status::Unsupported(s.reason);
   *out = std::make_unique<SimSession>(*this, config);
   return Status::Ok();
 }
@@ -280,9 +284,10 @@ Status SimDevice::Open(const SessionConfig& config, std::unique_ptr<Session>* ou
 Clock& SimDevice::clock() { return *clock_; }
 EnergyMeter* SimDevice::energy() { return model_.tdp_w > 0 ? meter_.get() : nullptr; }
 
-void SimDevice::SetLayout(int tp, int dp) {
-  tp_ = std::max(1, tp);
-  dp_ = std::max(1, dp);
+void SimDevice::SetLayout(const PoolLayout& pool, int redundant_experts, bool overlap) {
+  layout_.pool = pool;
+  layout_.redundant_experts = redundant_experts;
+  layout_.overlap = overlap;
 }
 
 const CatalogEntry* FindEntry(const DeviceCatalog& catalog, const std::string& name) {

@@ -7,6 +7,7 @@
 #include "backends/backend.h"
 #include "backends/devices/catalog.h"
 #include "backends/sim/perf_model.h"
+#include "backends/sim/step_model.h"
 #include "backends/sim/topology.h"
 
 namespace cb::sim {
@@ -73,17 +74,20 @@ class VirtualGroup final : public Communicator {
 class SimDevice final : public Device {
  public:
   SimDevice(DeviceModel model, Topology topology);
+  ~SimDevice() override;
   DeviceProps Props() const override;
   Support Supports(DType dtype) const override;
   Status Open(const SessionConfig& config, std::unique_ptr<Session>* out) override;
   Clock& clock() override;
   EnergyMeter* energy() override;
 
-  /// Virtual devices in this process: tp x dp, simulated as one TP group times dp replicas.
-  void SetLayout(int tp, int dp);
+  /// Virtual devices in this process: the pool's devices; a session models the step of one
+  /// of its ranks (StepModel), the slowest, and stands for all of them.
+  void SetLayout(const PoolLayout& pool, int redundant_experts = 0, bool overlap = false);
   /// The links between the virtual devices (a catalog system's, or the device's own servers).
   void SetTopology(Topology t) { topology_ = std::move(t); }
-  int devices() const { return tp_ * dp_; }
+  int devices() const { return layout_.pool.devices; }
+  const StepModelConfig& layout() const { return layout_; }
   const DeviceModel& model() const { return model_; }
   const Topology& topology() const { return topology_; }
   SimRuntime& runtime() { return runtime_; }
@@ -94,10 +98,13 @@ class SimDevice final : public Device {
   DeviceModel model_;
   Topology topology_;
   SimRuntime runtime_;
-  int tp_ = 1, dp_ = 1;
+  StepModelConfig layout_;
   std::unique_ptr<SimClock> clock_;
   std::unique_ptr<SimEnergyMeter> meter_;
 };
+
+/// The DeviceProps of a simulated device: the model's name, kind, peaks and memory.
+DeviceProps PropsOf(const DeviceModel& model);
 
 /// Fp32 weight bytes above which the sim does not compute numerics (verification).
 inline constexpr double kMaxNumericsBytes = 4.0 * (1ull << 30);

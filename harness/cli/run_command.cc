@@ -1,29 +1,17 @@
-#include <algorithm>
 #include <cstdio>
-#include <filesystem>
 #include <map>
-#include <memory>
-#include <set>
 
 #include "backends/comm/mpi_world.h"
-#include "backends/registry.h"
 #include "harness/cancel.h"
 #include "harness/cli/commands.h"
 #include "harness/cli/cost_flags.h"
 #include "harness/cli/serving_flags.h"
-#include "harness/cli/sim_cluster.h"
-#include "harness/cost/run_energy_cost.h"
-#include "harness/fault_injection.h"
-#include "harness/micro/ceilings.h"
-#include "harness/parallel.h"
 #include "harness/plan.h"
-#include "harness/runner.h"
-#include "harness/scenarios/serving_metrics.h"
-#include "harness/scenarios/serving_runner.h"
+#include "harness/run_plan.h"
 #include "harness/scenarios/sweep_summary.h"
+#include "results/atomic_file.h"
 #include "results/formats.h"
 #include "results/prometheus/prometheus_sink.h"
-#include "results/record_json.h"
 
 namespace cb {
 namespace {
@@ -32,6 +20,10 @@ using nlohmann::json;
 
 struct RunFlags {
   std::string model, suite, backend, dtype, batch, prompt_len, gen_len, layers, seed, routing;
+  std::string kv_dtype, disaggregate;
+  int redundant_experts = 0, mtp = 0;
+  double mtp_acceptance = 0.85;
+  bool overlap = false;
   int repetitions = 0, warmup = 0, verify_len = 0;
   bool no_verify = false, remeasure = false, quiet = false;
   std::string results_dir = "results", out, format = "table", inject_fault;
@@ -98,6 +90,23 @@ Status BuildOverrides(const RunFlags& f, json* overrides) {
     CB_RETURN_IF_ERROR(
         ListValue(opt->get_name(), *field.text, field.integers, &(*overrides)[field.key]));
   }
+  if (f.given.at("kv_dtype")->count()) (*overrides)["kv_dtype"] = f.kv_dtype;
+  if (f.given.at("disaggregate")->count()) (*overrides)["disaggregate"] = f.disaggregate;
+  if (f.given.at("redundant_experts")->count()) {
+    (*overrides)["redundant_experts"] = f.redundant_experts;
+  }
+  if (f.given.at("mtp")->count()) (*overrides)["mtp"] = f.mtp;
+  if (f.given.at("mtp_acceptance")->count()) (*overrides)["mtp_acceptance"] = f.mtp_acceptance;
+  if (f.overlap) (*overrides)["overlap"] = true;
+  // One process: --system/--devices/--tp/--dp/--ep lay out simulated devices (workload fields);
+  // under mpirun --tp/--dp/--ep are the job's layout.
+  if (World::Get().size() == 1) {
+    if (!f.system.empty()) (*overrides)["system"] = f.system;
+    if (f.devices > 0) (*overrides)["devices"] = f.devices;
+    if (f.tp_opt->count()) (*overrides)["tp"] = f.tp;
+    if (f.given.at("dp")->count()) (*overrides)["dp"] = f.dp;
+    if (f.given.at("ep")->count()) (*overrides)["ep"] = f.ep;
+  }
   if (f.given.at("repetitions")->count()) (*overrides)["repetitions"] = f.repetitions;
   if (f.given.at("warmup")->count()) (*overrides)["warmup"] = f.warmup;
   if (f.given.at("verify_len")->count()) (*overrides)["verify_len"] = f.verify_len;
@@ -109,34 +118,6 @@ Status BuildOverrides(const RunFlags& f, json* overrides) {
 std::string SuitePath(const std::string& suite) {
   if (suite.find('/') != std::string::npos || suite.ends_with(".json")) return suite;
   return DataDir() + "/workloads/suites/" + suite + ".json";
-}
-
-std::string RunFileName(const RunRecord& r) {
-  std::string name = r.run_id + "_" + r.workload.model.name + "_" + r.workload.backend + "_" +
-                     std::string(DTypeName(r.workload.dtype)) + "_b" +
-                     std::to_string(r.workload.batch) +
-                     (r.workload.scenario == "offline" ? "" : "_" + r.workload.scenario) + ".json";
-  for (char& c : name) {
-    if (c == '/' || c == ' ') c = '_';
-  }
-  return name;
-}
-
-std::string Describe(const WorkloadSpec& w) {
-  std::string scenario;
-  if (w.scenario != "offline") {
-    scenario = " " + w.scenario;
-    if (w.scenario == "server") {
-      scenario += w.serving.rate > 0 ? " at " + std::to_string(w.serving.rate) + " req/s"
-                                     : " " + std::to_string(w.serving.concurrency) + " in flight";
-    }
-  }
-  return w.model.name + scenario + " " + w.backend + " " + std::string(DTypeName(w.dtype)) +
-         " batch " + std::to_string(w.batch) + " prompt " + std::to_string(w.prompt_len) + " gen " +
-         std::to_string(w.gen_len) +
-         (w.Extrapolated() ? " (" + std::to_string(w.LayersRun()) + "/" +
-                                 std::to_string(w.model.num_layers) + " layers, extrapolated)"
-                           : "");
 }
 
 int Fail(const Status& s) {
@@ -168,200 +149,31 @@ int Run(const RunFlags& f) {
     std::string host, port;
     if (Status s = prom::ParsePushUrl(f.publish.push.url, &host, &port); !s.ok()) return Fail(s);
   }
-
-  World& world = World::Get();
-  // The simulated backend: --system/--devices are virtual devices in this one process.
-  SimCluster sim_cluster;
-  if (world.size() > 1 && (!f.system.empty() || f.devices > 1)) {
+  if (World::Get().size() > 1 && (!f.system.empty() || f.devices > 0)) {
     return Fail(Status::InvalidInput(
         "command line: --system and --devices simulate devices in one process; under mpirun "
         "each rank drives one simulated device"));
   }
-  if (Status s = sim_cluster.Prepare(
-          {f.system, f.devices, f.tp_opt->count() ? f.tp : 0, f.dp, false, world.size() == 1},
-          f.cost.catalog_dir, &plan);
-      !s.ok()) {
+  PlanRunOptions o;
+  o.results_dir = f.results_dir;
+  o.out_dir = f.out;
+  o.remeasure_ceilings = f.remeasure;
+  o.quiet = f.quiet;
+  o.inject_fault = f.inject_fault;
+  o.tp = f.tp;
+  o.dp = f.dp;
+  o.ep = f.ep;
+  o.collective_timeout_s = f.collective_timeout_s;
+  o.catalog_dir = f.cost.catalog_dir;
+  o.energy = f.cost.energy;
+  PlanRunResult result;
+  if (Status s = RunPlan(std::move(plan), o, &result); !s.ok()) {
+    if (s.code() == StatusCode::kCancelled) return 130;
     return Fail(s);
   }
-  ParallelGroups groups;
-  if (!sim_cluster.active()) {
-    const int dp = f.dp > 0 ? f.dp : std::max(1, world.size() / std::max(1, f.tp));
-    if (Status s = groups.Init(f.tp, dp, world, f.collective_timeout_s, f.ep); !s.ok())
-      return Fail(s);
-  }
-  const ParallelContext& par = sim_cluster.active() ? sim_cluster.context() : groups.context();
-  const bool rank0 = par.world_rank == 0;
-  for (const WorkloadSpec& w : plan) {
-    OpStream probe;
-    if (Status s = BuildDenseDecoderStream(w.model, ShardSpec{par.tp, 0}, w.LayersRun(), &probe);
-        !s.ok()) {
-      return Fail(Status(s.code(), Describe(w) + ": " + s.message()));
-    }
-    if ((w.scenario == "single-stream" || w.scenario == "server") &&
-        (par.world_size > 1 || par.tp > 1 || par.dp > 1)) {
-      return Fail(Status::InvalidInput(Describe(w) + ": the " + w.scenario +
-                                       " scenario runs on one device (no MPI ranks, --tp, "
-                                       "--dp, --system or --devices)"));
-    }
-    if (w.batch < par.dp) {
-      return Fail(Status::InvalidInput(Describe(w) + ": batch " + std::to_string(w.batch) +
-                                       " is smaller than --dp " + std::to_string(par.dp)));
-    }
-  }
-
-  EnergyCostPlanner energy_cost;
-  if (Status s = energy_cost.Init(f.cost.catalog_dir, f.cost.energy); !s.ok()) return Fail(s);
-
-  // Pre-flight: every backend opens and every workload fits before anything is measured.
-  std::map<std::string, std::unique_ptr<Device>> devices;
-  for (const WorkloadSpec& w : plan) {
-    auto& dev = devices[w.backend];
-    if (!dev) {
-      if (Status s = OpenDevice(w.backend, &dev); !s.ok()) return Fail(s);
-      sim_cluster.Configure(*dev);
-      if (!f.inject_fault.empty()) {
-        if (Status s = WrapWithFault(f.inject_fault, par.world_rank, std::move(dev), &dev); !s.ok())
-          return Fail(s);
-      }
-    }
-    if (Status s = energy_cost.Check(w, dev->Props()); !s.ok()) return Fail(s);
-    const uint64_t available = dev->Props().mem_bytes;
-    WorkloadSpec replica_w = w;  // a device holds its replica's sequences only
-    replica_w.batch = LocalBatch(w.batch, par.dp, 0);
-    const MemoryEstimate mem = EstimateMemory(replica_w);
-    if (available > 0 && PerDevicePeak(mem, par.tp) > available) {
-      return Fail(Status::Exhausted(
-          Describe(w) + ": needs about " + std::to_string(PerDevicePeak(mem, par.tp) >> 20) +
-          " MiB per device (weights " + std::to_string(mem.weights >> 20) + ", KV cache " +
-          std::to_string(mem.kv_cache >> 20) + ", verification " +
-          std::to_string(mem.verification >> 20) + " MiB), " + std::to_string(available >> 20) +
-          " MiB available; use --layers N, a smaller --batch, "
-          "shorter --prompt-len/--gen-len, or --no-verify"));
-    }
-  }
-
-  Ceilings ceilings;
-  // Only rank 0 computes the job's figures, so only it needs (and measures) the ceilings;
-  // simulated devices use their modelled peaks instead.
-  const bool need_ceilings = std::any_of(plan.begin(), plan.end(), [&](const WorkloadSpec& w) {
-    return !devices[w.backend]->Props().simulated;
-  });
-  if (Status s = rank0 && need_ceilings
-                     ? LoadOrMeasureCeilings(f.results_dir, f.remeasure, &ceilings)
-                     : Status::Ok();
-      !s.ok()) {
-    std::fprintf(stderr, "clusterbench run: warning: no ceilings (%s); MFU and MBU are omitted\n",
-                 s.message().c_str());
-    ceilings = Ceilings{};
-  }
-  if (CancelRequested()) return Fail(Status::Cancelled("interrupted before the first run"));
-  if (par.world_size > 1) {
-    // Rank 0 may have spent a while measuring ceilings: wait for it without the timeout.
-    world.set_collective_timeout(0);
-    if (Status s = par.world->Barrier(); !s.ok()) return Fail(s);
-    world.set_collective_timeout(f.collective_timeout_s);
-  }
-
-  const std::string out_dir = f.out.empty() ? f.results_dir + "/runs" : f.out;
-  std::vector<RunRecord> records;
-  bool any_bad = false;
-  for (size_t i = 0; i < plan.size(); ++i) {
-    const WorkloadSpec& w = plan[i];
-    RunnerOptions opts;
-    opts.ceilings = ceilings;
-    if (const DeviceProps props = devices[w.backend]->Props(); props.simulated) {
-      opts.ceilings = SimCluster::CeilingsOf(props);
-    } else if (rank0 && w.backend == "cuda") {
-      // MFU and MBU of a GPU run are against the GPU's own ceilings (cuBLAS GEMM per dtype,
-      // device-to-device copy), measured once per process, not the host CPU's.
-      static Ceilings gpu;
-      static const Status gpu_status = [&] {
-        Status s = MeasureBackendCeilings(w.backend, gpu.matmul_flops_per_s,
-                                          &gpu.mem_read_bytes_per_s, &gpu.source);
-        if (!s.ok()) {
-          std::fprintf(stderr,
-                       "clusterbench run: warning: no GPU ceilings (%s); MFU and MBU are "
-                       "omitted\n",
-                       s.message().c_str());
-        }
-        return s;
-      }();
-      opts.ceilings = gpu_status.ok() ? gpu : Ceilings{};
-    }
-    opts.quiet = f.quiet || !rank0;
-    opts.parallel = &par;
-    opts.progress_prefix = "[" + std::to_string(i + 1) + "/" + std::to_string(plan.size()) + "]";
-    if (!opts.quiet) {
-      std::fprintf(stderr, "%s %s%s\n", opts.progress_prefix.c_str(), Describe(w).c_str(),
-                   par.world_size > 1
-                       ? (" on " + std::to_string(par.world_size) + " ranks (tp " +
-                          std::to_string(par.tp) + " x dp " + std::to_string(par.dp) + ")")
-                             .c_str()
-                       : "");
-    }
-    RunRecord rec;
-    StampRun(&rec);
-    std::unique_ptr<EnergyMeter> meter;
-    std::string energy_note;
-    if (Status ms =
-            energy_cost.MakeMeter(w, *devices[w.backend], &meter, &opts.energy, &energy_note);
-        !ms.ok()) {
-      return Fail(ms);
-    }
-    if (!energy_note.empty() && !f.quiet) {
-      std::fprintf(stderr, "%s %s\n", opts.progress_prefix.c_str(), energy_note.c_str());
-    }
-    Status s;
-    try {
-      s = RunScenario(w, *devices[w.backend], opts, &rec);
-    } catch (const std::exception& e) {
-      rec.status = "failed";
-      rec.status_message = std::string("exception: ") + e.what();
-    }
-    if (par.world_size > 1 && s.ok() && (rec.status == "failed" || rec.status == "invalid") &&
-        rec.verification.status != "failed") {
-      // A rank that stopped mid-run leaves the others inside collectives: end the whole job.
-      if (rec.status == "invalid") rec.status = "failed";
-      world.NotifyFailure(rec.status_message);
-      if (rank0) {
-        rec.end_time = NowIso8601();
-        const std::string path = out_dir + "/" + RunFileName(rec);
-        if (WriteFileAtomically(path, ToJson(rec).dump(2) + "\n").ok()) {
-          std::fprintf(stderr, "clusterbench run: the failed run is recorded in %s\n",
-                       path.c_str());
-        }
-        std::fprintf(stderr, "clusterbench run: %s failed: %s\n", Describe(w).c_str(),
-                     rec.status_message.c_str());
-      }
-      world.AbortJob(1);
-    }
-    sim_cluster.Annotate(i, &rec);
-    energy_cost.Finish(w, &rec);
-    sim_cluster.FinishCost(&rec);
-    FixServingEnergyCost(&rec);
-    if (s.code() == StatusCode::kCancelled) {
-      std::fprintf(stderr,
-                   "clusterbench run: interrupted; the run in progress was discarded, %zu "
-                   "finished run(s) are in %s\n",
-                   records.size(), out_dir.c_str());
-      return 130;
-    }
-    if (!s.ok()) return Fail(s);
-    if (!rank0) continue;  // only rank 0 writes results
-    rec.end_time = NowIso8601();
-    const std::string path = out_dir + "/" + RunFileName(rec);
-    if (Status ws = WriteFileAtomically(path, ToJson(rec).dump(2) + "\n"); !ws.ok()) {
-      std::fprintf(stderr, "clusterbench run: %s\n", ws.message().c_str());
-      any_bad = true;
-    } else if (!f.quiet) {
-      std::fprintf(stderr, "%s %s: %s%s -> %s\n", opts.progress_prefix.c_str(), rec.status.c_str(),
-                   rec.status_message.c_str(), rec.status_message.empty() ? "done" : "",
-                   path.c_str());
-    }
-    any_bad |= rec.status == "failed" || rec.status == "invalid";
-    records.push_back(std::move(rec));
-  }
-  if (!rank0) return 0;
+  if (!result.rank0) return 0;
+  const std::vector<RunRecord>& records = result.records;
+  bool any_bad = result.any_bad;
   std::string text;
   if (Status s = FormatRuns(records, f.format, &text); !s.ok()) return Fail(s);
   if (!text.empty() && text.back() != '\n') text += '\n';
@@ -373,7 +185,7 @@ int Run(const RunFlags& f) {
     if (to_stdout || !f.quiet) std::fputs(summary.c_str(), to_stdout ? stdout : stderr);
     // In a subdirectory: the run directory holds run records only (`cost DIR` reads them all).
     const std::string path =
-        out_dir + "/sweeps/" + records.front().run_id + "_" + sweep.group + ".json";
+        result.out_dir + "/sweeps/" + records.front().run_id + "_" + sweep.group + ".json";
     if (Status ws = WriteFileAtomically(path, SweepSummaryToJson(sweep).dump(2) + "\n"); !ws.ok()) {
       std::fprintf(stderr, "clusterbench run: %s\n", ws.message().c_str());
       any_bad = true;
@@ -402,7 +214,11 @@ CommandFn AddRunCommand(CLI::App& app) {
   g["backend"] =
       cmd->add_option("--backend", f->backend,
                       "Backend: cpu, reference, sim or sim:DEVICE (a catalog device; default cpu)");
-  g["dtype"] = cmd->add_option("--dtype", f->dtype, "fp32 or bf16 (default bf16)");
+  g["dtype"] = cmd->add_option("--dtype", f->dtype,
+                               "fp32, bf16 (default), fp8 or int8 (W8A8); list expands");
+  g["kv_dtype"] = cmd->add_option("--kv-dtype", f->kv_dtype,
+                                  "KV-cache dtype: bf16, fp8 or int8 (default: bf16 for 8-bit "
+                                  "compute, else the dtype)");
   g["batch"] = cmd->add_option("--batch", f->batch, "Sequences per batch (default 1)");
   g["prompt_len"] = cmd->add_option("--prompt-len", f->prompt_len, "Prompt tokens (default 128)");
   g["gen_len"] =
@@ -447,18 +263,46 @@ CommandFn AddRunCommand(CLI::App& app) {
                               "fewest devices that hold the model)")
                   ->check(CLI::PositiveNumber)
                   ->default_val(1);
+  g["tp"] = f->tp_opt;
   cmd->add_option("--system", f->system,
-                  "sim: a catalog system of virtual devices (cloudmatrix-384, gb200-nvl72, "
-                  "hgx-h100-8) with its interconnect, power and price")
+                  "sim: a catalog system (cloudmatrix-384, gb200-nvl72, hgx-h100-8, "
+                  "hgx-h100-96) with its interconnect, power and price")
       ->group("Simulated backend");
-  cmd->add_option("--devices", f->devices, "sim: virtual devices in this process (tp x dp)")
+  cmd->add_option("--devices", f->devices,
+                  "sim: devices of the deployment (default: the system's, else 1)")
       ->check(CLI::PositiveNumber)
       ->group("Simulated backend");
-  cmd->add_option("--ep", f->ep,
-                  "MoE expert parallelism (MPI, tp 1): experts sharded over N ranks, each "
-                  "running attention for its share of the sequences");
-  cmd->add_option("--dp", f->dp, "Data-parallel replicas (MPI; default: ranks / tp)")
-      ->check(CLI::PositiveNumber);
+  g["ep"] = cmd->add_option("--ep", f->ep,
+                            "MoE expert parallelism (tp 1): experts sharded over N ranks, each "
+                            "running attention for its share of the sequences (MPI, or sim)")
+                ->check(CLI::PositiveNumber);
+  g["dp"] = cmd->add_option("--dp", f->dp,
+                            "Data-parallel replicas / attention groups (MPI: default ranks / "
+                            "tp; sim: devices / tp)")
+                ->check(CLI::PositiveNumber);
+  g["disaggregate"] =
+      cmd->add_option("--disaggregate", f->disaggregate,
+                      "sim: prefill and decode pools, e.g. prefill=32:ep32,decode=320:ep320 "
+                      "(DEVICES[:tpN][:epN] each)")
+          ->group("Simulated backend");
+  g["redundant_experts"] =
+      cmd->add_option("--redundant-experts", f->redundant_experts,
+                      "sim: extra expert replicas per MoE layer placed on the hottest experts "
+                      "(EPLB); experts + redundant must divide by --ep")
+          ->check(CLI::NonNegativeNumber)
+          ->group("Simulated backend");
+  g["mtp"] = cmd->add_option("--mtp", f->mtp,
+                             "sim: multi-token prediction drafts per decode step (models with an "
+                             "MTP module, e.g. deepseek-v3)")
+                 ->check(CLI::Range(0, 8))
+                 ->group("Simulated backend");
+  g["mtp_acceptance"] = cmd->add_option("--mtp-acceptance", f->mtp_acceptance,
+                                        "sim: acceptance rate of each draft (default 0.85, "
+                                        "DeepSeek-V3 report)")
+                            ->group("Simulated backend");
+  cmd->add_flag("--overlap", f->overlap,
+                "sim: two-micro-batch overlap of communication with compute")
+      ->group("Simulated backend");
   cmd->add_option("--collective-timeout", f->collective_timeout_s,
                   "Seconds any MPI collective may wait before the job is ended")
       ->check(CLI::PositiveNumber)

@@ -55,13 +55,22 @@ void AddCostMetrics(RunRecord* rec) {
   const double e2e = MetricValue(*rec, "e2e_latency_seconds");
   c.blended_tokens_per_second =
       e2e > 0 ? static_cast<double>(w.batch * (w.prompt_len + w.gen_len)) / e2e : std::nan("");
+  if (c.input_devices > 0 && c.output_devices > 0) {
+    // Disaggregated pools work side by side: requests flow at the slower pool's rate.
+    const double requests_per_s =
+        std::min(c.input_tokens_per_second / static_cast<double>(w.prompt_len),
+                 c.output_tokens_per_second / static_cast<double>(w.gen_len));
+    c.blended_tokens_per_second = requests_per_s * static_cast<double>(w.prompt_len + w.gen_len);
+  }
   c.cost_per_device_hour_usd = CostPerDeviceHour(c);
   const double h = c.cost_per_device_hour_usd;
   const Provenance how = Provenance::kModelled;
   Put(rec, kCostInput, "USD/Mtok", how,
-      UsdPerMillionTokens(h, c.devices, c.input_tokens_per_second));
+      UsdPerMillionTokens(h, c.input_devices > 0 ? c.input_devices : c.devices,
+                          c.input_tokens_per_second));
   Put(rec, kCostOutput, "USD/Mtok", how,
-      UsdPerMillionTokens(h, c.devices, c.output_tokens_per_second));
+      UsdPerMillionTokens(h, c.output_devices > 0 ? c.output_devices : c.devices,
+                          c.output_tokens_per_second));
   Put(rec, kCostBlended, "USD/Mtok", how,
       UsdPerMillionTokens(h, c.devices, c.blended_tokens_per_second));
 }

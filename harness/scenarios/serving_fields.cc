@@ -7,6 +7,10 @@
 
 namespace cb {
 
+int64_t EffectiveMaxPrefillTokens(const WorkloadSpec& w) {
+  return w.serving.max_prefill_tokens > 0 ? w.serving.max_prefill_tokens : 512;
+}
+
 using nlohmann::json;
 
 bool IsArrayValuedField(const std::string& key) { return key == "batches" || key == "rates"; }
@@ -66,7 +70,9 @@ Status ValidateScenario(const WorkloadSpec& w, const std::string& where) {
   if (s.concurrency < 0) return bad("concurrency", "must not be negative");
   if (s.requests < 0) return bad("requests", "must not be negative (0 = --min-requests)");
   if (s.warmup_requests < 0) return bad("warmup_requests", "must not be negative");
-  if (s.max_prefill_tokens < 1) return bad("max_prefill_tokens", "must be at least 1");
+  if (s.max_prefill_tokens < 0) {
+    return bad("max_prefill_tokens", "must be at least 1 (0: the default)");
+  }
   if (s.kv_page_tokens < 1) return bad("kv_page_tokens", "must be at least 1");
   if (s.kv_pages < 0) return bad("kv_pages", "must not be negative (0 = from memory)");
   if (s.slo_ttft < 0) return bad("slo_ttft", "must not be negative (seconds; 0 = none)");

@@ -9,6 +9,9 @@
 
 namespace cb {
 
+/// The chunked-prefill budget a serving pass uses: the workload's, else 512 tokens per step.
+int64_t EffectiveMaxPrefillTokens(const WorkloadSpec& w);
+
 /// Suite fields of the serving scenarios, validity rules and sweeps (docs/scenarios.md).
 inline constexpr const char* kServingFields[] = {
     "rate",           "concurrency",  "arrival",         "prompt_dist",

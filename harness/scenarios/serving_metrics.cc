@@ -57,11 +57,16 @@ Latencies Collect(const ServingRecord& s) {
 
 void AddServingMetrics(Provenance how, int devices, RunRecord* rec) {
   ServingRecord& s = *rec->serving;
-  const Latencies l = Collect(s);
+  Latencies l = Collect(s);
   s.duration_s = l.duration;
   auto& M = rec->metrics;
   const double d = l.duration > 0 ? l.duration : NAN;
-  const double n = static_cast<double>(s.requests.size());
+  // One simulated attention group stands for `replicas`: the pool serves that many times more.
+  const double r = static_cast<double>(std::max<int64_t>(1, s.replicas));
+  const double n = static_cast<double>(s.requests.size()) * r;
+  l.output_tokens *= r;
+  l.prompt_tokens *= r;
+  l.good *= static_cast<int64_t>(r);
   M.push_back(Dist("ttft_seconds", "s", how, l.ttft));
   if (!l.tpot.empty()) M.push_back(Dist("tpot_seconds", "s", how, l.tpot));
   M.push_back(Dist("e2e_latency_seconds", "s", how, l.e2e));
@@ -108,7 +113,8 @@ ValidityInput OfflineValidityInput(const RunRecord& rec) {
 void FixServingEnergyCost(RunRecord* rec) {
   if (!rec->serving) return;
   const Latencies l = Collect(*rec->serving);
-  const double tokens = l.prompt_tokens + l.output_tokens;
+  const double tokens = (l.prompt_tokens + l.output_tokens) *
+                        static_cast<double>(std::max<int64_t>(1, rec->serving->replicas));
   if (rec->energy) {
     EnergyRecord& e = *rec->energy;
     e.tokens = tokens;

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "harness/scenarios/distributions.h"
+#include "harness/scenarios/serving_fields.h"
 #include "harness/scenarios/serving_metrics.h"
 #include "harness/scenarios/validity.h"
 #include "harness/verify.h"
@@ -87,7 +88,7 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
     rec->status_message = support.reason;
     return Status::Ok();
   }
-  if (opts.parallel != nullptr &&
+  if (opts.parallel != nullptr && !opts.parallel->virtual_cluster &&
       (opts.parallel->world_size > 1 || opts.parallel->tp > 1 || opts.parallel->dp > 1)) {
     return Status::InvalidInput(w.scenario +
                                 " runs on one device: no MPI ranks, --tp, --dp or --devices");
@@ -106,7 +107,13 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   sized.prompt_len = std::max<int64_t>(1, max_context - w.gen_len);
   const MemoryEstimate mem = EstimateMemory(sized);
   int64_t pool_tokens = slots * max_context;  // what the slots hold; less if memory is short
-  if (props.mem_bytes > 0 && mem.kv_cache > 0) {
+  if (opts.kv_pool_tokens > 0) {
+    if (opts.kv_pool_tokens < max_context) {
+      return Status::Exhausted(w.model.name + ": no room for the KV cache of one " +
+                               std::to_string(max_context) + "-token request on " + props.name);
+    }
+    pool_tokens = std::min(pool_tokens, opts.kv_pool_tokens);
+  } else if (props.mem_bytes > 0 && mem.kv_cache > 0) {
     const double per_token = static_cast<double>(mem.kv_cache) / static_cast<double>(pool_tokens);
     const double budget = static_cast<double>(props.mem_bytes) -
                           static_cast<double>(mem.weights + mem.activations + mem.verification);
@@ -118,7 +125,7 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   }
   PassConfig pc;
   pc.slots = slots;
-  pc.max_prefill_tokens = sv.max_prefill_tokens;
+  pc.max_prefill_tokens = EffectiveMaxPrefillTokens(w);
   pc.kv_page_tokens = sv.kv_page_tokens;
   // Each slot gets whole pages for the longest context, so the default pool never keeps a
   // slot idle by rounding.
@@ -141,7 +148,8 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   cfg.dtype = w.dtype;
   cfg.max_sequences = std::max(slots, verify_batch);
   cfg.max_context = max_context;
-  cfg.max_step_tokens = std::max(sv.max_prefill_tokens + slots, verify_batch * w.prompt_len);
+  cfg.kv_dtype = w.kv_dtype;
+  cfg.max_step_tokens = std::max(pc.max_prefill_tokens + slots, verify_batch * w.prompt_len);
   std::unique_ptr<Session> session;
   if (Status s = device.Open(cfg, &session); !s.ok()) return fail("opening a session", s);
   Progress(opts, "loading " + w.model.name);
@@ -214,7 +222,8 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   s.prompt_dist = dists.prompt.text();
   s.output_dist = dists.output.text();
   s.max_batch = slots;
-  s.max_prefill_tokens = sv.max_prefill_tokens;
+  s.max_prefill_tokens = pc.max_prefill_tokens;
+  s.replicas = std::max<int64_t>(1, opts.serving_replicas);
   s.kv_page_tokens = sv.kv_page_tokens;
   s.kv_pages = result.kv_pages_total;
   s.kv_pages_peak = result.kv_pages_peak;
@@ -236,28 +245,34 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   }
   if (!result.outcomes.empty()) rec->generated_tokens = result.outcomes.front().tokens;
   rec->serving = std::move(s);
-  AddServingMetrics(how, /*devices=*/1, rec);
+  AddServingMetrics(how, std::max(1, opts.serving_devices), rec);
   ApplyValidity(RulesFor(w), ServingValidityInput(*rec), rec);
   return Status::Ok();
 }
 
-Status RunScenario(const WorkloadSpec& w, Device& device, const RunnerOptions& opts,
-                   RunRecord* rec) {
+void TagSweep(const WorkloadSpec& w, RunRecord* rec) {
   if (!w.serving.sweep_group.empty()) {
     rec->sweep = SweepRecord{w.serving.sweep_group, w.serving.sweep_axis, w.serving.sweep_value,
                              w.serving.at_interactivity};
   }
+}
+
+void ApplyOfflineValidity(const WorkloadSpec& w, RunRecord* rec) {
+  if (rec->status != "ok") return;
+  const ValidityRules rules = RulesFor(w);
+  if (rules.min_duration_s > 0 || rules.min_requests > 0 || rules.max_cv > 0 || w.serving.strict) {
+    ApplyValidity(rules, OfflineValidityInput(*rec), rec);
+  }
+}
+
+Status RunScenario(const WorkloadSpec& w, Device& device, const RunnerOptions& opts,
+                   RunRecord* rec) {
+  TagSweep(w, rec);
   if (w.scenario == "single-stream" || w.scenario == "server") {
     return RunServing(w, device, opts, rec);
   }
   CB_RETURN_IF_ERROR(RunOffline(w, device, opts, rec));
-  if (rec->status == "ok") {
-    const ValidityRules rules = RulesFor(w);
-    if (rules.min_duration_s > 0 || rules.min_requests > 0 || rules.max_cv > 0 ||
-        w.serving.strict) {
-      ApplyValidity(rules, OfflineValidityInput(*rec), rec);
-    }
-  }
+  ApplyOfflineValidity(w, rec);
   return Status::Ok();
 }
 

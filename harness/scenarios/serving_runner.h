@@ -20,6 +20,11 @@ Status MakeRequests(const WorkloadSpec& w, int64_t first, int64_t count, int64_t
 Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& opts,
                   RunRecord* record);
 
+/// Tags a point of a sweep with the sweep it belongs to (the record's `sweep` section).
+void TagSweep(const WorkloadSpec& w, RunRecord* record);
+/// Applies the offline scenario's validity rules when the workload sets any.
+void ApplyOfflineValidity(const WorkloadSpec& w, RunRecord* record);
+
 /// Runs `w` in its scenario: RunOffline or RunServing.
 Status RunScenario(const WorkloadSpec& w, Device& device, const RunnerOptions& opts,
                    RunRecord* record);

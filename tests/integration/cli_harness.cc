@@ -33,6 +33,15 @@ void WriteText(const std::string& path, const std::string& text) {
 
 std::string SharedResultsDir() { return CLUSTERBENCH_TEST_RESULTS; }
 
+int ValidateAgainstSchema(const std::vector<std::string>& files) {
+  std::string cmd =
+      "/usr/bin/python3 " CLUSTERBENCH_SOURCE_DIR
+      "/tests/tools/validate_json.py " CLUSTERBENCH_SOURCE_DIR "/results/schema/run.schema.json";
+  for (const auto& f : files) cmd += " '" + f + "'";
+  const int status = std::system(cmd.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 std::string FreshDir(const std::string& name) {
   const fs::path p = fs::path(CLUSTERBENCH_TEST_RESULTS) / "scratch" / name;
   fs::remove_all(p);

@@ -27,5 +27,7 @@ void WriteText(const std::string& path, const std::string& text);
 
 /// The shared results root: its ceilings cache is measured once and reused.
 std::string SharedResultsDir();
+/// Exit status of tests/tools/validate_json.py over `files` against the run schema (0: valid).
+int ValidateAgainstSchema(const std::vector<std::string>& files);
 
 }  // namespace cb::testing

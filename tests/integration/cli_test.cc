@@ -17,15 +17,6 @@ std::vector<std::string> RunArgs(const std::string& out, std::vector<std::string
   return args;
 }
 
-int ValidateAgainstSchema(const std::vector<std::string>& files) {
-  std::string cmd =
-      "/usr/bin/python3 " CLUSTERBENCH_SOURCE_DIR
-      "/tests/tools/validate_json.py " CLUSTERBENCH_SOURCE_DIR "/results/schema/run.schema.json";
-  for (const auto& f : files) cmd += " '" + f + "'";
-  const int status = std::system(cmd.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 TEST(Cli, TinyModelRunWritesVerifiedResultsThatMatchTheSchema) {
   const std::string out = FreshDir("tiny_run");
   const CliResult r = RunCli(

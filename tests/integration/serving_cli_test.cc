@@ -12,15 +12,6 @@ namespace {
 
 using nlohmann::json;
 
-int Validate(const std::vector<std::string>& files) {
-  std::string cmd =
-      "/usr/bin/python3 " CLUSTERBENCH_SOURCE_DIR
-      "/tests/tools/validate_json.py " CLUSTERBENCH_SOURCE_DIR "/results/schema/run.schema.json";
-  for (const auto& f : files) cmd += " '" + f + "'";
-  const int status = std::system(cmd.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 std::vector<std::string> Args(const std::string& out, std::vector<std::string> extra) {
   std::vector<std::string> a = {"run",      "--results-dir", SharedResultsDir(), "--out", out,
                                 "--model",  "tiny",          "--dtype",          "fp32",  "--quiet",
@@ -60,7 +51,7 @@ TEST(ServingCli, ServerRunWritesASchemaValidRecordWithServingFigures) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto files = ListFiles(out);
   ASSERT_EQ(files.size(), 1u);
-  EXPECT_EQ(Validate(files), 0);
+  EXPECT_EQ(ValidateAgainstSchema(files), 0);
   const json doc = json::parse(ReadText(files[0]));
   EXPECT_EQ(doc["run"]["status"], "ok");
   EXPECT_EQ(doc["workload"]["scenario"], "server");
@@ -98,7 +89,7 @@ TEST(ServingCli, DefaultsLabelAShortRunShortenedAndStrictMakesItInvalid) {
   EXPECT_EQ(doc["run"]["status"], "ok");
   EXPECT_EQ(doc["validity"]["label"], "shortened");
   EXPECT_EQ(doc["serving"]["concurrency"], 1);
-  EXPECT_EQ(Validate(ListFiles(out)), 0);
+  EXPECT_EQ(ValidateAgainstSchema(ListFiles(out)), 0);
 
   const std::string strict = FreshDir("serving_strict");
   r = RunCli(Args(strict, {"--scenario", "single-stream", "--requests", "4", "--prompt-len", "8",
@@ -149,7 +140,7 @@ TEST(ServingCli, RateSweepOnTheSimulatedDeviceReportsAFrontier) {
     if (f.ends_with(".json")) files.push_back(f);
   }
   EXPECT_EQ(files.size(), 3u);
-  EXPECT_EQ(Validate(files), 0);
+  EXPECT_EQ(ValidateAgainstSchema(files), 0);
   const auto summaries = ListFiles(out + "/sweeps");
   ASSERT_EQ(summaries.size(), 1u);
   const json s = json::parse(ReadText(summaries[0]));
@@ -175,8 +166,11 @@ TEST(ServingCli, BadServingInputExitsTwoNamingTheField) {
       {{"--scenario", "server", "--rate", "1", "--arrival", "bursty"}, "arrival"},
       {{"--scenario", "sweep", "--batches", "1,x"}, "--batches"},
       {{"--scenario", "queue"}, "allowed values: offline, single-stream, server, sweep"},
+      {{"--scenario", "server", "--rate", "1", "--backend", "sim", "--disaggregate",
+        "prefill=1,decode=1"},
+       "field 'disaggregate'"},
       {{"--scenario", "server", "--rate", "1", "--backend", "sim", "--devices", "2"},
-       "runs on one device"},
+       "allowed: batch >= 2"},
   };
   for (const Case& c : cases) {
     const CliResult r = RunCli(Args(out, c.args));

@@ -150,7 +150,27 @@ TEST_F(CatalogFilesTest, BadFilesNameTheFileAndField) {
               {"device_count", 8},
               {"all_in_power_w", {{"value", 1e4}, {"source", "t"}}}};
   Put("rack", sys);
+  EXPECT_NE(Load().message().find("field 'interconnect'"), std::string::npos) << Load().message();
+  auto fig = [](double v) { return json{{"value", v}, {"source", "t"}}; };
+  const json a2a = {{"scale_up_bytes_per_s", fig(1e11)},
+                    {"scale_out_bytes_per_s", fig(1e10)},
+                    {"latency_s", fig(1e-5)},
+                    {"compute_share", fig(0.1)}};
+  sys["interconnect"] = {{"domain_devices", fig(8)},         {"scale_up_bytes_per_s", fig(4e11)},
+                         {"scale_up_latency_s", fig(2e-6)},  {"scale_out_bytes_per_s", fig(5e10)},
+                         {"scale_out_latency_s", fig(1e-5)}, {"all_to_all_throughput", a2a},
+                         {"all_to_all_low_latency", a2a}};
+  Put("rack", sys);
   EXPECT_NE(Load().message().find("field 'device'"), std::string::npos) << Load().message();
+  sys["interconnect"]["domain_devices"] = fig(2.5);
+  Put("rack", sys);
+  EXPECT_NE(Load().message().find("field 'interconnect.domain_devices.value'"), std::string::npos)
+      << Load().message();
+  sys["interconnect"].erase("all_to_all_low_latency");
+  sys["interconnect"]["domain_devices"] = fig(8);
+  Put("rack", sys);
+  EXPECT_NE(Load().message().find("field 'interconnect.all_to_all_low_latency'"), std::string::npos)
+      << Load().message();
 }
 
 // --- Cost formulas, by hand ---------------------------------------------------------------

@@ -164,9 +164,9 @@ TEST(RecordJsonTest, OtherErrorsNameTheField) {
   EXPECT_EQ(message([](json& d) { d["metrics"]["tpot_seconds"]["how"] = "guessed"; }),
             "results/run-1.json: field 'metrics.tpot_seconds.how': unknown value 'guessed'; "
             "allowed values: measured, modelled, extrapolated");
-  EXPECT_EQ(message([](json& d) { d["workload"]["dtype"] = "int8"; }),
-            "results/run-1.json: field 'workload.dtype': unknown value 'int8'; allowed values: "
-            "fp32, bf16, fp16");
+  EXPECT_EQ(message([](json& d) { d["workload"]["dtype"] = "fp4"; }),
+            "results/run-1.json: field 'workload.dtype': unknown value 'fp4'; allowed values: "
+            "fp32, bf16, fp16, fp8, int8");
   EXPECT_EQ(message([](json& d) { d["workload"]["batch"] = -3; }),
             "results/run-1.json: field 'workload.batch': expected a non-negative integer, got -3");
   EXPECT_EQ(message([](json& d) { d["workload"]["batch"] = 2.5; }),

@@ -55,7 +55,7 @@ TEST(ServingPlan, BadSettingsNameFileAndField) {
       {{{"scenario", "server"}, {"rate", 1}, {"concurrency", 2}}, "rate"},
       {{{"scenario", "server"}, {"rate", 1}, {"arrival", "bursty"}}, "arrival"},
       {{{"scenario", "server"}, {"rate", 1}, {"prompt_dist", "uniform:9-3"}}, "prompt_dist"},
-      {{{"scenario", "server"}, {"rate", 1}, {"max_prefill_tokens", 0}}, "max_prefill_tokens"},
+      {{{"scenario", "server"}, {"rate", 1}, {"max_prefill_tokens", -1}}, "max_prefill_tokens"},
       {{{"scenario", "server"}, {"rate", 1}, {"layers", 2}}, "layers"},
       {{{"scenario", "sweep"}}, "batches"},
       {{{"scenario", "offline"}, {"batches", {1, 2}}}, "batches"},

@@ -1,0 +1,265 @@
+#include "harness/deployment/layout_search.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "backends/sim/sim_device.h"
+#include "harness/cost/cost_model.h"
+#include "harness/deployment/sim_offline.h"
+
+namespace cb {
+namespace {
+
+constexpr int64_t kMaxSeqsPerRank = 1024;
+
+/// Redundant experts that make the experts divisible by every pool's ep (0 when none needs).
+int RedundantFor(const ModelSpec& m, const std::vector<PoolLayout>& pools) {
+  int64_t l = 1;
+  for (const PoolLayout& p : pools) l = std::lcm(l, static_cast<int64_t>(std::max(1, p.ep)));
+  if (!m.moe.enabled() || l <= 1) return 0;
+  return static_cast<int>((l - m.moe.num_experts % l) % l);
+}
+
+/// Layouts for a pool of `n` devices: tensor parallel within a scale-up domain, and for MoE
+/// models expert parallel over the whole pool (data-parallel attention).
+std::vector<PoolLayout> PoolCandidates(const ModelSpec& m, int n, int domain, PoolRole role) {
+  std::vector<PoolLayout> out;
+  for (int tp = 1; tp <= std::min(n, std::max(1, domain)); tp *= 2) {
+    const PoolLayout p{role, n, tp, 1};
+    if (n % tp == 0 && ValidatePool(m, p, 0, "").ok()) out.push_back(p);
+  }
+  if (m.moe.enabled() && n > 1) {
+    const PoolLayout p{role, n, 1, n};
+    if (ValidatePool(m, p, RedundantFor(m, {p}), "").ok()) out.push_back(p);
+  }
+  return out;
+}
+
+/// Splits of `n` devices into a prefill and a decode pool, in whole scale-up domains when the
+/// system has several.
+std::vector<int> PrefillSizes(int n, int domain) {
+  std::vector<int> out;
+  const int unit = domain < n ? domain : 1;
+  for (double share : {1.0 / 8, 1.0 / 6, 1.0 / 4, 1.0 / 3, 1.0 / 2}) {
+    const int p = std::max(unit, static_cast<int>(std::lround(n * share / unit)) * unit);
+    if (p < n && std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+  }
+  return out;
+}
+
+StepSummary DecodeStep(double seqs, double context, int mtp) {
+  const double n = 1.0 + mtp;
+  return StepSummary{seqs * n, seqs, seqs * (n * context + n * (n + 1) / 2), seqs * (context + n)};
+}
+
+struct Pricing {
+  double per_device_hour = NAN, all_in_w = NAN;
+};
+
+/// The steady state of `t` with `seqs` sequences per decode rank (LayoutPoint).
+Status Evaluate(const WorkloadSpec& w, const SimTarget& t, int64_t seqs, const Pricing& price,
+                LayoutPoint* out) {
+  std::vector<std::unique_ptr<sim::StepModel>> models;
+  CB_RETURN_IF_ERROR(MakeStepModels(w, t, &models));
+  const Deployment& d = t.deployment;
+  const double tau = d.TokensPerDecodeStep(), n = static_cast<double>(seqs);
+  const double P = static_cast<double>(w.prompt_len), G = static_cast<double>(w.gen_len);
+  const double context = P + G / 2;
+  LayoutPoint& pt = *out;
+  pt.deployment = d;
+  pt.seqs_per_rank = seqs;
+  pt.prefill_chunk = t.prefill_chunk;
+  double requests_per_s = 0;
+  if (!d.Disaggregated()) {
+    // Chunked prefill rides in the decode steps: each step prefills what keeps the batch full.
+    const double p = std::min<double>(n * tau * P / G, static_cast<double>(t.prefill_chunk));
+    StepSummary s = DecodeStep(n, context, d.mtp);
+    s.tokens += p;
+    s.seqs += p / P;
+    s.attended += p * P / 2;
+    s.cached += p;
+    const auto kind = p > n ? sim::AllToAllKind::kThroughput : sim::AllToAllKind::kLowLatency;
+    const double step = models.front()->Step(s, kind, d.mtp > 0).seconds;
+    pt.tpot_s = step / tau;
+    pt.ttft_s = std::ceil(P / std::max(1.0, p)) * step;
+    requests_per_s = std::min(n * tau / G, p / P) / step * t.Decode().dp();
+    pt.input_tokens_per_s = requests_per_s * P;
+  } else {
+    const sim::StepModel& pm = *models.front();
+    const sim::StepModel& dm = *models.back();
+    const double step =
+        dm.Step(DecodeStep(n, context, d.mtp), sim::AllToAllKind::kLowLatency, d.mtp > 0).seconds;
+    const int64_t prompts = std::max<int64_t>(1, t.prefill_chunk / w.prompt_len);
+    const SimPhase pre = SimulatePrefill(pm, prompts, w.prompt_len, t.prefill_chunk);
+    const double prefill_rps = static_cast<double>(prompts) / pre.seconds * t.Prefill().dp();
+    const double decode_rps = n * tau / G / step * t.Decode().dp();
+    requests_per_s = std::min(prefill_rps, decode_rps);
+    const double bytes = P * RankKvBytesPerToken(w.model, t.Prefill(), w.KvDType());
+    const double transfer =
+        sim::TransferSeconds(t.topology, d.TotalDevices() <= t.topology.domain, bytes);
+    pt.tpot_s = step / tau;
+    pt.ttft_s = pre.seconds / static_cast<double>(pre.step_s.size()) *
+                    std::ceil(P / static_cast<double>(t.prefill_chunk)) +
+                transfer;
+    pt.input_tokens_per_s = prefill_rps * P;
+  }
+  pt.output_tokens_per_s = requests_per_s * G;
+  const double devices = d.TotalDevices();
+  pt.usd_per_mtok_output =
+      UsdPerMillionTokens(price.per_device_hour, d.TotalDevices(), pt.output_tokens_per_s);
+  pt.usd_per_mtok_input = UsdPerMillionTokens(
+      price.per_device_hour, d.Disaggregated() ? d.Prefill().devices : d.TotalDevices(),
+      pt.input_tokens_per_s);
+  pt.joules_per_output_token_all_in = price.all_in_w * devices / pt.output_tokens_per_s;
+  pt.output_tokens_per_s_per_mw = pt.output_tokens_per_s / (price.all_in_w * devices / 1e6);
+  return Status::Ok();
+}
+
+/// Every deployment of `n` devices the search tries.
+std::vector<Deployment> Deployments(const SearchRequest& r, const ModelSpec& m, int n, int domain) {
+  std::vector<std::vector<PoolLayout>> layouts;
+  for (const PoolLayout& p : PoolCandidates(m, n, domain, PoolRole::kMixed)) layouts.push_back({p});
+  if (r.disaggregation && n > 1) {
+    for (int np : PrefillSizes(n, domain)) {
+      const auto pre = PoolCandidates(m, np, domain, PoolRole::kPrefill);
+      const auto dec = PoolCandidates(m, n - np, domain, PoolRole::kDecode);
+      if (pre.empty() || dec.empty()) continue;
+      // The widest layout of each pool: EP over the pool for MoE, else the largest tp.
+      layouts.push_back({pre.back(), dec.back()});
+    }
+  }
+  std::vector<Deployment> out;
+  for (const auto& pools : layouts) {
+    Deployment d;
+    d.pools = pools;
+    d.redundant_experts = RedundantFor(m, pools);
+    if (d.redundant_experts > m.moe.num_experts) continue;
+    const bool comm = std::any_of(pools.begin(), pools.end(),
+                                  [](const PoolLayout& p) { return p.tp > 1 || p.ep > 1; });
+    for (bool overlap : {false, true}) {
+      if (overlap && !comm) continue;
+      for (int mtp = 0; mtp <= (m.mtp_layers > 0 ? 1 : 0); ++mtp) {
+        Deployment v = d;
+        v.overlap = overlap;
+        v.mtp = mtp;
+        out.push_back(v);
+      }
+    }
+  }
+  return out;
+}
+
+bool Better(const LayoutPoint& a, const LayoutPoint& b) {
+  if (a.usd_per_mtok_output != b.usd_per_mtok_output) {
+    if (std::isnan(b.usd_per_mtok_output)) return true;
+    if (std::isnan(a.usd_per_mtok_output)) return false;
+    return a.usd_per_mtok_output < b.usd_per_mtok_output;
+  }
+  return a.output_tokens_per_s > b.output_tokens_per_s;
+}
+
+}  // namespace
+
+std::string LayoutPoint::Layout() const {
+  return std::string(DTypeName(dtype)) + " " + deployment.Describe() + ", " +
+         std::to_string(seqs_per_rank) + " seqs/rank";
+}
+
+Status SearchSystem(const SearchRequest& r, const DeviceCatalog& catalog,
+                    const CatalogEntry& system, SystemResult* out) {
+  SystemResult res;
+  res.system = system.id;
+  res.device = system.device;
+  res.name = system.name;
+  res.devices = static_cast<int>(system.device_count);
+  const ModelSpec& m = r.base.model;
+  const bool priced = system.purchase_usd.known() || system.rental_usd_per_hour.known();
+  const CatalogEntry* price_entry = priced ? &system : catalog.Find(system.device);
+  CostRecord cost = ResolveCost(BaselineFromCatalog(*price_entry, "compare-hardware"), r.base.cost,
+                                "compare-hardware");
+  const Pricing price{CostPerDeviceHour(cost), cost.all_in_power_w};
+  res.cost_per_device_hour_usd = price.per_device_hour;
+  res.all_in_power_w = price.all_in_w;
+  res.cost_basis = cost.basis;
+
+  WorkloadSpec w = r.base;
+  w.backend = "sim";
+  w.deployment = DeploymentSpec{};
+  w.deployment.system = system.id;
+  w.deployment.tp = 1;
+  w.verify = false;
+  std::vector<DType> dtypes = r.dtypes;
+  SimTarget base;
+  std::string memory_error, unsupported;
+  double closest = 0;
+  bool any_fits = false;
+  for (DType dt :
+       dtypes.empty() ? std::vector<DType>{DType::kFP8, DType::kInt8, DType::kBF16} : dtypes) {
+    w.dtype = dt;
+    w.kv_dtype = r.base.kv_dtype;
+    if (w.KvDType() == DType::kFP8 && dt != DType::kFP8) w.kv_dtype.reset();
+    // The device, links and chunk once per dtype; the layouts below.
+    SimTarget t;
+    if (Status s = ResolveSimDevice(w, catalog, "compare-hardware", &t); !s.ok()) {
+      if (s.code() != StatusCode::kInvalidInput) return s;
+      if (!dtypes.empty()) unsupported += (unsupported.empty() ? "" : "; ") + s.message();
+      continue;  // not native on this device
+    }
+    t.prefill_chunk = std::max<int64_t>(t.prefill_chunk, w.prompt_len);
+    for (const Deployment& d : Deployments(r, m, res.devices, t.topology.domain)) {
+      t.deployment = d;
+      for (int64_t seqs = 1; seqs <= kMaxSeqsPerRank; seqs *= 2) {
+        w.batch = seqs * d.Decode().dp();
+        if (Status ms = CheckSimMemory(w, t, system.id); !ms.ok()) {
+          // Report the layout that came closest: the smallest shard of the weights.
+          const double weights = RankWeightBytes(m, d.Decode(), d.redundant_experts, dt);
+          if (memory_error.empty() || weights < closest) {
+            memory_error = ms.message();
+            closest = weights;
+          }
+          break;
+        }
+        any_fits = true;
+        LayoutPoint pt;
+        pt.dtype = dt;
+        CB_RETURN_IF_ERROR(Evaluate(w, t, seqs, price, &pt));
+        pt.meets_slo = (r.slo_tpot_s <= 0 || pt.tpot_s <= r.slo_tpot_s) &&
+                       (r.slo_ttft_s <= 0 || pt.ttft_s <= r.slo_ttft_s);
+        res.points.push_back(pt);
+        if (r.slo_tpot_s > 0 && pt.tpot_s > r.slo_tpot_s) break;  // TPOT grows with the batch
+      }
+    }
+  }
+  if (!any_fits) {
+    res.status = "cannot_hold_model";
+    res.message = !memory_error.empty()  ? "cannot hold " + m.name + ": " + memory_error
+                  : !unsupported.empty() ? unsupported
+                                         : "no dtype this device runs natively was asked for";
+  } else {
+    const LayoutPoint* best = nullptr;
+    for (const LayoutPoint& p : res.points) {
+      if (p.meets_slo && (best == nullptr || Better(p, *best))) best = &p;
+    }
+    if (best != nullptr) {
+      res.best = *best;
+    } else {
+      const LayoutPoint* fastest = &res.points.front();
+      for (const LayoutPoint& p : res.points) {
+        if (p.tpot_s < fastest->tpot_s) fastest = &p;
+      }
+      res.status = "no_layout_meets_slo";
+      char buf[256];
+      std::snprintf(buf, sizeof buf,
+                    "no layout meets the SLO; the lowest TPOT found is %.1f ms (TTFT %.2f s) "
+                    "with %s",
+                    fastest->tpot_s * 1e3, fastest->ttft_s, fastest->Layout().c_str());
+      res.message = buf;
+      res.best = *fastest;
+    }
+  }
+  *out = std::move(res);
+  return Status::Ok();
+}
+
+}  // namespace cb
