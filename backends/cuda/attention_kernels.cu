@@ -28,6 +28,112 @@ using dev::WarpSum;
 // warp holds up to kAttnItemsPerWarp (row, head) items: lane j scores key j, a warp max/sum
 // updates the running max and denominator, and each lane accumulates head_dim / 32 output
 // dimensions.
+constexpr int kAttnDims = kAttnMaxHeadDim / 32;  // output dimensions per lane
+
+/// Where a block of the tiled kernel works: its tile, KV head and query heads.
+struct TiledBlock {
+  int first_row, rows, slot, pos0;
+  int kvh, head0, heads_here, items;  ///< item = r * heads_per_block + hh
+  __device__ explicit TiledBlock(const AttentionArgs& a) {
+    const int32_t* tile = a.tiles + 4 * blockIdx.x;
+    first_row = tile[0];
+    rows = tile[1];
+    slot = tile[2];
+    pos0 = tile[3];
+    const AttentionTiling& t = a.tiling;
+    kvh = blockIdx.y / t.head_chunks;
+    const int chunk = blockIdx.y % t.head_chunks;
+    head0 = kvh * t.group + chunk * t.heads_per_block;
+    heads_here = min(t.heads_per_block, t.group - chunk * t.heads_per_block);
+    items = rows * t.heads_per_block;
+  }
+  __device__ bool Serves(int item, const AttentionTiling& t) const {
+    return item < items && item % t.heads_per_block < heads_here;
+  }
+};
+
+/// The block's queries, pre-scaled, into sq [kAttnItems][hd] (zeros for items it does not
+/// serve).
+__device__ __forceinline__ void StageQueries(const AttentionArgs& a, const TiledBlock& b,
+                                             float* sq) {
+  const int hd = a.head_dim;
+  for (int e = threadIdx.x; e < kAttnItems * hd; e += blockDim.x) {
+    const int item = e / hd, d = e % hd;
+    const int r = item / a.tiling.heads_per_block, hh = item % a.tiling.heads_per_block;
+    float v = 0;
+    if (b.Serves(item, a.tiling)) {
+      v = LoadAct(a.qkv,
+                  static_cast<int64_t>(b.first_row + r) * a.qkv_width +
+                      static_cast<int64_t>(b.head0 + hh) * hd + d,
+                  a.qkv_type) *
+          a.scale;
+    }
+    sq[e] = v;
+  }
+}
+
+/// One warp's online-softmax update of item `it` (query position qpos) with the 32 staged keys
+/// [k0, k0 + 32) that exist up to k_end.
+__device__ __forceinline__ void UpdateItem(const float* q, const float* sk, const float* sv, int hd,
+                                           int k0, int k_end, int qpos, float& m, float& l,
+                                           float (&o)[kAttnDims]) {
+  const int lane = threadIdx.x % 32, p = k0 + lane;
+  float s = -INFINITY;
+  if (p < k_end && p <= qpos) {
+    const float* k = sk + lane * (hd + 1);
+    float dot = 0;
+    for (int d = 0; d < hd; ++d) dot += q[d] * k[d];
+    s = dot;
+  }
+  const float mx = WarpMax(s);
+  if (mx == -INFINITY) return;  // no visible key in this tile for this row
+  const float m_new = fmaxf(m, mx);
+  const float corr = expf(m - m_new);  // 0 while m is -inf
+  const float pj = s == -INFINITY ? 0.0f : expf(s - m_new);
+  l = l * corr + WarpSum(pj);
+#pragma unroll
+  for (int i = 0; i < kAttnDims; ++i) o[i] *= corr;
+  for (int j = 0; j < kAttnKeys; ++j) {
+    const float pb = __shfl_sync(kFullMask, pj, j);
+#pragma unroll
+    for (int i = 0; i < kAttnDims; ++i) {
+      const int d = lane + 32 * i;
+      if (d < hd) o[i] += pb * sv[j * hd + d];
+    }
+  }
+  m = m_new;
+}
+
+/// Item `it`'s output (one split) or its partial (o, max, sum) for the combine kernel.
+template <typename T>
+__device__ __forceinline__ void WriteItem(const AttentionArgs& a, const TiledBlock& b, int item,
+                                          float m, float l, const float (&o)[kAttnDims]) {
+  const int hd = a.head_dim, lane = threadIdx.x % 32;
+  const int64_t row = b.first_row + item / a.tiling.heads_per_block;
+  const int h = b.head0 + item % a.tiling.heads_per_block;
+  if (a.splits == 1) {
+    T* out = static_cast<T*>(a.out) + (row * a.heads + h) * hd;
+    const float inv = 1.0f / l;  // key 0 is always visible: l > 0
+#pragma unroll
+    for (int i = 0; i < kAttnDims; ++i) {
+      const int d = lane + 32 * i;
+      if (d < hd) out[d] = FromF<T>(o[i] * inv);
+    }
+    return;
+  }
+  float* p = a.partial +
+             ((static_cast<int64_t>(blockIdx.z) * a.partial_rows + row) * a.heads + h) * (hd + 2);
+#pragma unroll
+  for (int i = 0; i < kAttnDims; ++i) {
+    const int d = lane + 32 * i;
+    if (d < hd) p[d] = o[i];
+  }
+  if (lane == 0) {
+    p[hd] = m;
+    p[hd + 1] = l;
+  }
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kAttnWarps * 32) AttentionKernel(AttentionArgs a) {
   extern __shared__ float smem[];
@@ -35,128 +141,49 @@ __global__ void __launch_bounds__(kAttnWarps * 32) AttentionKernel(AttentionArgs
   float* sq = smem;                       // [kAttnItems][hd], pre-scaled
   float* sk = sq + kAttnItems * hd;       // [kAttnKeys][hd + 1]
   float* sv = sk + kAttnKeys * (hd + 1);  // [kAttnKeys][hd]
-
-  const int32_t* tile = a.tiles + 4 * blockIdx.x;
-  const int first_row = tile[0], rows = tile[1], slot = tile[2], pos0 = tile[3];
-  const AttentionTiling& t = a.tiling;
-  const int kvh = blockIdx.y / t.head_chunks, chunk = blockIdx.y % t.head_chunks;
-  const int head0 = kvh * t.group + chunk * t.heads_per_block;  // first query head of the block
-  const int heads_here = min(t.heads_per_block, t.group - chunk * t.heads_per_block);
-  const int items = rows * t.heads_per_block;  // item = r * heads_per_block + hh
-
-  for (int e = threadIdx.x; e < kAttnItems * hd; e += blockDim.x) {
-    const int item = e / hd, d = e % hd;
-    const int r = item / t.heads_per_block, hh = item % t.heads_per_block;
-    float v = 0;
-    if (item < items && hh < heads_here) {
-      v = LoadAct(a.qkv,
-                  static_cast<int64_t>(first_row + r) * a.qkv_width +
-                      static_cast<int64_t>(head0 + hh) * hd + d,
-                  a.qkv_type) *
-          a.scale;
-    }
-    sq[e] = v;
-  }
+  const TiledBlock b(a);
+  StageQueries(a, b, sq);
 
   // Keys [k_begin, k_end) of this split; the last row of the tile sees [0, pos0 + rows).
-  const int len = pos0 + rows;
+  const int len = b.pos0 + b.rows;
   int chunk_len = (len + a.splits - 1) / a.splits;
   chunk_len = (chunk_len + kAttnKeys - 1) / kAttnKeys * kAttnKeys;
   const int k_begin = blockIdx.z * chunk_len;
   const int k_end = min(len, k_begin + chunk_len);
 
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  constexpr int kDims = kAttnMaxHeadDim / 32;
-  float m[kAttnItemsPerWarp], l[kAttnItemsPerWarp], o[kAttnItemsPerWarp][kDims];
+  const int warp = threadIdx.x / 32;
+  float m[kAttnItemsPerWarp], l[kAttnItemsPerWarp], o[kAttnItemsPerWarp][kAttnDims];
 #pragma unroll
   for (int it = 0; it < kAttnItemsPerWarp; ++it) {
     m[it] = -INFINITY;
     l[it] = 0;
 #pragma unroll
-    for (int i = 0; i < kDims; ++i) o[it][i] = 0;
+    for (int i = 0; i < kAttnDims; ++i) o[it][i] = 0;
   }
-
-  const T* kbase = static_cast<const T*>(a.k_cache) + static_cast<int64_t>(slot) * a.slot_stride +
-                   static_cast<int64_t>(kvh) * a.head_stride;
-  const T* vbase = static_cast<const T*>(a.v_cache) + static_cast<int64_t>(slot) * a.slot_stride +
-                   static_cast<int64_t>(kvh) * a.head_stride;
-
+  const int64_t base =
+      static_cast<int64_t>(b.slot) * a.slot_stride + static_cast<int64_t>(b.kvh) * a.head_stride;
+  const T* kbase = static_cast<const T*>(a.k_cache) + base;
+  const T* vbase = static_cast<const T*>(a.v_cache) + base;
   for (int k0 = k_begin; k0 < k_end; k0 += kAttnKeys) {
     __syncthreads();  // the previous tile is consumed (and sq is written, first time round)
     for (int e = threadIdx.x; e < kAttnKeys * hd; e += blockDim.x) {
       const int j = e / hd, d = e % hd, p = k0 + j;
-      float kv = 0, vv = 0;
-      if (p < k_end) {
-        kv = ToF(kbase[static_cast<int64_t>(p) * hd + d]);
-        vv = ToF(vbase[static_cast<int64_t>(p) * hd + d]);
-      }
-      sk[j * (hd + 1) + d] = kv;
-      sv[j * hd + d] = vv;
+      sk[j * (hd + 1) + d] = p < k_end ? ToF(kbase[static_cast<int64_t>(p) * hd + d]) : 0.0f;
+      sv[j * hd + d] = p < k_end ? ToF(vbase[static_cast<int64_t>(p) * hd + d]) : 0.0f;
     }
     __syncthreads();
 #pragma unroll
     for (int it = 0; it < kAttnItemsPerWarp; ++it) {
       const int item = warp + it * kAttnWarps;  // the same for the whole warp
-      if (item >= items || item % t.heads_per_block >= heads_here) continue;
-      const int qpos = pos0 + item / t.heads_per_block;
-      const int p = k0 + lane;
-      float s = -INFINITY;
-      if (p < k_end && p <= qpos) {
-        const float* q = sq + item * hd;
-        const float* k = sk + lane * (hd + 1);
-        float dot = 0;
-        for (int d = 0; d < hd; ++d) dot += q[d] * k[d];
-        s = dot;
-      }
-      const float mx = WarpMax(s);
-      if (mx == -INFINITY) continue;  // no visible key in this tile for this row
-      const float m_new = fmaxf(m[it], mx);
-      const float corr = expf(m[it] - m_new);  // 0 while m[it] is -inf
-      const float pj = s == -INFINITY ? 0.0f : expf(s - m_new);
-      l[it] = l[it] * corr + WarpSum(pj);
-#pragma unroll
-      for (int i = 0; i < kDims; ++i) o[it][i] *= corr;
-      for (int j = 0; j < kAttnKeys; ++j) {
-        const float pb = __shfl_sync(kFullMask, pj, j);
-#pragma unroll
-        for (int i = 0; i < kDims; ++i) {
-          const int d = lane + 32 * i;
-          if (d < hd) o[it][i] += pb * sv[j * hd + d];
-        }
-      }
-      m[it] = m_new;
+      if (!b.Serves(item, a.tiling)) continue;
+      UpdateItem(sq + item * hd, sk, sv, hd, k0, k_end, b.pos0 + item / a.tiling.heads_per_block,
+                 m[it], l[it], o[it]);
     }
   }
-
-  const int64_t out_w = static_cast<int64_t>(a.heads) * hd;
 #pragma unroll
   for (int it = 0; it < kAttnItemsPerWarp; ++it) {
     const int item = warp + it * kAttnWarps;
-    if (item >= items || item % t.heads_per_block >= heads_here) continue;
-    const int64_t row = first_row + item / t.heads_per_block;
-    const int h = head0 + item % t.heads_per_block;
-    if (a.splits == 1) {
-      T* out = static_cast<T*>(a.out) + row * out_w + static_cast<int64_t>(h) * hd;
-      const float inv = 1.0f / l[it];  // key 0 is always visible: l > 0
-#pragma unroll
-      for (int i = 0; i < kDims; ++i) {
-        const int d = lane + 32 * i;
-        if (d < hd) out[d] = FromF<T>(o[it][i] * inv);
-      }
-    } else {
-      float* p =
-          a.partial +
-          ((static_cast<int64_t>(blockIdx.z) * a.partial_rows + row) * a.heads + h) * (hd + 2);
-#pragma unroll
-      for (int i = 0; i < kDims; ++i) {
-        const int d = lane + 32 * i;
-        if (d < hd) p[d] = o[it][i];
-      }
-      if (lane == 0) {
-        p[hd] = m[it];
-        p[hd + 1] = l[it];
-      }
-    }
+    if (b.Serves(item, a.tiling)) WriteItem<T>(a, b, item, m[it], l[it], o[it]);
   }
 }
 
@@ -227,50 +254,29 @@ __device__ __forceinline__ void MergeSoftmax(float& m, float& l, float* o, float
 // keeps its own online softmax, merged across the warp with shuffles and across the warps in
 // shared memory.
 template <typename T, int H>
-__global__ void __launch_bounds__(kDecodeWarps * 32)
-    DecodeAttentionKernel(AttentionArgs a, int lanes, int heads_per_block, int head_chunks) {
-  extern __shared__ float merge[];  // [warps][heads_per_block][hd + 2]: o, m, l
-  constexpr int V = dev::VecOf<T>();
-  const int hd = a.head_dim, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t row = blockIdx.x;
-  const int kvh = blockIdx.y / head_chunks, chunk = blockIdx.y % head_chunks;
-  const int head0 = kvh * (a.heads / a.kv_heads) + chunk * heads_per_block;
-  const int nh = min(heads_per_block, a.heads / a.kv_heads - chunk * heads_per_block);
-  const int kslot = lane / lanes, d0 = (lane % lanes) * V, keys_per_warp = 32 / lanes;
-  const bool dim_ok = d0 < hd;
-
-  const int64_t len = static_cast<int64_t>(a.positions[row]) + 1;
-  const int64_t chunk_len = (len + a.splits - 1) / a.splits;
-  const int64_t k_begin = blockIdx.z * chunk_len, k_end = min(len, k_begin + chunk_len);
-
+struct DecodeState {
+  static constexpr int V = dev::VecOf<T>();
   float q[H][V], m[H], l[H], o[H][V];
-#pragma unroll
-  for (int h = 0; h < H; ++h) {
-    m[h] = -INFINITY;
-    l[h] = 0;
-#pragma unroll
-    for (int e = 0; e < V; ++e) {
-      o[h][e] = 0;
-      q[h][e] =
-          h < nh && dim_ok
-              ? LoadAct(a.qkv, row * a.qkv_width + static_cast<int64_t>(head0 + h) * hd + d0 + e,
-                        a.qkv_type)
-              : 0.0f;
-    }
-  }
-  const int64_t base = static_cast<int64_t>(a.row_slot[row]) * a.slot_stride +
-                       static_cast<int64_t>(kvh) * a.head_stride + d0;
-  const T* kbase = static_cast<const T*>(a.k_cache) + base;
-  const T* vbase = static_cast<const T*>(a.v_cache) + base;
+};
+
+/// Scores keys [k_begin, k_end) of the lane's key slot (`kslot` of every 32 / lanes keys a warp
+/// takes), `d0` the first of the lane's V dimensions, into the lane group's online softmax.
+template <typename T, int H>
+__device__ __forceinline__ void DecodeKeys(const AttentionArgs& a, const T* kbase, const T* vbase,
+                                           int64_t k_begin, int64_t k_end, int lanes, int nh,
+                                           DecodeState<T, H>& st) {
+  constexpr int V = DecodeState<T, H>::V;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, keys_per_warp = 32 / lanes;
+  const int kslot = lane / lanes, d0 = (lane % lanes) * V;
   const int64_t step = static_cast<int64_t>(kDecodeWarps) * keys_per_warp;
 #pragma unroll 2
   for (int64_t p0 = k_begin + warp * keys_per_warp; p0 < k_end; p0 += step) {
     const int64_t p = p0 + kslot;
     const bool valid = p < k_end;
     uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
-    if (valid && dim_ok) {
-      kv = *reinterpret_cast<const uint4*>(kbase + p * hd);
-      vv = *reinterpret_cast<const uint4*>(vbase + p * hd);
+    if (valid && d0 < a.head_dim) {
+      kv = *reinterpret_cast<const uint4*>(kbase + p * a.head_dim + d0);
+      vv = *reinterpret_cast<const uint4*>(vbase + p * a.head_dim + d0);
     }
     float kf[V], vf[V];
     dev::Unpack<T>(kv, kf);
@@ -279,42 +285,58 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
     for (int h = 0; h < H; ++h) {
       float s = 0;
 #pragma unroll
-      for (int e = 0; e < V; ++e) s += q[h][e] * kf[e];
+      for (int e = 0; e < V; ++e) s += st.q[h][e] * kf[e];
       for (int off = 1; off < lanes; off <<= 1) s += __shfl_xor_sync(kFullMask, s, off);
       s *= a.scale;
-      if (valid && h < nh) MergeSoftmax<V>(m[h], l[h], o[h], s, 1.0f, vf);
+      if (valid && h < nh) MergeSoftmax<V>(st.m[h], st.l[h], st.o[h], s, 1.0f, vf);
     }
   }
-  for (int off = lanes; off < 32; off <<= 1) {  // the warp's key groups into one
+}
+
+/// The warp's key groups into one, then each warp's (o, m, l) into shared memory.
+template <typename T, int H>
+__device__ __forceinline__ void DecodeMergeWarp(DecodeState<T, H>& st, int lanes, int nh,
+                                                int heads_per_block, int hd, float* merge) {
+  constexpr int V = DecodeState<T, H>::V;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, d0 = (lane % lanes) * V;
+  for (int off = lanes; off < 32; off <<= 1) {
 #pragma unroll
     for (int h = 0; h < H; ++h) {
       float o2[V];
 #pragma unroll
-      for (int e = 0; e < V; ++e) o2[e] = __shfl_xor_sync(kFullMask, o[h][e], off);
-      const float m2 = __shfl_xor_sync(kFullMask, m[h], off);
-      const float l2 = __shfl_xor_sync(kFullMask, l[h], off);
-      MergeSoftmax<V>(m[h], l[h], o[h], m2, l2, o2);
+      for (int e = 0; e < V; ++e) o2[e] = __shfl_xor_sync(kFullMask, st.o[h][e], off);
+      const float m2 = __shfl_xor_sync(kFullMask, st.m[h], off);
+      const float l2 = __shfl_xor_sync(kFullMask, st.l[h], off);
+      MergeSoftmax<V>(st.m[h], st.l[h], st.o[h], m2, l2, o2);
     }
   }
-  const int stride = hd + 2;
 #pragma unroll
   for (int h = 0; h < H; ++h) {
-    float* w = merge + (warp * heads_per_block + h) * stride;
-    if (h < nh && kslot == 0 && dim_ok) {
+    float* w = merge + (warp * heads_per_block + h) * (hd + 2);
+    if (h < nh && lane < lanes && d0 < hd) {
 #pragma unroll
-      for (int e = 0; e < V; ++e) w[d0 + e] = o[h][e];
+      for (int e = 0; e < V; ++e) w[d0 + e] = st.o[h][e];
     }
     if (h < nh && lane == 0) {
-      w[hd] = m[h];
-      w[hd + 1] = l[h];
+      w[hd] = st.m[h];
+      w[hd + 1] = st.l[h];
     }
   }
-  __syncthreads();
+}
+
+/// Merges the warps' results of each (head, dimension) and writes the output (one split) or
+/// the split's partial (o, max, sum) for the combine kernel.
+template <typename T>
+__device__ __forceinline__ void DecodeMergeBlock(const AttentionArgs& a, const float* merge,
+                                                 int64_t row, int head0, int nh,
+                                                 int heads_per_block) {
+  const int hd = a.head_dim, stride = hd + 2;
   for (int idx = threadIdx.x; idx < nh * hd; idx += blockDim.x) {
     const int h = idx / hd, d = idx % hd;
     float mx = -INFINITY;
-    for (int w = 0; w < kDecodeWarps; ++w)
+    for (int w = 0; w < kDecodeWarps; ++w) {
       mx = fmaxf(mx, merge[(w * heads_per_block + h) * stride + hd]);
+    }
     float den = 0, acc = 0;
     for (int w = 0; w < kDecodeWarps; ++w) {
       const float* s = merge + (w * heads_per_block + h) * stride;
@@ -337,6 +359,46 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
       }
     }
   }
+}
+
+template <typename T, int H>
+__global__ void __launch_bounds__(kDecodeWarps * 32)
+    DecodeAttentionKernel(AttentionArgs a, int lanes, int heads_per_block, int head_chunks) {
+  extern __shared__ float merge[];  // [warps][heads_per_block][hd + 2]: o, m, l
+  constexpr int V = DecodeState<T, H>::V;
+  const int hd = a.head_dim, lane = threadIdx.x % 32, d0 = (lane % lanes) * V;
+  const int64_t row = blockIdx.x;
+  const int kvh = blockIdx.y / head_chunks, chunk = blockIdx.y % head_chunks;
+  const int group = a.heads / a.kv_heads;
+  const int head0 = kvh * group + chunk * heads_per_block;
+  const int nh = min(heads_per_block, group - chunk * heads_per_block);
+
+  const int64_t len = static_cast<int64_t>(a.positions[row]) + 1;
+  const int64_t chunk_len = (len + a.splits - 1) / a.splits;
+  const int64_t k_begin = blockIdx.z * chunk_len, k_end = min(len, k_begin + chunk_len);
+
+  DecodeState<T, H> st;
+#pragma unroll
+  for (int h = 0; h < H; ++h) {
+    st.m[h] = -INFINITY;
+    st.l[h] = 0;
+#pragma unroll
+    for (int e = 0; e < V; ++e) {
+      st.o[h][e] = 0;
+      st.q[h][e] =
+          h < nh && d0 < hd
+              ? LoadAct(a.qkv, row * a.qkv_width + static_cast<int64_t>(head0 + h) * hd + d0 + e,
+                        a.qkv_type)
+              : 0.0f;
+    }
+  }
+  const int64_t base = static_cast<int64_t>(a.row_slot[row]) * a.slot_stride +
+                       static_cast<int64_t>(kvh) * a.head_stride;
+  DecodeKeys<T, H>(a, static_cast<const T*>(a.k_cache) + base,
+                   static_cast<const T*>(a.v_cache) + base, k_begin, k_end, lanes, nh, st);
+  DecodeMergeWarp<T, H>(st, lanes, nh, heads_per_block, hd, merge);
+  __syncthreads();
+  DecodeMergeBlock<T>(a, merge, row, head0, nh, heads_per_block);
 }
 
 template <typename T>

@@ -95,24 +95,19 @@ __device__ __forceinline__ void SoftmaxRow(float (&s)[NK][4], float (&o)[ND][4],
   m = m_new;
 }
 
+/// Compile-time sizes of the kernel for head_dim HD.
+template <int HD>
+struct Flash {
+  static constexpr int kLd = HD + 8;    // shared-memory row stride, against bank conflicts
+  static constexpr int kVecs = HD / 8;  // 16-byte vectors per K or V row
+};
+
+/// The tile's queries into shared memory in the session dtype (rows past the tile as zeros),
+/// then this warp's A fragments of its 16 rows.
 template <typename T, int HD>
-__global__ void __launch_bounds__(kFlashWarps * 32) FlashAttentionKernel(AttentionArgs a) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  constexpr int kLd = HD + 8;        // shared-memory row stride, against bank conflicts
-  constexpr int kSlices = HD / 16;   // k-slices of Q K^T
-  constexpr int kOutTiles = HD / 8;  // n-tiles of O
-  constexpr int kKeyTiles = kFlashKeys / 8;
-  constexpr int kVecs = HD / 8;  // 16-byte vectors per K or V row
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* qs = reinterpret_cast<T*>(smem_raw);
-  T* ks = qs + kFlashRows * kLd;
-  T* vs = ks + kFlashKeys * kLd;
-
-  const int32_t* tile = a.tiles + 4 * blockIdx.x;
-  const int first_row = tile[0], rows = tile[1], pos0 = tile[3];
-  const int head = blockIdx.y, kvh = head / (a.heads / a.kv_heads);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-
+__device__ __forceinline__ void LoadQueries(const AttentionArgs& a, int first_row, int rows,
+                                            int head, T* qs, uint32_t (&qf)[HD / 16][4]) {
+  constexpr int kLd = Flash<HD>::kLd;
   for (int e = threadIdx.x; e < kFlashRows * HD; e += blockDim.x) {
     const int r = e / HD, d = e % HD;
     float v = 0;
@@ -125,79 +120,93 @@ __global__ void __launch_bounds__(kFlashWarps * 32) FlashAttentionKernel(Attenti
     qs[r * kLd + d] = FromF<T>(v);
   }
   __syncthreads();
-  const int r0 = warp * 16 + g;
-  uint32_t qf[kSlices][4];
+  const int lane = threadIdx.x % 32;
+  const int r0 = threadIdx.x / 32 * 16 + lane / 4;
 #pragma unroll
-  for (int ks_i = 0; ks_i < kSlices; ++ks_i) {
-    const T* q = qs + r0 * kLd + ks_i * 16 + 2 * t;
+  for (int ks_i = 0; ks_i < HD / 16; ++ks_i) {
+    const T* q = qs + r0 * kLd + ks_i * 16 + 2 * (lane % 4);
     qf[ks_i][0] = Pair(q);
     qf[ks_i][1] = Pair(q + 8 * kLd);
     qf[ks_i][2] = Pair(q + 8);
     qf[ks_i][3] = Pair(q + 8 * kLd + 8);
   }
+}
 
-  float o[kOutTiles][4] = {};
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-  const float scale_log2 = a.scale * 1.4426950408889634f;
-  const int qpos[2] = {pos0 + r0, pos0 + r0 + 8};
-  const int warp_first = pos0 + warp * 16, last = pos0 + rows;
-  const int64_t base =
-      static_cast<int64_t>(tile[2]) * a.slot_stride + static_cast<int64_t>(kvh) * a.head_stride;
-  const T* kbase = static_cast<const T*>(a.k_cache) + base;
-  const T* vbase = static_cast<const T*>(a.v_cache) + base;
-
-  for (int key0 = 0; key0 < last; key0 += kFlashKeys) {
-    __syncthreads();  // the previous tile is consumed
-    for (int e = threadIdx.x; e < kFlashKeys * kVecs; e += blockDim.x) {
-      const int j = e / kVecs, c = (e % kVecs) * 8;
-      uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;  // keys past the tile's last row: zeros
-      if (key0 + j < last) {
-        kv = *reinterpret_cast<const uint4*>(kbase + static_cast<int64_t>(key0 + j) * HD + c);
-        vv = *reinterpret_cast<const uint4*>(vbase + static_cast<int64_t>(key0 + j) * HD + c);
-      }
-      *reinterpret_cast<uint4*>(ks + j * kLd + c) = kv;
-      *reinterpret_cast<uint4*>(vs + j * kLd + c) = vv;
+/// Keys and values [key0, key0 + kFlashKeys) into shared memory, 16 bytes a thread at a time;
+/// keys at or past `last` (after the tile's last row) as zeros.
+template <typename T, int HD>
+__device__ __forceinline__ void LoadKeys(const T* kbase, const T* vbase, int key0, int last, T* ks,
+                                         T* vs) {
+  constexpr int kLd = Flash<HD>::kLd, kVecs = Flash<HD>::kVecs;
+  for (int e = threadIdx.x; e < kFlashKeys * kVecs; e += blockDim.x) {
+    const int j = e / kVecs, c = (e % kVecs) * 8;
+    uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
+    if (key0 + j < last) {
+      kv = *reinterpret_cast<const uint4*>(kbase + static_cast<int64_t>(key0 + j) * HD + c);
+      vv = *reinterpret_cast<const uint4*>(vbase + static_cast<int64_t>(key0 + j) * HD + c);
     }
-    __syncthreads();
-    if (key0 > warp_first + 15) continue;  // every key after every row of this warp
+    *reinterpret_cast<uint4*>(ks + j * kLd + c) = kv;
+    *reinterpret_cast<uint4*>(vs + j * kLd + c) = vv;
+  }
+}
 
-    float s[kKeyTiles][4] = {};
+/// S = Q K^T of the warp's 16 rows and the tile's keys, scaled to log2 units; keys after a row's
+/// position masked (-inf) where the tile reaches past the warp's first row.
+template <typename T, int HD>
+__device__ __forceinline__ void Scores(const uint32_t (&qf)[HD / 16][4], const T* ks, int key0,
+                                       int warp_first, const int (&qpos)[2], float scale_log2,
+                                       float (&s)[kFlashKeys / 8][4]) {
+  constexpr int kLd = Flash<HD>::kLd;
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
 #pragma unroll
-    for (int j = 0; j < kKeyTiles; ++j) {
+  for (int j = 0; j < kFlashKeys / 8; ++j) {
 #pragma unroll
-      for (int ks_i = 0; ks_i < kSlices; ++ks_i) {
-        const T* k = ks + (j * 8 + g) * kLd + ks_i * 16 + 2 * t;
-        const uint32_t b[2] = {Pair(k), Pair(k + 8)};
-        Mma<T>::Run(s[j], qf[ks_i], b);
-      }
-    }
-    const bool diagonal = key0 + kFlashKeys - 1 > warp_first;
+    for (int i = 0; i < 4; ++i) s[j][i] = 0;
 #pragma unroll
-    for (int j = 0; j < kKeyTiles; ++j) {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int key = key0 + j * 8 + 2 * t + (i & 1);
-        s[j][i] = diagonal && key > qpos[i / 2] ? -INFINITY : s[j][i] * scale_log2;
-      }
-    }
-    SoftmaxRow(s, o, m[0], l[0], 0);
-    SoftmaxRow(s, o, m[1], l[1], 1);
-
-#pragma unroll
-    for (int kk = 0; kk < kFlashKeys / 16; ++kk) {
-      const uint32_t pa[4] = {Mma<T>::Pack(s[2 * kk][0], s[2 * kk][1]),
-                              Mma<T>::Pack(s[2 * kk][2], s[2 * kk][3]),
-                              Mma<T>::Pack(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                              Mma<T>::Pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-#pragma unroll
-      for (int nd = 0; nd < kOutTiles; ++nd) {
-        const T* v = vs + (kk * 16 + 2 * t) * kLd + nd * 8 + g;
-        const uint32_t b[2] = {Join(v, v + kLd), Join(v + 8 * kLd, v + 9 * kLd)};
-        Mma<T>::Run(o[nd], pa, b);
-      }
+    for (int ks_i = 0; ks_i < HD / 16; ++ks_i) {
+      const T* k = ks + (j * 8 + g) * kLd + ks_i * 16 + 2 * t;
+      const uint32_t b[2] = {Pair(k), Pair(k + 8)};
+      Mma<T>::Run(s[j], qf[ks_i], b);
     }
   }
+  const bool diagonal = key0 + kFlashKeys - 1 > warp_first;
+#pragma unroll
+  for (int j = 0; j < kFlashKeys / 8; ++j) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int key = key0 + j * 8 + 2 * t + (i & 1);
+      s[j][i] = diagonal && key > qpos[i / 2] ? -INFINITY : s[j][i] * scale_log2;
+    }
+  }
+}
 
+/// O += P V, P (the softmaxed scores, rounded to T) as the A fragments of 16 keys at a time.
+template <typename T, int HD>
+__device__ __forceinline__ void AccumulatePv(const float (&s)[kFlashKeys / 8][4], const T* vs,
+                                             float (&o)[HD / 8][4]) {
+  constexpr int kLd = Flash<HD>::kLd;
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int kk = 0; kk < kFlashKeys / 16; ++kk) {
+    const uint32_t pa[4] = {Mma<T>::Pack(s[2 * kk][0], s[2 * kk][1]),
+                            Mma<T>::Pack(s[2 * kk][2], s[2 * kk][3]),
+                            Mma<T>::Pack(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                            Mma<T>::Pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+    for (int nd = 0; nd < HD / 8; ++nd) {
+      const T* v = vs + (kk * 16 + 2 * t) * kLd + nd * 8 + g;
+      const uint32_t b[2] = {Join(v, v + kLd), Join(v + 8 * kLd, v + 9 * kLd)};
+      Mma<T>::Run(o[nd], pa, b);
+    }
+  }
+}
+
+/// O / l of the lane's two rows, where they are rows of the tile.
+template <typename T, int HD>
+__device__ __forceinline__ void StoreRows(const AttentionArgs& a, int first_row, int rows, int head,
+                                          const float (&o)[HD / 8][4], const float (&l)[2]) {
+  const int lane = threadIdx.x % 32, t = lane % 4;
+  const int r0 = threadIdx.x / 32 * 16 + lane / 4;
   const int64_t out_w = static_cast<int64_t>(a.heads) * HD;
 #pragma unroll
   for (int hr = 0; hr < 2; ++hr) {
@@ -209,11 +218,47 @@ __global__ void __launch_bounds__(kFlashWarps * 32) FlashAttentionKernel(Attenti
     const float inv = 1.0f / sum;  // the row's own key is always visible: sum > 0
     T* out = static_cast<T*>(a.out) + (first_row + r) * out_w + static_cast<int64_t>(head) * HD;
 #pragma unroll
-    for (int nd = 0; nd < kOutTiles; ++nd) {
+    for (int nd = 0; nd < HD / 8; ++nd) {
       out[nd * 8 + 2 * t] = FromF<T>(o[nd][2 * hr] * inv);
       out[nd * 8 + 2 * t + 1] = FromF<T>(o[nd][2 * hr + 1] * inv);
     }
   }
+}
+
+template <typename T, int HD>
+__global__ void __launch_bounds__(kFlashWarps * 32) FlashAttentionKernel(AttentionArgs a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* qs = reinterpret_cast<T*>(smem_raw);
+  T* ks = qs + kFlashRows * Flash<HD>::kLd;
+  T* vs = ks + kFlashKeys * Flash<HD>::kLd;
+  const int32_t* tile = a.tiles + 4 * blockIdx.x;
+  const int first_row = tile[0], rows = tile[1], pos0 = tile[3];
+  const int head = blockIdx.y, kvh = head / (a.heads / a.kv_heads);
+  uint32_t qf[HD / 16][4];
+  LoadQueries<T, HD>(a, first_row, rows, head, qs, qf);
+
+  float o[HD / 8][4] = {};
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  const float scale_log2 = a.scale * 1.4426950408889634f;
+  const int warp_first = pos0 + static_cast<int>(threadIdx.x / 32) * 16, last = pos0 + rows;
+  const int lane_row = static_cast<int>(threadIdx.x % 32) / 4;
+  const int qpos[2] = {warp_first + lane_row, warp_first + lane_row + 8};
+  const int64_t base =
+      static_cast<int64_t>(tile[2]) * a.slot_stride + static_cast<int64_t>(kvh) * a.head_stride;
+  for (int key0 = 0; key0 < last; key0 += kFlashKeys) {
+    __syncthreads();  // the previous tile is consumed
+    LoadKeys<T, HD>(static_cast<const T*>(a.k_cache) + base,
+                    static_cast<const T*>(a.v_cache) + base, key0, last, ks, vs);
+    __syncthreads();
+    if (key0 > warp_first + 15) continue;  // every key after every row of this warp
+    float s[kFlashKeys / 8][4];
+    Scores<T, HD>(qf, ks, key0, warp_first, qpos, scale_log2, s);
+    SoftmaxRow(s, o, m[0], l[0], 0);
+    SoftmaxRow(s, o, m[1], l[1], 1);
+    AccumulatePv<T, HD>(s, vs, o);
+  }
+  StoreRows<T, HD>(a, first_row, rows, head, o, l);
 #else
   __trap();  // built only for sm_80 and newer (mma.sync m16n8k16 bf16)
 #endif
