@@ -104,8 +104,10 @@ class Planner {
     const Op& op = s_.ops[i];
     if (!Has(i + 1)) return false;
     const Op& mm = s_.ops[i + 1];
-    if (mm.kind != OpKind::kMatMul || mm.in != op.out || mm.k != op.n || !Dead(i + 1, op.out) ||
-        BufferRows(op.in) != BufferRows(op.out) || !Skinny(mm, p)) {
+    // Every block reads the prologue's input while others already write their outputs: they
+    // must be different buffers.
+    if (mm.kind != OpKind::kMatMul || mm.in != op.out || mm.k != op.n || mm.out == op.in ||
+        !Dead(i + 1, op.out) || BufferRows(op.in) != BufferRows(op.out) || !Skinny(mm, p)) {
       return false;
     }
     if (p == Prologue::kRmsNorm && Type(op.in) != DType::kF32) return false;
@@ -113,7 +115,7 @@ class Planner {
     g->op = i + 1;
     g->skinny = true;
     g->prologue = p;
-    g->accumulate = ResidualFollows(i + 1);
+    g->accumulate = ResidualFollows(i + 1) && s_.ops[i + 2].out != op.in;
     g->count = g->accumulate ? 3 : 2;
     return true;
   }

@@ -188,5 +188,27 @@ TEST(FusionPlan, AReaderAfterTheMatmulKeepsTheNormOutput) {
   EXPECT_TRUE(g[1].skinny);
 }
 
+TEST(FusionPlan, APrologueNeverReadsWhatTheGroupWrites) {
+  // norm(x) -> matmul -> x += ...: the blocks that stage x would race with those adding into
+  // it, so the add stays a separate launch.
+  OpStream s = Stream(conformance::TinySpec(false, false));
+  const int64_t hidden = s.dims.hidden;
+  ASSERT_EQ(s.dims.heads * s.dims.head_dim, hidden);  // wo is [hidden, hidden]
+  s.ops = {{OpKind::kRmsNorm, 0, Buf::kX, Buf::kH, {"layers.0.attn_norm"}, hidden, 0},
+           {OpKind::kMatMul, 0, Buf::kH, Buf::kProj, {"layers.0.wo"}, hidden, hidden},
+           {OpKind::kResidualAdd, 0, Buf::kProj, Buf::kX, {}, hidden, 0}};
+  const std::vector<LaunchGroup> g = Plan(s, 1, 1).Run(s);
+  ASSERT_EQ(g.size(), 2u);
+  EXPECT_EQ(g[0].prologue, Prologue::kRmsNorm);
+  EXPECT_FALSE(g[0].accumulate);
+  EXPECT_EQ(g[1].kind, GroupKind::kOp);
+  // Without the prologue the matmul reads h, not x, and may add into x.
+  Plan off(s, 1, 1);
+  off.c.paths.Set(Path::kFuseNorm, false);
+  const std::vector<LaunchGroup> h = off.Run(s);
+  ASSERT_EQ(h.size(), 2u);
+  EXPECT_TRUE(h[1].accumulate);
+}
+
 }  // namespace
 }  // namespace cb::cuda
