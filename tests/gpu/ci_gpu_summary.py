@@ -103,7 +103,7 @@ def verdict(steps, dry, bench):
         return 1, "no cuda_bench figures"
     mbu = (bench.get("decode_batch1") or {}).get("mbu")
     mfu = (bench.get("prefill") or {}).get("mfu")
-    if mbu is None or mfu is None:
+    if not isinstance(mbu, (int, float)) or not isinstance(mfu, (int, float)):
         return 1, "cuda_bench gave no MBU or MFU"
     if mbu < MBU_TARGET or mfu < MFU_TARGET:
         return 3, f"targets missed: MBU {mbu:.3f} (>= {MBU_TARGET}), MFU {mfu:.3f} (>= {MFU_TARGET})"
@@ -142,6 +142,11 @@ def summary(args):
     }
 
 
+def num(v, fmt):
+    """`v` formatted, or n/a for a figure that is missing (null: a ceiling was not measured)."""
+    return format(v, fmt) if isinstance(v, (int, float)) else "n/a"
+
+
 def report(s):
     print("ci/gpu summary" + (" (dry run)" if s["dry_run"] else ""))
     print("steps: " + " | ".join(f"{x['step']} {x['status']} {x['seconds']}s" for x in s["steps"]))
@@ -163,18 +168,18 @@ def report(s):
         c = b.get("ceilings") or {}
         for kind, unit, scale in (("copy", "GB/s", 1e9), ("gemm", "TFLOP/s", 1e12)):
             w = c.get(kind)
-            if w:
+            if w and all(isinstance(w.get(k), (int, float)) for k in ("rate", "min", "max")):
                 print(f"  {kind}: {w['rate'] / scale:.1f} {unit} (median of {w['windows']} windows "
                       f">= {w['window_seconds']} s, {w['min'] / scale:.1f}..{w['max'] / scale:.1f})")
         pre, d1, dn = b.get("prefill"), b.get("decode_batch1"), b.get("decode_batch")
         if d1:
-            print(f"  decode batch 1: {d1['tokens_per_s']:.1f} tokens/s, MBU {d1['mbu']:.3f} "
-                  f"(target >= {MBU_TARGET})")
+            print(f"  decode batch 1: {num(d1.get('tokens_per_s'), '.1f')} tokens/s, MBU "
+                  f"{num(d1.get('mbu'), '.3f')} (target >= {MBU_TARGET})")
         if pre:
-            print(f"  prefill {pre['prompt']}: {pre['tokens_per_s']:.0f} tokens/s, MFU "
-                  f"{pre['mfu']:.3f} (target >= {MFU_TARGET})")
+            print(f"  prefill {pre.get('prompt')}: {num(pre.get('tokens_per_s'), '.0f')} tokens/s, "
+                  f"MFU {num(pre.get('mfu'), '.3f')} (target >= {MFU_TARGET})")
         if dn:
-            print(f"  decode batch {dn['batch']}: {dn['tokens_per_s']:.1f} tokens/s")
+            print(f"  decode batch {dn.get('batch')}: {num(dn.get('tokens_per_s'), '.1f')} tokens/s")
         p = b.get("paths") or {}
         g = p.get("graphs") or {}
         print(f"  paths on: {p.get('enabled')}; routes: {p.get('counts')}")
