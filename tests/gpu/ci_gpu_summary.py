@@ -164,7 +164,8 @@ def report(s):
                                                          s["cuda_bench_fallback"])):
         if not b:
             continue
-        print(f"{label}: {b.get('device')} {b.get('model')} {b.get('dtype')}, {b.get('layers')} layers")
+        print(f"{label}: {b.get('device', 'no device')} {b.get('model')} {b.get('dtype')}, "
+              f"{b.get('layers')} layers")
         c = b.get("ceilings") or {}
         for kind, unit, scale in (("copy", "GB/s", 1e9), ("gemm", "TFLOP/s", 1e12)):
             w = c.get(kind)
@@ -180,12 +181,13 @@ def report(s):
                   f"MFU {num(pre.get('mfu'), '.3f')} (target >= {MFU_TARGET})")
         if dn:
             print(f"  decode batch {dn.get('batch')}: {num(dn.get('tokens_per_s'), '.1f')} tokens/s")
-        p = b.get("paths") or {}
-        g = p.get("graphs") or {}
-        print(f"  paths on: {p.get('enabled')}; routes: {p.get('counts')}")
-        print(f"  graphs: {g.get('replays')} replays, {g.get('captures')} captured, "
-              f"{g.get('eager_decode_steps')} eager decode steps" +
-              (f"; {g['note']}" if g.get("note") else ""))
+        p = b.get("paths")
+        if p:
+            g = p.get("graphs") or {}
+            print(f"  paths on: {p.get('enabled')}; routes: {p.get('counts')}")
+            print(f"  graphs: {g.get('replays')} replays, {g.get('captures')} captured, "
+                  f"{g.get('eager_decode_steps')} eager decode steps" +
+                  (f"; {g['note']}" if g.get("note") else ""))
         for e in b.get("errors") or []:
             print(f"  ERROR {e}")
     if s["ratios_to_torch"]:
