@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""ci/gpu's summary: reads the steps ci/gpu recorded (JSON lines), the test logs (gtest JSON
-where it was written, else the step's part of ci_gpu.log, so a test binary killed by its time
-bound still counts), cuda_bench's and the PyTorch baseline's JSON; writes OUT/summary.json. With
+"""ci/gpu's summary: reads the steps ci/gpu recorded (JSON lines), the tests' results (the host
+tests' gtest JSON, else their part of ci_gpu.log, so a binary killed by its time bound still
+counts; the gpu tests' ctest lines in the log with the failures' messages from ctest's JUnit
+file), cuda_bench's and the PyTorch baseline's JSON; writes OUT/summary.json. With
 --print it also prints a short report and exits with ci/gpu's exit code: 0 everything ran and the
 targets are met, 1 a step failed, timed out or was skipped for time (the PyTorch baseline never
 counts) or no GPU was found outside a dry run, 3 only the targets were missed."""
@@ -11,9 +12,13 @@ import json
 import os
 import re
 import sys
+import xml.etree.ElementTree as ET
 
 MBU_TARGET, MFU_TARGET = 0.85, 0.70
 TEST_LINE = re.compile(r"^\[\s*(OK|FAILED|SKIPPED|RUN)\s*\] (\S+\.\S+)")
+# "Test #5: NAME[  # GetParam() = ...] ....***Failed": the name without gtest's parameter note.
+CTEST_LINE = re.compile(r"Test +#\d+: (\S+).*?\s\.{3,}\s*(?:\*\*\*)?(Passed|Failed|Skipped|"
+                        r"Timeout|Exception|Not Run)")
 
 
 def load_json(path):
@@ -72,10 +77,48 @@ def tests_from_gtest_json(doc):
     return out
 
 
+def junit_messages(path):
+    """Test name -> the first failure of its output in ctest's JUnit file."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return {}
+    out = {}
+    for case in root.iter("testcase"):
+        text = case.findtext("system-out") or ""
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            if "Failure" in line or "Exception" in line or "failed:" in line:
+                out[(case.get("name") or "").split(" ")[0]] = "\n".join(lines[i:i + 6])[:600]
+                break
+    return out
+
+
+def tests_from_ctest(lines, messages):
+    out = {"passed": 0, "failed": 0, "skipped": 0, "failures": [], "unfinished": None,
+           "source": "ctest"}
+    for line in lines:
+        m = CTEST_LINE.search(line)
+        if not m:
+            continue
+        name, result = m.groups()
+        if result == "Passed":
+            out["passed"] += 1
+        elif result == "Skipped":
+            out["skipped"] += 1
+        else:
+            out["failed"] += 1
+            out["failures"].append({"name": name, "message": f"[{result}] " +
+                                    messages.get(name, "")})
+    return out
+
+
 def tests(out_dir, log, step):
     lines = log_section(log, step)
     if not lines:
         return None
+    if step == "gpu_tests":
+        return tests_from_ctest(lines, junit_messages(os.path.join(out_dir, "gpu_tests.xml")))
     doc = load_json(os.path.join(out_dir, f"{step}.json"))
     return tests_from_gtest_json(doc) if doc else tests_from_log(lines)
 
