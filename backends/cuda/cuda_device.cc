@@ -109,7 +109,11 @@ class CudaDevice final : public Device {
                          std::string(prop_.name) + " is compute capability " +
                          std::to_string(prop_.major) + "." + std::to_string(prop_.minor)};
     }
-    return {};  // fp32, bf16 and fp16 on every sm_80+ GPU
+    if (dtype != DType::kF32 && dtype != DType::kBF16 && dtype != DType::kF16) {
+      return {false,
+              "the cuda backend runs fp32, bf16 and fp16, not " + std::string(DTypeName(dtype))};
+    }
+    return {};  // on every sm_80+ GPU
   }
 
   Status Open(const SessionConfig& config, std::unique_ptr<Session>* out) override {
