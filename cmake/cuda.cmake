@@ -2,9 +2,11 @@
 #   AUTO (default): build backends/cuda when check_language(CUDA) finds nvcc;
 #   ON: require nvcc (configure fails without it); OFF: do not look for CUDA at all.
 # Sets CLUSTERBENCH_HAVE_CUDA (ON/OFF) and, with CUDA, CLUSTERBENCH_HAVE_NCCL and the
-# imported target cb::nccl when NCCL's header and library are found.
+# imported target cb::nccl when NCCL's header and library are found. CLUSTERBENCH_NCCL=OFF
+# builds without NCCL even where it is installed (tests/tools/cuda_no_nccl_compile.sh).
 set(CLUSTERBENCH_CUDA AUTO CACHE STRING "Build the CUDA backend: AUTO (when nvcc is found), ON, OFF")
 set_property(CACHE CLUSTERBENCH_CUDA PROPERTY STRINGS AUTO ON OFF)
+option(CLUSTERBENCH_NCCL "Use NCCL for the CUDA backend's collectives where it is found" ON)
 string(TOUPPER "${CLUSTERBENCH_CUDA}" _cb_cuda)
 if(_cb_cuda MATCHES "^(ON|TRUE|YES|1|Y)$")
   set(_cb_cuda ON)
@@ -29,11 +31,13 @@ if(NOT _cb_cuda STREQUAL "OFF")
     set(CMAKE_CUDA_STANDARD_REQUIRED ON)
     find_package(CUDAToolkit REQUIRED)
     set(CLUSTERBENCH_HAVE_CUDA ON)
-    find_path(CLUSTERBENCH_NCCL_INCLUDE_DIR nccl.h
-      HINTS ${CUDAToolkit_INCLUDE_DIRS} ENV NCCL_HOME PATH_SUFFIXES include)
-    find_library(CLUSTERBENCH_NCCL_LIBRARY nccl
-      HINTS ${CUDAToolkit_LIBRARY_DIR} ENV NCCL_HOME PATH_SUFFIXES lib lib64)
-    if(CLUSTERBENCH_NCCL_INCLUDE_DIR AND CLUSTERBENCH_NCCL_LIBRARY)
+    if(CLUSTERBENCH_NCCL)
+      find_path(CLUSTERBENCH_NCCL_INCLUDE_DIR nccl.h
+        HINTS ${CUDAToolkit_INCLUDE_DIRS} ENV NCCL_HOME PATH_SUFFIXES include)
+      find_library(CLUSTERBENCH_NCCL_LIBRARY nccl
+        HINTS ${CUDAToolkit_LIBRARY_DIR} ENV NCCL_HOME PATH_SUFFIXES lib lib64)
+    endif()
+    if(CLUSTERBENCH_NCCL AND CLUSTERBENCH_NCCL_INCLUDE_DIR AND CLUSTERBENCH_NCCL_LIBRARY)
       set(CLUSTERBENCH_HAVE_NCCL ON)
       add_library(cb::nccl UNKNOWN IMPORTED)
       set_target_properties(cb::nccl PROPERTIES IMPORTED_LOCATION ${CLUSTERBENCH_NCCL_LIBRARY}

@@ -1,26 +1,30 @@
 // cuda_bench: the CUDA backend's performance check (ci/gpu, docs/cuda.md). In one run on one
 // GPU it measures two ceilings and the model:
-//  - copy bandwidth: device-to-device cudaMemcpy of 2 GiB, counted as read + write bytes;
-//  - GEMM peak: cuBLAS in the run's dtype -> fp32 (fp32 accumulation), 8192^3, the same call
-//    the backend makes (backends/cuda/cuda_ceilings.cc);
+//  - copy bandwidth: device-to-device cudaMemcpy of 2 GiB counted as read + write bytes;
+//  - GEMM peak: cuBLAS in the run's dtype -> fp32 (fp32 accumulation), 8192^3 on random data,
+//    the same call the backend makes (backends/cuda/cuda_ceilings.cc);
 //  - prefill of --prompt tokens (batch 1): tokens/s and MFU = step FLOPs / time / GEMM peak;
 //  - decode at batch 1 after that prompt: tokens/s and MBU = weight bytes of a step / step
 //    time / copy bandwidth;
 //  - decode at --batch sequences of --batch-prompt tokens: tokens/s.
-// FLOPs and weight bytes come from workloads/op_cost (the same figures the harness uses).
-// Prints one JSON object (also to --out FILE). Exit 0 on success, 2 on bad flags, 1 on errors.
+// FLOPs and weight bytes come from workloads/op_cost (the same figures the harness uses). It
+// also reports which paths ran ($CB_CUDA_DISABLE, counts by route) and whether decode steps
+// were replayed as CUDA graphs, and why not. A phase that fails is reported and the later ones
+// still run where they can. Prints one JSON object (also to --out FILE). Exit 0 when every
+// phase ran, 2 on bad flags, 1 otherwise.
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
-#include <sstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/cuda_ceilings.h"
+#include "backends/cuda/cuda_session.h"
 #include "workloads/model_spec.h"
 #include "workloads/op_cost.h"
 #include "workloads/op_stream.h"
@@ -28,6 +32,8 @@
 
 namespace cb {
 namespace {
+
+using nlohmann::json;
 
 struct Flags {
   std::string model = "llama-3.1-8b";
@@ -49,6 +55,40 @@ bool ParseInt(const char* s, int64_t* v) {
   char* end = nullptr;
   *v = std::strtoll(s, &end, 10);
   return end != s && *end == '\0' && *v > 0;
+}
+
+/// Parses argv into `f`; a non-empty return is the usage error.
+std::string ParseFlags(int argc, char** argv, Flags* f) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (i + 1 >= argc) return "flag " + a + " needs a value";
+    const char* v = argv[++i];
+    int64_t n = 0;
+    if (a == "--model") {
+      f->model = v;
+    } else if (a == "--dtype") {
+      f->dtype = v;
+    } else if (a == "--out") {
+      f->out = v;
+    } else if (!ParseInt(v, &n)) {
+      return "flag " + a + " needs a positive integer, got '" + v + "'";
+    } else if (a == "--prompt") {
+      f->prompt = n;
+    } else if (a == "--gen") {
+      f->gen = n;
+    } else if (a == "--batch") {
+      f->batch = n;
+    } else if (a == "--batch-prompt") {
+      f->batch_prompt = n;
+    } else if (a == "--layers") {
+      f->layers = static_cast<int>(n);
+    } else {
+      return "unknown flag " + a;
+    }
+  }
+  if (!ParseDType(f->dtype)) return "--dtype must be bf16, fp16 or fp32, got '" + f->dtype + "'";
+  if (f->gen < 4) return "--gen must be at least 4 (two warm-up steps are not timed)";
+  return "";
 }
 
 double Median(std::vector<double> v) {
@@ -75,15 +115,30 @@ StepIO Prefill(const std::vector<int64_t>& slots, int64_t prompt, int64_t vocab)
   return io;
 }
 
-struct DecodeResult {
-  double step_s = 0;
+struct Phase {
+  double seconds = 0;  ///< median step time
   OpCost cost;
 };
 
+/// Prefill of `prompt` tokens in slot 0: one warm-up, then the median of three.
+Status RunPrefill(Device& dev, Session& s, const OpStream& stream, int64_t prompt, DType dtype,
+                  Phase* r) {
+  std::vector<double> times;
+  for (int k = 0; k < 4; ++k) {
+    StepIO io = Prefill({0}, prompt, stream.dims.vocab_full);
+    double t = 0;
+    CB_RETURN_IF_ERROR(TimedStep(dev, s, stream, io, &t));
+    if (k > 0) times.push_back(t);
+    if (k == 0) r->cost = CostOfOps(stream, 0, stream.ops.size(), io, dtype);
+  }
+  r->seconds = Median(times);
+  return Status::Ok();
+}
+
 /// `steps` decode steps of `seqs` sequences after `past` cached tokens; the median step time
 /// of all but the first two (graph capture, warm-up).
-Status Decode(Device& dev, Session& s, const OpStream& stream, int64_t seqs, int64_t past,
-              int64_t steps, DType dtype, DecodeResult* r) {
+Status RunDecode(Device& dev, Session& s, const OpStream& stream, int64_t seqs, int64_t past,
+                 int64_t steps, DType dtype, Phase* r) {
   std::vector<int32_t> last(seqs, 1);
   std::vector<double> times;
   for (int64_t k = 0; k < steps; ++k) {
@@ -98,43 +153,105 @@ Status Decode(Device& dev, Session& s, const OpStream& stream, int64_t seqs, int
     if (k >= 2) times.push_back(t);
     if (k == steps / 2) r->cost = CostOfOps(stream, 0, stream.ops.size(), io, dtype);
   }
-  r->step_s = Median(times);
+  r->seconds = Median(times);
   return Status::Ok();
+}
+
+json Windows(const CeilingWindows& w, double rate) {
+  return {{"rate", rate},
+          {"window_seconds", w.seconds},
+          {"iterations", w.iterations},
+          {"windows", w.windows},
+          {"min", w.min},
+          {"max", w.max}};
+}
+
+/// Which paths the session had and used, and the CUDA graphs' story.
+json PathReport(const Session& s) {
+  const auto* cs = dynamic_cast<const cuda::CudaSession*>(&s);
+  if (cs == nullptr) return {{"error", "not a CUDA session"}};
+  const char* disabled = std::getenv("CB_CUDA_DISABLE");
+  json graphs = {{"enabled", cs->paths()(cuda::Path::kGraphs)},
+                 {"replays", cs->graph_replays()},
+                 {"captures", cs->graph_captures()},
+                 {"eager_decode_steps", cs->eager_decode_steps()},
+                 {"note", cs->graph_note()}};
+  if (cs->graph_replays() == 0 && cs->graph_note().empty()) {
+    graphs["note"] = "no decode step was replayed as a CUDA graph";
+  }
+  return {{"cuda_disable", disabled != nullptr ? disabled : ""},
+          {"enabled", cs->paths().EnabledList()},
+          {"counts", cs->path_counts()},
+          {"graphs", graphs}};
+}
+
+/// Loads the model and runs the three phases into `out`, recording each phase's failure.
+bool RunModel(const Flags& f, DType dtype, const OpStream& stream, Device& dev, double copy_bw,
+              double gemm_peak, json* out) {
+  SessionConfig cfg;
+  cfg.dtype = dtype;
+  cfg.max_sequences = std::max<int64_t>(1, f.batch);
+  cfg.max_context = std::max(f.prompt, f.batch_prompt) + f.gen;
+  cfg.max_step_tokens = std::max(f.prompt, f.batch_prompt);
+  std::unique_ptr<Session> s;
+  Status st = dev.Open(cfg, &s);
+  if (st.ok()) {
+    std::fprintf(stderr, "cuda_bench: loading %s (%d layers)...\n", stream.model.name.c_str(),
+                 stream.layers);
+    st = s->Load(stream, WeightSource(1));
+  }
+  if (!st.ok()) {
+    (*out)["errors"].push_back("load: " + st.message());
+    return false;
+  }
+  bool ok = true;
+  auto fail = [&](const char* phase, const Status& e) {
+    std::fprintf(stderr, "cuda_bench: %s: %s\n", phase, e.message().c_str());
+    (*out)["errors"].push_back(std::string(phase) + ": " + e.message());
+    ok = false;
+  };
+  Phase pre, d1, dn;
+  if (st = RunPrefill(dev, *s, stream, f.prompt, dtype, &pre); st.ok()) {
+    (*out)["prefill"] = {{"prompt", f.prompt},
+                         {"seconds", pre.seconds},
+                         {"tokens_per_s", f.prompt / pre.seconds},
+                         {"flops", pre.cost.flops},
+                         {"mfu", pre.cost.flops / pre.seconds / gemm_peak}};
+  } else {
+    fail("prefill", st);
+  }
+  if (st = RunDecode(dev, *s, stream, 1, f.prompt, f.gen, dtype, &d1); st.ok()) {
+    (*out)["decode_batch1"] = {{"past", f.prompt},
+                               {"step_seconds", d1.seconds},
+                               {"tokens_per_s", 1.0 / d1.seconds},
+                               {"weight_bytes", d1.cost.weight_bytes},
+                               {"mbu", d1.cost.weight_bytes / d1.seconds / copy_bw}};
+  } else {
+    fail("decode batch 1", st);
+  }
+  for (int64_t q = 0; q < f.batch && st.ok(); ++q) {
+    StepIO io = Prefill({q}, f.batch_prompt, stream.dims.vocab_full);
+    st = s->Run(stream, {0, stream.ops.size()}, io);
+  }
+  if (st.ok()) st = RunDecode(dev, *s, stream, f.batch, f.batch_prompt, f.gen, dtype, &dn);
+  if (st.ok()) {
+    (*out)["decode_batch"] = {
+        {"batch", f.batch},
+        {"past", f.batch_prompt},
+        {"step_seconds", dn.seconds},
+        {"tokens_per_s", f.batch / dn.seconds},
+        {"mbu", (dn.cost.weight_bytes + dn.cost.kv_bytes) / dn.seconds / copy_bw}};
+  } else {
+    fail("decode batch", st);
+  }
+  (*out)["paths"] = PathReport(*s);
+  return ok;
 }
 
 int Main(int argc, char** argv) {
   Flags f;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (i + 1 >= argc) return Usage("flag " + a + " needs a value");
-    const char* v = argv[++i];
-    int64_t n = 0;
-    if (a == "--model") {
-      f.model = v;
-    } else if (a == "--dtype") {
-      f.dtype = v;
-    } else if (a == "--out") {
-      f.out = v;
-    } else if (!ParseInt(v, &n)) {
-      return Usage("flag " + a + " needs a positive integer, got '" + v + "'");
-    } else if (a == "--prompt") {
-      f.prompt = n;
-    } else if (a == "--gen") {
-      f.gen = n;
-    } else if (a == "--batch") {
-      f.batch = n;
-    } else if (a == "--batch-prompt") {
-      f.batch_prompt = n;
-    } else if (a == "--layers") {
-      f.layers = static_cast<int>(n);
-    } else {
-      return Usage("unknown flag " + a);
-    }
-  }
-  const auto dtype = ParseDType(f.dtype);
-  if (!dtype) return Usage("--dtype must be bf16, fp16 or fp32, got '" + f.dtype + "'");
-  if (f.gen < 4) return Usage("--gen must be at least 4 (two warm-up steps are not timed)");
-
+  if (const std::string why = ParseFlags(argc, argv, &f); !why.empty()) return Usage(why);
+  const DType dtype = *ParseDType(f.dtype);
   ModelSpec spec;
   Status st = LoadModelSpec(f.model, &spec);
   if (!st.ok()) return Usage(st.message());
@@ -143,92 +260,55 @@ int Main(int argc, char** argv) {
                                &stream);
   if (!st.ok()) return Usage(st.message());
 
+  json out = {{"model", spec.name},
+              {"layers", stream.layers},
+              {"model_layers", spec.num_layers},
+              {"dtype", f.dtype},
+              {"how", "measured: wall time of synchronised steps; ceilings measured in this run"},
+              {"errors", json::array()}};
   std::unique_ptr<Device> dev;
   st = OpenCudaDevice(-1, &dev);
   if (!st.ok()) {
     std::fprintf(stderr, "cuda_bench: %s\n", st.message().c_str());
-    return 1;
+    out["errors"].push_back(st.message());
   }
-  const DeviceProps props = dev->Props();
-  std::fprintf(stderr, "cuda_bench: %s (%s)\n", props.name.c_str(), props.uuid.c_str());
-  CudaCeilings ceilings;
-  st = MeasureCudaCeilings(-1, &ceilings);
-  if (!st.ok()) {
-    std::fprintf(stderr, "cuda_bench: measuring the ceilings: %s\n", st.message().c_str());
-    return 1;
+  bool ok = st.ok();
+  if (ok) {
+    out["device"] = dev->Props().name;
+    out["uuid"] = dev->Props().uuid;
+    std::fprintf(stderr, "cuda_bench: %s (%s)\n", dev->Props().name.c_str(),
+                 dev->Props().uuid.c_str());
+    // Without ceilings the model still runs: MFU and MBU come out null (NaN).
+    CudaCeilings ceilings;
+    double copy_bw = NAN, gemm = NAN;
+    if (st = MeasureCudaCeilings(-1, &ceilings); st.ok()) {
+      const int d = static_cast<int>(dtype);
+      copy_bw = ceilings.copy_bytes_per_s;
+      gemm = ceilings.matmul_flops_per_s[d];
+      std::fprintf(stderr, "cuda_bench: copy %.1f GB/s, %s GEMM %.1f TFLOP/s\n", copy_bw / 1e9,
+                   f.dtype.c_str(), gemm / 1e12);
+      out["ceilings"] = {{"source", ceilings.source},
+                         {"copy", Windows(ceilings.copy, copy_bw)},
+                         {"gemm", Windows(ceilings.matmul[d], gemm)}};
+    } else {
+      std::fprintf(stderr, "cuda_bench: ceilings: %s\n", st.message().c_str());
+      out["errors"].push_back("ceilings: " + st.message());
+    }
+    out["copy_bandwidth_bytes_per_s"] = copy_bw;
+    out["gemm_flops_per_s"] = gemm;
+    ok = RunModel(f, dtype, stream, *dev, copy_bw, gemm, &out) && st.ok();
   }
-  const double copy_bw = ceilings.copy_bytes_per_s;
-  const double gemm_peak = ceilings.matmul_flops_per_s[static_cast<int>(*dtype)];
-  std::fprintf(stderr, "cuda_bench: copy %.1f GB/s, %s GEMM %.1f TFLOP/s\n", copy_bw / 1e9,
-               f.dtype.c_str(), gemm_peak / 1e12);
-
-  SessionConfig cfg;
-  cfg.dtype = *dtype;
-  cfg.max_sequences = std::max<int64_t>(1, f.batch);
-  cfg.max_context = std::max(f.prompt, f.batch_prompt) + f.gen;
-  cfg.max_step_tokens = std::max(f.prompt, f.batch_prompt);
-  std::unique_ptr<Session> s;
-  st = dev->Open(cfg, &s);
-  if (st.ok()) {
-    std::fprintf(stderr, "cuda_bench: loading %s (%d layers)...\n", spec.name.c_str(),
-                 stream.layers);
-    st = s->Load(stream, WeightSource(1));
-  }
-  const int64_t vocab = stream.dims.vocab_full;
-
-  // Prefill, batch 1: one warm-up, then the median of three (each overwrites slot 0).
-  std::vector<double> prefill_times;
-  OpCost prefill_cost;
-  for (int r = 0; r < 4 && st.ok(); ++r) {
-    StepIO io = Prefill({0}, f.prompt, vocab);
-    double t = 0;
-    st = TimedStep(*dev, *s, stream, io, &t);
-    if (r > 0) prefill_times.push_back(t);
-    if (r == 0) prefill_cost = CostOfOps(stream, 0, stream.ops.size(), io, *dtype);
-  }
-  DecodeResult d1, dn;
-  if (st.ok()) st = Decode(*dev, *s, stream, 1, f.prompt, f.gen, *dtype, &d1);
-  for (int64_t q = 0; q < f.batch && st.ok(); ++q) {
-    StepIO io = Prefill({q}, f.batch_prompt, vocab);
-    st = s->Run(stream, {0, stream.ops.size()}, io);
-  }
-  if (st.ok()) st = Decode(*dev, *s, stream, f.batch, f.batch_prompt, f.gen, *dtype, &dn);
-  if (!st.ok()) {
-    std::fprintf(stderr, "cuda_bench: %s\n", st.message().c_str());
-    return 1;
-  }
-
-  const double prefill_s = Median(prefill_times);
-  const double model_layers = static_cast<double>(spec.num_layers);
-  std::ostringstream js;
-  js.precision(6);
-  js << "{\n"
-     << "  \"device\": \"" << props.name << "\", \"uuid\": \"" << props.uuid << "\",\n"
-     << "  \"model\": \"" << spec.name << "\", \"layers\": " << stream.layers
-     << ", \"model_layers\": " << model_layers << ", \"dtype\": \"" << f.dtype << "\",\n"
-     << "  \"how\": \"measured: wall time of synchronised steps; ceilings measured in this run\",\n"
-     << "  \"copy_bandwidth_bytes_per_s\": " << copy_bw << ",\n"
-     << "  \"gemm_flops_per_s\": " << gemm_peak << ",\n"
-     << "  \"prefill\": {\"prompt\": " << f.prompt << ", \"seconds\": " << prefill_s
-     << ", \"tokens_per_s\": " << f.prompt / prefill_s << ", \"flops\": " << prefill_cost.flops
-     << ", \"mfu\": " << prefill_cost.flops / prefill_s / gemm_peak << "},\n"
-     << "  \"decode_batch1\": {\"past\": " << f.prompt << ", \"step_seconds\": " << d1.step_s
-     << ", \"tokens_per_s\": " << 1.0 / d1.step_s << ", \"weight_bytes\": " << d1.cost.weight_bytes
-     << ", \"mbu\": " << d1.cost.weight_bytes / d1.step_s / copy_bw << "},\n"
-     << "  \"decode_batch\": {\"batch\": " << f.batch << ", \"past\": " << f.batch_prompt
-     << ", \"step_seconds\": " << dn.step_s << ", \"tokens_per_s\": " << f.batch / dn.step_s
-     << ", \"mbu\": " << (dn.cost.weight_bytes + dn.cost.kv_bytes) / dn.step_s / copy_bw
-     << "}\n}\n";
-  std::fputs(js.str().c_str(), stdout);
+  const std::string text = out.dump(2) + "\n";
+  std::fputs(text.c_str(), stdout);
   if (!f.out.empty()) {
-    std::ofstream out(f.out);
-    out << js.str();
-    if (!out) {
+    std::ofstream file(f.out);
+    file << text;
+    if (!file) {
       std::fprintf(stderr, "cuda_bench: cannot write --out %s\n", f.out.c_str());
       return 1;
     }
   }
-  return 0;
+  return ok ? 0 : 1;
 }
 
 }  // namespace

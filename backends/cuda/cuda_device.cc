@@ -7,6 +7,7 @@
 
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/cuda_check.h"
+#include "backends/cuda/cuda_paths.h"
 #include "backends/cuda/cuda_session.h"
 #include "backends/devices/catalog.h"
 #include "backends/energy/nvml_meter.h"
@@ -86,7 +87,7 @@ class CudaDevice final : public Device {
       p.mem_bytes = prop_.totalGlobalMem;
     }
     if (entry_) {
-      for (DType t : {DType::kF32, DType::kBF16, DType::kF16}) {
+      for (DType t : {DType::kF32, DType::kBF16, DType::kF16}) {  // the dtypes it runs
         auto it = entry_->peak_flops.find(std::string(DTypeName(t)));
         if (it != entry_->peak_flops.end() && it->second.known()) {
           p.peak_flops[static_cast<int>(t)] = it->second.value;
@@ -108,10 +109,11 @@ class CudaDevice final : public Device {
                          std::string(prop_.name) + " is compute capability " +
                          std::to_string(prop_.major) + "." + std::to_string(prop_.minor)};
     }
-    if (IsQuantized(dtype)) {
-      return {false, "the cuda backend does not run " + std::string(DTypeName(dtype)) + " yet"};
+    if (dtype != DType::kF32 && dtype != DType::kBF16 && dtype != DType::kF16) {
+      return {false,
+              "the cuda backend runs fp32, bf16 and fp16, not " + std::string(DTypeName(dtype))};
     }
-    return {};  // fp32, bf16 and fp16 on every sm_80+ GPU
+    return {};  // on every sm_80+ GPU
   }
 
   Status Open(const SessionConfig& config, std::unique_ptr<Session>* out) override {
@@ -129,7 +131,9 @@ class CudaDevice final : public Device {
           std::to_string(config.max_sequences) + ", " + std::to_string(config.max_context) + ", " +
           std::to_string(config.max_step_tokens) + ")");
     }
-    *out = std::make_unique<cuda::CudaSession>(config, ordinal_, prop_.multiProcessorCount);
+    cuda::CudaPaths paths;
+    CB_RETURN_IF_ERROR(cuda::PathsFromEnvironment(&paths));
+    *out = std::make_unique<cuda::CudaSession>(config, ordinal_, prop_.multiProcessorCount, paths);
     return Status::Ok();
   }
 

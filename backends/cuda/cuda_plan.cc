@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <set>
 
-#include "backends/cuda/kernels.h"
+#include "backends/cuda/launch_plan.h"
 
 namespace cb::cuda {
 namespace {
@@ -20,13 +20,16 @@ uint64_t Bytes(double v) {
 
 }  // namespace
 
-DType BufDType(Buf b, DType session) {
+DType BufDType(Buf b, DType session, bool narrow) {
   switch (b) {
     case Buf::kH:
     case Buf::kAttn:
     case Buf::kAct:
     case Buf::kHLast:
       return session;
+    case Buf::kQkv:
+    case Buf::kGateUp:
+      return narrow ? session : DType::kF32;
     default:
       return DType::kF32;
   }
@@ -59,6 +62,11 @@ int64_t TiedMatmulOf(const OpStream& s, const Op& embedding) {
   return -1;
 }
 
+bool GemmAttnUsed(const LocalDims& d, const SessionConfig& c, const CudaPaths& paths) {
+  if (!paths(Path::kGemmAttn) || c.max_step_tokens < kGemmAttnMinRows) return false;
+  return !paths(Path::kFlashAttn) || !FlashEligible(d.head_dim, c.dtype, nullptr);
+}
+
 uint64_t GemmAttnScratchBytes(const LocalDims& d, const SessionConfig& c) {
   if (c.max_step_tokens < kGemmAttnMinRows) return 0;
   const double want = static_cast<double>(d.kv_heads) * static_cast<double>(c.max_step_tokens) *
@@ -75,7 +83,7 @@ int64_t SplitRows(const SessionConfig& c) {
   return std::min<int64_t>(c.max_step_tokens, kAttnMaxSplitRows);
 }
 
-MemoryNeed PlanMemory(const OpStream& s, const SessionConfig& c) {
+MemoryNeed PlanMemory(const OpStream& s, const SessionConfig& c, const CudaPaths& paths) {
   MemoryNeed need;
   const double wbytes = static_cast<double>(DTypeBytes(c.dtype));
   std::set<std::string> groups, gains;
@@ -104,15 +112,19 @@ MemoryNeed PlanMemory(const OpStream& s, const SessionConfig& c) {
     const Buf buf = static_cast<Buf>(b);
     const double rows = BufferRows(buf) == Rows::kTokenRows ? c.max_step_tokens : c.max_sequences;
     const double elem =
-        BufIsIds(buf) ? 4.0 : static_cast<double>(DTypeBytes(BufDType(buf, c.dtype)));
+        BufIsIds(buf)
+            ? 4.0
+            : static_cast<double>(DTypeBytes(BufDType(buf, c.dtype, paths(Path::kNarrow))));
     act += rows * static_cast<double>(BufferWidth(d, buf)) * elem;
   }
   // Split-K partials, the rotary table, the step metadata, the allgather receive buffer.
   act += static_cast<double>(kAttnMaxSplits) * SplitRows(c) * d.heads * (d.head_dim + 2) * 4.0;
   act += static_cast<double>(c.max_context) * d.head_dim * 4.0;
-  act += (6.0 * c.max_step_tokens + c.max_sequences) * 4.0;
+  act += static_cast<double>(StepMetaCapacity(c.max_step_tokens, c.max_sequences)) * 4.0;
   if (s.shard.tp_size > 1) act += static_cast<double>(c.max_sequences) * d.vocab_full * 4.0;
-  act += static_cast<double>(GemmAttnScratchBytes(d, c)) + GemmAttnQueryBytes(d, c);
+  if (GemmAttnUsed(d, c, paths)) {
+    act += static_cast<double>(GemmAttnScratchBytes(d, c)) + GemmAttnQueryBytes(d, c);
+  }
   need.activations = Bytes(act);
   need.workspace = kCublasWorkspaceBytes + kStagingFloats * sizeof(float);
   return need;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "backends/cuda/cuda_paths.h"
 
 namespace cb::cuda {
 
@@ -21,15 +22,23 @@ inline constexpr uint64_t kReserveBytes = 512ull << 20;  ///< left free for cuBL
 inline constexpr int64_t kGemmAttnMinRows = 128;
 inline constexpr uint64_t kGemmAttnScratchCap = 1ull << 30;
 
+/// Whether prefill attention may go through cuBLAS: the gemm_attn path is on and the flash
+/// kernel is off or cannot run the model's heads.
+bool GemmAttnUsed(const LocalDims& d, const SessionConfig& c, const CudaPaths& paths);
 /// Bytes of the GEMM attention's score scratch (fp32 scores + probabilities in the session
 /// dtype) and of its query copy in the session dtype; 0 when steps are too short to use it.
 uint64_t GemmAttnScratchBytes(const LocalDims& d, const SessionConfig& c);
 uint64_t GemmAttnQueryBytes(const LocalDims& d, const SessionConfig& c);
 
 /// Storage type of an activation buffer: the matmul inputs (normalised rows, attention and
-/// SwiGLU outputs) in the session dtype, everything else fp32, token ids int32.
-DType BufDType(Buf b, DType session);
+/// SwiGLU outputs) in the session dtype, and with `narrow` also QKV and gate/up; everything
+/// else fp32, token ids int32.
+DType BufDType(Buf b, DType session, bool narrow);
 bool BufIsIds(Buf b);
+
+/// Whether the session runs `stream` in `dtype`: every op is one it implements, with the
+/// buffers, widths and weights its kernels expect (kUnsupported / kInvalidInput otherwise).
+Status CheckCudaStream(const OpStream& stream, DType dtype, bool narrow);
 
 /// Key of a matmul's weight group (its weights concatenated along n).
 std::string MatmulGroupKey(const Op& op);
@@ -50,9 +59,9 @@ struct MemoryNeed {
   uint64_t Total() const { return weights + kv_cache + activations + workspace; }
 };
 
-/// Everything CudaSession::Load allocates for `stream` under `config` (saturating: absurd
-/// configurations give huge figures, never an overflow).
-MemoryNeed PlanMemory(const OpStream& stream, const SessionConfig& config);
+/// Everything CudaSession::Load allocates for `stream` under `config` with `paths` (saturating:
+/// absurd configurations give huge figures, never an overflow).
+MemoryNeed PlanMemory(const OpStream& stream, const SessionConfig& config, const CudaPaths& paths);
 
 /// kResourceExhausted, naming the model, what it needs (and of what) and the free bytes, when
 /// need + kReserveBytes exceeds `free_bytes`.

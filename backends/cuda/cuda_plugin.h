@@ -14,7 +14,7 @@ namespace cb {
 /// cb_cuda_backend and cuda_plugin.cc) hands to the `clusterbench` binary, which dlopens it only
 /// when the cuda backend is asked for (backends/cuda_plugin_loader.h). Bump
 /// kCudaPluginVersion whenever a member or one of the C++ types it passes changes.
-inline constexpr int kCudaPluginVersion = 1;
+inline constexpr int kCudaPluginVersion = 2;
 
 struct CudaPluginTable {
   int version = 0;

@@ -1,97 +1,26 @@
-// The CUDA backend's kernels: simple, one thread (or one warp, or one block) per obvious unit
-// of work, fp32 arithmetic throughout, storage in fp32, bf16 or fp16. Matmuls are not here:
-// they go to cuBLAS (cuda_session.cc).
-
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
+// The CUDA backend's element-wise and row kernels: simple, one thread (or one warp, or one
+// block) per obvious unit of work, fp32 arithmetic throughout, storage in fp32, bf16 or fp16.
+// Attention is in attention_kernels.cu and flash_attention.cu, the skinny GEMM in
+// skinny_gemm.cu; other matmuls go to cuBLAS (session_dispatch.cc).
 
 #include <algorithm>
 #include <cmath>
 
+#include "backends/cuda/device_util.cuh"
 #include "backends/cuda/kernels.h"
 
 namespace cb::cuda {
 namespace {
 
-constexpr unsigned kFullMask = 0xffffffffu;
-constexpr int kBlock = 256;
-
-template <typename T>
-__device__ __forceinline__ float ToF(T v);
-template <>
-__device__ __forceinline__ float ToF<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ float ToF<__nv_bfloat16>(__nv_bfloat16 v) {
-  return __bfloat162float(v);
-}
-template <>
-__device__ __forceinline__ float ToF<__half>(__half v) {
-  return __half2float(v);
-}
-
-template <typename T>
-__device__ __forceinline__ T FromF(float v);
-template <>
-__device__ __forceinline__ float FromF<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 FromF<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-template <>
-__device__ __forceinline__ __half FromF<__half>(float v) {
-  return __float2half_rn(v);
-}
-
-/// Calls f(T{}) with T the storage type of `t`.
-template <typename F>
-cudaError_t Dispatch(DType t, F&& f) {
-  switch (t) {
-    case DType::kF32:
-      return f(float{});
-    case DType::kBF16:
-      return f(__nv_bfloat16{});
-    case DType::kF16:
-      return f(__half{});
-  }
-  return cudaErrorInvalidValue;
-}
-
-unsigned Blocks(int64_t n, int block = kBlock) {
-  return static_cast<unsigned>((n + block - 1) / block);
-}
-
-__device__ __forceinline__ float WarpSum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
-  return v;
-}
-__device__ __forceinline__ float WarpMax(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(kFullMask, v, o));
-  return v;
-}
-
-/// Sum over a block of kBlock threads; every thread gets the result.
-__device__ float BlockSum(float v) {
-  __shared__ float partial[kBlock / 32];
-  __shared__ float total;
-  v = WarpSum(v);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) partial[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    float s = lane < kBlock / 32 ? partial[lane] : 0.0f;
-    s = WarpSum(s);
-    if (lane == 0) total = s;
-  }
-  __syncthreads();
-  return total;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Element-wise and row kernels
+using dev::Blocks;
+using dev::BlockSum;
+using dev::Dispatch;
+using dev::FromF;
+using dev::kBlock;
+using dev::LoadAct;
+using dev::StoreAct;
+using dev::ToF;
+using dev::WarpSum;
 
 template <typename T>
 __global__ void ConvertKernel(const float* src, T* dst, int64_t n) {
@@ -103,6 +32,18 @@ template <typename T>
 __global__ void ToF32Kernel(const T* src, float* dst, int64_t n) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) dst[i] = ToF(src[i]);
+}
+
+template <typename T>
+__global__ void FillUniformKernel(T* dst, int64_t n, uint64_t seed, float scale) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  uint64_t z = seed + static_cast<uint64_t>(i) * 0x9e3779b97f4a7c15ull;  // splitmix64
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f);  // [0, 1)
+  dst[i] = FromF<T>((2.0f * u - 1.0f) * scale);
 }
 
 template <typename T>
@@ -138,25 +79,31 @@ __global__ void RmsNormKernel(float* in, const float* residual, T* out, const fl
 }
 
 /// One warp per (row, head) of the Q and K heads.
-__global__ void QkNormKernel(float* qkv, int64_t rows, int64_t width, int heads, int kv_heads,
-                             int hd, const float* q_gain, const float* k_gain, float eps) {
+__global__ void QkNormKernel(void* qkv, DType qt, int64_t rows, int64_t width, int heads,
+                             int kv_heads, int hd, const float* q_gain, const float* k_gain,
+                             float eps) {
   const int64_t w = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
   const int nh = heads + kv_heads;
   if (w >= rows * nh) return;  // whole warps
   const int64_t row = w / nh;
   const int h = static_cast<int>(w % nh);
-  float* x = qkv + row * width + static_cast<int64_t>(h) * hd;
+  const int64_t base = row * width + static_cast<int64_t>(h) * hd;
   float ss = 0;
-  for (int i = lane; i < hd; i += 32) ss += x[i] * x[i];
+  for (int i = lane; i < hd; i += 32) {
+    const float v = LoadAct(qkv, base + i, qt);
+    ss += v * v;
+  }
   ss = WarpSum(ss);
   const float inv = 1.0f / sqrtf(ss / static_cast<float>(hd) + eps);
   const float* g = h < heads ? q_gain : k_gain;
-  for (int i = lane; i < hd; i += 32) x[i] = x[i] * inv * g[i];
+  for (int i = lane; i < hd; i += 32) {
+    StoreAct(qkv, base + i, qt, LoadAct(qkv, base + i, qt) * inv * g[i]);
+  }
 }
 
 /// One thread per (row, head, i < head_dim / 2): rotates the pair (i, i + half).
-__global__ void RopeKernel(float* qkv, int64_t rows, int64_t width, int rot_heads, int hd,
+__global__ void RopeKernel(void* qkv, DType qt, int64_t rows, int64_t width, int rot_heads, int hd,
                            const int32_t* positions, const float* table) {
   const int half = hd / 2;
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -164,17 +111,17 @@ __global__ void RopeKernel(float* qkv, int64_t rows, int64_t width, int rot_head
   const int64_t row = i / (static_cast<int64_t>(rot_heads) * half);
   const int rest = static_cast<int>(i % (static_cast<int64_t>(rot_heads) * half));
   const int h = rest / half, j = rest % half;
-  float* x = qkv + row * width + static_cast<int64_t>(h) * hd;
+  const int64_t base = row * width + static_cast<int64_t>(h) * hd;
   const float* t = table + static_cast<int64_t>(positions[row]) * hd;
   const float c = t[j], s = t[half + j];
-  const float x1 = x[j], x2 = x[j + half];
-  x[j] = x1 * c - x2 * s;
-  x[j + half] = x2 * c + x1 * s;
+  const float x1 = LoadAct(qkv, base + j, qt), x2 = LoadAct(qkv, base + j + half, qt);
+  StoreAct(qkv, base + j, qt, x1 * c - x2 * s);
+  StoreAct(qkv, base + j + half, qt, x2 * c + x1 * s);
 }
 
 /// One thread per (row, element of the KV width).
 template <typename T>
-__global__ void KvAppendKernel(const float* qkv, int64_t rows, int64_t width, int heads,
+__global__ void KvAppendKernel(const void* qkv, DType qt, int64_t rows, int64_t width, int heads,
                                int kv_heads, int hd, const int32_t* row_slot,
                                const int32_t* positions, T* k_cache, T* v_cache,
                                int64_t slot_stride, int64_t head_stride) {
@@ -183,19 +130,71 @@ __global__ void KvAppendKernel(const float* qkv, int64_t rows, int64_t width, in
   if (i >= rows * kv_w) return;
   const int64_t row = i / kv_w, e = i % kv_w;
   const int64_t kvh = e / hd, d = e % hd;
-  const float* r = qkv + row * width;
+  const int64_t r = row * width;
   const int64_t dst = row_slot[row] * slot_stride + kvh * head_stride +
                       static_cast<int64_t>(positions[row]) * hd + d;
-  k_cache[dst] = FromF<T>(r[static_cast<int64_t>(heads) * hd + e]);
-  v_cache[dst] = FromF<T>(r[static_cast<int64_t>(heads + kv_heads) * hd + e]);
+  k_cache[dst] = FromF<T>(LoadAct(qkv, r + static_cast<int64_t>(heads) * hd + e, qt));
+  v_cache[dst] = FromF<T>(LoadAct(qkv, r + static_cast<int64_t>(heads + kv_heads) * hd + e, qt));
+}
+
+/// One warp per (row, head) over the Q, K and V heads: [QK-norm,] RoPE of Q and K written back
+/// in place, K and V into the cache. The same arithmetic as QkNormKernel, RopeKernel and
+/// KvAppendKernel one after the other.
+template <typename T>
+__global__ void RopeAppendKernel(RopeAppendArgs a) {
+  const int64_t w = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  const int nh = a.heads + 2 * a.kv_heads;
+  if (w >= a.rows * nh) return;  // whole warps
+  const int64_t row = w / nh;
+  const int h = static_cast<int>(w % nh), hd = a.head_dim, half = hd / 2;
+  const int64_t base = row * a.width + static_cast<int64_t>(h) * hd;
+  const int64_t pos = a.positions[row];
+  const int64_t cache_row = a.row_slot[row] * a.slot_stride + pos * hd;
+  if (h >= a.heads + a.kv_heads) {  // a V head: into the cache as it is
+    T* v = static_cast<T*>(a.v_cache) + cache_row + (h - a.heads - a.kv_heads) * a.head_stride;
+    for (int i = lane; i < hd; i += 32) v[i] = FromF<T>(LoadAct(a.qkv, base + i, a.qkv_type));
+    return;
+  }
+  float inv = 1.0f;
+  const float* g = nullptr;
+  if (a.q_gain != nullptr) {
+    float ss = 0;
+    for (int i = lane; i < hd; i += 32) {
+      const float v = LoadAct(a.qkv, base + i, a.qkv_type);
+      ss += v * v;
+    }
+    ss = WarpSum(ss);
+    inv = 1.0f / sqrtf(ss / static_cast<float>(hd) + a.eps);
+    g = h < a.heads ? a.q_gain : a.k_gain;
+  }
+  T* k = h >= a.heads ? static_cast<T*>(a.k_cache) + cache_row + (h - a.heads) * a.head_stride
+                      : nullptr;
+  const float* t = a.table + pos * hd;
+  for (int j = lane; j < half; j += 32) {
+    float x1 = LoadAct(a.qkv, base + j, a.qkv_type);
+    float x2 = LoadAct(a.qkv, base + j + half, a.qkv_type);
+    if (g != nullptr) {
+      x1 = x1 * inv * g[j];
+      x2 = x2 * inv * g[j + half];
+    }
+    const float c = t[j], s = t[half + j];
+    const float y1 = x1 * c - x2 * s, y2 = x2 * c + x1 * s;
+    StoreAct(a.qkv, base + j, a.qkv_type, y1);
+    StoreAct(a.qkv, base + j + half, a.qkv_type, y2);
+    if (k != nullptr) {
+      k[j] = FromF<T>(y1);
+      k[j + half] = FromF<T>(y2);
+    }
+  }
 }
 
 template <typename T>
-__global__ void SwiGluKernel(const float* gate_up, T* out, int64_t rows, int64_t f) {
+__global__ void SwiGluKernel(const void* gate_up, DType gt, T* out, int64_t rows, int64_t f) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= rows * f) return;
   const int64_t t = i / f, c = i % f;
-  const float g = gate_up[t * 2 * f + c], u = gate_up[t * 2 * f + f + c];
+  const float g = LoadAct(gate_up, t * 2 * f + c, gt), u = LoadAct(gate_up, t * 2 * f + f + c, gt);
   out[i] = FromF<T>(g / (1.0f + expf(-g)) * u);
 }
 
@@ -218,33 +217,6 @@ __global__ void ConvertRowsKernel(const float* src, int64_t src_ld, T* dst, int6
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= rows * cols) return;
   dst[i] = FromF<T>(src[(i / cols) * src_ld + i % cols]);
-}
-
-/// One block per score row.
-template <typename T>
-__global__ void CausalSoftmaxKernel(const float* s, T* p, int64_t n, int64_t len, int64_t past,
-                                    float scale) {
-  __shared__ float red[kBlock / 32];
-  const int64_t row = blockIdx.x;  // over batch * n
-  const int64_t visible = past + row % n + 1;
-  const float* x = s + row * len;
-  T* y = p + row * len;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  float mx = -INFINITY;
-  for (int64_t j = threadIdx.x; j < visible; j += blockDim.x) mx = fmaxf(mx, x[j] * scale);
-  mx = WarpMax(mx);
-  if (lane == 0) red[warp] = mx;
-  __syncthreads();
-  mx = red[0];
-  for (int w = 1; w < kBlock / 32; ++w) mx = fmaxf(mx, red[w]);
-  __syncthreads();
-  float sum = 0;
-  for (int64_t j = threadIdx.x; j < visible; j += blockDim.x) sum += expf(x[j] * scale - mx);
-  sum = BlockSum(sum);
-  const float inv = 1.0f / sum;
-  for (int64_t j = threadIdx.x; j < len; j += blockDim.x) {
-    y[j] = FromF<T>(j < visible ? expf(x[j] * scale - mx) * inv : 0.0f);
-  }
 }
 
 /// Whether (v, i) beats (bv, bi): NaN never wins, ties go to the lower index.
@@ -294,191 +266,10 @@ __global__ void GatherReorderKernel(const float* gathered, float* out, int tp, i
   out[i] = gathered[(r * rows + row) * local + c];
 }
 
-// ---------------------------------------------------------------------------------------------
-// Attention: flash-style tiles with an online softmax in fp32.
-//
-// A block serves one query tile (up to rows_per_tile consecutive new rows of one sequence) and
-// heads_per_block query heads of one KV head; blockIdx.z is the split-K chunk of the keys.
-// Every new K and V is already in the cache (KvAppendKernel runs first), so prefill and decode
-// are the same computation: query row r at position p attends to cache positions [0, p].
-// The block stages 32 keys and values at a time in shared memory (as fp32); each warp holds up
-// to kAttnItemsPerWarp (row, head) items: lane j scores key j, a warp max/sum updates the
-// running max and denominator, and each lane accumulates head_dim / 32 output dimensions.
-
-template <typename T>
-__global__ void __launch_bounds__(kAttnWarps * 32) AttentionKernel(AttentionArgs a) {
-  extern __shared__ float smem[];
-  const int hd = a.head_dim;
-  float* sq = smem;                       // [kAttnItems][hd], pre-scaled
-  float* sk = sq + kAttnItems * hd;       // [kAttnKeys][hd + 1]
-  float* sv = sk + kAttnKeys * (hd + 1);  // [kAttnKeys][hd]
-
-  const int32_t* tile = a.tiles + 4 * blockIdx.x;
-  const int first_row = tile[0], rows = tile[1], slot = tile[2], pos0 = tile[3];
-  const AttentionTiling& t = a.tiling;
-  const int kvh = blockIdx.y / t.head_chunks, chunk = blockIdx.y % t.head_chunks;
-  const int head0 = kvh * t.group + chunk * t.heads_per_block;  // first query head of the block
-  const int heads_here = min(t.heads_per_block, t.group - chunk * t.heads_per_block);
-  const int items = rows * t.heads_per_block;  // item = r * heads_per_block + hh
-
-  for (int e = threadIdx.x; e < kAttnItems * hd; e += blockDim.x) {
-    const int item = e / hd, d = e % hd;
-    const int r = item / t.heads_per_block, hh = item % t.heads_per_block;
-    float v = 0;
-    if (item < items && hh < heads_here) {
-      v = a.qkv[static_cast<int64_t>(first_row + r) * a.qkv_width +
-                static_cast<int64_t>(head0 + hh) * hd + d] *
-          a.scale;
-    }
-    sq[e] = v;
-  }
-
-  // Keys [k_begin, k_end) of this split; the last row of the tile sees [0, pos0 + rows).
-  const int len = pos0 + rows;
-  int chunk_len = (len + a.splits - 1) / a.splits;
-  chunk_len = (chunk_len + kAttnKeys - 1) / kAttnKeys * kAttnKeys;
-  const int k_begin = blockIdx.z * chunk_len;
-  const int k_end = min(len, k_begin + chunk_len);
-
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  constexpr int kDims = kAttnMaxHeadDim / 32;
-  float m[kAttnItemsPerWarp], l[kAttnItemsPerWarp], o[kAttnItemsPerWarp][kDims];
-#pragma unroll
-  for (int it = 0; it < kAttnItemsPerWarp; ++it) {
-    m[it] = -INFINITY;
-    l[it] = 0;
-#pragma unroll
-    for (int i = 0; i < kDims; ++i) o[it][i] = 0;
-  }
-
-  const T* kbase = static_cast<const T*>(a.k_cache) + static_cast<int64_t>(slot) * a.slot_stride +
-                   static_cast<int64_t>(kvh) * a.head_stride;
-  const T* vbase = static_cast<const T*>(a.v_cache) + static_cast<int64_t>(slot) * a.slot_stride +
-                   static_cast<int64_t>(kvh) * a.head_stride;
-
-  for (int k0 = k_begin; k0 < k_end; k0 += kAttnKeys) {
-    __syncthreads();  // the previous tile is consumed (and sq is written, first time round)
-    for (int e = threadIdx.x; e < kAttnKeys * hd; e += blockDim.x) {
-      const int j = e / hd, d = e % hd, p = k0 + j;
-      float kv = 0, vv = 0;
-      if (p < k_end) {
-        kv = ToF(kbase[static_cast<int64_t>(p) * hd + d]);
-        vv = ToF(vbase[static_cast<int64_t>(p) * hd + d]);
-      }
-      sk[j * (hd + 1) + d] = kv;
-      sv[j * hd + d] = vv;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int it = 0; it < kAttnItemsPerWarp; ++it) {
-      const int item = warp + it * kAttnWarps;  // the same for the whole warp
-      if (item >= items || item % t.heads_per_block >= heads_here) continue;
-      const int qpos = pos0 + item / t.heads_per_block;
-      const int p = k0 + lane;
-      float s = -INFINITY;
-      if (p < k_end && p <= qpos) {
-        const float* q = sq + item * hd;
-        const float* k = sk + lane * (hd + 1);
-        float dot = 0;
-        for (int d = 0; d < hd; ++d) dot += q[d] * k[d];
-        s = dot;
-      }
-      const float mx = WarpMax(s);
-      if (mx == -INFINITY) continue;  // no visible key in this tile for this row
-      const float m_new = fmaxf(m[it], mx);
-      const float corr = expf(m[it] - m_new);  // 0 while m[it] is -inf
-      const float pj = s == -INFINITY ? 0.0f : expf(s - m_new);
-      l[it] = l[it] * corr + WarpSum(pj);
-#pragma unroll
-      for (int i = 0; i < kDims; ++i) o[it][i] *= corr;
-      for (int j = 0; j < kAttnKeys; ++j) {
-        const float pb = __shfl_sync(kFullMask, pj, j);
-#pragma unroll
-        for (int i = 0; i < kDims; ++i) {
-          const int d = lane + 32 * i;
-          if (d < hd) o[it][i] += pb * sv[j * hd + d];
-        }
-      }
-      m[it] = m_new;
-    }
-  }
-
-  const int64_t out_w = static_cast<int64_t>(a.heads) * hd;
-#pragma unroll
-  for (int it = 0; it < kAttnItemsPerWarp; ++it) {
-    const int item = warp + it * kAttnWarps;
-    if (item >= items || item % t.heads_per_block >= heads_here) continue;
-    const int64_t row = first_row + item / t.heads_per_block;
-    const int h = head0 + item % t.heads_per_block;
-    if (a.splits == 1) {
-      T* out = static_cast<T*>(a.out) + row * out_w + static_cast<int64_t>(h) * hd;
-      const float inv = 1.0f / l[it];  // key 0 is always visible: l > 0
-#pragma unroll
-      for (int i = 0; i < kDims; ++i) {
-        const int d = lane + 32 * i;
-        if (d < hd) out[d] = FromF<T>(o[it][i] * inv);
-      }
-    } else {
-      float* p =
-          a.partial +
-          ((static_cast<int64_t>(blockIdx.z) * a.partial_rows + row) * a.heads + h) * (hd + 2);
-#pragma unroll
-      for (int i = 0; i < kDims; ++i) {
-        const int d = lane + 32 * i;
-        if (d < hd) p[d] = o[it][i];
-      }
-      if (lane == 0) {
-        p[hd] = m[it];
-        p[hd + 1] = l[it];
-      }
-    }
-  }
-}
-
-/// One block per (row, head), one thread per dimension: merges the split-K partials.
-template <typename T>
-__global__ void AttentionCombineKernel(const float* partial, int splits, int64_t partial_rows,
-                                       int heads, int hd, T* out) {
-  const int64_t row = blockIdx.x;
-  const int h = blockIdx.y, d = threadIdx.x;
-  const int64_t stride = hd + 2;
-  auto at = [&](int s) { return partial + ((s * partial_rows + row) * heads + h) * stride; };
-  float mx = -INFINITY;
-  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, at(s)[hd]);
-  if (d >= hd) return;
-  float den = 0, acc = 0;
-  for (int s = 0; s < splits; ++s) {
-    const float* p = at(s);
-    const float w = p[hd] == -INFINITY ? 0.0f : expf(p[hd] - mx);
-    den += w * p[hd + 1];
-    acc += w * p[d];
-  }
-  out[row * heads * hd + static_cast<int64_t>(h) * hd + d] = FromF<T>(acc / den);
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
-// Launchers
-
-AttentionTiling MakeAttentionTiling(int64_t heads, int64_t kv_heads) {
-  AttentionTiling t;
-  t.group = static_cast<int>(heads / kv_heads);
-  t.heads_per_block = std::min(t.group, kAttnItems);
-  t.head_chunks = (t.group + t.heads_per_block - 1) / t.heads_per_block;
-  t.rows_per_tile = std::max(1, kAttnItems / t.heads_per_block);
-  return t;
-}
-
-int ChooseAttentionSplits(int64_t blocks, int64_t max_len, int64_t rows, int sms) {
-  if (rows > kAttnMaxSplitRows || blocks <= 0) return 1;
-  const int64_t target = 2 * static_cast<int64_t>(std::max(sms, 1));
-  if (blocks >= target) return 1;
-  const int64_t by_blocks = (target + blocks - 1) / blocks;
-  const int64_t by_len = (max_len + 127) / 128;  // at least 128 keys per chunk
-  const int64_t s = std::min<int64_t>({by_blocks, by_len, kAttnMaxSplits});
-  return static_cast<int>(std::max<int64_t>(1, s));
-}
+// Host conversions
 
 float RoundToDType(DType t, float v) {
   switch (t) {
@@ -486,43 +277,37 @@ float RoundToDType(DType t, float v) {
       return __bfloat162float(__float2bfloat16_rn(v));
     case DType::kF16:
       return __half2float(__float2half_rn(v));
-    case DType::kF32:
-      break;
+    default:
+      return v;
   }
-  return v;
 }
 
 void FromFloatHost(const float* src, DType t, size_t n, void* dst) {
   for (size_t i = 0; i < n; ++i) {
-    switch (t) {
-      case DType::kF32:
-        static_cast<float*>(dst)[i] = src[i];
-        break;
-      case DType::kBF16:
-        static_cast<__nv_bfloat16*>(dst)[i] = __float2bfloat16_rn(src[i]);
-        break;
-      case DType::kF16:
-        static_cast<__half*>(dst)[i] = __float2half_rn(src[i]);
-        break;
+    if (t == DType::kBF16) {
+      static_cast<__nv_bfloat16*>(dst)[i] = __float2bfloat16_rn(src[i]);
+    } else if (t == DType::kF16) {
+      static_cast<__half*>(dst)[i] = __float2half_rn(src[i]);
+    } else {
+      static_cast<float*>(dst)[i] = src[i];
     }
   }
 }
 
 void ToFloatHost(const void* src, DType t, size_t n, float* dst) {
   for (size_t i = 0; i < n; ++i) {
-    switch (t) {
-      case DType::kF32:
-        dst[i] = static_cast<const float*>(src)[i];
-        break;
-      case DType::kBF16:
-        dst[i] = __bfloat162float(static_cast<const __nv_bfloat16*>(src)[i]);
-        break;
-      case DType::kF16:
-        dst[i] = __half2float(static_cast<const __half*>(src)[i]);
-        break;
+    if (t == DType::kBF16) {
+      dst[i] = __bfloat162float(static_cast<const __nv_bfloat16*>(src)[i]);
+    } else if (t == DType::kF16) {
+      dst[i] = __half2float(static_cast<const __half*>(src)[i]);
+    } else {
+      dst[i] = static_cast<const float*>(src)[i];
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Launchers
 
 cudaError_t LaunchConvertF32(const float* src, void* dst, DType dst_type, int64_t n,
                              cudaStream_t stream) {
@@ -540,6 +325,16 @@ cudaError_t LaunchToF32(const void* src, DType src_type, float* dst, int64_t n,
   return Dispatch(src_type, [&](auto z) {
     using T = decltype(z);
     ToF32Kernel<T><<<Blocks(n), kBlock, 0, stream>>>(static_cast<const T*>(src), dst, n);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t LaunchFillUniform(void* dst, DType type, int64_t n, uint64_t seed, float scale,
+                              cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  return Dispatch(type, [&](auto z) {
+    using T = decltype(z);
+    FillUniformKernel<T><<<Blocks(n), kBlock, 0, stream>>>(static_cast<T*>(dst), n, seed, scale);
     return cudaGetLastError();
   });
 }
@@ -567,94 +362,63 @@ cudaError_t LaunchRmsNorm(float* in, const float* residual, void* out, DType out
   });
 }
 
-cudaError_t LaunchQkNorm(float* qkv, int64_t rows, int64_t width, int64_t heads, int64_t kv_heads,
-                         int64_t head_dim, const float* q_gain, const float* k_gain, float eps,
-                         cudaStream_t stream) {
+cudaError_t LaunchQkNorm(void* qkv, DType qkv_type, int64_t rows, int64_t width, int64_t heads,
+                         int64_t kv_heads, int64_t head_dim, const float* q_gain,
+                         const float* k_gain, float eps, cudaStream_t stream) {
   const int64_t warps = rows * (heads + kv_heads);
   if (warps == 0) return cudaSuccess;
   QkNormKernel<<<Blocks(warps * 32), kBlock, 0, stream>>>(
-      qkv, rows, width, static_cast<int>(heads), static_cast<int>(kv_heads),
+      qkv, qkv_type, rows, width, static_cast<int>(heads), static_cast<int>(kv_heads),
       static_cast<int>(head_dim), q_gain, k_gain, eps);
   return cudaGetLastError();
 }
 
-cudaError_t LaunchRope(float* qkv, int64_t rows, int64_t width, int64_t rot_heads, int64_t head_dim,
-                       const int32_t* positions, const float* table, cudaStream_t stream) {
+cudaError_t LaunchRope(void* qkv, DType qkv_type, int64_t rows, int64_t width, int64_t rot_heads,
+                       int64_t head_dim, const int32_t* positions, const float* table,
+                       cudaStream_t stream) {
   const int64_t n = rows * rot_heads * (head_dim / 2);
   if (n == 0) return cudaSuccess;
-  RopeKernel<<<Blocks(n), kBlock, 0, stream>>>(qkv, rows, width, static_cast<int>(rot_heads),
+  RopeKernel<<<Blocks(n), kBlock, 0, stream>>>(qkv, qkv_type, rows, width,
+                                               static_cast<int>(rot_heads),
                                                static_cast<int>(head_dim), positions, table);
   return cudaGetLastError();
 }
 
-cudaError_t LaunchKvAppend(const float* qkv, int64_t rows, int64_t width, int64_t heads,
-                           int64_t kv_heads, int64_t head_dim, const int32_t* row_slot,
-                           const int32_t* positions, void* k_cache, void* v_cache, DType type,
-                           int64_t slot_stride, int64_t head_stride, cudaStream_t stream) {
+cudaError_t LaunchKvAppend(const void* qkv, DType qkv_type, int64_t rows, int64_t width,
+                           int64_t heads, int64_t kv_heads, int64_t head_dim,
+                           const int32_t* row_slot, const int32_t* positions, void* k_cache,
+                           void* v_cache, DType type, int64_t slot_stride, int64_t head_stride,
+                           cudaStream_t stream) {
   const int64_t n = rows * kv_heads * head_dim;
   if (n == 0) return cudaSuccess;
   return Dispatch(type, [&](auto z) {
     using T = decltype(z);
     KvAppendKernel<T><<<Blocks(n), kBlock, 0, stream>>>(
-        qkv, rows, width, static_cast<int>(heads), static_cast<int>(kv_heads),
+        qkv, qkv_type, rows, width, static_cast<int>(heads), static_cast<int>(kv_heads),
         static_cast<int>(head_dim), row_slot, positions, static_cast<T*>(k_cache),
         static_cast<T*>(v_cache), slot_stride, head_stride);
     return cudaGetLastError();
   });
 }
 
-cudaError_t LaunchAttention(const AttentionArgs& a, cudaStream_t stream) {
-  if (a.head_dim > kAttnMaxHeadDim || a.head_dim < 1 || a.splits < 1 || a.splits > kAttnMaxSplits ||
-      (a.splits > 1 && a.partial == nullptr)) {
-    return cudaErrorInvalidValue;
-  }
-  if (a.num_tiles == 0) return cudaSuccess;
-  const size_t smem = sizeof(float) * (kAttnItems * a.head_dim + kAttnKeys * (a.head_dim + 1) +
-                                       kAttnKeys * a.head_dim);
-  const dim3 grid(static_cast<unsigned>(a.num_tiles),
-                  static_cast<unsigned>(a.kv_heads * a.tiling.head_chunks),
-                  static_cast<unsigned>(a.splits));
-  return Dispatch(a.dtype, [&](auto z) {
+cudaError_t LaunchRopeAppend(const RopeAppendArgs& a, cudaStream_t stream) {
+  const int64_t warps = a.rows * (a.heads + 2 * a.kv_heads);
+  if (warps == 0) return cudaSuccess;
+  if (a.head_dim % 2 != 0) return cudaErrorInvalidValue;
+  return Dispatch(a.cache_type, [&](auto z) {
     using T = decltype(z);
-    AttentionKernel<T><<<grid, kAttnWarps * 32, smem, stream>>>(a);
-    cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess || a.splits == 1) return e;
-    const dim3 cgrid(static_cast<unsigned>(a.rows), static_cast<unsigned>(a.heads));
-    AttentionCombineKernel<T><<<cgrid, kAttnMaxHeadDim, 0, stream>>>(
-        a.partial, a.splits, a.partial_rows, a.heads, a.head_dim, static_cast<T*>(a.out));
+    RopeAppendKernel<T><<<Blocks(warps * 32), kBlock, 0, stream>>>(a);
     return cudaGetLastError();
   });
 }
 
-cudaError_t LaunchConvertRows(const float* src, int64_t src_ld, void* dst, DType type, int64_t rows,
-                              int64_t cols, cudaStream_t stream) {
-  if (rows * cols == 0) return cudaSuccess;
-  return Dispatch(type, [&](auto z) {
-    using T = decltype(z);
-    ConvertRowsKernel<T>
-        <<<Blocks(rows * cols), kBlock, 0, stream>>>(src, src_ld, static_cast<T*>(dst), rows, cols);
-    return cudaGetLastError();
-  });
-}
-
-cudaError_t LaunchCausalSoftmax(const float* s, void* p, DType type, int64_t batch, int64_t n,
-                                int64_t len, int64_t past, float scale, cudaStream_t stream) {
-  if (batch * n == 0) return cudaSuccess;
-  return Dispatch(type, [&](auto z) {
-    using T = decltype(z);
-    CausalSoftmaxKernel<T><<<static_cast<unsigned>(batch * n), kBlock, 0, stream>>>(
-        s, static_cast<T*>(p), n, len, past, scale);
-    return cudaGetLastError();
-  });
-}
-
-cudaError_t LaunchSwiGlu(const float* gate_up, void* out, DType out_type, int64_t rows, int64_t ffn,
-                         cudaStream_t stream) {
+cudaError_t LaunchSwiGlu(const void* gate_up, DType gate_up_type, void* out, DType out_type,
+                         int64_t rows, int64_t ffn, cudaStream_t stream) {
   if (rows * ffn == 0) return cudaSuccess;
   return Dispatch(out_type, [&](auto z) {
     using T = decltype(z);
-    SwiGluKernel<T>
-        <<<Blocks(rows * ffn), kBlock, 0, stream>>>(gate_up, static_cast<T*>(out), rows, ffn);
+    SwiGluKernel<T><<<Blocks(rows * ffn), kBlock, 0, stream>>>(gate_up, gate_up_type,
+                                                               static_cast<T*>(out), rows, ffn);
     return cudaGetLastError();
   });
 }
@@ -685,6 +449,17 @@ cudaError_t LaunchGatherReorder(const float* gathered, float* out, int tp, int64
   if (n == 0) return cudaSuccess;
   GatherReorderKernel<<<Blocks(n), kBlock, 0, stream>>>(gathered, out, tp, rows, local);
   return cudaGetLastError();
+}
+
+cudaError_t LaunchConvertRows(const float* src, int64_t src_ld, void* dst, DType type, int64_t rows,
+                              int64_t cols, cudaStream_t stream) {
+  if (rows * cols == 0) return cudaSuccess;
+  return Dispatch(type, [&](auto z) {
+    using T = decltype(z);
+    ConvertRowsKernel<T>
+        <<<Blocks(rows * cols), kBlock, 0, stream>>>(src, src_ld, static_cast<T*>(dst), rows, cols);
+    return cudaGetLastError();
+  });
 }
 
 }  // namespace cb::cuda

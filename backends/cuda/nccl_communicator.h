@@ -1,11 +1,19 @@
 #pragma once
 
 #include <cuda_runtime.h>
-#include <nccl.h>
 
 #include <memory>
 
 #include "backends/comm/communicator.h"
+
+#if !defined(CLUSTERBENCH_HAVE_NCCL)
+namespace cb::cuda {
+/// Built without NCCL: the session holds no NcclCommunicator (the type is complete so that
+/// its std::unique_ptr member can be destroyed).
+class NcclCommunicator final {};
+}  // namespace cb::cuda
+#else
+#include <nccl.h>
 
 namespace cb::cuda {
 
@@ -61,3 +69,4 @@ class NcclCommunicator final : public Communicator {
 };
 
 }  // namespace cb::cuda
+#endif  // CLUSTERBENCH_HAVE_NCCL

@@ -1,9 +1,11 @@
 // Whole tiny models on the CUDA backend against the reference: prefill of two uneven sequences,
 // decode steps (CUDA-graph replays from the second one on), a 2-token chunk, a step run layer
-// by layer, one sequence alone; fp32, bf16 and fp16. Tolerances as in
-// tests/conformance/model_conformance_test.cc (fp32 1e-4, bf16 5e-2; fp16 is compared with the
-// fp32 reference at 5e-2). Also: graphs against eager execution, the device's identity, and the
-// memory-budget error. Skipped (reported SKIPPED) where no CUDA device is found.
+// by layer, one sequence alone; fp32, bf16 and fp16; on the fast paths (every fusion, skinny
+// matmuls, decode and flash attention) and on the fallback (CB_CUDA_DISABLE=new). Tolerances as
+// in tests/conformance/model_conformance_test.cc (fp32 1e-4, bf16 5e-2; fp16 is compared with
+// the fp32 reference at 5e-2). Also: graphs against eager execution, the device's identity, the
+// memory-budget error and a bad CB_CUDA_DISABLE. Skipped (reported SKIPPED) where no CUDA
+// device is found.
 
 #include <gtest/gtest.h>
 
@@ -25,6 +27,7 @@ struct ModelCase {
   std::string name;
   ModelSpec spec;
   DType dtype;
+  std::string disable;  ///< CB_CUDA_DISABLE value of the case
 };
 std::ostream& operator<<(std::ostream& os, const ModelCase& c) { return os << c.name; }
 
@@ -97,7 +100,8 @@ TEST_P(CudaModelConformance, PrefillThenDecodeMatchesReference) {
   CB_TRACE_SEED(seed);
   const double tol = c.dtype == DType::kF32 ? 1e-4 : 5e-2;
   CudaPair p;
-  OpenCudaPair(c.spec, conformance::Config(c.dtype, 2, 16, 10), seed, &p);
+  const cuda::CudaPaths paths = Paths(c.disable);
+  OpenCudaPair(c.spec, conformance::Config(c.dtype, 2, 16, 10), seed, &p, &paths);
   if (HasFatalFailure()) return;
   std::vector<std::vector<int32_t>> ref_tokens;
   const auto want = RunSteps(*p.ref, p.stream, seed, &ref_tokens);
@@ -106,21 +110,33 @@ TEST_P(CudaModelConformance, PrefillThenDecodeMatchesReference) {
   for (size_t k = 0; k < want.size(); ++k) {
     EXPECT_LE(MaxRelError(got[k], want[k]), tol) << c.name << " step " << k;
   }
-  auto* cuda = dynamic_cast<cuda::CudaSession*>(p.cuda.get());
-  ASSERT_NE(cuda, nullptr);
-  if (std::getenv("CB_CUDA_GRAPHS") == nullptr) {
-    EXPECT_GT(cuda->graph_replays(), 0) << cuda->graph_note();
-    EXPECT_TRUE(cuda->graph_note().empty()) << cuda->graph_note();
+  const cuda::CudaSession* cuda = p.session();
+  EXPECT_GT(cuda->graph_replays(), 0) << cuda->graph_note();
+  EXPECT_TRUE(cuda->graph_note().empty()) << cuda->graph_note();
+  const cuda::PathCounts& n = cuda->path_counts();
+  if (c.disable.empty()) {  // the decode steps took the fast paths
+    EXPECT_GT(n.count("matmul_skinny"), 0u);
+    EXPECT_GT(n.count("attention_decode"), 0u);
+    EXPECT_GT(n.count("fused_residual"), 0u);
+    if (cuda::FlashEligible(c.spec.head_dim, c.dtype, nullptr)) {
+      EXPECT_GT(n.count("attention_flash"), 0u);
+    }
+  } else {
+    EXPECT_EQ(n.count("matmul_skinny"), 0u);
+    EXPECT_EQ(n.count("attention_flash") + n.count("attention_decode"), 0u);
   }
 }
 
 std::vector<ModelCase> Cases() {
   std::vector<ModelCase> cases;
-  for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
-    const std::string d(DTypeName(dt));
-    cases.push_back({"llama_" + d, TinySpec(false, false), dt});
-    cases.push_back({"qwen3_tied_" + d, TinySpec(true, true), dt});
-    cases.push_back({"odd_shapes_" + d, OddSpec(true, true), dt});
+  for (const std::string disable : {"", "new"}) {
+    const std::string suffix = disable.empty() ? "_fast" : "_fallback";
+    for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
+      const std::string d(DTypeName(dt));
+      cases.push_back({"llama_" + d + suffix, TinySpec(false, false), dt, disable});
+      cases.push_back({"qwen3_tied_" + d + suffix, TinySpec(true, true), dt, disable});
+      cases.push_back({"odd_shapes_" + d + suffix, OddSpec(true, true), dt, disable});
+    }
   }
   return cases;
 }
@@ -138,24 +154,39 @@ TEST(CudaGraphs, ReplayMatchesEagerExecution) {
   std::unique_ptr<Device> dev;
   ASSERT_TRUE(OpenCudaDevice(-1, &dev).ok());
   std::vector<std::vector<std::vector<float>>> logits;
-  for (const char* graphs : {"1", "0"}) {
-    setenv("CB_CUDA_GRAPHS", graphs, 1);
+  for (const char* disable : {"", "graphs"}) {
+    const ScopedEnv env("CB_CUDA_DISABLE", disable);  // read by Device::Open
     std::unique_ptr<Session> s;
     ASSERT_TRUE(dev->Open(conformance::Config(DType::kF32, 2, 16, 10), &s).ok());
     ASSERT_TRUE(s->Load(stream, WeightSource(seed)).ok());
     std::vector<std::vector<int32_t>> tokens;
     logits.push_back(RunSteps(*s, stream, seed, &tokens));
     auto* cs = dynamic_cast<cuda::CudaSession*>(s.get());
-    if (graphs[0] == '1') {
+    ASSERT_NE(cs, nullptr);
+    if (disable[0] == '\0') {
       EXPECT_GT(cs->graph_replays(), 0) << cs->graph_note();
+      EXPECT_GT(cs->graph_captures(), 0);
     } else {
       EXPECT_EQ(cs->graph_replays(), 0);
+      EXPECT_GT(cs->eager_decode_steps(), 0);
+      EXPECT_NE(cs->graph_note().find("CB_CUDA_DISABLE"), std::string::npos) << cs->graph_note();
     }
   }
-  unsetenv("CB_CUDA_GRAPHS");
+  ASSERT_EQ(logits[0].size(), logits[1].size());
   for (size_t k = 0; k < logits[0].size(); ++k) {
     EXPECT_LE(MaxRelError(logits[0][k], logits[1][k]), 1e-5) << "step " << k;
   }
+}
+
+TEST(CudaSwitches, UnknownPathInTheEnvironmentIsRefusedAtOpen) {
+  CB_REQUIRE_GPU();
+  std::unique_ptr<Device> dev;
+  ASSERT_TRUE(OpenCudaDevice(-1, &dev).ok());
+  const ScopedEnv env("CB_CUDA_DISABLE", "skinny,warp_speed");
+  std::unique_ptr<Session> s;
+  const Status st = dev->Open(conformance::Config(DType::kBF16, 1, 16, 8), &s);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidInput) << st.message();
+  EXPECT_NE(st.message().find("warp_speed"), std::string::npos) << st.message();
 }
 
 TEST(CudaDevice, IdentityAndSupport) {
@@ -174,6 +205,9 @@ TEST(CudaDevice, IdentityAndSupport) {
   for (DType t : {DType::kF32, DType::kBF16, DType::kF16}) {
     EXPECT_TRUE(dev->Supports(t).supported) << dev->Supports(t).reason;
   }
+  // A dtype the kernels are not built for (fp8, int8 when harness/core/dtype.h has them) is
+  // refused, so such a run is skipped rather than failing in a kernel.
+  EXPECT_FALSE(dev->Supports(static_cast<DType>(kDTypeCount)).supported);
   std::unique_ptr<Device> missing;
   EXPECT_EQ(OpenCudaDevice(1 << 20, &missing).code(), StatusCode::kInvalidInput);
 }

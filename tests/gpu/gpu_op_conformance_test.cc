@@ -1,15 +1,19 @@
 // Every op kind of the dense stream on the CUDA backend against the reference, one op at a
-// time, in fp32, bf16 and fp16 (the reference runs fp32 for fp16: it does not model fp16).
+// time, in fp32, bf16 and fp16 (the reference runs fp32 for fp16: it does not model fp16), on
+// the fast paths ("fast": skinny matmuls up to 8 rows, decode and flash attention, QKV and
+// gate/up in the session dtype) and on the paths they replace ("fallback": CB_CUDA_DISABLE=new).
 // Inputs are written to the cuda session, read back as it stores them and given to the
 // reference, as in tests/conformance/op_conformance_test.cc, whose tolerance reasoning holds
 // here too: fp32 1e-4; a bf16 store 8e-3; bf16 attention 2.5e-2. fp16 adds the weights'
 // rounding (2^-11 relative, the reference keeps fp32 weights): 5e-3 for matmuls and norms,
-// the bf16 bounds elsewhere. Skipped (reported SKIPPED) where no CUDA device is found.
+// the bf16 bounds elsewhere. An output the session stores in bf16/fp16 adds a store's bound.
+// Skipped (reported SKIPPED) where no CUDA device is found.
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <limits>
+#include <tuple>
 
 #include "tests/gpu/gpu_util.h"
 
@@ -35,7 +39,10 @@ StepIO SequenceStep(int64_t seqs) {
   return io;
 }
 
-class CudaOpConformance : public ::testing::TestWithParam<DType> {
+/// (dtype, "fast" or "fallback").
+using OpCase = std::tuple<DType, std::string>;
+
+class CudaOpConformance : public ::testing::TestWithParam<OpCase> {
  protected:
   static constexpr int64_t kMaxSeqs = 12, kMaxContext = 48, kMaxTokens = 40;
 
@@ -43,8 +50,14 @@ class CudaOpConformance : public ::testing::TestWithParam<DType> {
     CB_REQUIRE_GPU();
     seed_ = FreshSeed();
     rng_.seed(seed_);
+    paths_ = Paths(std::get<1>(GetParam()) == "fast" ? "" : "new");
   }
-  DType dtype() const { return GetParam(); }
+  DType dtype() const { return std::get<0>(GetParam()); }
+  /// Tolerance `base` of an op whose output `b` the session may store in 16 bits.
+  double Out(Buf b, double base) const {
+    const DType t = cuda::BufDType(b, dtype(), paths_(cuda::Path::kNarrow));
+    return t == DType::kF32 ? base : std::max(base, StoreTol());
+  }
   double Exact() const { return dtype() == DType::kF16 ? 1e-3 : 0.0; }
   double F32Tol() const { return dtype() == DType::kF16 ? 5e-3 : 1e-4; }
   double StoreTol() const { return dtype() == DType::kF32 ? 1e-4 : 8e-3; }
@@ -52,7 +65,8 @@ class CudaOpConformance : public ::testing::TestWithParam<DType> {
 
   void Open(const ModelSpec& spec, int64_t context = kMaxContext, int64_t tokens = kMaxTokens) {
     p_ = CudaPair{};
-    OpenCudaPair(spec, conformance::Config(dtype(), kMaxSeqs, context, tokens), seed_, &p_);
+    OpenCudaPair(spec, conformance::Config(dtype(), kMaxSeqs, context, tokens), seed_, &p_,
+                 &paths_);
   }
 
   size_t FindOp(OpKind kind, int layer, int nth = 0) const {
@@ -93,8 +107,23 @@ class CudaOpConformance : public ::testing::TestWithParam<DType> {
         << what << ": buffer " << BufName(buf) << ", " << rows << " rows, " << DTypeName(dtype());
   }
 
+  /// Runs `steps` of the attention op of `layer`, each on fresh QKV rows, and compares.
+  void AttentionSteps(const std::vector<std::vector<SeqStep>>& steps, int layer,
+                      const std::string& what) {
+    const size_t op = FindOp(OpKind::kAttention, layer);
+    for (size_t k = 0; k < steps.size(); ++k) {
+      StepIO io;
+      io.seqs = steps[k];
+      const int64_t rows = io.TotalTokens();
+      Feed(Buf::kQkv, rows, 2.5f);
+      RunOp(op, io);
+      Expect(Buf::kAttn, rows, AttnTol(), what + " step " + std::to_string(k));
+    }
+  }
+
   uint64_t seed_ = 0;
   std::mt19937_64 rng_;
+  cuda::CudaPaths paths_;
   CudaPair p_;
 };
 
@@ -146,15 +175,15 @@ TEST_P(CudaOpConformance, MatMulAllShapes) {
     for (int nth = 0; nth < 4; ++nth) {
       const size_t op = FindOp(OpKind::kMatMul, 0, nth);
       const Op& o = p_.stream.ops[op];
-      for (int64_t rows : {1, 2, 3, 8, 9, 33}) {
+      for (int64_t rows : {1, 2, 3, 4, 5, 6, 7, 8, 9, 33}) {
         Feed(o.in, rows, 1.0f);
         RunOp(op, TokenStep(rows));
-        Expect(o.out, rows, F32Tol(),
+        Expect(o.out, rows, Out(o.out, F32Tol()),
                spec.name + " matmul " + o.weights[0] + " rows " + std::to_string(rows));
       }
     }
     const size_t head = FindOp(OpKind::kMatMul, -1);
-    for (int64_t seqs : {1, 5, 12}) {
+    for (int64_t seqs : {1, 5, 8, 12}) {
       Feed(Buf::kHLast, seqs, 1.0f);
       RunOp(head, SequenceStep(seqs));
       Expect(Buf::kLogits, seqs, F32Tol(), spec.name + " lm head " + std::to_string(seqs));
@@ -168,7 +197,7 @@ TEST_P(CudaOpConformance, QkNorm) {
     Open(spec);
     Feed(Buf::kQkv, 7, 2.0f);
     RunOp(FindOp(OpKind::kQkNorm, 1), TokenStep(7));
-    Expect(Buf::kQkv, 7, F32Tol(), spec.name + " qk_norm");
+    Expect(Buf::kQkv, 7, Out(Buf::kQkv, F32Tol()), spec.name + " qk_norm");
   }
 }
 
@@ -180,7 +209,7 @@ TEST_P(CudaOpConformance, RopeAtSequencePositions) {
     io.seqs = {{1, 17, 3}, {0, 0, 4}, {2, 40, 2}};
     Feed(Buf::kQkv, 9, 1.0f);
     RunOp(FindOp(OpKind::kRope, 0), io);
-    Expect(Buf::kQkv, 9, 1e-4, spec.name + " rope");  // fp32 buffers in every dtype
+    Expect(Buf::kQkv, 9, Out(Buf::kQkv, 1e-4), spec.name + " rope");
   }
 }
 
@@ -190,48 +219,44 @@ TEST_P(CudaOpConformance, AttentionPrefillThenDecodeWithKvCache) {
        {TinySpec(false, false), OddSpec(false, false), HeadsSpec(4, 1, 64), HeadsSpec(8, 1, 32),
         HeadsSpec(6, 2, 128), HeadsSpec(5, 5, 40), HeadsSpec(40, 2, 16)}) {
     Open(spec);
-    const size_t op = FindOp(OpKind::kAttention, 1);
-    const std::vector<std::vector<SeqStep>> steps = {{{0, 0, 5}, {1, 0, 3}},
-                                                     {{1, 3, 4}, {0, 5, 1}},
-                                                     {{0, 6, 1}, {1, 7, 1}},
-                                                     {{1, 8, 1}},
-                                                     {{0, 7, 1}, {1, 9, 1}}};
-    for (size_t k = 0; k < steps.size(); ++k) {
-      StepIO io;
-      io.seqs = steps[k];
-      const int64_t rows = io.TotalTokens();
-      Feed(Buf::kQkv, rows, 2.5f);
-      RunOp(op, io);
-      Expect(Buf::kAttn, rows, AttnTol(), spec.name + " attention step " + std::to_string(k));
-    }
+    AttentionSteps({{{0, 0, 5}, {1, 0, 3}},
+                    {{1, 3, 4}, {0, 5, 1}},
+                    {{0, 6, 1}, {1, 7, 1}},
+                    {{1, 8, 1}},
+                    {{0, 7, 1}, {1, 9, 1}}},
+                   1, spec.name + " attention");
     StepIO bad;
     bad.seqs = {{0, 20, 1}};
+    const size_t op = FindOp(OpKind::kAttention, 1);
     EXPECT_FALSE(p_.cuda->Run(p_.stream, {op, op + 1}, bad).ok());
   }
 }
 
-TEST_P(CudaOpConformance, AttentionSplitKAndCublasPrefillOverALongContext) {
+TEST_P(CudaOpConformance, AttentionSplitKAndPrefillOverALongContext) {
   CB_TRACE_SEED(seed_);
   // 300 cached positions, then decode steps of one and two sequences: few blocks and a long
-  // context, so the split-K kernel and its combine run (eagerly and in a CUDA graph). The
-  // 300-token prefill and the last step (two long chunks on cached prefixes) run on the cuBLAS
-  // attention path (>= kGemmAttnMinRows rows per sequence), the 20-token prefill on the kernel.
+  // context, so split-K and its combine run (eagerly, and in a CUDA graph from the second
+  // step of a shape). The 300-token prefill and the last step (two long chunks on cached
+  // prefixes) run on the flash kernel (fast, 16-bit) or cuBLAS (fallback, fp32), the
+  // 20-token prefill on flash or the tiled kernel.
   Open(HeadsSpec(8, 2, 64), /*context=*/512, /*tokens=*/320);
-  const size_t op = FindOp(OpKind::kAttention, 0);
-  const std::vector<std::vector<SeqStep>> steps = {{{0, 0, 300}},
-                                                   {{1, 0, 20}},
-                                                   {{0, 300, 1}},
-                                                   {{0, 301, 1}, {1, 20, 1}},
-                                                   {{0, 302, 1}, {1, 21, 1}},
-                                                   {{0, 303, 150}, {1, 22, 130}}};
-  for (size_t k = 0; k < steps.size(); ++k) {
-    StepIO io;
-    io.seqs = steps[k];
-    const int64_t rows = io.TotalTokens();
-    Feed(Buf::kQkv, rows, 2.5f);
-    RunOp(op, io);
-    Expect(Buf::kAttn, rows, AttnTol(), "long-context attention step " + std::to_string(k));
-  }
+  AttentionSteps({{{0, 0, 300}},
+                  {{1, 0, 20}},
+                  {{0, 300, 1}},
+                  {{0, 301, 1}, {1, 20, 1}},
+                  {{0, 302, 1}, {1, 21, 1}},
+                  {{0, 303, 150}, {1, 22, 130}}},
+                 0, "long-context attention");
+}
+
+TEST_P(CudaOpConformance, AttentionPromptsOfThousandsOfTokens) {
+  CB_TRACE_SEED(seed_);
+  // head_dim 128 as Llama 3: a 1100-token prompt in 18 flash tiles, a second 1100-token chunk
+  // on it (keys up to 2200), then decode steps at 2200 split 32 ways.
+  Open(HeadsSpec(8, 2, 128), /*context=*/2300, /*tokens=*/1100);
+  AttentionSteps(
+      {{{0, 0, 1100}}, {{0, 1100, 1100}}, {{0, 2200, 1}}, {{0, 2201, 1}}, {{0, 2202, 1}}}, 1,
+      "2K-context attention");
 }
 
 TEST_P(CudaOpConformance, SwiGlu) {
@@ -303,8 +328,13 @@ TEST_P(CudaOpConformance, CollectivesAreIdentityOnOneRank) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, CudaOpConformance,
-                         ::testing::Values(DType::kF32, DType::kBF16, DType::kF16),
-                         [](const auto& info) { return std::string(DTypeName(info.param)); });
+                         ::testing::Combine(::testing::Values(DType::kF32, DType::kBF16,
+                                                              DType::kF16),
+                                            ::testing::Values("fast", "fallback")),
+                         [](const auto& info) {
+                           return std::string(DTypeName(std::get<0>(info.param))) + "_" +
+                                  std::get<1>(info.param);
+                         });
 
 }  // namespace
 }  // namespace cb::gpu_test

@@ -1,6 +1,6 @@
 // Host-side parts of the CUDA backend that need no GPU (they run wherever the backend is
-// built): the device-memory plan and budget error, the attention tiling and split choice, and
-// the bf16/fp16 rounding the weights go through.
+// built): the device-memory plan and budget error, which streams the session accepts, the
+// tiled attention's tiling and split choice, and the bf16/fp16 rounding the weights go through.
 
 #include <gtest/gtest.h>
 
@@ -25,7 +25,7 @@ TEST(CudaPlan, KvCacheAndWeightsFromTheStream) {
   const ModelSpec spec = conformance::TinySpec(false, false);
   const OpStream s = Stream(spec);
   const SessionConfig c = conformance::Config(DType::kBF16, 3, 40, 16);
-  const MemoryNeed need = PlanMemory(s, c);
+  const MemoryNeed need = PlanMemory(s, c, CudaPaths());
   // K and V: layers x slots x context x kv_heads x head_dim x 2 bytes.
   EXPECT_EQ(need.kv_cache, 2ull * 2 * 3 * 40 * 2 * 16 * 2);
   // Weights: every declared tensor once, matrices and the embedding in bf16, gains in fp32.
@@ -43,14 +43,15 @@ TEST(CudaPlan, TiedEmbeddingIsHeldOnce) {
   const OpStream tied = Stream(conformance::TinySpec(false, true));
   const SessionConfig c = conformance::Config(DType::kF32, 1, 16, 8);
   // Untied: embed and lm_head are separate [256, 64] fp32 tables; tied: one.
-  EXPECT_EQ(PlanMemory(untied, c).weights - PlanMemory(tied, c).weights, 256u * 64 * 4);
+  EXPECT_EQ(PlanMemory(untied, c, CudaPaths()).weights - PlanMemory(tied, c, CudaPaths()).weights,
+            256u * 64 * 4);
 }
 
 TEST(CudaPlan, BudgetErrorNamesModelNeedAndFreeBytes) {
   const ModelSpec spec = conformance::TinySpec(false, false);
   const OpStream s = Stream(spec);
   const SessionConfig c = conformance::Config(DType::kBF16, 4, int64_t{1} << 40, 16);
-  const MemoryNeed need = PlanMemory(s, c);
+  const MemoryNeed need = PlanMemory(s, c, CudaPaths());
   EXPECT_EQ(need.kv_cache, 1ull << 50);  // 2 x 2 layers x 4 x 2^40 x 2 x 16 x 2 bytes, no overflow
   const Status st = CheckMemoryBudget(spec.name, c, need, 80ull << 30, 81ull << 30);
   ASSERT_EQ(st.code(), StatusCode::kResourceExhausted);
@@ -59,7 +60,7 @@ TEST(CudaPlan, BudgetErrorNamesModelNeedAndFreeBytes) {
   EXPECT_NE(st.message().find("KV cache"), std::string::npos) << st.message();
 
   const SessionConfig small = conformance::Config(DType::kBF16, 1, 64, 16);
-  const MemoryNeed fits = PlanMemory(s, small);
+  const MemoryNeed fits = PlanMemory(s, small, CudaPaths());
   EXPECT_TRUE(
       CheckMemoryBudget(spec.name, small, fits, fits.Total() + kReserveBytes, 1ull << 40).ok());
   EXPECT_FALSE(
@@ -77,10 +78,58 @@ TEST(CudaPlan, GemmAttentionScratchOnlyForLongStepsAndCapped) {
   EXPECT_EQ(GemmAttnQueryBytes(s.dims, c), 320ull * 8 * 64 * 2);
   EXPECT_EQ(GemmAttnScratchBytes(s.dims, conformance::Config(DType::kF32, 4, 1 << 20, 4096)),
             kGemmAttnScratchCap);
-  // PlanMemory counts it.
+  // PlanMemory counts it only where prefill attention may go through cuBLAS: the flash kernel
+  // runs bf16 head_dim 64, so by default it does not.
   const SessionConfig shorter = conformance::Config(DType::kBF16, 4, 512, 127);
-  EXPECT_GE(PlanMemory(s, c).activations - PlanMemory(s, shorter).activations,
-            GemmAttnScratchBytes(s.dims, c) + GemmAttnQueryBytes(s.dims, c));
+  CudaPaths no_flash;
+  no_flash.Set(Path::kFlashAttn, false);
+  EXPECT_FALSE(GemmAttnUsed(s.dims, c, CudaPaths()));
+  EXPECT_TRUE(GemmAttnUsed(s.dims, c, no_flash));
+  EXPECT_TRUE(GemmAttnUsed(s.dims, conformance::Config(DType::kF32, 4, 512, 320), CudaPaths()));
+  EXPECT_FALSE(GemmAttnUsed(s.dims, shorter, no_flash));
+  EXPECT_EQ(PlanMemory(s, c, no_flash).activations, PlanMemory(s, c, CudaPaths()).activations +
+                                                        GemmAttnScratchBytes(s.dims, c) +
+                                                        GemmAttnQueryBytes(s.dims, c));
+  EXPECT_EQ(PlanMemory(s, shorter, no_flash).activations,
+            PlanMemory(s, shorter, CudaPaths()).activations);
+}
+
+TEST(CudaPlan, NarrowBuffersHalveQkvAndGateUp) {
+  const OpStream s = Stream(conformance::TinySpec(false, false));
+  const SessionConfig c = conformance::Config(DType::kBF16, 2, 64, 40);
+  CudaPaths wide;
+  wide.Set(Path::kNarrow, false);
+  EXPECT_EQ(BufDType(Buf::kQkv, DType::kBF16, true), DType::kBF16);
+  EXPECT_EQ(BufDType(Buf::kGateUp, DType::kF16, true), DType::kF16);
+  EXPECT_EQ(BufDType(Buf::kQkv, DType::kBF16, false), DType::kF32);
+  EXPECT_EQ(BufDType(Buf::kProj, DType::kBF16, true), DType::kF32);  // the residual side
+  EXPECT_EQ(BufDType(Buf::kX, DType::kBF16, true), DType::kF32);
+  // QKV [40, (4 + 2 * 2) * 16] and gate/up [40, 2 * 128] lose two of their four bytes.
+  EXPECT_EQ(PlanMemory(s, c, wide).activations - PlanMemory(s, c, CudaPaths()).activations,
+            40ull * (8 * 16 + 2 * 128) * 2);
+}
+
+TEST(CudaStreamCheck, DenseStreamsRunMoeAndWideHeadsDoNot) {
+  for (bool narrow : {false, true}) {
+    for (DType t : {DType::kF32, DType::kBF16, DType::kF16}) {
+      EXPECT_TRUE(CheckCudaStream(Stream(conformance::TinySpec(true, true)), t, narrow).ok());
+      EXPECT_TRUE(CheckCudaStream(Stream(conformance::OddSpec(false, false)), t, narrow).ok());
+    }
+  }
+  const Status wide =
+      CheckCudaStream(Stream(conformance::HeadsSpec(4, 2, 256)), DType::kBF16, true);
+  EXPECT_EQ(wide.code(), StatusCode::kUnsupported) << wide.message();
+  OpStream odd = Stream(conformance::TinySpec(false, false));
+  odd.ops.push_back(odd.ops.back());
+  odd.ops.back().kind = OpKind::kRouter;
+  const Status moe = CheckCudaStream(odd, DType::kBF16, true);
+  EXPECT_EQ(moe.code(), StatusCode::kUnsupported) << moe.message();
+  EXPECT_NE(moe.message().find("MoE"), std::string::npos) << moe.message();
+  OpStream narrow_in = Stream(conformance::TinySpec(false, false));
+  for (Op& op : narrow_in.ops) {
+    if (op.kind == OpKind::kResidualAdd) op.in = Buf::kGateUp;  // bf16 when narrow
+  }
+  EXPECT_FALSE(CheckCudaStream(narrow_in, DType::kBF16, true).ok());
 }
 
 TEST(CudaAttentionTiling, BlocksHoldAtMostTheItemsOfOneKvHead) {
