@@ -1,14 +1,14 @@
 #include "harness/cancel.h"
 
+#include "harness/core/cancel_flag.h"
+
 #include <atomic>
 #include <csignal>
 
 namespace cb {
 namespace {
 
-std::atomic<bool> g_cancel{false};
-
-extern "C" void OnSignal(int) { g_cancel.store(true, std::memory_order_relaxed); }
+extern "C" void OnSignal(int) { g_cancel_requested.store(true, std::memory_order_relaxed); }
 
 }  // namespace
 
@@ -20,7 +20,7 @@ void InstallCancelHandlers() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
-bool CancelRequested() { return g_cancel.load(std::memory_order_relaxed); }
-void SetCancelRequested(bool value) { g_cancel.store(value, std::memory_order_relaxed); }
+bool CancelRequested() { return g_cancel_requested.load(std::memory_order_relaxed); }
+void SetCancelRequested(bool value) { g_cancel_requested.store(value, std::memory_order_relaxed); }
 
 }  // namespace cb

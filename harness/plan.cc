@@ -1,5 +1,8 @@
 #include "harness/plan.h"
 
+#include "harness/core/limits.h"
+#include "harness/core/text_file.h"
+
 #include <fstream>
 #include <sstream>
 
@@ -42,8 +45,17 @@ Status CheckKeys(const json& obj, const std::string& where) {
   return Status::Ok();
 }
 
-/// Cartesian product of the list-valued fields of `entry`.
-void Expand(const json& entry, std::vector<json>* out) {
+/// Cartesian product of the list-valued fields of `entry`; bounded before anything is built.
+Status Expand(const json& entry, const std::string& where, std::vector<json>* out) {
+  double product = 1;
+  for (const auto& [key, value] : entry.items()) {
+    if (value.is_array() && !IsArrayValuedField(key)) product *= static_cast<double>(value.size());
+  }
+  if (product + static_cast<double>(out->size()) > static_cast<double>(limits::kMaxWorkloads)) {
+    return Status::InvalidInput(where + ": expands to " + std::to_string(product) +
+                                " workloads, more than the bound " +
+                                std::to_string(limits::kMaxWorkloads) + " for one plan");
+  }
   std::vector<json> acc{json::object()};
   for (const auto& [key, value] : entry.items()) {
     std::vector<json> next;
@@ -58,6 +70,7 @@ void Expand(const json& entry, std::vector<json>* out) {
     acc = std::move(next);
   }
   out->insert(out->end(), acc.begin(), acc.end());
+  return Status::Ok();
 }
 
 /// The deployment fields of a suite entry (checked against the catalog at pre-flight).
@@ -73,7 +86,7 @@ Status ReadDeployment(const FieldReader& f, DeploymentSpec* d) {
   CB_RETURN_IF_ERROR(f.Int("mtp", false, &mtp));
   CB_RETURN_IF_ERROR(f.Double("mtp_acceptance", false, &d->mtp_acceptance));
   CB_RETURN_IF_ERROR(f.Bool("overlap", false, &d->overlap));
-  constexpr int64_t kMaxDevices = 1 << 20;
+  constexpr int64_t kMaxDevices = limits::kMaxDevices;
   struct Bound {
     const char* name;
     int64_t value, hi;
@@ -81,7 +94,7 @@ Status ReadDeployment(const FieldReader& f, DeploymentSpec* d) {
   for (const Bound& b :
        {Bound{"devices", devices, kMaxDevices}, Bound{"tp", tp, kMaxDevices},
         Bound{"dp", dp, kMaxDevices}, Bound{"ep", ep, kMaxDevices},
-        Bound{"redundant_experts", redundant, kMaxDevices}, Bound{"mtp", mtp, 8}}) {
+        Bound{"redundant_experts", redundant, limits::kMaxExperts}, Bound{"mtp", mtp, 8}}) {
     if (b.value < 0 || b.value > b.hi) {
       return f.Error(b.name, "must be between 0 and " + std::to_string(b.hi) + ", got " +
                                  std::to_string(b.value));
@@ -140,7 +153,24 @@ Status Resolve(const json& obj, const std::string& where, WorkloadSpec* w) {
   CB_RETURN_IF_ERROR(f.Bool("verify", false, &w->verify));
   CB_RETURN_IF_ERROR(ReadCostOverrides(f, &w->cost));
   CB_RETURN_IF_ERROR(ReadServingFields(obj, f, &w->serving));
-  if (seed < 0) return f.Error("seed", "must not be negative");
+  struct Bound {
+    const char* field;
+    int64_t value, lo, hi;
+  };
+  // Checked as read (int64), before narrowing: a value above 2^31 must not wrap to a small one.
+  for (const Bound& b : {Bound{"seed", seed, 0, limits::kMaxSeed},
+                         Bound{"layers", layers, 0, limits::kMaxLayers},
+                         Bound{"repetitions", reps, 1, limits::kMaxRepetitions},
+                         Bound{"warmup", warmup, 0, limits::kMaxWarmup},
+                         Bound{"verify_len", verify_len, 0, limits::kMaxContext},
+                         Bound{"batch", w->batch, 1, limits::kMaxBatch},
+                         Bound{"prompt_len", w->prompt_len, 1, limits::kMaxContext},
+                         Bound{"gen_len", w->gen_len, 1, limits::kMaxContext}}) {
+    if (b.value < b.lo || b.value > b.hi) {
+      return f.Error(b.field, "must be between " + std::to_string(b.lo) + " and " +
+                                  std::to_string(b.hi) + ", got " + std::to_string(b.value));
+    }
+  }
   w->layers = static_cast<int>(layers);
   w->seed = static_cast<uint64_t>(seed);
   w->repetitions = static_cast<int>(reps);
@@ -206,7 +236,11 @@ Status ExpandSuite(const json& suite, const json& overrides, const std::string& 
     merged.update(entries[i]);
     merged.update(overrides);
     std::vector<json> expanded;
-    Expand(merged, &expanded);
+    CB_RETURN_IF_ERROR(Expand(merged, where, &expanded));
+    if (static_cast<int64_t>(out->size() + expanded.size()) > limits::kMaxWorkloads) {
+      return Status::InvalidInput(where + ": the plan would hold more than " +
+                                  std::to_string(limits::kMaxWorkloads) + " workloads");
+    }
     for (const json& e : expanded) {
       WorkloadSpec w;
       CB_RETURN_IF_ERROR(Resolve(e, where, &w));
@@ -219,12 +253,12 @@ Status ExpandSuite(const json& suite, const json& overrides, const std::string& 
 
 Status LoadSuiteFile(const std::string& path, const json& overrides,
                      std::vector<WorkloadSpec>* out) {
-  std::ifstream in(path);
-  if (!in) return Status::InvalidInput(path + ": cannot read suite file");
-  std::stringstream buf;
-  buf << in.rdbuf();
+  std::string text;
+  if (Status s = ReadTextFile(path, &text); !s.ok()) {
+    return Status::InvalidInput(path + ": cannot read suite file (" + s.message() + ")");
+  }
   json doc;
-  CB_RETURN_IF_ERROR(ParseJsonText(buf.str(), path, &doc));
+  CB_RETURN_IF_ERROR(ParseJsonText(text, path, &doc));
   return ExpandSuite(doc, overrides, path, out);
 }
 

@@ -269,6 +269,16 @@ Status RunPlan(std::vector<WorkloadSpec> plan, const PlanRunOptions& o, PlanRunR
   const ParallelContext& par = *p.par;
   CB_RETURN_IF_ERROR(PrepareMeasured(plan, o, &p));
   out->rank0 = par.world_rank == 0;
+  out->out_dir = o.out_dir.empty() ? o.results_dir + "/runs" : o.out_dir;
+  if (out->rank0) {
+    // Where results go is checked before anything is measured, not after.
+    CB_RETURN_IF_ERROR(CheckWritableDir(o.results_dir, "command line: --results-dir"));
+    CB_RETURN_IF_ERROR(CheckWritableDir(out->out_dir, "command line: --out"));
+    if (const int stale = RemoveStaleTemporaries(out->out_dir); stale > 0 && !o.quiet) {
+      std::fprintf(stderr, "clusterbench run: removed %d temporary file(s) of interrupted runs in %s\n",
+                   stale, out->out_dir.c_str());
+    }
+  }
   // Only rank 0 computes the job's figures, so only it needs (and measures) the ceilings.
   const bool need_ceilings = std::any_of(p.devices.begin(), p.devices.end(), [](const auto& d) {
     return !d.second->Props().simulated;
@@ -288,7 +298,6 @@ Status RunPlan(std::vector<WorkloadSpec> plan, const PlanRunOptions& o, PlanRunR
     CB_RETURN_IF_ERROR(par.world->Barrier());
     world.set_collective_timeout(o.collective_timeout_s);
   }
-  out->out_dir = o.out_dir.empty() ? o.results_dir + "/runs" : o.out_dir;
   for (size_t i = 0; i < plan.size(); ++i) {
     const WorkloadSpec& w = plan[i];
     RunRecord rec;
@@ -298,10 +307,12 @@ Status RunPlan(std::vector<WorkloadSpec> plan, const PlanRunOptions& o, PlanRunR
       EndJobAfterFailure(w, out->out_dir, par, &rec);
     }
     if (s.code() == StatusCode::kCancelled) {
-      std::fprintf(stderr,
-                   "clusterbench run: interrupted; the run in progress was discarded, %zu "
-                   "finished run(s) are in %s\n",
-                   out->records.size(), out->out_dir.c_str());
+      if (out->rank0) {
+        std::fprintf(stderr,
+                     "clusterbench run: interrupted (%s); the run in progress was discarded, %zu "
+                     "finished run(s) are in %s\n",
+                     s.message().c_str(), out->records.size(), out->out_dir.c_str());
+      }
       return s;
     }
     CB_RETURN_IF_ERROR(s);

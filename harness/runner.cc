@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstdio>
 #include <sstream>
 
@@ -56,6 +57,14 @@ class MoeLoadSteps {
 };
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+/// Bytes as an unsigned count, saturating where the double exceeds what one fits (an
+/// impossible workload then fails the memory check instead of wrapping to a small need).
+uint64_t SaturatingBytes(double bytes) {
+  constexpr double kMax = 1.8e19;
+  if (!(bytes > 0)) return 0;
+  return bytes >= kMax ? std::numeric_limits<uint64_t>::max() : static_cast<uint64_t>(bytes);
+}
 
 /// The op ranges of one step: before the layers, each layer, after the layers.
 struct Segments {
@@ -227,21 +236,23 @@ MemoryEstimate EstimateMemory(const WorkloadSpec& w) {
   MemoryEstimate e;
   double params = outer + m.hidden_size;
   for (int l = 0; l < layers; ++l) params += static_cast<double>(m.LayerParams(l));
-  e.weights = static_cast<uint64_t>(params * dt);
-  e.kv_cache = static_cast<uint64_t>(static_cast<double>(m.KvBytesPerToken(1)) * dt * layers /
-                                     m.num_layers * w.batch * (w.prompt_len + w.gen_len));
+  e.weights = SaturatingBytes(params * dt);
+  e.kv_cache = SaturatingBytes(static_cast<double>(m.KvBytesPerToken(1)) * dt * layers /
+                               m.num_layers * static_cast<double>(w.batch) *
+                               static_cast<double>(w.prompt_len + w.gen_len));
   const double tokens = static_cast<double>(w.batch) * w.prompt_len;
   const double per_token =
       4.0 *
       (4.0 * m.hidden_size + (2.0 * m.num_heads + 2.0 * m.num_kv_heads) * hd + 3.0 * m.ffn_size);
-  e.activations = static_cast<uint64_t>(tokens * per_token + 2.0 * w.batch * m.vocab_size * 4.0);
-  if (w.verify) e.verification = static_cast<uint64_t>(params * 4.0);
+  e.activations = SaturatingBytes(tokens * per_token + 2.0 * w.batch * m.vocab_size * 4.0);
+  if (w.verify) e.verification = SaturatingBytes(params * 4.0);
   return e;
 }
 
 uint64_t PerDevicePeak(const MemoryEstimate& m, int tp) {
-  const uint64_t n = static_cast<uint64_t>(std::max(1, tp));
-  return (m.weights + m.kv_cache) / n + m.activations + m.verification;
+  const double n = static_cast<double>(std::max(1, tp));
+  return SaturatingBytes((static_cast<double>(m.weights) + static_cast<double>(m.kv_cache)) / n +
+                         static_cast<double>(m.activations) + static_cast<double>(m.verification));
 }
 
 Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& opts,

@@ -23,6 +23,9 @@ Status ParseJsonText(const std::string& text, const std::string& origin, nlohman
     if (pos != std::string::npos) what = what.substr(pos);
     return Status::InvalidInput(origin + ":" + std::to_string(line) + ":" + std::to_string(column) +
                                 ": malformed JSON: " + what);
+  } catch (const nlohmann::json::exception& e) {
+    // e.g. a number out of range (1e400)
+    return Status::InvalidInput(origin + ": malformed JSON: " + e.what());
   }
   return Status::Ok();
 }

@@ -1,5 +1,8 @@
 #include "workloads/model_spec.h"
 
+#include "harness/core/limits.h"
+#include "harness/core/text_file.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
@@ -77,6 +80,61 @@ int64_t ModelSpec::KvBytesPerToken(int64_t bytes_per_element) const {
 }
 
 namespace {
+
+/// Every shape field within its documented bound (harness/core/limits.h), then the whole
+/// model's parameter count, so that every product the code forms fits.
+Status CheckBounds(const ModelSpec& m, const std::string& origin) {
+  struct Bound {
+    const char* field;
+    int64_t value, max;
+  };
+  const Bound bounds[] = {
+      {"hidden_size", m.hidden_size, limits::kMaxHidden},
+      {"num_layers", m.num_layers, limits::kMaxLayers},
+      {"num_heads", m.num_heads, limits::kMaxHeads},
+      {"num_kv_heads", m.num_kv_heads, limits::kMaxHeads},
+      {"head_dim", m.head_dim, limits::kMaxHeadDim},
+      {"ffn_size", m.ffn_size, limits::kMaxFfn},
+      {"vocab_size", m.vocab_size, limits::kMaxVocab},
+      {"max_context", m.max_context, limits::kMaxContext},
+      {"num_experts", m.moe.num_experts, limits::kMaxExperts},
+      {"experts_per_token", m.moe.experts_per_token, limits::kMaxExperts},
+      {"expert_ffn_size", m.moe.expert_ffn_size, limits::kMaxFfn},
+      {"num_shared_experts", m.moe.num_shared_experts, limits::kMaxExperts},
+      {"shared_ffn_size", m.moe.shared_ffn_size, limits::kMaxFfn},
+      {"first_dense_layers", m.moe.first_dense_layers, limits::kMaxLayers},
+      {"n_group", m.moe.num_groups, limits::kMaxExperts},
+      {"topk_group", m.moe.topk_groups, limits::kMaxExperts},
+      {"q_lora_rank", m.mla.q_lora_rank, limits::kMaxLoraRank},
+      {"kv_lora_rank", m.mla.kv_lora_rank, limits::kMaxLoraRank},
+      {"qk_nope_head_dim", m.mla.qk_nope_head_dim, limits::kMaxHeadDim},
+      {"qk_rope_head_dim", m.mla.qk_rope_head_dim, limits::kMaxHeadDim},
+      {"v_head_dim", m.mla.v_head_dim, limits::kMaxHeadDim},
+  };
+  for (const Bound& b : bounds) {
+    if (b.value > b.max) {
+      return Status::InvalidInput(origin + ": field '" + b.field + "': " +
+                                  std::to_string(b.value) + " is above the bound " +
+                                  std::to_string(b.max) + " (docs/workloads.md, Limits)");
+    }
+  }
+  // Parameters in double (exact far beyond any real model): the bound keeps int64 counts safe.
+  const double h = static_cast<double>(m.hidden_size);
+  const double per_layer =
+      4.0 * h * h + 4.0 * h * static_cast<double>(m.num_heads + m.num_kv_heads) *
+                        static_cast<double>(std::max(m.head_dim, m.mla.QkHeadDim() + m.mla.v_head_dim)) +
+      3.0 * h * static_cast<double>(m.ffn_size) +
+      3.0 * h * static_cast<double>(m.moe.expert_ffn_size) * static_cast<double>(m.moe.num_experts) +
+      3.0 * h * static_cast<double>(m.moe.SharedFfn()) +
+      h * static_cast<double>(m.mla.q_lora_rank + m.mla.kv_lora_rank) * static_cast<double>(m.num_heads);
+  const double params = per_layer * static_cast<double>(m.num_layers) +
+                        2.0 * h * static_cast<double>(m.vocab_size);
+  if (params > limits::kMaxParams) {
+    return Status::InvalidInput(origin + ": field 'hidden_size': the model would have about " +
+                                std::to_string(params) + " parameters, above the bound 1e16");
+  }
+  return Status::Ok();
+}
 
 Status ValidateMoeMla(const ModelSpec& m, const std::string& origin) {
   auto bad = [&](const char* field, const std::string& what) {
@@ -165,6 +223,15 @@ Status ValidateModelSpec(const ModelSpec& m, const std::string& origin) {
                  : bad(field, "must be a positive integer, got " + std::to_string(v));
   };
   if (m.name.empty()) return bad("name", "must not be empty");
+  if (static_cast<int64_t>(m.name.size()) > limits::kMaxNameLength ||
+      !std::all_of(m.name.begin(), m.name.end(), [](unsigned char c) {
+        return std::isalnum(c) || c == '.' || c == '_' || c == '-' || c == '+';
+      })) {
+    return bad("name", "'" + m.name.substr(0, 40) + (m.name.size() > 40 ? "..." : "") +
+                           "': allowed are up to " + std::to_string(limits::kMaxNameLength) +
+                           " characters of A-Z, a-z, 0-9, '.', '_', '-', '+'");
+  }
+  CB_RETURN_IF_ERROR(CheckBounds(m, origin));
   if (m.family != "llama" && m.family != "qwen3" && m.family != "qwen3_moe" &&
       m.family != "deepseek_v3") {
     return bad("family", "unknown family '" + m.family +
@@ -315,11 +382,9 @@ Status LoadModelSpec(const std::string& name_or_path, ModelSpec* out) {
                                   " (or give a path to a model JSON file)");
     }
   }
-  std::ifstream in(path);
-  if (!in) return Status::InvalidInput(path + ": cannot read model file");
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return ParseModelSpec(buf.str(), path, out);
+  std::string text;
+  CB_RETURN_IF_ERROR(ReadTextFile(path, &text));
+  return ParseModelSpec(text, path, out);
 }
 
 }  // namespace cb

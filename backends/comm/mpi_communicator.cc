@@ -1,5 +1,7 @@
 #include "backends/comm/mpi_communicator.h"
 
+#include "harness/core/cancel_flag.h"
+
 #include <chrono>
 #include <thread>
 #include <vector>
@@ -73,7 +75,19 @@ Status MpiCommunicator::Wait(MPI_Request* request, const char* what, double star
       comm_seconds_ += Now() - started;
       return Status::Ok();
     }
+    if (g_cancel_requested.load(std::memory_order_relaxed)) {
+      int world_rank = 0, world_size = 1;
+      MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+      MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+      MpiFailureChannel::Notify(world_rank, world_size, kInterruptedNotice);
+      return Status::Cancelled(std::string(what) + " abandoned: interrupted on rank " +
+                               std::to_string(world_rank));
+    }
     if (MpiFailureChannel::Pending(&failure)) {
+      // Another rank was interrupted: this one ends the same way (exit 130), not as a failure.
+      if (failure.find(kInterruptedNotice) != std::string::npos) {
+        return Status::Cancelled(std::string(what) + " abandoned: " + failure);
+      }
       return Status::Internal(std::string(what) + " abandoned: " + failure);
     }
     if (timeout_s_ > 0 && Now() - started > timeout_s_) {

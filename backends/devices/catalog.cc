@@ -1,5 +1,7 @@
 #include "backends/devices/catalog.h"
 
+#include "harness/core/text_file.h"
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -270,11 +272,10 @@ Status DeviceCatalog::Load(const std::string& dir, DeviceCatalog* out) {
   DeviceCatalog cat;
   std::set<std::string> ids;
   for (const std::string& path : files) {
-    std::ifstream in(path);
-    std::stringstream buf;
-    if (!in || !(buf << in.rdbuf())) return Status::InvalidInput(path + ": cannot read");
+    std::string text;
+    CB_RETURN_IF_ERROR(ReadTextFile(path, &text));
     CatalogEntry e;
-    CB_RETURN_IF_ERROR(ParseEntry(buf.str(), path, &e));
+    CB_RETURN_IF_ERROR(ParseEntry(text, path, &e));
     const std::string stem = fs::path(path).stem().string();
     if (e.id != stem) {
       return Status::InvalidInput(path + ": field 'id': '" + e.id +

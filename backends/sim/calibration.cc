@@ -1,5 +1,9 @@
 #include "backends/sim/calibration.h"
 
+#include <filesystem>
+
+#include "harness/core/text_file.h"
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -89,12 +93,12 @@ void ReadEfficiency(const json& e, const std::string& fallback_source, Efficienc
 
 Status LoadCalibration(const std::string& path, Calibration* out, bool* found) {
   *found = false;
-  std::ifstream in(path);
-  if (!in) return Status::Ok();
-  std::stringstream ss;
-  ss << in.rdbuf();
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return Status::Ok();
+  std::string text;
+  CB_RETURN_IF_ERROR(ReadTextFile(path, &text));
   try {
-    const json j = json::parse(ss.str());
+    const json j = json::parse(text);
     Calibration c;
     c.device = j.at("device").get<std::string>();
     c.date = j.at("date").get<std::string>();

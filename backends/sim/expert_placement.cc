@@ -69,13 +69,16 @@ ExpertPlacement::ExpertPlacement(const ModelSpec& m, int ep, int redundant, int 
   const size_t slots = (replicas.size() + ep_ - 1) / ep_;
   std::vector<double> load(ep_, 0);
   slot_share_.assign(ep_, {});
+  // Ranks with a free slot, least loaded first (ties: lowest rank).
+  using Rank = std::pair<double, int>;
+  std::priority_queue<Rank, std::vector<Rank>, std::greater<>> open;
+  for (int r = 0; r < ep_; ++r) open.push({0.0, r});
   for (const auto& [l, e] : replicas) {
-    int best = -1;
-    for (int r = 0; r < ep_; ++r) {
-      if (slot_share_[r].size() < slots && (best < 0 || load[r] < load[best])) best = r;
-    }
+    const int best = open.top().second;
+    open.pop();
     load[best] += l;
     slot_share_[best].push_back(l / picks_per_token_);
+    if (slot_share_[best].size() < slots) open.push({load[best], best});
   }
   rank_share_.resize(ep_);
   for (int r = 0; r < ep_; ++r) rank_share_[r] = load[r] / picks_per_token_;

@@ -8,6 +8,7 @@
 
 #include "backends/sim/perf_model.h"
 #include "backends/sim/sim_device.h"
+#include "harness/cancel.h"
 #include "harness/cli/commands.h"
 #include "harness/deployment/layout_search.h"
 #include "harness/plan.h"
@@ -156,6 +157,7 @@ int Compare(const CompareFlags& f) {
     std::fprintf(stderr, "clusterbench compare-hardware: %s\n", s.message().c_str());
     return s.ExitCode();
   };
+  InstallCancelHandlers();
   SearchRequest req;
   if (Status s = ParseRequest(f, &req); !s.ok()) return fail(s);
   DeviceCatalog catalog;

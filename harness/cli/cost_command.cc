@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "harness/cli/commands.h"
+#include "results/atomic_file.h"
 #include "harness/cli/cost_flags.h"
 #include "harness/cost/cost_model.h"
 #include "harness/cost/energy_cost.h"
@@ -61,11 +62,10 @@ Status ListFiles(const std::vector<std::string>& paths, std::vector<std::string>
 }
 
 Status LoadRecord(const std::string& path, RunRecord* out) {
-  std::ifstream in(path);
-  std::stringstream buf;
-  if (!in || !(buf << in.rdbuf())) return Status::InvalidInput(path + ": cannot read");
+  std::string text;
+  CB_RETURN_IF_ERROR(ReadFile(path, &text));
   json doc;
-  CB_RETURN_IF_ERROR(ParseJsonText(buf.str(), path, &doc));
+  CB_RETURN_IF_ERROR(ParseJsonText(text, path, &doc));
   return FromJson(doc, path, out);
 }
 

@@ -3,6 +3,7 @@
 
 #include "backends/comm/mpi_world.h"
 #include "harness/cancel.h"
+#include "harness/core/cancel_flag.h"
 #include "harness/cli/commands.h"
 #include "harness/cli/cost_flags.h"
 #include "harness/cli/serving_flags.h"
@@ -30,6 +31,7 @@ struct RunFlags {
   int tp = 1, dp = 0;  ///< dp 0: world size / tp
   int ep = 1;          ///< expert parallelism (MoE): experts sharded over the dp ranks
   CLI::Option* tp_opt = nullptr;
+  CLI::Option* out_opt = nullptr;
   std::string system;                         ///< sim: a catalog system of virtual devices
   int devices = 0;                            ///< sim: virtual devices in this process
   double collective_timeout_s = 300;          ///< bound on every MPI collective
@@ -154,6 +156,12 @@ int Run(const RunFlags& f) {
         "command line: --system and --devices simulate devices in one process; under mpirun "
         "each rank drives one simulated device"));
   }
+  if (f.out_opt->count() && f.out.empty()) {
+    return Fail(Status::InvalidInput("command line: --out: must not be empty (a directory)"));
+  }
+  if (f.results_dir.empty()) {
+    return Fail(Status::InvalidInput("command line: --results-dir: must not be empty"));
+  }
   PlanRunOptions o;
   o.results_dir = f.results_dir;
   o.out_dir = f.out;
@@ -168,7 +176,16 @@ int Run(const RunFlags& f) {
   o.energy = f.cost.energy;
   PlanRunResult result;
   if (Status s = RunPlan(std::move(plan), o, &result); !s.ok()) {
-    if (s.code() == StatusCode::kCancelled) return 130;
+    World& world = World::Get();
+    if (s.code() == StatusCode::kCancelled) {
+      if (world.size() > 1) {
+        // The other ranks learn at their next collective and end too; rank 0 ends the job.
+        world.NotifyFailure(kInterruptedNotice);
+        world.AbortJob(130);
+      }
+      return 130;
+    }
+    if (world.size() > 1 && world.rank() != 0) return s.ExitCode();  // rank 0 says why
     return Fail(s);
   }
   if (!result.rank0) return 0;
@@ -240,7 +257,8 @@ CommandFn AddRunCommand(CLI::App& app) {
   cmd->add_flag("--no-verify", f->no_verify, "Skip the reference check (results say not_run)");
   cmd->add_option("--results-dir", f->results_dir, "Results root (ceilings cache lives here)")
       ->default_val("results");
-  cmd->add_option("--out", f->out, "Directory for the run files (default RESULTS_DIR/runs)");
+  f->out_opt =
+      cmd->add_option("--out", f->out, "Directory for the run files (default RESULTS_DIR/runs)");
   cmd->add_option("--format", f->format, "stdout format: table, json, md, csv")
       ->default_val("table");
   cmd->add_flag("--remeasure-ceilings", f->remeasure, "Re-run the micro-suite ceilings first");

@@ -16,6 +16,10 @@
 namespace cb {
 namespace {
 
+/// civetweb workers, and how long a client may take to send its request.
+constexpr int kServeThreads = 32;
+constexpr int kServeRequestTimeoutMs = 5000;
+
 struct ServeFlags {
   std::string listen = "127.0.0.1:9464";
   std::string results = "results";
@@ -38,7 +42,11 @@ int Serve(const ServeFlags& f) {
   const size_t runs = collector->Refresh();
   std::unique_ptr<prometheus::Exposer> exposer;
   try {
-    exposer = std::make_unique<prometheus::Exposer>(f.listen, /*num_threads=*/2);
+    // Enough workers that idle or slow clients cannot starve a scrape, and a bound on how long
+    // one may hold a worker without sending a request.
+    exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+        "listening_ports", f.listen, "num_threads", std::to_string(kServeThreads),
+        "request_timeout_ms", std::to_string(kServeRequestTimeoutMs), "enable_keep_alive", "no"});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "clusterbench serve: cannot listen on %s: %s\n", f.listen.c_str(),
                  e.what());

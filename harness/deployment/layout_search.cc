@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "backends/sim/sim_device.h"
+#include "harness/cancel.h"
 #include "harness/cost/cost_model.h"
 #include "harness/deployment/sim_offline.h"
 
@@ -208,6 +209,7 @@ Status SearchSystem(const SearchRequest& r, const DeviceCatalog& catalog,
     }
     t.prefill_chunk = std::max<int64_t>(t.prefill_chunk, w.prompt_len);
     for (const Deployment& d : Deployments(r, m, res.devices, t.topology.domain)) {
+      if (CancelRequested()) return Status::Cancelled("interrupted");
       t.deployment = d;
       for (int64_t seqs = 1; seqs <= kMaxSeqsPerRank; seqs *= 2) {
         w.batch = seqs * d.Decode().dp();

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "backends/sim/sim_device.h"
+#include "harness/cancel.h"
 #include "harness/cost/energy_cost.h"
 #include "harness/stats.h"
 #include "harness/verify.h"
@@ -126,6 +127,10 @@ SimPhase SimulatePrefill(const sim::StepModel& m, int64_t seqs, int64_t prompt, 
   std::map<std::array<double, 4>, sim::StepCost> seen;
   int64_t seq = 0, done = 0;
   while (seq < seqs) {
+    if (r.step_s.size() % 256 == 255 && CancelRequested()) {
+      r.cancelled = true;
+      return r;
+    }
     StepSummary s;
     int64_t budget = std::max<int64_t>(1, chunk), finished = 0;
     while (budget > 0 && seq < seqs) {
@@ -159,6 +164,10 @@ SimPhase SimulateDecode(const sim::StepModel& m, int64_t seqs, int64_t prompt, i
   const double n = 1.0 + mtp, q = static_cast<double>(seqs);
   const int64_t steps = static_cast<int64_t>(std::ceil(static_cast<double>(gen) / tokens_per_step));
   for (int64_t i = 0; i < steps; ++i) {
+    if (i % 256 == 255 && CancelRequested()) {
+      r.cancelled = true;
+      return r;
+    }
     const double context = static_cast<double>(prompt) + static_cast<double>(i) * tokens_per_step;
     const StepSummary s{q * n, q, q * (n * context + n * (n + 1) / 2), q * (context + n)};
     AddPhase(m.Step(s, sim::AllToAllKind::kLowLatency, mtp > 0), &r);
@@ -427,6 +436,10 @@ Status RunSimulatedOffline(const WorkloadSpec& w, const SimTarget& t, const Runn
   }
   SimRun r;
   CB_RETURN_IF_ERROR(Simulate(w, t, &r));
+  if (r.prefill.cancelled || r.decode.cancelled || r.prefill_light.cancelled ||
+      r.decode_light.cancelled) {
+    return Status::Cancelled("interrupted");
+  }
   AddMetrics(w, t, r, rec);
   AddEnergyAndSamples(w, t, r, rec);
   AddLayout(w, t, r, rec);

@@ -17,6 +17,7 @@ struct SimPhase {
   OpCost work;                 ///< what the rank computed and read
   std::vector<double> step_s;  ///< each step
   std::vector<double> done_s;  ///< prefill: when each of its sequences' prompt finished
+  bool cancelled = false;      ///< Ctrl-C: the phase stopped early
 };
 
 /// Prefill of `seqs` prompts of `prompt` tokens on one rank of `m`'s pool, `chunk` prompt

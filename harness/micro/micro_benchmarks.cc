@@ -1,5 +1,7 @@
 #include "harness/micro/micro_benchmarks.h"
 
+#include "harness/core/cancel_flag.h"
+
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -100,6 +102,12 @@ struct SuiteState {
 };
 
 void RunOne(benchmark::State& state, const MicroBenchSpec& spec, SuiteState& suite) {
+  if (g_cancel_requested.load(std::memory_order_relaxed)) {
+    state.SkipWithError("interrupted");
+    for (auto _ : state) {
+    }
+    return;
+  }
   if (suite.active != &spec) suite.SetUp(spec);
   if (!suite.setup_error.empty()) {
     state.SkipWithError(suite.setup_error.c_str());
@@ -111,7 +119,13 @@ void RunOne(benchmark::State& state, const MicroBenchSpec& spec, SuiteState& sui
   switch (spec.kind) {
     case MicroKind::kMatmul: {
       MatmulKernel& k = *suite.kernel;
-      for (auto _ : state) k.Run();
+      for (auto _ : state) {
+        k.Run();
+        if (g_cancel_requested.load(std::memory_order_relaxed)) {
+          state.SkipWithError("interrupted");
+          break;
+        }
+      }
       flops = k.Flops();
       bytes = k.Bytes();
       state.SetLabel(k.impl());
@@ -236,6 +250,7 @@ Status RunMicroBenchmarks(const std::vector<MicroBenchSpec>& specs, const MicroR
   benchmark::ClearRegisteredBenchmarks();
   suite.Release();
   *results = reporter.Results();
+  if (g_cancel_requested.load(std::memory_order_relaxed)) return Status::Cancelled("interrupted");
   return Status::Ok();
 }
 

@@ -1,7 +1,10 @@
 #include "harness/scenarios/serving_fields.h"
 
+#include "harness/core/limits.h"
+
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "harness/scenarios/distributions.h"
 
@@ -67,9 +70,43 @@ Status ValidateScenario(const WorkloadSpec& w, const std::string& where) {
                                "'; allowed values: offline, single-stream, server, sweep");
   }
   if (s.rate < 0 || !std::isfinite(s.rate)) return bad("rate", "must be above 0 (requests/s)");
-  if (s.concurrency < 0) return bad("concurrency", "must not be negative");
-  if (s.requests < 0) return bad("requests", "must not be negative (0 = --min-requests)");
-  if (s.warmup_requests < 0) return bad("warmup_requests", "must not be negative");
+  if (s.rate > 0 && s.rate < kMinRate) {
+    // An open loop this slow would wait hours between arrivals.
+    char what[128];
+    std::snprintf(what, sizeof what,
+                  "%g requests/s is below the bound %g (one request every 1,000 s)", s.rate,
+                  kMinRate);
+    return bad("rate", what);
+  }
+  if (s.concurrency < 0 || s.concurrency > limits::kMaxBatch) {
+    return bad("concurrency", "must be between 0 and " + std::to_string(limits::kMaxBatch));
+  }
+  if (s.requests < 0 || s.requests > limits::kMaxRequests) {
+    return bad("requests", "must be between 0 (= --min-requests) and " +
+                               std::to_string(limits::kMaxRequests));
+  }
+  if (s.warmup_requests < 0 || s.warmup_requests > limits::kMaxRequests) {
+    return bad("warmup_requests", "must be between 0 and " + std::to_string(limits::kMaxRequests));
+  }
+  if (s.min_requests > limits::kMaxRequests) {
+    return bad("min_requests", "must be at most " + std::to_string(limits::kMaxRequests));
+  }
+  if (s.max_prefill_tokens > limits::kMaxContext || s.kv_page_tokens > limits::kMaxContext ||
+      s.kv_pages > limits::kMaxContext) {
+    return bad("max_prefill_tokens", "max_prefill_tokens, kv_page_tokens and kv_pages must be at most " +
+                                         std::to_string(limits::kMaxContext));
+  }
+  if (!(s.min_duration <= 86400 * 7.0)) return bad("min_duration", "must be at most a week (604800 s)");
+  for (double r : s.sweep_rates) {
+    if (!(r >= kMinRate) || !std::isfinite(r)) {
+      return bad("rates", "every rate must be at least 0.001 requests/s");
+    }
+  }
+  for (int64_t b : s.sweep_batches) {
+    if (b < 1 || b > limits::kMaxBatch) {
+      return bad("batches", "every batch must be between 1 and " + std::to_string(limits::kMaxBatch));
+    }
+  }
   if (s.max_prefill_tokens < 0) {
     return bad("max_prefill_tokens", "must be at least 1 (0: the default)");
   }

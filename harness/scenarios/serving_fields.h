@@ -9,6 +9,9 @@
 
 namespace cb {
 
+/// Lowest open-loop arrival rate, requests/s (lower would wait hours between arrivals).
+inline constexpr double kMinRate = 1e-3;
+
 /// The chunked-prefill budget a serving pass uses: the workload's, else 512 tokens per step.
 int64_t EffectiveMaxPrefillTokens(const WorkloadSpec& w);
 

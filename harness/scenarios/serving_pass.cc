@@ -51,7 +51,11 @@ Status RunServingPass(Session& session, Clock& clock, const OpStream& stream, co
     if (!batcher.BuildStep(&io)) {
       if (cfg.concurrency == 0 && issued < n && batcher.waiting() == 0) {
         reached = reqs[static_cast<size_t>(issued)].arrival_s;
-        clock.WaitUntil(t0 + reached);
+        // In slices, so Ctrl-C ends a long wait for the next arrival within a tenth of a second.
+        for (double t_now = clock.NowSeconds(); t_now < t0 + reached; t_now = clock.NowSeconds()) {
+          if (CancelRequested()) return Status::Cancelled("interrupted");
+          clock.WaitUntil(std::min(t0 + reached, t_now + 0.1));
+        }
         continue;
       }
       return Status::Internal("serving pass stalled: " + std::to_string(batcher.waiting()) +

@@ -1,5 +1,7 @@
 #include "results/prometheus/prometheus_sink.h"
 
+#include "harness/core/cancel_flag.h"
+
 #include <curl/curl.h>
 #include <prometheus/collectable.h>
 #include <prometheus/gateway.h>
@@ -18,6 +20,12 @@
 #include "results/prometheus/metrics_mapping.h"
 
 namespace cb::prom {
+namespace {
+
+bool Interrupted() { return g_cancel_requested.load(std::memory_order_relaxed); }
+
+}  // namespace
+
 namespace {
 
 /// Fixed metric families, handed to prometheus::Gateway.
@@ -123,8 +131,12 @@ Attempt PushOnce(const std::string& host, const std::string& port, const PushOpt
     }
     promise->set_value(code);
   }).detach();
-  const auto deadline = std::chrono::duration<double>(opts.timeout_s);
-  if (result.wait_for(deadline) != std::future_status::ready) return {false, 0};
+  // In slices, so Ctrl-C is seen within a tenth of a second.
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::duration<double>(opts.timeout_s);
+  while (result.wait_for(std::chrono::milliseconds(100)) != std::future_status::ready) {
+    if (std::chrono::steady_clock::now() >= deadline || Interrupted()) return {false, 0};
+  }
   return {true, result.get()};
 }
 
@@ -178,6 +190,7 @@ Status PushRuns(const std::vector<RunRecord>& runs, const PushOptions& opts) {
   bool unreachable = false;
   const std::vector<const RunRecord*> latest = LatestPerSeries(runs);
   for (const RunRecord* r : latest) {
+    if (Interrupted()) break;
     if (unreachable) {
       ++failed;
       continue;
@@ -196,9 +209,14 @@ Status PushRuns(const std::vector<RunRecord>& runs, const PushOptions& opts) {
     bool done = false;
     for (int attempt = 0; attempt <= opts.retries && !done; ++attempt) {
       if (attempt > 0) {
-        std::this_thread::sleep_for(std::chrono::duration<double>(backoff));
+        const auto until =
+            std::chrono::steady_clock::now() + std::chrono::duration<double>(backoff);
+        while (std::chrono::steady_clock::now() < until && !Interrupted()) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
         backoff *= 2;
       }
+      if (Interrupted()) break;
       const auto t0 = std::chrono::steady_clock::now();
       const Attempt a = PushOnce(host, port, opts, grouping, metrics, ok);
       const double took =
@@ -236,6 +254,11 @@ Status PushRuns(const std::vector<RunRecord>& runs, const PushOptions& opts) {
       // it again for each remaining run.
       unreachable = last_error.starts_with("no answer") || last_error.starts_with("transport");
     }
+  }
+  if (Interrupted()) {
+    return Status::Cancelled("push to " + opts.url + " interrupted after " +
+                             std::to_string(pushed) + " of " + std::to_string(latest.size()) +
+                             " series. The JSON result files are written.");
   }
   if (failed == 0) return Status::Ok();
   return Status::Internal("push to " + opts.url + " failed for " + std::to_string(failed) + " of " +
@@ -300,7 +323,7 @@ int Publish(const std::vector<RunRecord>& runs, const PublishOptions& opts) {
   if (!opts.push.url.empty()) {
     if (Status s = PushRuns(runs, opts.push); !s.ok()) {
       std::fprintf(stderr, "clusterbench run: error: %s\n", s.message().c_str());
-      code = kPublishFailedExitCode;
+      code = s.code() == StatusCode::kCancelled ? s.ExitCode() : kPublishFailedExitCode;
     }
   }
   return code;

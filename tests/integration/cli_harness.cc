@@ -1,12 +1,16 @@
 #include "tests/integration/cli_harness.h"
 
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 namespace cb::testing {
 namespace fs = std::filesystem;
@@ -32,6 +36,45 @@ void WriteText(const std::string& path, const std::string& text) {
 }
 
 std::string SharedResultsDir() { return CLUSTERBENCH_TEST_RESULTS; }
+
+pid_t Spawn(const std::string& program, const std::vector<std::string>& args,
+            const std::string& err_path) {
+  std::vector<std::string> argv_store = {program};
+  argv_store.insert(argv_store.end(), args.begin(), args.end());
+  const pid_t pid = fork();
+  if (pid != 0) return pid;
+  setpgid(0, 0);  // its own group: a signal meant for it does not reach the test
+  if (!freopen(err_path.c_str(), "w", stderr) || !freopen("/dev/null", "w", stdout)) _exit(126);
+  std::vector<char*> argv;
+  for (std::string& a : argv_store) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  execv(program.c_str(), argv.data());
+  _exit(127);
+}
+
+bool WaitForText(const std::string& path, const std::string& needle, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (ReadText(path).find(needle) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+int WaitForExit(pid_t pid, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  int status = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  kill(-pid, SIGKILL);
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  return -1;
+}
 
 int ValidateAgainstSchema(const std::vector<std::string>& files) {
   std::string cmd =

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 #include <vector>
 
@@ -27,6 +29,16 @@ void WriteText(const std::string& path, const std::string& text);
 
 /// The shared results root: its ceilings cache is measured once and reused.
 std::string SharedResultsDir();
+/// Starts `program` with `args` in the background, stdout to /dev/null and stderr to
+/// `err_path`; returns its pid.
+pid_t Spawn(const std::string& program, const std::vector<std::string>& args,
+            const std::string& err_path);
+/// Waits up to `seconds` until the file at `path` contains `needle`.
+bool WaitForText(const std::string& path, const std::string& needle, double seconds);
+/// Waits up to `seconds` for `pid` to exit; its exit code (128 + signal if killed), or -1 on
+/// timeout (the process is then killed).
+int WaitForExit(pid_t pid, double seconds);
+
 /// Exit status of tests/tools/validate_json.py over `files` against the run schema (0: valid).
 int ValidateAgainstSchema(const std::vector<std::string>& files);
 

@@ -2,7 +2,10 @@
 // a failing rank ends the job quickly with exit code 1, and an impossible split is bad input.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <signal.h>
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/cli_harness.h"
@@ -114,6 +117,61 @@ TEST(Mpi, AFailingRankEndsTheJobWithExitCode1) {
   EXPECT_NE(r.err.find("injected fault"), std::string::npos) << r.err;
   const json doc = OnlyResult(dir);
   EXPECT_EQ(doc["run"]["status"], "failed");
+}
+
+/// The pid of world rank `rank` among `launcher`'s descendants (Open MPI sets
+/// OMPI_COMM_WORLD_RANK in each rank's environment); 0 when not (yet) found.
+pid_t RankPid(pid_t launcher, int rank) {
+  const std::string want = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string env = ReadText(e.path().string() + "/environ");
+    std::replace(env.begin(), env.end(), '\0', '\n');
+    if (env.find(want + "\n") == std::string::npos) continue;
+    if (ReadText(e.path().string() + "/cmdline").find("clusterbench") == std::string::npos) continue;
+    return static_cast<pid_t>(std::stol(name));
+  }
+  (void)launcher;
+  return 0;
+}
+
+TEST(Mpi, ASignalToOneRankEndsTheJobWith130) {
+  const std::string dir = FreshDir("mpi_sigterm");
+  const std::string err = dir + "/err.txt";
+  // Long enough to be mid-run when the signal comes.
+  auto args = RunArgs(ModelFile(), dir + "/out", "100000");
+  args.insert(args.end(), {"--tp", "2"});
+  for (auto it = args.begin(); it != args.end(); ++it) {
+    if (*it == "-q") {
+      args.erase(it);
+      break;
+    }
+  }
+  std::vector<std::string> cmd = {"--allow-run-as-root", "--oversubscribe", "-np", "2",
+                                  CLUSTERBENCH_BIN};
+  cmd.insert(cmd.end(), args.begin(), args.end());
+  const pid_t mpirun = Spawn(CLUSTERBENCH_MPIRUN, cmd, err);
+  ASSERT_TRUE(WaitForText(err, "repetition 1/", 120)) << ReadText(err);
+  const pid_t rank1 = RankPid(mpirun, 1);
+  ASSERT_GT(rank1, 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  kill(rank1, SIGTERM);
+  const int code = WaitForExit(mpirun, 30);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::string text = ReadText(err);
+  EXPECT_EQ(code, 130) << text;
+  EXPECT_LT(seconds, 10) << text;
+  // One message from rank 0, naming the interrupted rank.
+  size_t count = 0;
+  for (size_t at = text.find("clusterbench run: interrupted"); at != std::string::npos;
+       at = text.find("clusterbench run: interrupted", at + 1)) {
+    ++count;
+  }
+  EXPECT_EQ(count, 1u) << text;
+  EXPECT_NE(text.find("rank 1"), std::string::npos) << text;
+  EXPECT_TRUE(ListFiles(dir + "/out").empty());
 }
 
 TEST(Mpi, TensorParallelThatDoesNotDivideHeadsIsBadInput) {
