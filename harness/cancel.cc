@@ -1,9 +1,9 @@
 #include "harness/cancel.h"
 
-#include "harness/core/cancel_flag.h"
-
 #include <atomic>
 #include <csignal>
+
+#include "harness/core/cancel_flag.h"
 
 namespace cb {
 namespace {

@@ -64,7 +64,8 @@ Status WrapWithFault(const std::string& mode, int world_rank, std::unique_ptr<De
   const std::string throw_prefix = "throw-on-rank:";
   if (mode.rfind(throw_prefix, 0) == 0) {
     const std::string rank = mode.substr(throw_prefix.size());
-    if (rank.empty() || rank.size() > 6 || rank.find_first_not_of("0123456789") != std::string::npos) {
+    if (rank.empty() || rank.size() > 6 ||
+        rank.find_first_not_of("0123456789") != std::string::npos) {
       return Status::InvalidInput("--inject-fault '" + mode +
                                   "': expected throw-on-rank:R with R a rank (0 to 999999)");
     }

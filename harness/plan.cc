@@ -1,11 +1,10 @@
 #include "harness/plan.h"
 
-#include "harness/core/limits.h"
-#include "harness/core/text_file.h"
-
 #include <fstream>
 #include <sstream>
 
+#include "harness/core/limits.h"
+#include "harness/core/text_file.h"
 #include "harness/scenarios/serving_fields.h"
 #include "workloads/json_fields.h"
 #include "workloads/moe_routing.h"
@@ -158,14 +157,14 @@ Status Resolve(const json& obj, const std::string& where, WorkloadSpec* w) {
     int64_t value, lo, hi;
   };
   // Checked as read (int64), before narrowing: a value above 2^31 must not wrap to a small one.
-  for (const Bound& b : {Bound{"seed", seed, 0, limits::kMaxSeed},
-                         Bound{"layers", layers, 0, limits::kMaxLayers},
-                         Bound{"repetitions", reps, 1, limits::kMaxRepetitions},
-                         Bound{"warmup", warmup, 0, limits::kMaxWarmup},
-                         Bound{"verify_len", verify_len, 0, limits::kMaxContext},
-                         Bound{"batch", w->batch, 1, limits::kMaxBatch},
-                         Bound{"prompt_len", w->prompt_len, 1, limits::kMaxContext},
-                         Bound{"gen_len", w->gen_len, 1, limits::kMaxContext}}) {
+  for (const Bound& b :
+       {Bound{"seed", seed, 0, limits::kMaxSeed}, Bound{"layers", layers, 0, limits::kMaxLayers},
+        Bound{"repetitions", reps, 1, limits::kMaxRepetitions},
+        Bound{"warmup", warmup, 0, limits::kMaxWarmup},
+        Bound{"verify_len", verify_len, 0, limits::kMaxContext},
+        Bound{"batch", w->batch, 1, limits::kMaxBatch},
+        Bound{"prompt_len", w->prompt_len, 1, limits::kMaxContext},
+        Bound{"gen_len", w->gen_len, 1, limits::kMaxContext}}) {
     if (b.value < b.lo || b.value > b.hi) {
       return f.Error(b.field, "must be between " + std::to_string(b.lo) + " and " +
                                   std::to_string(b.hi) + ", got " + std::to_string(b.value));

@@ -275,7 +275,8 @@ Status RunPlan(std::vector<WorkloadSpec> plan, const PlanRunOptions& o, PlanRunR
     CB_RETURN_IF_ERROR(CheckWritableDir(o.results_dir, "command line: --results-dir"));
     CB_RETURN_IF_ERROR(CheckWritableDir(out->out_dir, "command line: --out"));
     if (const int stale = RemoveStaleTemporaries(out->out_dir); stale > 0 && !o.quiet) {
-      std::fprintf(stderr, "clusterbench run: removed %d temporary file(s) of interrupted runs in %s\n",
+      std::fprintf(stderr,
+                   "clusterbench run: removed %d temporary file(s) of interrupted runs in %s\n",
                    stale, out->out_dir.c_str());
     }
   }

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <cstdio>
+#include <limits>
 #include <sstream>
 
 #include "harness/cancel.h"
@@ -237,9 +237,9 @@ MemoryEstimate EstimateMemory(const WorkloadSpec& w) {
   double params = outer + m.hidden_size;
   for (int l = 0; l < layers; ++l) params += static_cast<double>(m.LayerParams(l));
   e.weights = SaturatingBytes(params * dt);
-  e.kv_cache = SaturatingBytes(static_cast<double>(m.KvBytesPerToken(1)) * dt * layers /
-                               m.num_layers * static_cast<double>(w.batch) *
-                               static_cast<double>(w.prompt_len + w.gen_len));
+  e.kv_cache =
+      SaturatingBytes(static_cast<double>(m.KvBytesPerToken(1)) * dt * layers / m.num_layers *
+                      static_cast<double>(w.batch) * static_cast<double>(w.prompt_len + w.gen_len));
   const double tokens = static_cast<double>(w.batch) * w.prompt_len;
   const double per_token =
       4.0 *

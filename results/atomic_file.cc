@@ -1,7 +1,5 @@
 #include "results/atomic_file.h"
 
-#include "harness/core/text_file.h"
-
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -12,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include "harness/core/text_file.h"
 
 namespace cb {
 
@@ -71,7 +71,8 @@ int RemoveStaleTemporaries(const std::string& dir) {
     if (at == std::string::npos || !e.is_regular_file(ec)) continue;
     const std::string rest = name.substr(at + std::strlen(kTempMarker));
     const size_t dot = rest.find('.');
-    if (dot == std::string::npos || dot == 0 || rest.find_first_not_of("0123456789") < dot) continue;
+    if (dot == std::string::npos || dot == 0 || rest.find_first_not_of("0123456789") < dot)
+      continue;
     const pid_t pid = static_cast<pid_t>(std::stol(rest.substr(0, dot)));
     if (pid == getpid() || kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive, or unknown
     if (fs::remove(e.path(), ec)) ++removed;
@@ -88,8 +89,8 @@ Status CheckWritableDir(const std::string& dir, const std::string& what) {
     return Status::InvalidInput(what + " '" + dir + "': cannot create the directory" +
                                 (ec ? ": " + ec.message() : std::string()));
   }
-  const std::string probe = dir + "/.clusterbench-write-probe" + kTempMarker +
-                            std::to_string(getpid()) + ".XXXXXX";
+  const std::string probe =
+      dir + "/.clusterbench-write-probe" + kTempMarker + std::to_string(getpid()) + ".XXXXXX";
   std::string name = probe;
   const int fd = mkstemp(name.data());
   if (fd < 0) {

@@ -1,14 +1,13 @@
 #include "workloads/model_spec.h"
 
-#include "harness/core/limits.h"
-#include "harness/core/text_file.h"
-
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "harness/core/limits.h"
+#include "harness/core/text_file.h"
 #include "workloads/json_fields.h"
 
 namespace cb {
@@ -113,22 +112,25 @@ Status CheckBounds(const ModelSpec& m, const std::string& origin) {
   };
   for (const Bound& b : bounds) {
     if (b.value > b.max) {
-      return Status::InvalidInput(origin + ": field '" + b.field + "': " +
-                                  std::to_string(b.value) + " is above the bound " +
-                                  std::to_string(b.max) + " (docs/workloads.md, Limits)");
+      return Status::InvalidInput(origin + ": field '" + b.field + "': " + std::to_string(b.value) +
+                                  " is above the bound " + std::to_string(b.max) +
+                                  " (docs/workloads.md, Limits)");
     }
   }
   // Parameters in double (exact far beyond any real model): the bound keeps int64 counts safe.
   const double h = static_cast<double>(m.hidden_size);
   const double per_layer =
-      4.0 * h * h + 4.0 * h * static_cast<double>(m.num_heads + m.num_kv_heads) *
-                        static_cast<double>(std::max(m.head_dim, m.mla.QkHeadDim() + m.mla.v_head_dim)) +
+      4.0 * h * h +
+      4.0 * h * static_cast<double>(m.num_heads + m.num_kv_heads) *
+          static_cast<double>(std::max(m.head_dim, m.mla.QkHeadDim() + m.mla.v_head_dim)) +
       3.0 * h * static_cast<double>(m.ffn_size) +
-      3.0 * h * static_cast<double>(m.moe.expert_ffn_size) * static_cast<double>(m.moe.num_experts) +
+      3.0 * h * static_cast<double>(m.moe.expert_ffn_size) *
+          static_cast<double>(m.moe.num_experts) +
       3.0 * h * static_cast<double>(m.moe.SharedFfn()) +
-      h * static_cast<double>(m.mla.q_lora_rank + m.mla.kv_lora_rank) * static_cast<double>(m.num_heads);
-  const double params = per_layer * static_cast<double>(m.num_layers) +
-                        2.0 * h * static_cast<double>(m.vocab_size);
+      h * static_cast<double>(m.mla.q_lora_rank + m.mla.kv_lora_rank) *
+          static_cast<double>(m.num_heads);
+  const double params =
+      per_layer * static_cast<double>(m.num_layers) + 2.0 * h * static_cast<double>(m.vocab_size);
   if (params > limits::kMaxParams) {
     return Status::InvalidInput(origin + ": field 'hidden_size': the model would have about " +
                                 std::to_string(params) + " parameters, above the bound 1e16");

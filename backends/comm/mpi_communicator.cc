@@ -1,10 +1,10 @@
 #include "backends/comm/mpi_communicator.h"
 
-#include "harness/core/cancel_flag.h"
-
 #include <chrono>
 #include <thread>
 #include <vector>
+
+#include "harness/core/cancel_flag.h"
 
 namespace cb {
 namespace {

@@ -1,7 +1,5 @@
 #include "backends/devices/catalog.h"
 
-#include "harness/core/text_file.h"
-
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -12,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "harness/core/text_file.h"
 #include "workloads/json_fields.h"
 #include "workloads/model_spec.h"
 

@@ -1,11 +1,8 @@
 #include "backends/sim/calibration.h"
 
-#include <filesystem>
-
-#include "harness/core/text_file.h"
-
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -13,6 +10,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "harness/core/text_file.h"
 #include "workloads/model_spec.h"
 
 namespace cb::sim {

@@ -8,12 +8,12 @@
 #include <sstream>
 
 #include "harness/cli/commands.h"
-#include "results/atomic_file.h"
 #include "harness/cli/cost_flags.h"
 #include "harness/cost/cost_model.h"
 #include "harness/cost/energy_cost.h"
 #include "harness/cost/run_energy_cost.h"
 #include "harness/scenarios/serving_metrics.h"
+#include "results/atomic_file.h"
 #include "results/formats.h"
 #include "results/record_json.h"
 #include "workloads/json_fields.h"

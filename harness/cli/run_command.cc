@@ -3,10 +3,10 @@
 
 #include "backends/comm/mpi_world.h"
 #include "harness/cancel.h"
-#include "harness/core/cancel_flag.h"
 #include "harness/cli/commands.h"
 #include "harness/cli/cost_flags.h"
 #include "harness/cli/serving_flags.h"
+#include "harness/core/cancel_flag.h"
 #include "harness/plan.h"
 #include "harness/run_plan.h"
 #include "harness/scenarios/sweep_summary.h"

@@ -1,12 +1,11 @@
 #include "harness/micro/micro_benchmarks.h"
 
-#include "harness/core/cancel_flag.h"
-
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
 #include <memory>
 
+#include "harness/core/cancel_flag.h"
 #include "harness/micro/matmul_kernel.h"
 #include "harness/micro/memory_kernels.h"
 #include "harness/micro/micro_reporter.h"

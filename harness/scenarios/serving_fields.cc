@@ -1,11 +1,10 @@
 #include "harness/scenarios/serving_fields.h"
 
-#include "harness/core/limits.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 
+#include "harness/core/limits.h"
 #include "harness/scenarios/distributions.h"
 
 namespace cb {
@@ -82,8 +81,8 @@ Status ValidateScenario(const WorkloadSpec& w, const std::string& where) {
     return bad("concurrency", "must be between 0 and " + std::to_string(limits::kMaxBatch));
   }
   if (s.requests < 0 || s.requests > limits::kMaxRequests) {
-    return bad("requests", "must be between 0 (= --min-requests) and " +
-                               std::to_string(limits::kMaxRequests));
+    return bad("requests",
+               "must be between 0 (= --min-requests) and " + std::to_string(limits::kMaxRequests));
   }
   if (s.warmup_requests < 0 || s.warmup_requests > limits::kMaxRequests) {
     return bad("warmup_requests", "must be between 0 and " + std::to_string(limits::kMaxRequests));
@@ -93,10 +92,12 @@ Status ValidateScenario(const WorkloadSpec& w, const std::string& where) {
   }
   if (s.max_prefill_tokens > limits::kMaxContext || s.kv_page_tokens > limits::kMaxContext ||
       s.kv_pages > limits::kMaxContext) {
-    return bad("max_prefill_tokens", "max_prefill_tokens, kv_page_tokens and kv_pages must be at most " +
-                                         std::to_string(limits::kMaxContext));
+    return bad("max_prefill_tokens",
+               "max_prefill_tokens, kv_page_tokens and kv_pages must be at most " +
+                   std::to_string(limits::kMaxContext));
   }
-  if (!(s.min_duration <= 86400 * 7.0)) return bad("min_duration", "must be at most a week (604800 s)");
+  if (!(s.min_duration <= 86400 * 7.0))
+    return bad("min_duration", "must be at most a week (604800 s)");
   for (double r : s.sweep_rates) {
     if (!(r >= kMinRate) || !std::isfinite(r)) {
       return bad("rates", "every rate must be at least 0.001 requests/s");
@@ -104,7 +105,8 @@ Status ValidateScenario(const WorkloadSpec& w, const std::string& where) {
   }
   for (int64_t b : s.sweep_batches) {
     if (b < 1 || b > limits::kMaxBatch) {
-      return bad("batches", "every batch must be between 1 and " + std::to_string(limits::kMaxBatch));
+      return bad("batches",
+                 "every batch must be between 1 and " + std::to_string(limits::kMaxBatch));
     }
   }
   if (s.max_prefill_tokens < 0) {

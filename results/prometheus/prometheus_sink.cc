@@ -1,7 +1,5 @@
 #include "results/prometheus/prometheus_sink.h"
 
-#include "harness/core/cancel_flag.h"
-
 #include <curl/curl.h>
 #include <prometheus/collectable.h>
 #include <prometheus/gateway.h>
@@ -16,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "harness/core/cancel_flag.h"
 #include "results/atomic_file.h"
 #include "results/prometheus/metrics_mapping.h"
 

@@ -51,8 +51,8 @@ TEST_P(HostileInput, ExitsTwoQuicklyNamingTheFieldAndWritesNothing) {
   const Hostile& h = GetParam();
   const std::string dir = Scratch(h.name);
   const std::string out = dir + "/out";
-  std::vector<std::string> args = {"run", "--results-dir", SharedResultsDir(), "--out", out,
-                                   "--quiet"};
+  std::vector<std::string> args = {"run", "--results-dir", SharedResultsDir(), "--out",
+                                   out,   "--quiet"};
   for (std::string a : h.args) {
     if (a == "%MODEL_HIDDEN%") a = ModelWith(dir, "hidden_size", "4611686018427387904");
     if (a == "%MODEL_1E400%") a = ModelWith(dir, "ffn_size", "1e400");
@@ -61,12 +61,11 @@ TEST_P(HostileInput, ExitsTwoQuicklyNamingTheFieldAndWritesNothing) {
     if (a == "%SUITE_HUGE%") {
       json lists = json::array();
       for (int i = 1; i <= 60; ++i) lists.push_back(i);
-      WriteText(dir + "/suite.json",
-                json{{"workloads", json::array({{{"model", "tiny"},
-                                                  {"batch", lists},
-                                                  {"prompt_len", lists},
-                                                  {"gen_len", lists}}})}}
-                    .dump());
+      WriteText(dir + "/suite.json", json{{"workloads", json::array({{{"model", "tiny"},
+                                                                      {"batch", lists},
+                                                                      {"prompt_len", lists},
+                                                                      {"gen_len", lists}}})}}
+                                         .dump());
       a = dir + "/suite.json";
     }
     args.push_back(a);
@@ -90,17 +89,19 @@ INSTANTIATE_TEST_SUITE_P(
         Hostile{"name_in_file_names", {"--model", "%MODEL_COLON%"}, "field 'name'"},
         Hostile{"layers_wrap", {"--model", "tiny", "--layers", "4294967297"}, "field 'layers'"},
         Hostile{"warmup_wrap", {"--model", "tiny", "--warmup", "4294967297"}, "warmup"},
-        Hostile{"batch_huge", {"--model", "tiny", "--batch", "4611686018427387904"},
-                "field 'batch'"},
+        Hostile{
+            "batch_huge", {"--model", "tiny", "--batch", "4611686018427387904"}, "field 'batch'"},
         Hostile{"rate_near_zero",
                 {"--model", "tiny", "--scenario", "server", "--rate", "1e-300"},
                 "field 'rate'"},
         Hostile{"device_file", {"--model", "/dev/zero"}, "not a regular file"},
         Hostile{"directory_as_suite", {"--suite", "/tmp/"}, "not a regular file"},
         Hostile{"suite_explodes", {"--suite", "%SUITE_HUGE%"}, "100000"},
-        Hostile{"devices_huge", {"--model", "tiny", "--backend", "sim", "--devices", "65537"},
+        Hostile{"devices_huge",
+                {"--model", "tiny", "--backend", "sim", "--devices", "65537"},
                 "field 'devices'"},
-        Hostile{"fault_overflow", {"--model", "tiny", "--inject-fault", "throw-on-rank:99999999999"},
+        Hostile{"fault_overflow",
+                {"--model", "tiny", "--inject-fault", "throw-on-rank:99999999999"},
                 "--inject-fault"},
         Hostile{"out_unwritable", {"--model", "tiny", "--out", "/proc/clusterbench"}, "--out"},
         Hostile{"out_empty", {"--model", "tiny", "--out", ""}, "--out"}),
@@ -109,18 +110,36 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(Robustness, AHugeSimulatedDeploymentFinishesFast) {
   const std::string out = Scratch("sim_devices");
   const auto t0 = std::chrono::steady_clock::now();
-  const CliResult r = RunCli({"run", "--out", out, "--quiet", "--backend", "sim", "--devices",
-                              "65536", "--tp", "1", "--batch", "65536", "--model", "tiny",
-                              "--prompt-len", "8", "--gen-len", "2"});
+  const CliResult r =
+      RunCli({"run", "--out", out, "--quiet", "--backend", "sim", "--devices", "65536", "--tp", "1",
+              "--batch", "65536", "--model", "tiny", "--prompt-len", "8", "--gen-len", "2"});
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_LT(wall, 5.0);
   // Experts placed over a large EP group without a quadratic search.
   const auto t1 = std::chrono::steady_clock::now();
-  const CliResult e = RunCli({"run", "--out", out + "/ep", "--quiet", "--backend", "sim",
-                              "--devices", "16384", "--ep", "16384", "--redundant-experts",
-                              "16128", "--batch", "16384", "--model", "deepseek-v3",
-                              "--dtype", "int8", "--prompt-len", "8", "--gen-len", "2"});
+  const CliResult e = RunCli({"run",
+                              "--out",
+                              out + "/ep",
+                              "--quiet",
+                              "--backend",
+                              "sim",
+                              "--devices",
+                              "16384",
+                              "--ep",
+                              "16384",
+                              "--redundant-experts",
+                              "16128",
+                              "--batch",
+                              "16384",
+                              "--model",
+                              "deepseek-v3",
+                              "--dtype",
+                              "int8",
+                              "--prompt-len",
+                              "8",
+                              "--gen-len",
+                              "2"});
   EXPECT_EQ(e.exit_code, 0) << e.err;
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count(), 10.0);
 }
@@ -130,10 +149,26 @@ TEST(Robustness, CtrlCEndsAWaitForASlowArrival) {
   const std::string err = dir + "/err.txt";
   // One request every 1,000 s on average: the pass waits for its first arrival.
   const pid_t pid = Spawn(CLUSTERBENCH_BIN,
-                          {"run", "--results-dir", SharedResultsDir(), "--out", dir + "/out",
-                           "--model", "tiny", "--scenario", "server", "--rate", "0.001",
-                           "--requests", "3", "--warmup-requests", "0", "--prompt-len", "8",
-                           "--gen-len", "2", "--no-verify"},
+                          {"run",
+                           "--results-dir",
+                           SharedResultsDir(),
+                           "--out",
+                           dir + "/out",
+                           "--model",
+                           "tiny",
+                           "--scenario",
+                           "server",
+                           "--rate",
+                           "0.001",
+                           "--requests",
+                           "3",
+                           "--warmup-requests",
+                           "0",
+                           "--prompt-len",
+                           "8",
+                           "--gen-len",
+                           "2",
+                           "--no-verify"},
                           err);
   ASSERT_TRUE(WaitForText(err, "serving 3 requests", 120)) << ReadText(err);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -192,8 +227,8 @@ std::string Scrape(int port) {
 TEST(Robustness, ServeAnswersWhileClientsSitIdle) {
   const std::string dir = Scratch("serve_idle");
   const std::string err = dir + "/err.txt";
-  const pid_t pid = Spawn(CLUSTERBENCH_BIN, {"serve", "--listen", "127.0.0.1:0", "--results", dir},
-                          err);
+  const pid_t pid =
+      Spawn(CLUSTERBENCH_BIN, {"serve", "--listen", "127.0.0.1:0", "--results", dir}, err);
   ASSERT_TRUE(WaitForText(err, "listening on", 10)) << ReadText(err);
   std::smatch m;
   const std::string text = ReadText(err);

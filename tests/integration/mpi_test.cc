@@ -1,11 +1,11 @@
 // clusterbench under mpirun: tensor and data parallel runs compute what one rank computes,
 // a failing rank ends the job quickly with exit code 1, and an impossible split is bad input.
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <signal.h>
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/cli_harness.h"
@@ -129,7 +129,8 @@ pid_t RankPid(pid_t launcher, int rank) {
     std::string env = ReadText(e.path().string() + "/environ");
     std::replace(env.begin(), env.end(), '\0', '\n');
     if (env.find(want + "\n") == std::string::npos) continue;
-    if (ReadText(e.path().string() + "/cmdline").find("clusterbench") == std::string::npos) continue;
+    if (ReadText(e.path().string() + "/cmdline").find("clusterbench") == std::string::npos)
+      continue;
     return static_cast<pid_t>(std::stol(name));
   }
   (void)launcher;
