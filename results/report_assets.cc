@@ -77,7 +77,9 @@ const char* const kReportScript = R"JS(
         });
       }
       return {log: true, d0: Math.pow(10, a), d1: Math.pow(10, b), ticks: ticks,
-              label: function (t) { return fmt(t); },
+              label: function (t) {
+                return t >= 1 ? fmt(t) : t.toFixed(-Math.floor(Math.log10(t) + 1e-9));
+              },
               f: function (v) { return (Math.log10(v) - a) / (b - a); }};
     }
     var step = niceStep(hi * 1.05 / 5), top = Math.ceil(hi * 1.05 / step) * step, ts = [];

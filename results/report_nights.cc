@@ -1,5 +1,6 @@
 // The report's "Since last night" section: the latest night of a ci/nightly results root
 // against the one before, with clusterbench compare's matching, noise test and verdicts.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -75,6 +76,11 @@ json SinceLastNight(const std::vector<LoadedRun>& runs) {
                       {"improvements", s.improvements},
                       {"metrics", metrics}});
   }
+  // The morning reader's order: series with regressions first, then improvements.
+  std::stable_sort(series.begin(), series.end(), [](const json& a, const json& b) {
+    return std::pair(a["regressions"].get<int>(), a["improvements"].get<int>()) >
+           std::pair(b["regressions"].get<int>(), b["improvements"].get<int>());
+  });
   json only_base = json::array(), only_new = json::array();
   for (const UnmatchedSeries& u : rep.only_base) only_base.push_back(u.label);
   for (const UnmatchedSeries& u : rep.only_new) only_new.push_back(u.label);

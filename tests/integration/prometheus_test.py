@@ -11,7 +11,6 @@ TEST: push_scrape | push_down | textfile_serve | push_republish
 """
 import argparse
 import base64
-import ctypes
 import difflib
 import glob
 import json
@@ -30,92 +29,14 @@ import urllib.parse
 import urllib.request
 
 import prom_dashboards as pdash
+import prom_samples
+from prom_common import (FAILURES, Proc, _die_with_parent, check, close, free_port, http_get,
+                         iso_to_unix, parse_exposition, prom_query, wait_http)
+from prom_samples import check_readme, check_samples, find_sample, series_labels
 
 SKIP = 77
 ARGS = None
-FAILURES = []
 PROBE_BACKEND = "sim:nvidia-h100-sxm"
-STATUS_LABELS = ("ok", "shortened", "unstable", "invalid", "failed", "skipped")
-# The labels that define a series (results/prometheus/metrics_mapping.h SeriesLabels).
-SERIES_LABELS = {"cluster", "model", "backend", "device", "dtype", "batch", "scenario",
-                 "prompt_len", "gen_len", "rate", "concurrency", "routing"}
-
-
-def check(cond, what):
-    if not cond:
-        FAILURES.append(what)
-        print(f"FAIL: {what}", flush=True)
-    return cond
-
-
-def close(a, b, rel=1e-9):
-    if isinstance(a, float) and math.isnan(a):
-        return isinstance(b, float) and math.isnan(b)
-    return abs(a - b) <= rel * max(abs(a), abs(b), 1e-300)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _die_with_parent():
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-class Proc:
-    """A child process that is always stopped (TERM, then KILL) when the block ends."""
-
-    def __init__(self, name, argv, log_dir):
-        self.name = name
-        self.log_path = os.path.join(log_dir, name + ".log")
-        self.log = open(self.log_path, "w")
-        self.p = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-
-    def __enter__(self):
-        return self
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.terminate()
-            try:
-                self.p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait(timeout=10)
-        self.log.close()
-        return self.p.returncode
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    def tail(self):
-        try:
-            with open(self.log_path) as f:
-                return f.read()[-3000:]
-        except OSError:
-            return ""
-
-
-def http_get(url, timeout=5):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.read().decode()
-
-
-def wait_http(url, what, proc, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.p.poll() is not None:
-            raise RuntimeError(f"{what} exited early ({proc.p.returncode}):\n{proc.tail()}")
-        try:
-            http_get(url, timeout=2)
-            return
-        except (urllib.error.URLError, ConnectionError, socket.timeout):
-            time.sleep(0.2)
-    raise RuntimeError(f"{what} not ready within {timeout} s:\n{proc.tail()}")
 
 
 def run_cli(args, timeout=300):
@@ -136,166 +57,6 @@ def promtool_check(text, what):
                        text=True, timeout=60)
     check(r.returncode == 0,
           f"promtool check metrics on {what}: exit {r.returncode}: {r.stdout}{r.stderr}")
-
-
-def parse_exposition(text):
-    """[(name, {labels}, value)] of a text exposition (enough for our own output)."""
-    out = []
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)', line)
-        if not m:
-            continue
-        labels = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
-        out.append((m.group(1), labels, float(m.group(4))))
-    return out
-
-
-def iso_to_unix(s):
-    import calendar
-    m = re.match(r"(\d+)-(\d+)-(\d+)T(\d+):(\d+):([\d.]+)Z", s)
-    y, mo, d, h, mi = (int(x) for x in m.groups()[:5])
-    return calendar.timegm((y, mo, d, h, mi, 0)) + float(m.group(6))
-
-
-# ---------------------------------------------------------------------------------------------
-# The README's metric table and what each metric must carry for a run.
-
-def readme_metrics():
-    """Metric names listed in the README's "Prometheus metrics" table."""
-    with open(os.path.join(ARGS.source_dir, "README.md")) as f:
-        text = f.read()
-    section = text.split("### Prometheus metrics", 1)
-    if not check(len(section) == 2, "README has a '### Prometheus metrics' section"):
-        return []
-    names = []
-    for line in section[1].splitlines():
-        if line.startswith("##"):
-            break
-        m = re.match(r"^\| `(clusterbench_[a-z0-9_]+)`", line)
-        if m:
-            names.append(m.group(1))
-    return names
-
-
-def expected_samples(doc):
-    """[(metric name, labels that must match, value)] a run's result file implies."""
-    met = doc["metrics"]
-    run = doc["run"]
-    exp = []
-
-    def metric(name, family, labels, scale=1.0):
-        if name in met:
-            exp.append((family, dict(labels, how=met[name]["how"]), met[name]["value"] * scale))
-
-    for phase in ("prefill", "decode"):
-        metric(f"{phase}_tokens_per_second", "clusterbench_throughput_tokens_per_second",
-               {"phase": phase})
-        metric(f"mfu_{phase}_ratio", "clusterbench_mfu_ratio", {"phase": phase})
-        metric(f"mbu_{phase}_ratio", "clusterbench_mbu_ratio", {"phase": phase})
-    metric("prefill_flops_per_second", "clusterbench_achieved_flops_per_second",
-           {"phase": "prefill"})
-    metric("decode_bytes_per_second", "clusterbench_achieved_memory_bytes_per_second",
-           {"phase": "decode"})
-    metric("harness_overhead_ratio", "clusterbench_harness_overhead_ratio", {})
-    metric("energy_joules", "clusterbench_energy_joules", {})
-    metric("energy_joules_per_token", "clusterbench_energy_joules_per_token", {})
-    metric("average_power_watts", "clusterbench_average_power_watts", {})
-    metric("tokens_per_kwh", "clusterbench_tokens_per_joule", {}, 1 / 3.6e6)
-    for kind, name in [("input", "cost_usd_per_million_input_tokens"),
-                       ("output", "cost_usd_per_million_output_tokens"),
-                       ("blended", "cost_usd_per_million_tokens")]:
-        metric(name, "clusterbench_cost_usd_per_million_tokens", {"kind": kind})
-    for kind, name in [("ttft", "ttft_seconds"), ("tpot", "tpot_seconds"),
-                       ("e2e", "e2e_latency_seconds")]:
-        if name not in met:
-            continue
-        d = met[name]["distribution"]
-        lab = {"kind": kind, "how": met[name]["how"]}
-        for q, key in [("0", "min"), ("0.5", "p50"), ("0.9", "p90"), ("0.99", "p99"),
-                       ("1", "max")]:
-            exp.append(("clusterbench_latency_seconds", dict(lab, quantile=q), d[key]))
-        exp.append(("clusterbench_latency_seconds_count", lab, float(d["count"])))
-        exp.append(("clusterbench_latency_seconds_sum", lab, d["mean"] * d["count"]))
-    validity = doc.get("validity", {}).get("label", "valid")
-    label = run["status"] if run["status"] != "ok" else ("ok" if validity == "valid" else validity)
-    ok = label == "ok"
-    end, start = iso_to_unix(run["end_time"]), iso_to_unix(run["start_time"])
-    exp.append(("clusterbench_run_valid", {}, 1.0 if ok else 0.0))
-    for s in STATUS_LABELS:
-        exp.append(("clusterbench_run_status", {"status": s}, 1.0 if label == s else 0.0))
-    exp.append(("clusterbench_last_run_timestamp_seconds", {}, end))
-    exp.append(("clusterbench_run_duration_seconds", {"how": "measured"}, end - start))
-    if ok:
-        exp.append(("clusterbench_last_success_timestamp_seconds", {}, end))
-    v = doc["verification"]
-    if v["status"] != "not_run":
-        exp.append(("clusterbench_verification_max_rel_error", {"how": "measured"},
-                    v["max_rel_error"]))
-        exp.append(("clusterbench_verification_tolerance", {"how": "measured"}, v["tolerance"]))
-    info = {"version": run["tool_version"], "git_commit": run["git_commit"],
-            "device_kind": doc["device"]["kind"], "Hostname": run["host"]}
-    if doc["device"]["uuid"]:
-        info["UUID"] = doc["device"]["uuid"]
-    exp.append(("clusterbench_run_info", info, 1.0))
-    return exp
-
-
-def series_labels(doc):
-    w = doc["workload"]
-    labels = {"model": doc["model"]["name"], "backend": w["backend"],
-              "device": doc["device"]["name"], "dtype": w["dtype"], "batch": str(w["batch"]),
-              "prompt_len": str(w["prompt_len"]), "gen_len": str(w["gen_len"]),
-              "scenario": w["scenario"],
-              "cluster": doc["run"].get("cluster_name") or doc["device"]["host"] or
-              doc["run"]["host"]}
-    return labels
-
-
-def find_sample(samples, name, labels):
-    for n, l, v in samples:
-        if n == name and all(l.get(k) == val for k, val in labels.items()):
-            return v
-    return None
-
-
-def check_samples(samples, docs, where):
-    """Every sample a result file implies is in `samples` with the file's value."""
-    families = set()
-    for doc in docs:
-        base = series_labels(doc)
-        for name, labels, value in expected_samples(doc):
-            families.add(re.sub(r"_(sum|count)$", "", name))
-            got = find_sample(samples, name, dict(base, **labels))
-            if check(got is not None, f"{where}: {name}{dict(base, **labels)} present"):
-                check(close(got, value), f"{where}: {name}{labels} = {got}, result file says "
-                                         f"{value}")
-    run_ids = {d["run"]["id"] for d in docs}
-    for n, l, v in samples:
-        if n.startswith("clusterbench_"):
-            check(not (set(l.values()) & run_ids), f"{where}: no run id in the labels of {n}")
-            check("run_id" not in l and "id" not in l, f"{where}: no run id label on {n}")
-            if n != "clusterbench_run_info":
-                check("Hostname" not in l and "UUID" not in l,
-                      f"{where}: Hostname/UUID only on clusterbench_run_info, not on {n}")
-    return families
-
-
-# ---------------------------------------------------------------------------------------------
-
-def prom_query(base, expr, at=None):
-    params = {"query": expr}
-    if at is not None:
-        params["time"] = str(at)
-    try:
-        body = http_get(f"{base}/api/v1/query?" + urllib.parse.urlencode(params), timeout=10)
-    except urllib.error.HTTPError as e:
-        raise RuntimeError(f"query {expr}: HTTP {e.code}: {e.read().decode()[:500]}")
-    doc = json.loads(body)
-    if doc.get("status") != "success":
-        raise RuntimeError(f"query {expr}: {body}")
-    return doc["data"]
 
 
 def provisioning_ok():
@@ -414,23 +175,6 @@ def test_push_scrape(tmp):
                                    families, probe, present)
             provisioning_ok()
         check_failed_night(pg, docs, tmp)
-
-
-def check_readme(scraped, families):
-    """Every metric the README lists is in Prometheus (when a run produced it), and every
-    family Prometheus has is listed."""
-    listed = readme_metrics()
-    check(len(listed) >= 30, f"README lists the metrics ({len(listed)})")
-    present = {re.sub(r"_(sum|count)$", "", n) for n, _, _ in scraped}
-    for name in listed:
-        if name.startswith("clusterbench_serve_"):
-            continue
-        if name in families:
-            check(name in present, f"README metric {name} is in Prometheus")
-        elif name not in present:
-            print(f"note: README metric {name}: no result of this test has a source for it")
-    for name in present:
-        check(name in listed, f"metric {name} is listed in the README")
 
 
 def check_failed_night(pg, docs, tmp):
@@ -689,6 +433,7 @@ def main():
     p.add_argument("--source-dir", required=True)
     p.add_argument("--results-dir", required=True)
     ARGS = p.parse_args()
+    prom_samples.SOURCE_DIR = ARGS.source_dir
     needed = {"push_scrape": ["prometheus", "prometheus-pushgateway", "promtool"],
               "push_republish": ["prometheus-pushgateway"],
               "push_down": [], "textfile_serve": ["promtool"]}[ARGS.test]
