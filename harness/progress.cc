@@ -31,10 +31,10 @@ PlanProgress& PlanProgress::Get() {
   return progress;
 }
 
-void PlanProgress::Start(size_t runs, bool quiet) {
+void PlanProgress::Start(std::vector<double> work, bool quiet) {
   tty_ = DetectTerminal();
   quiet_ = quiet;
-  runs_ = runs;
+  work_ = std::move(work);
   index_ = 0;
   fraction_ = 0;
   drawn_ = false;
@@ -57,12 +57,12 @@ std::string PlanProgress::Clock(double seconds) {
   return buf;
 }
 
-std::string PlanProgress::StatusText(size_t index, size_t runs, double done, double elapsed_s,
-                                     const std::string& what) {
+std::string PlanProgress::StatusText(size_t index, size_t runs, double done, double total,
+                                     double elapsed_s, const std::string& what) {
   std::string eta = "ETA --:--";
-  // After a few seconds' worth of progress the rate of finished work predicts the rest.
-  if (done > 0.02 && elapsed_s > 1) {
-    eta = "ETA " + Clock(elapsed_s * (static_cast<double>(runs) - done) / done);
+  // Once some work is done, the rate of finished work predicts the rest.
+  if (total > 0 && done > 0.02 * total && elapsed_s > 1) {
+    eta = "ETA " + Clock(elapsed_s * (total - done) / done);
   }
   return "[" + std::to_string(index + 1) + "/" + std::to_string(runs) + "] " + Clock(elapsed_s) +
          " elapsed, " + eta + " | " + what;
@@ -77,8 +77,13 @@ void PlanProgress::Step(const std::string& prefix, const std::string& what, doub
   if (fraction >= 0) fraction_ = std::clamp(fraction, 0.0, 1.0);
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  Draw(StatusText(index_, std::max<size_t>(runs_, 1), static_cast<double>(index_) + fraction_,
-                  elapsed, what));
+  double done = 0, total = 0;
+  for (size_t i = 0; i < work_.size(); ++i) {
+    total += work_[i];
+    if (i < index_) done += work_[i];
+  }
+  if (index_ < work_.size()) done += fraction_ * work_[index_];
+  Draw(StatusText(index_, std::max<size_t>(work_.size(), 1), done, total, elapsed, what));
 }
 
 void PlanProgress::Line(const std::string& text) {
