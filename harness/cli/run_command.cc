@@ -154,12 +154,11 @@ Status SuiteCompareHardware(const RunFlags& f, std::optional<CompareHardwareFlag
 /// stdout carries csv or json, as the sweep summaries).
 Status PrintCompareHardware(const CompareHardwareFlags& c) {
   const bool to_stdout = c.format == "table" || c.format == "md";
-  if (!to_stdout && c.quiet) return Status::Ok();
   CompareHardwareFlags shown = c;
   if (!to_stdout) shown.format = "table";
   std::string text;
   CB_RETURN_IF_ERROR(RunCompareHardware(shown, &text));
-  std::fputs(("\n" + text).c_str(), to_stdout ? stdout : stderr);
+  if (to_stdout || !c.quiet) std::fputs(("\n" + text).c_str(), to_stdout ? stdout : stderr);
   return Status::Ok();
 }
 

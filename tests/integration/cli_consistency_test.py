@@ -201,6 +201,34 @@ def test_lists_sweep(tmp):
     check(code == 2 and "--rate" in err, f"--rate 5,x is bad input naming the flag: {err}")
 
 
+def test_suite_compare_hardware(tmp):
+    """A suite's compare_hardware section runs after its workloads, every row modelled."""
+    suite = os.path.join(tmp, "suite.json")
+    section = {"model": "llama-3.1-8b", "systems": ["hgx-h100-8"], "prompt_len": 512,
+               "gen_len": 64, "slo_tpot": 0.05}
+    with open(suite, "w") as f:
+        json.dump({"name": "t", "defaults": {"backend": "sim:nvidia-h20", "repetitions": 1},
+                   "workloads": [{"model": "tiny", "batch": [1, 2]}],
+                   "compare_hardware": section}, f)
+    base = ["run", "--suite", suite, "--results-dir", ARGS.results_dir, "--out",
+            os.path.join(tmp, "suite-runs"), "-q"]
+    code, out, err = cli(base)
+    check(code == 0, f"run --suite with compare_hardware exits 0: {err[-500:]}")
+    rows = [l for l in out.splitlines() if l.startswith("nvidia-hgx-h100-8")]
+    check("compare-hardware: llama-3.1-8b" in out and rows and "modelled" in rows[0],
+          f"the comparison follows the table, its rows modelled: {out[-1500:]}")
+    check(re.search(r"^tiny\s.*\smodelled\s", out, re.M), "the workloads' rows say modelled")
+    code, out, err = cli(base + ["--format", "json"])
+    check(code == 0 and isinstance(json.loads(out), list),
+          "with --format json stdout stays one JSON document")
+    with open(suite, "w") as f:
+        json.dump({"name": "t", "workloads": [{"model": "tiny"}],
+                   "compare_hardware": dict(section, systemz=["x"])}, f)
+    code, _, err = cli(base)
+    check(code == 2 and "compare_hardware" in err and "systemz" in err,
+          f"an unknown compare_hardware field is bad input naming it: {code} {err}")
+
+
 def read_pty(fd, proc, timeout):
     data = b""
     deadline = time.time() + timeout
@@ -254,7 +282,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="cli_consistency_", dir=os.path.join(ARGS.results_dir, "scratch"))
     os.makedirs(os.path.join(tmp, "out"))
     t0 = time.time()
-    for test in (test_formats, test_lists_sweep, test_progress):
+    for test in (test_formats, test_lists_sweep, test_suite_compare_hardware, test_progress):
         try:
             test(tmp)
         except Exception as e:  # an error is a failure
