@@ -18,7 +18,8 @@ bool IsListField(const std::string& key) {
   return key == "model" || key == "backend" || key == "dtype" || key == "batch" ||
          key == "prompt_len" || key == "gen_len" || key == "layers" || key == "seed" ||
          key == "routing" || key == "kv_dtype" || key == "system" || key == "devices" ||
-         key == "tp" || key == "ep" || key == "disaggregate" || key == "mtp" || key == "overlap";
+         key == "tp" || key == "ep" || key == "disaggregate" || key == "mtp" || key == "overlap" ||
+         key == "rate" || key == "concurrency";
 }
 
 Status CheckKeys(const json& obj, const std::string& where) {
@@ -217,7 +218,9 @@ Status ExpandSuite(const json& suite, const json& overrides, const std::string& 
                    std::vector<WorkloadSpec>* out) {
   if (!suite.is_object()) return Status::InvalidInput(origin + ": expected a JSON object");
   FieldReader top(suite, origin);
-  CB_RETURN_IF_ERROR(top.OnlyKnown({"name", "description", "defaults", "workloads"}));
+  // compare_hardware: run by the CLI after the plan (harness/cli/compare_hardware.h).
+  CB_RETURN_IF_ERROR(
+      top.OnlyKnown({"name", "description", "defaults", "workloads", "compare_hardware"}));
   const json defaults = suite.value("defaults", json::object());
   CB_RETURN_IF_ERROR(CheckKeys(defaults, origin + ": defaults"));
   CB_RETURN_IF_ERROR(CheckKeys(overrides, "command line"));

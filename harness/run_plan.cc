@@ -16,6 +16,7 @@
 #include "harness/fault_injection.h"
 #include "harness/micro/ceilings.h"
 #include "harness/parallel.h"
+#include "harness/progress.h"
 #include "harness/runner.h"
 #include "harness/scenarios/serving_metrics.h"
 #include "harness/scenarios/serving_runner.h"
@@ -152,13 +153,14 @@ Status RunOne(const WorkloadSpec& w, size_t i, size_t n, const PlanRunOptions& o
   opts.quiet = o.quiet || par.world_rank != 0;
   opts.parallel = &par;
   opts.progress_prefix = "[" + std::to_string(i + 1) + "/" + std::to_string(n) + "]";
+  PlanProgress::Get().BeginRun(i);
   if (!opts.quiet) {
-    std::fprintf(stderr, "%s %s%s\n", opts.progress_prefix.c_str(), DescribeWorkload(w).c_str(),
-                 par.world_size > 1
-                     ? (" on " + std::to_string(par.world_size) + " ranks (tp " +
-                        std::to_string(par.tp) + " x dp " + std::to_string(par.dp) + ")")
-                           .c_str()
-                     : "");
+    PlanProgress::Get().Step(
+        opts.progress_prefix,
+        DescribeWorkload(w) + (par.world_size > 1 ? " on " + std::to_string(par.world_size) +
+                                                        " ranks (tp " + std::to_string(par.tp) +
+                                                        " x dp " + std::to_string(par.dp) + ")"
+                                                  : ""));
   }
   StampRun(rec);
   if (auto it = p.sim.find(i); it != p.sim.end()) {
@@ -182,7 +184,7 @@ Status RunOne(const WorkloadSpec& w, size_t i, size_t n, const PlanRunOptions& o
   std::string energy_note;
   CB_RETURN_IF_ERROR(p.energy_cost.MakeMeter(w, device, &meter, &opts.energy, &energy_note));
   if (!energy_note.empty() && !o.quiet) {
-    std::fprintf(stderr, "%s %s\n", opts.progress_prefix.c_str(), energy_note.c_str());
+    PlanProgress::Get().Line(opts.progress_prefix + " " + energy_note);
   }
   Status s;
   try {
@@ -194,6 +196,19 @@ Status RunOne(const WorkloadSpec& w, size_t i, size_t n, const PlanRunOptions& o
   p.energy_cost.Finish(w, rec);
   FixServingEnergyCost(rec);
   return s;
+}
+
+/// A workload's cost for the progress line's ETA: parameters run x (tokens processed + a fixed
+/// share for loading weights and verifying, about 2,600 tokens' worth on the cpu backend);
+/// a simulated deployment costs next to nothing.
+double EstimatedWork(const WorkloadSpec& w, bool simulated) {
+  if (simulated) return 1e-3;
+  const double layers = std::max<int64_t>(1, w.model.num_layers);
+  const double params = static_cast<double>(w.model.ActiveParams()) * w.LayersRun() / layers;
+  const bool serving = w.scenario == "server" || w.scenario == "single-stream";
+  const double sequences = serving ? std::max<int64_t>(w.serving.requests, w.batch)
+                                   : static_cast<double>((w.warmup + w.repetitions) * w.batch);
+  return std::max(1.0, params) * (2600 + sequences * static_cast<double>(w.prompt_len + w.gen_len));
 }
 
 /// A rank that stopped mid-run leaves the others inside collectives: end the whole job.
@@ -249,7 +264,9 @@ std::string RunFileName(const RunRecord& r) {
                      std::to_string(r.workload.batch) +
                      (r.workload.scenario == "offline" ? "" : "_" + r.workload.scenario) + ".json";
   for (char& c : name) {
-    if (c == '/' || c == ' ') c = '_';
+    const bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '.' || c == '_' || c == '-';
+    if (!safe) c = '_';
   }
   return name;
 }
@@ -299,6 +316,10 @@ Status RunPlan(std::vector<WorkloadSpec> plan, const PlanRunOptions& o, PlanRunR
     CB_RETURN_IF_ERROR(par.world->Barrier());
     world.set_collective_timeout(o.collective_timeout_s);
   }
+  PlanProgress& progress = PlanProgress::Get();
+  std::vector<double> work;
+  for (size_t i = 0; i < plan.size(); ++i) work.push_back(EstimatedWork(plan[i], p.sim.count(i)));
+  progress.Start(std::move(work), o.quiet || !out->rank0);
   for (size_t i = 0; i < plan.size(); ++i) {
     const WorkloadSpec& w = plan[i];
     RunRecord rec;
@@ -308,6 +329,7 @@ Status RunPlan(std::vector<WorkloadSpec> plan, const PlanRunOptions& o, PlanRunR
       EndJobAfterFailure(w, out->out_dir, par, &rec);
     }
     if (s.code() == StatusCode::kCancelled) {
+      progress.Finish();
       if (out->rank0) {
         std::fprintf(stderr,
                      "clusterbench run: interrupted (%s); the run in progress was discarded, %zu "
@@ -316,21 +338,24 @@ Status RunPlan(std::vector<WorkloadSpec> plan, const PlanRunOptions& o, PlanRunR
       }
       return s;
     }
+    if (!s.ok()) progress.Finish();
     CB_RETURN_IF_ERROR(s);
     if (!out->rank0) continue;  // only rank 0 writes results
+    if (!o.cluster_name.empty() && !rec.device.simulated) rec.cluster_name = o.cluster_name;
     rec.end_time = NowIso8601();
     const std::string path = out->out_dir + "/" + RunFileName(rec);
     if (Status ws = WriteFileAtomically(path, ToJson(rec).dump(2) + "\n"); !ws.ok()) {
-      std::fprintf(stderr, "clusterbench run: %s\n", ws.message().c_str());
+      progress.Line("clusterbench run: " + ws.message());
       out->any_bad = true;
     } else if (!o.quiet) {
-      std::fprintf(stderr, "[%zu/%zu] %s: %s%s -> %s\n", i + 1, plan.size(), rec.status.c_str(),
-                   rec.status_message.c_str(), rec.status_message.empty() ? "done" : "",
-                   path.c_str());
+      progress.Line("[" + std::to_string(i + 1) + "/" + std::to_string(plan.size()) + "] " +
+                    DescribeWorkload(w) + ": " + rec.status + ": " +
+                    (rec.status_message.empty() ? "done" : rec.status_message) + " -> " + path);
     }
     out->any_bad |= rec.status == "failed" || rec.status == "invalid";
     out->records.push_back(std::move(rec));
   }
+  progress.Finish();
   return Status::Ok();
 }
 

@@ -21,6 +21,7 @@ struct PlanRunOptions {
   double collective_timeout_s = 300;
   std::string catalog_dir;      ///< device catalog; empty: backends/devices
   std::string energy = "auto";  ///< energy source (harness/cost/run_energy_cost.h)
+  std::string cluster_name;     ///< the measured runs' cluster name (RunRecord::cluster_name)
 };
 
 /// What a plan produced. Records are rank 0's (other ranks return none).
@@ -33,7 +34,8 @@ struct PlanRunResult {
 
 /// A one-line description of a workload for progress lines and errors.
 std::string DescribeWorkload(const WorkloadSpec& w);
-/// The run file's name: run id, model, backend, dtype, batch, scenario (no '/' or ' ').
+/// The run file's name: run id, model, backend, dtype, batch, scenario; only [A-Za-z0-9._-]
+/// (a '/', ' ', ':' of `sim:DEVICE` or `zipf:S`, and anything else become '_').
 std::string RunFileName(const RunRecord& r);
 
 /// Runs a plan: pre-flight (every backend opens; every workload fits; simulated deployments

@@ -8,6 +8,7 @@
 
 #include "harness/cancel.h"
 #include "harness/parallel.h"
+#include "harness/progress.h"
 #include "harness/run_metrics.h"
 #include "harness/stats.h"
 #include "harness/verify.h"
@@ -160,8 +161,8 @@ class StepTimer {
   bool extrapolate_;
 };
 
-void Progress(const RunnerOptions& o, const std::string& what) {
-  if (!o.quiet) std::fprintf(stderr, "%s %s\n", o.progress_prefix.c_str(), what.c_str());
+void Progress(const RunnerOptions& o, const std::string& what, double fraction = -1) {
+  if (!o.quiet) PlanProgress::Get().Step(o.progress_prefix, what, fraction);
 }
 
 std::string Gib(uint64_t bytes) {
@@ -394,9 +395,11 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
       return fail("synchronising ranks", s);
     }
     if (rep == w.warmup && opts.energy != nullptr) energy_started = opts.energy->Start();
-    Progress(opts, warm ? "warm-up " + std::to_string(rep + 1) + "/" + std::to_string(w.warmup)
-                        : "repetition " + std::to_string(rep - w.warmup + 1) + "/" +
-                              std::to_string(w.repetitions));
+    Progress(opts,
+             warm ? "warm-up " + std::to_string(rep + 1) + "/" + std::to_string(w.warmup)
+                  : "repetition " + std::to_string(rep - w.warmup + 1) + "/" +
+                        std::to_string(w.repetitions),
+             static_cast<double>(rep) / total);
     RepetitionSample sample;
     StepIO io = PrefillIO(w, vocab, first_seq, local_batch);
     std::vector<int32_t> first_seq_tokens;

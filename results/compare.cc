@@ -344,6 +344,9 @@ Better BetterDirection(const std::string& name, const std::string& unit) {
 
 std::string CompareKey(const RunRecord& r) {
   std::string key = prom::SeriesKey(r);
+  // The host and device UUID are not series labels (clusterbench_run_info carries them), but
+  // results of different machines are not the same measurement.
+  key += "host=" + r.host + "\x1f" + "uuid=" + r.device.uuid + "\x1f";
   key += "layers_run=" + std::to_string(r.layers_run) + "\x1f";
   if (r.serving) {
     key += "load=" + r.serving->load + "\x1f" + "rate=" + Fmt(r.serving->target_rate, "%.17g") +

@@ -8,6 +8,8 @@
 #include <set>
 
 #include "results/record_json.h"
+#include "results/run_status.h"
+#include "results/text_table.h"
 #include "workloads/moe_routing.h"
 
 namespace cb {
@@ -111,8 +113,19 @@ std::string LayersCell(const RunRecord& r) {
 
 /// A run that is ok but not valid by its scenario's rules shows its label (SHORTENED, UNSTABLE).
 std::string StatusCell(const RunRecord& r) {
-  if (IsOk(r) && !r.Publishable()) return Upper(r.validity->label);
-  return IsOk(r) ? r.status : Upper(r.status);
+  const std::string label = RunStatusLabel(r);
+  return label == "ok" ? label : Upper(label);
+}
+
+/// How the row's performance figures were obtained: measured, modelled or extrapolated (the
+/// throughput's provenance; J/token and $/Mtok carry their own marks).
+std::string HowCell(const RunRecord& r) {
+  if (!IsOk(r)) return kMissing;
+  for (const char* name : {"decode_tokens_per_second", "output_tokens_per_second",
+                           "prefill_tokens_per_second", "tpot_seconds"}) {
+    if (const Metric* m = r.FindMetric(name)) return std::string(ProvenanceName(m->how));
+  }
+  return kMissing;
 }
 
 std::string VerifyCell(const RunRecord& r) {
@@ -176,6 +189,7 @@ std::vector<Column> SummaryColumns() {
        }},
       {"layers", true, LayersCell},
       {"status", false, StatusCell},
+      {"how", false, HowCell},
       metric("prefill tok/s", "prefill_tokens_per_second", Pick::kValue, 1),
       metric("decode tok/s", "decode_tokens_per_second", Pick::kValue, 1),
       metric("TTFT p50 ms", "ttft_seconds", Pick::kP50, 1e3),
@@ -288,110 +302,17 @@ void AlignMarks(std::vector<std::vector<std::string>>& rows, const std::vector<C
   }
 }
 
-std::vector<size_t> Widths(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> w(rows.empty() ? 0 : rows[0].size(), 0);
-  for (const auto& row : rows) {
-    for (size_t c = 0; c < row.size(); ++c) w[c] = std::max(w[c], row[c].size());
-  }
-  return w;
-}
-
-std::string Pad(const std::string& s, size_t width, bool right) {
-  const std::string fill(width > s.size() ? width - s.size() : 0, ' ');
-  return right ? fill + s : s + fill;
-}
-
-void RTrim(std::string& s) {
-  while (!s.empty() && s.back() == ' ') s.pop_back();
-}
-
-std::string RenderTable(const std::vector<RunRecord>& runs) {
+/// Table and md: the summary columns (marks aligned in table), the notes under them.
+TextTable SummaryTable(const std::vector<RunRecord>& runs, bool align_marks) {
   const std::vector<Column> cols = SummaryColumns();
   auto rows = SummaryCells(runs, cols);
-  AlignMarks(rows, cols);
-  const std::vector<size_t> w = Widths(rows);
-  std::string out;
-  for (size_t i = 0; i < rows.size(); ++i) {
-    std::string line;
-    for (size_t c = 0; c < cols.size(); ++c) {
-      if (c) line += "  ";
-      line += Pad(rows[i][c], w[c], cols[c].numeric);
-    }
-    RTrim(line);
-    out += line + "\n";
-    if (i == 0) {
-      std::string rule;
-      for (size_t c = 0; c < cols.size(); ++c) {
-        if (c) rule += "  ";
-        rule.append(w[c], '-');
-      }
-      out += rule + "\n";
-    }
-  }
-  out += "\n";
-  for (const std::string& n : Notes(runs)) out += n + "\n";
-  return out;
-}
-
-/// Escapes characters that markdown would read as table syntax, emphasis or strikethrough.
-std::string MdEscape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '\\' || c == '|' || c == '*' || c == '~' || c == '_' || c == '`') out += '\\';
-    if (c == '\n' || c == '\r') {
-      out += ' ';
-      continue;
-    }
-    out += c;
-  }
-  return out;
-}
-
-std::string RenderMarkdown(const std::vector<RunRecord>& runs) {
-  const std::vector<Column> cols = SummaryColumns();
-  auto rows = SummaryCells(runs, cols);
-  for (auto& row : rows) {
-    for (auto& cell : row) cell = MdEscape(cell);
-  }
-  std::vector<size_t> w = Widths(rows);
-  for (size_t& x : w) x = std::max<size_t>(x, 3);
-  std::string out;
-  for (size_t i = 0; i < rows.size(); ++i) {
-    std::string line = "|";
-    for (size_t c = 0; c < cols.size(); ++c) {
-      line += ' ';
-      line += Pad(rows[i][c], w[c], cols[c].numeric);
-      line += " |";
-    }
-    out += line + "\n";
-    if (i == 0) {
-      std::string rule = "|";
-      for (size_t c = 0; c < cols.size(); ++c) {
-        rule += ' ';
-        rule.append(cols[c].numeric ? w[c] - 1 : w[c], '-');
-        rule += cols[c].numeric ? ": |" : " |";
-      }
-      out += rule + "\n";
-    }
-  }
-  out += "\n";
-  for (const std::string& n : Notes(runs)) {
-    out += "- ";
-    out += MdEscape(n);
-    out += '\n';
-  }
-  return out;
-}
-
-/// RFC 4180: a field holding a comma, a double quote, CR or LF is quoted, quotes doubled.
-std::string CsvField(const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
+  if (align_marks) AlignMarks(rows, cols);
+  TextTable t;
+  t.columns = rows[0];
+  for (const Column& c : cols) t.numeric.push_back(c.numeric);
+  t.rows.assign(rows.begin() + 1, rows.end());
+  t.notes = Notes(runs);
+  return t;
 }
 
 std::string Bool(bool b) { return b ? "true" : "false"; }
@@ -492,26 +413,32 @@ std::string RenderCsv(const std::vector<RunRecord>& runs) {
   return out;
 }
 
-std::string RenderJson(const std::vector<RunRecord>& runs) {
-  nlohmann::json array = nlohmann::json::array();
+std::string RenderJson(const std::vector<RunRecord>& runs, bool lines) {
+  using nlohmann::json;
+  if (lines) {
+    std::string out;
+    for (const RunRecord& r : runs)
+      out += ToJson(r).dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    return out;
+  }
+  json array = json::array();
   for (const RunRecord& r : runs) array.push_back(ToJson(r));
-  return array.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  return array.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace
 
 Status FormatRuns(const std::vector<RunRecord>& runs, const std::string& format, std::string* out) {
-  if (format == "table") {
-    *out = RenderTable(runs);
-  } else if (format == "md") {
-    *out = RenderMarkdown(runs);
-  } else if (format == "csv") {
+  if (format == "table" || format == "md") {
+    return FormatTable(SummaryTable(runs, format == "table"), format, out);
+  }
+  if (format == "csv") {
     *out = RenderCsv(runs);
-  } else if (format == "json") {
-    *out = RenderJson(runs);
+  } else if (format == "json" || format == "jsonl") {
+    *out = RenderJson(runs, format == "jsonl");
   } else {
-    return Status::InvalidInput("unknown format '" + format +
-                                "'; allowed values: table, md, csv, json");
+    return Status::InvalidInput("--format '" + format +
+                                "': allowed values are table, md, csv, json, jsonl");
   }
   return Status::Ok();
 }

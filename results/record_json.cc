@@ -257,6 +257,9 @@ Status ReadRun(const Reader& r, const json& doc, RunRecord* rec) {
   CB_RETURN_IF_ERROR(r.String(*run, p, "host", &rec->host));
   CB_RETURN_IF_ERROR(r.String(*run, p, "git_commit", &rec->git_commit));
   CB_RETURN_IF_ERROR(r.String(*run, p, "tool_version", &rec->tool_version));
+  if (run->contains("cluster_name")) {
+    CB_RETURN_IF_ERROR(r.String(*run, p, "cluster_name", &rec->cluster_name));
+  }
   CB_RETURN_IF_ERROR(
       r.Enum(*run, p, "status", {"ok", "invalid", "failed", "skipped"}, &rec->status));
   return r.String(*run, p, "status_message", &rec->status_message);
@@ -475,6 +478,7 @@ json ToJson(const RunRecord& rec) {
                     {"tool_version", rec.tool_version},
                     {"status", rec.status},
                     {"status_message", rec.status_message}};
+  if (!rec.cluster_name.empty()) doc["run"]["cluster_name"] = rec.cluster_name;
   doc["workload"] = json{{"model_ref", w.model_ref},
                          {"scenario", w.scenario},
                          {"backend", w.backend},

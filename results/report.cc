@@ -17,8 +17,9 @@ Status RenderReport(const std::vector<LoadedRun>& runs, const std::string& forma
     *out = RenderReportHtml(sorted, source);
     return Status::Ok();
   }
-  if (format != "md" && format != "csv") {
-    return Status::InvalidInput("--format '" + format + "': allowed values are md, csv, html");
+  if (format != "md" && format != "csv" && format != "json" && format != "jsonl") {
+    return Status::InvalidInput("--format '" + format +
+                                "': allowed values are md, csv, json, jsonl, html");
   }
   std::vector<RunRecord> records;
   records.reserve(sorted.size());

@@ -75,6 +75,9 @@ struct RunRecord {
   std::string host;
   std::string git_commit;
   std::string tool_version;
+  /// The cluster's name (`run --cluster-name`; optional in the file, schema 1.2): the
+  /// Prometheus `cluster` label. Empty: derived (results/prometheus ClusterName()).
+  std::string cluster_name;
   std::string status = "ok";  ///< "ok", "invalid", "failed", "skipped"
   std::string status_message;
 

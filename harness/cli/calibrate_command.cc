@@ -11,6 +11,7 @@
 #include "backends/sim/calibration.h"
 #include "backends/sim/sim_device.h"
 #include "harness/cli/commands.h"
+#include "harness/cli/output.h"
 #include "harness/cost/run_energy_cost.h"
 #include "harness/micro/ceilings.h"
 #include "harness/runner.h"
@@ -301,6 +302,7 @@ CommandFn AddCalibrateCommand(CLI::App& app) {
   cmd->add_option("--out", f->out_dir,
                   "Directory for the calibration file (default backends/sim/calibration)");
   cmd->add_option("--catalog", f->catalog_dir, "Device catalog directory");
+  AddOutputFlags(cmd, {}, "");  // -o/--output FILE: the report (a text report; no --format)
   return [f] { return Calibrate(*f); };
 }
 

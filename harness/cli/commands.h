@@ -18,5 +18,6 @@ CommandFn AddCompareHardwareCommand(CLI::App& app);
 CommandFn AddCalibrateCommand(CLI::App& app);
 CommandFn AddCompareCommand(CLI::App& app);
 CommandFn AddReportCommand(CLI::App& app);
+CommandFn AddPushCommand(CLI::App& app);
 
 }  // namespace cb

@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "harness/cli/commands.h"
-#include "results/atomic_file.h"
+#include "harness/cli/output.h"
 #include "results/compare.h"
 
 namespace cb {
@@ -14,8 +14,7 @@ struct CompareFlags {
   std::string base, next;
   double threshold_pct = 5;
   double alpha = 0.05;
-  std::string format = "md";
-  std::string output;
+  std::shared_ptr<OutputFlags> output;  ///< --format md|json, -o/--output
 };
 
 int Compare(const CompareFlags& f) {
@@ -42,13 +41,8 @@ int Compare(const CompareFlags& f) {
   report.base_source = f.base;
   report.new_source = f.next;
   const std::string text =
-      f.format == "json" ? CompareToJson(report).dump(2) + "\n" : CompareToMarkdown(report);
-  if (f.output.empty()) {
-    std::fwrite(text.data(), 1, text.size(), stdout);
-  } else if (Status s = WriteFileAtomically(f.output, text); !s.ok()) {
-    std::fprintf(stderr, "clusterbench compare: --output: %s\n", s.message().c_str());
-    return 2;
-  }
+      f.output->format == "json" ? CompareToJson(report).dump(2) + "\n" : CompareToMarkdown(report);
+  std::fwrite(text.data(), 1, text.size(), stdout);
   std::fprintf(stderr, "clusterbench compare: %d regression%s, %d improvement%s in %zu series\n",
                report.regressions, report.regressions == 1 ? "" : "s", report.improvements,
                report.improvements == 1 ? "" : "s", report.series.size());
@@ -76,10 +70,7 @@ CommandFn AddCompareCommand(CLI::App& app) {
          "Significance level of the noise test (Mann-Whitney on the runs' raw samples, else "
          "Welch's t-test on their distributions)")
       ->default_val(0.05);
-  cmd->add_option("--format", f->format, "Output format")
-      ->check(CLI::IsMember({"md", "json"}))
-      ->default_val("md");
-  cmd->add_option("--output,-o", f->output, "Write the comparison to FILE instead of stdout");
+  f->output = AddOutputFlags(cmd, {"md", "json"}, "md");
   return [f] { return Compare(*f); };
 }
 

@@ -5,28 +5,25 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <tuple>
 
 #include "backends/sim/perf_model.h"
 #include "backends/sim/sim_device.h"
 #include "harness/cancel.h"
 #include "harness/cli/commands.h"
+#include "harness/cli/compare_hardware.h"
+#include "harness/cli/output.h"
 #include "harness/deployment/layout_search.h"
 #include "harness/plan.h"
 #include "harness/runner.h"
 #include "results/atomic_file.h"
+#include "results/text_table.h"
+#include "workloads/json_fields.h"
 
 namespace cb {
 namespace {
 
 using nlohmann::json;
-
-struct CompareFlags {
-  std::string model, systems, dtypes, kv_dtype, routing, format = "table", catalog_dir;
-  std::string results_dir = "results", out;
-  int64_t prompt_len = 1024, gen_len = 1024;
-  double slo_tpot = 0, slo_ttft = 0;
-  bool no_disaggregation = false;
-};
 
 std::string Fmt(double v, const char* f = "%.4g") {
   if (!std::isfinite(v)) return "-";
@@ -84,47 +81,63 @@ json ResultJson(const SystemResult& r) {
           {"model_version", sim::kModelVersion}};
 }
 
-void PrintTable(const CompareFlags& f, const ModelSpec& m, const std::vector<SystemResult>& rows) {
-  std::printf("%s, prompt %lld, output %lld tokens%s%s; simulated (%s), every figure modelled\n",
-              m.name.c_str(), static_cast<long long>(f.prompt_len),
-              static_cast<long long>(f.gen_len),
-              f.slo_tpot > 0 ? (", TPOT <= " + Fmt(f.slo_tpot * 1e3, "%.0f") + " ms").c_str() : "",
-              f.slo_ttft > 0 ? (", TTFT <= " + Fmt(f.slo_ttft, "%.3g") + " s").c_str() : "",
-              sim::kModelVersion);
-  std::printf("%-22s %7s %10s %11s %8s %8s %9s %10s %10s %12s %12s  %s\n", "system", "devices",
-              "tok/s/chip", "tok/s/sys", "TTFT s", "TPOT ms", "$/Mtok in", "$/Mtok out",
-              "J/tok all", "tok/s per MW", "status", "layout");
+TextTable HardwareTable(const CompareHardwareFlags& f, const ModelSpec& m,
+                        const std::vector<SystemResult>& rows, const json& doc) {
+  TextTable t;
+  t.title.push_back("compare-hardware: " + m.name + ", prompt " + std::to_string(f.prompt_len) +
+                    ", output " + std::to_string(f.gen_len) + " tokens" +
+                    (f.slo_tpot > 0 ? ", TPOT <= " + Fmt(f.slo_tpot * 1e3, "%.0f") + " ms" : "") +
+                    (f.slo_ttft > 0 ? ", TTFT <= " + Fmt(f.slo_ttft, "%.3g") + " s" : "") +
+                    "; simulated (" + sim::kModelVersion + "), every figure modelled");
+  t.columns = {"system",  "devices",   "tok/s/chip", "tok/s/sys",    "TTFT s",
+               "TPOT ms", "$/Mtok in", "$/Mtok out", "J/tok all-in", "tok/s per MW",
+               "status",  "how",       "layout"};
+  t.numeric = {false, true, true, true, true, true, true, true, true, true, false, false, false};
   for (const SystemResult& r : rows) {
     const LayoutPoint& b = r.best;
     if (r.status == "cannot_hold_model" || r.points.empty()) {
-      std::printf("%-22s %7d  %s\n", r.system.c_str(), r.devices, r.message.c_str());
+      t.rows.push_back({r.system, std::to_string(r.devices), "-", "-", "-", "-", "-", "-", "-", "-",
+                        r.status, "modelled", r.message});
       continue;
     }
-    std::printf("%-22s %7d %10s %11s %8s %8s %9s %10s %10s %12s %12s  %s\n", r.system.c_str(),
-                r.devices, Fmt(b.output_tokens_per_s / r.devices, "%.0f").c_str(),
-                Fmt(b.output_tokens_per_s, "%.0f").c_str(), Fmt(b.ttft_s, "%.2f").c_str(),
-                Fmt(b.tpot_s * 1e3, "%.1f").c_str(), Fmt(b.usd_per_mtok_input, "%.3f").c_str(),
-                Fmt(b.usd_per_mtok_output, "%.3f").c_str(),
-                Fmt(b.joules_per_output_token_all_in, "%.3f").c_str(),
-                Fmt(b.output_tokens_per_s_per_mw, "%.0f").c_str(),
-                r.status == "ok" ? "ok" : "misses SLO", b.Layout().c_str());
-    if (r.status != "ok") std::printf("%-22s %7s  %s\n", "", "", r.message.c_str());
+    t.rows.push_back(
+        {r.system, std::to_string(r.devices), Fmt(b.output_tokens_per_s / r.devices, "%.0f"),
+         Fmt(b.output_tokens_per_s, "%.0f"), Fmt(b.ttft_s, "%.2f"), Fmt(b.tpot_s * 1e3, "%.1f"),
+         Fmt(b.usd_per_mtok_input, "%.3f"), Fmt(b.usd_per_mtok_output, "%.3f"),
+         Fmt(b.joules_per_output_token_all_in, "%.3f"), Fmt(b.output_tokens_per_s_per_mw, "%.0f"),
+         r.status == "ok" ? "ok" : "misses SLO", "modelled", b.Layout()});
+    if (r.status != "ok") t.notes.push_back(r.system + ": " + r.message);
+  }
+  for (const json& s : doc["systems"]) {
+    json rec = s;
+    rec.erase("points");
+    t.records.push_back(std::move(rec));
   }
   if (m.api_usd_per_mtok_output > 0) {
-    std::printf("API list price of %s: $%.2f / $%.2f per million input / output tokens (%s)\n",
-                m.name.c_str(), m.api_usd_per_mtok_input, m.api_usd_per_mtok_output,
-                m.api_price_source.c_str());
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "API list price of %s: $%.2f / $%.2f per million input / output tokens (%s)",
+                  m.name.c_str(), m.api_usd_per_mtok_input, m.api_usd_per_mtok_output,
+                  m.api_price_source.c_str());
+    t.notes.push_back(line);
   }
-  std::printf(
-      "$/Mtok out: every device of the layout over its output tokens; $/Mtok in: the "
-      "prefill pool's (one pool: every device's) over input tokens.\n");
+  t.notes.push_back(
+      "$/Mtok out: every device of the layout over its output tokens; $/Mtok in: the prefill "
+      "pool's (one pool: every device's) over input tokens.");
+  return t;
 }
 
-Status ParseRequest(const CompareFlags& f, SearchRequest* r) {
-  for (auto [flag, v] : {std::pair{"--slo-tpot", f.slo_tpot}, {"--slo-ttft", f.slo_ttft}}) {
+/// "command line: --flag" or "SUITE: compare_hardware.field", for errors.
+std::string Where(const CompareHardwareFlags& f, const char* flag, const char* field) {
+  if (f.origin == "command line") return "command line: " + std::string(flag);
+  return f.origin + ": compare_hardware." + field;
+}
+
+Status ParseRequest(const CompareHardwareFlags& f, SearchRequest* r) {
+  for (auto [flag, field, v] : {std::tuple{"--slo-tpot", "slo_tpot", f.slo_tpot},
+                                std::tuple{"--slo-ttft", "slo_ttft", f.slo_ttft}}) {
     if (!(v >= 0) || !std::isfinite(v)) {
-      return Status::InvalidInput(std::string("command line: ") + flag +
-                                  ": must be a positive number of seconds");
+      return Status::InvalidInput(Where(f, flag, field) + ": must be a positive number of seconds");
     }
   }
   json o = {{"model", f.model},     {"backend", "sim"}, {"prompt_len", f.prompt_len},
@@ -134,14 +147,15 @@ Status ParseRequest(const CompareFlags& f, SearchRequest* r) {
   if (!f.routing.empty()) o["routing"] = f.routing;
   std::vector<WorkloadSpec> plan;
   CB_RETURN_IF_ERROR(
-      ExpandSuite(json{{"workloads", json::array({o})}}, json::object(), "command line", &plan));
+      ExpandSuite(json{{"workloads", json::array({o})}}, json::object(),
+                  f.origin == "command line" ? f.origin : f.origin + ": compare_hardware", &plan));
   r->base = plan.front();
   std::stringstream ss(f.dtypes);
   std::string name;
   while (std::getline(ss, name, ',')) {
     const auto dt = ParseDType(name);
     if (!dt || *dt == DType::kF16) {
-      return Status::InvalidInput("command line: --dtype: unknown dtype '" + name +
+      return Status::InvalidInput(Where(f, "--dtype", "dtype") + ": unknown dtype '" + name +
                                   "'; allowed values: fp32, bf16, fp8, int8");
     }
     r->dtypes.push_back(*dt);
@@ -152,20 +166,11 @@ Status ParseRequest(const CompareFlags& f, SearchRequest* r) {
   return Status::Ok();
 }
 
-int Compare(const CompareFlags& f) {
-  auto fail = [](const Status& s) {
-    std::fprintf(stderr, "clusterbench compare-hardware: %s\n", s.message().c_str());
-    return s.ExitCode();
-  };
-  InstallCancelHandlers();
-  SearchRequest req;
-  if (Status s = ParseRequest(f, &req); !s.ok()) return fail(s);
+Status SearchSystems(const CompareHardwareFlags& f, const SearchRequest& req,
+                     std::vector<SystemResult>* rows, json* doc) {
   DeviceCatalog catalog;
-  if (Status s = DeviceCatalog::Load(f.catalog_dir.empty() ? DefaultCatalogDir() : f.catalog_dir,
-                                     &catalog);
-      !s.ok()) {
-    return fail(s);
-  }
+  CB_RETURN_IF_ERROR(
+      DeviceCatalog::Load(f.catalog_dir.empty() ? DefaultCatalogDir() : f.catalog_dir, &catalog));
   std::vector<const CatalogEntry*> systems;
   std::stringstream ss(f.systems);
   std::string name;
@@ -176,8 +181,8 @@ int Compare(const CompareFlags& f) {
       for (const CatalogEntry& c : catalog.entries()) {
         if (c.type == "system") known += (known.empty() ? "" : ", ") + c.id;
       }
-      return fail(Status::InvalidInput("command line: --systems: unknown system '" + name +
-                                       "'; allowed values: " + known));
+      return Status::InvalidInput(Where(f, "--systems", "systems") + ": unknown system '" + name +
+                                  "'; allowed values: " + known);
     }
     systems.push_back(e);
   }
@@ -186,56 +191,95 @@ int Compare(const CompareFlags& f) {
       if (e.type == "system") systems.push_back(&e);
     }
   }
-  std::vector<SystemResult> rows;
-  json doc = {{"model", req.base.model.name},
-              {"prompt_len", f.prompt_len},
-              {"gen_len", f.gen_len},
-              {"slo_tpot_seconds", f.slo_tpot},
-              {"slo_ttft_seconds", f.slo_ttft},
-              {"model_version", sim::kModelVersion},
-              {"how", "modelled"},
-              {"systems", json::array()}};
+  *doc = {{"model", req.base.model.name},
+          {"prompt_len", f.prompt_len},
+          {"gen_len", f.gen_len},
+          {"slo_tpot_seconds", f.slo_tpot},
+          {"slo_ttft_seconds", f.slo_ttft},
+          {"model_version", sim::kModelVersion},
+          {"how", "modelled"},
+          {"systems", json::array()}};
   for (const CatalogEntry* e : systems) {
     const auto t0 = std::chrono::steady_clock::now();
     SystemResult r;
-    if (Status s = SearchSystem(req, catalog, *e, &r); !s.ok()) return fail(s);
-    std::fprintf(stderr, "clusterbench compare-hardware: %s: %zu layouts costed in %.1f s\n",
-                 e->id.c_str(), r.points.size(),
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    doc["systems"].push_back(ResultJson(r));
-    rows.push_back(std::move(r));
-  }
-  const std::string path = !f.out.empty() ? f.out
-                                          : f.results_dir + "/compare-hardware/" + NowIso8601() +
-                                                "_" + req.base.model.name + ".json";
-  std::string safe = path;
-  for (size_t i = path.rfind('/') + 1; i < safe.size(); ++i) {
-    if (safe[i] == ':') safe[i] = '-';
-  }
-  if (Status s = WriteFileAtomically(safe, doc.dump(2) + "\n"); !s.ok()) return fail(s);
-  std::fprintf(stderr, "clusterbench compare-hardware: every layout costed -> %s\n", safe.c_str());
-  if (f.format == "json") {
-    json rows_json = json::array();
-    for (const json& s : doc["systems"]) {
-      json r = s;
-      r.erase("points");
-      rows_json.push_back(r);
+    CB_RETURN_IF_ERROR(SearchSystem(req, catalog, *e, &r));
+    if (!f.quiet) {
+      std::fprintf(stderr, "clusterbench compare-hardware: %s: %zu layouts costed in %.1f s\n",
+                   e->id.c_str(), r.points.size(),
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
-    std::printf("%s\n", rows_json.dump(2).c_str());
-  } else {
-    PrintTable(f, req.base.model, rows);
+    (*doc)["systems"].push_back(ResultJson(r));
+    rows->push_back(std::move(r));
   }
-  return 0;
+  return Status::Ok();
 }
 
 }  // namespace
+
+Status RunCompareHardware(const CompareHardwareFlags& f, std::string* text) {
+  SearchRequest req;
+  CB_RETURN_IF_ERROR(ParseRequest(f, &req));
+  std::vector<SystemResult> rows;
+  json doc;
+  CB_RETURN_IF_ERROR(SearchSystems(f, req, &rows, &doc));
+  std::string stamp = NowIso8601();
+  for (char& c : stamp) {
+    if (c == ':') c = '-';
+  }
+  const std::string path = !f.layouts.empty() ? f.layouts
+                                              : f.results_dir + "/compare-hardware/" + stamp + "_" +
+                                                    req.base.model.name + ".json";
+  CB_RETURN_IF_ERROR(WriteFileAtomically(path, doc.dump(2) + "\n"));
+  if (!f.quiet) {
+    std::fprintf(stderr, "clusterbench compare-hardware: every layout costed -> %s\n",
+                 path.c_str());
+  }
+  return FormatTable(HardwareTable(f, req.base.model, rows, doc), f.format, text);
+}
+
+Status CompareHardwareFromSuite(const json& section, const std::string& origin,
+                                CompareHardwareFlags* f) {
+  const std::string where = origin + ": compare_hardware";
+  if (!section.is_object()) return Status::InvalidInput(where + ": expected an object");
+  FieldReader r(section, where);
+  CB_RETURN_IF_ERROR(r.OnlyKnown({"model", "systems", "prompt_len", "gen_len", "slo_tpot",
+                                  "slo_ttft", "dtype", "kv_dtype", "routing", "disaggregation"}));
+  CB_RETURN_IF_ERROR(r.String("model", true, &f->model));
+  CB_RETURN_IF_ERROR(r.Int("prompt_len", false, &f->prompt_len));
+  CB_RETURN_IF_ERROR(r.Int("gen_len", false, &f->gen_len));
+  CB_RETURN_IF_ERROR(r.Double("slo_tpot", false, &f->slo_tpot));
+  CB_RETURN_IF_ERROR(r.Double("slo_ttft", false, &f->slo_ttft));
+  CB_RETURN_IF_ERROR(r.String("kv_dtype", false, &f->kv_dtype));
+  CB_RETURN_IF_ERROR(r.String("routing", false, &f->routing));
+  bool disaggregation = true;
+  CB_RETURN_IF_ERROR(r.Bool("disaggregation", false, &disaggregation));
+  f->no_disaggregation = !disaggregation;
+  for (auto [field, out] : {std::pair{"systems", &f->systems}, {"dtype", &f->dtypes}}) {
+    if (!section.contains(field)) continue;
+    const json& v = section[field];
+    if (v.is_string()) {
+      *out = v;
+      continue;
+    }
+    if (!v.is_array()) return r.Error(field, "expected a name or a list of names");
+    for (const json& item : v) {
+      if (!item.is_string()) return r.Error(field, "expected a list of names");
+      *out += (out->empty() ? "" : ",") + item.get<std::string>();
+    }
+  }
+  if (f->prompt_len < 1 || f->gen_len < 1) {
+    return r.Error(f->prompt_len < 1 ? "prompt_len" : "gen_len", "must be at least 1");
+  }
+  f->origin = origin;
+  return Status::Ok();
+}
 
 CommandFn AddCompareHardwareCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "compare-hardware",
       "For each catalog system, the cheapest simulated layout of a model that meets the latency "
       "objectives: tokens/s per chip and per system, TTFT, TPOT, $/Mtok, J/token, tokens per MW");
-  auto f = std::make_shared<CompareFlags>();
+  auto f = std::make_shared<CompareHardwareFlags>();
   cmd->add_option("--model", f->model, "Model preset name or JSON file")->required();
   cmd->add_option("--systems", f->systems, "Comma-separated catalog systems (default: all)");
   cmd->add_option("--prompt-len", f->prompt_len, "Prompt tokens (default 1024)")
@@ -250,15 +294,25 @@ CommandFn AddCompareHardwareCommand(CLI::App& app) {
   cmd->add_option("--routing", f->routing, "MoE expert load: uniform (default) or zipf:S");
   cmd->add_flag("--no-disaggregation", f->no_disaggregation,
                 "Only one mixed pool per system (no prefill/decode pools)");
-  cmd->add_option("--format", f->format, "table or json (default table)")
-      ->check(CLI::IsMember({"table", "json"}));
-  cmd->add_option("--out", f->out,
+  auto out = AddOutputFlags(cmd, {"table", "md", "csv", "json", "jsonl"}, "table");
+  cmd->add_option("--layouts", f->layouts,
                   "File for every costed layout (default "
                   "RESULTS_DIR/compare-hardware/TIME_MODEL.json)");
   cmd->add_option("--results-dir", f->results_dir, "Results root (default results)");
   cmd->add_option("--catalog", f->catalog_dir,
                   "Device catalog directory (default backends/devices)");
-  return [f] { return Compare(*f); };
+  cmd->add_flag("--quiet,-q", f->quiet, "No progress on stderr");
+  return [f, out] {
+    InstallCancelHandlers();
+    f->format = out->format;
+    std::string text;
+    if (Status s = RunCompareHardware(*f, &text); !s.ok()) {
+      std::fprintf(stderr, "clusterbench compare-hardware: %s\n", s.message().c_str());
+      return s.ExitCode();
+    }
+    std::fputs(text.c_str(), stdout);
+    return 0;
+  };
 }
 
 }  // namespace cb

@@ -9,6 +9,7 @@
 
 #include "harness/cli/commands.h"
 #include "harness/cli/cost_flags.h"
+#include "harness/cli/output.h"
 #include "harness/cost/cost_model.h"
 #include "harness/cost/energy_cost.h"
 #include "harness/cost/run_energy_cost.h"
@@ -16,6 +17,7 @@
 #include "results/atomic_file.h"
 #include "results/formats.h"
 #include "results/record_json.h"
+#include "results/text_table.h"
 #include "workloads/json_fields.h"
 
 namespace cb {
@@ -26,7 +28,7 @@ using nlohmann::json;
 
 struct CostCmdFlags {
   std::vector<std::string> paths;
-  std::string format = "table";
+  std::shared_ptr<OutputFlags> output;  ///< --format, -o/--output
   CostFlags cost;
 };
 
@@ -112,75 +114,21 @@ std::vector<std::string> Row(const Repriced& p, bool raw) {
           num(p.stored_blended)};
 }
 
-std::string CsvField(const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char ch : s) out += ch == '"' ? std::string("\"\"") : std::string(1, ch);
-  return out + "\"";
-}
-
-std::string Render(const std::vector<Repriced>& rows, const std::string& format) {
-  std::vector<std::vector<std::string>> cells = {Header()};
-  for (const Repriced& p : rows) cells.push_back(Row(p, format == "csv"));
-  std::string out;
-  if (format == "csv") {
-    for (const auto& row : cells) {
-      for (size_t c = 0; c < row.size(); ++c) out += (c ? "," : "") + CsvField(row[c]);
-      out += "\n";
-    }
-    return out;
-  }
-  const bool md = format == "md";
-  if (md) {
-    for (auto& row : cells) {
-      for (std::string& cell : row) {
-        std::string esc;
-        for (char ch : cell) {
-          if (ch == '|' || ch == '\\' || ch == '*' || ch == '_' || ch == '~') esc += '\\';
-          esc += ch;
-        }
-        cell = esc;
-      }
-    }
-  }
-  std::vector<size_t> w(cells[0].size(), 0);
-  for (const auto& row : cells) {
-    for (size_t c = 0; c < row.size(); ++c) w[c] = std::max(w[c], row[c].size());
-  }
-  for (size_t i = 0; i < cells.size(); ++i) {
-    std::string line = md ? "|" : "";
-    for (size_t c = 0; c < cells[i].size(); ++c) {
-      const std::string& cell = cells[i][c];
-      const bool right = c >= 5;
-      const std::string fill(w[c] > cell.size() ? w[c] - cell.size() : 0, ' ');
-      line += (md ? " " : (c ? "  " : "")) + (right ? fill + cell : cell + fill) + (md ? " |" : "");
-    }
-    while (!md && !line.empty() && line.back() == ' ') line.pop_back();
-    out += line + "\n";
-    if (i == 0) {
-      std::string rule = md ? "|" : "";
-      for (size_t c = 0; c < w.size(); ++c) {
-        if (md) {
-          rule += " " + std::string(std::max<size_t>(w[c], 3) - (c >= 5 ? 1 : 0), '-') +
-                  (c >= 5 ? ":" : "") + " |";
-        } else {
-          rule += (c ? "  " : "") + std::string(w[c], '-');
-        }
-      }
-      out += rule + "\n";
-    }
-  }
-  out += md ? "\n- " : "\n";
-  out +=
+TextTable Render(const std::vector<Repriced>& rows, const std::string& format) {
+  TextTable t;
+  t.columns = Header();
+  for (size_t c = 0; c < t.columns.size(); ++c) t.numeric.push_back(c >= 5);
+  for (const Repriced& p : rows) t.rows.push_back(Row(p, format == "csv"));
+  t.notes.push_back(
       "All $/Mtok are modelled: cost_per_device_hour x devices / (tokens/s x 3600) x 1e6; "
-      "the inputs and their sources are in each result's cost section (--format json).\n";
+      "the inputs and their sources are in each result's cost section (--format json).");
   for (const Repriced& p : rows) {
     if (!p.record.cost) continue;
     for (const std::string& n : p.record.cost->notes) {
-      out += (md ? "- " : "") + fs::path(p.file).filename().string() + ": " + n + "\n";
+      t.notes.push_back(fs::path(p.file).filename().string() + ": " + n);
     }
   }
-  return out;
+  return t;
 }
 
 int RunCost(const CostCmdFlags& f) {
@@ -189,10 +137,6 @@ int RunCost(const CostCmdFlags& f) {
   CostOverrides overrides;
   if (Status s = ReadCostOverrides(FieldReader(given, "command line"), &overrides); !s.ok()) {
     return Fail(s);
-  }
-  if (f.format != "table" && f.format != "md" && f.format != "csv" && f.format != "json") {
-    return Fail(Status::InvalidInput("unknown format '" + f.format +
-                                     "'; allowed values: table, md, csv, json"));
   }
   DeviceCatalog catalog;
   const std::string dir = f.cost.catalog_dir.empty() ? DefaultCatalogDir() : f.cost.catalog_dir;
@@ -239,12 +183,13 @@ int RunCost(const CostCmdFlags& f) {
   }
 
   std::string text;
-  if (f.format == "json") {
+  const std::string& format = f.output->format;
+  if (format == "json" || format == "jsonl") {  // the re-priced result documents
     std::vector<RunRecord> records;
     for (const Repriced& p : rows) records.push_back(p.record);
-    if (Status s = FormatRuns(records, "json", &text); !s.ok()) return Fail(s);
-  } else {
-    text = Render(rows, f.format);
+    if (Status s = FormatRuns(records, format, &text); !s.ok()) return Fail(s);
+  } else if (Status s = FormatTable(Render(rows, format), format, &text); !s.ok()) {
+    return Fail(s);
   }
   std::fputs(text.c_str(), stdout);
   std::fflush(stdout);
@@ -261,8 +206,7 @@ CommandFn AddCostCommand(CLI::App& app) {
   auto f = std::make_shared<CostCmdFlags>();
   cmd->add_option("results", f->paths, "Result files (RESULT.json) or directories of them")
       ->required();
-  cmd->add_option("--format", f->format, "stdout format: table, md, csv, json")
-      ->default_val("table");
+  f->output = AddOutputFlags(cmd, {"table", "md", "csv", "json", "jsonl"}, "table");
   AddCostFlags(cmd, &f->cost, /*with_energy=*/false);
   return [f] { return RunCost(*f); };
 }

@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "harness/cli/commands.h"
-#include "results/atomic_file.h"
+#include "harness/cli/output.h"
 #include "results/report.h"
 
 namespace cb {
@@ -12,8 +12,7 @@ namespace {
 
 struct ReportFlags {
   std::string dir;
-  std::string format = "md";
-  std::string output;
+  std::shared_ptr<OutputFlags> output;  ///< --format, -o/--output
 };
 
 int Report(const ReportFlags& f) {
@@ -23,18 +22,13 @@ int Report(const ReportFlags& f) {
     return 2;
   }
   std::string text;
-  if (Status s = RenderReport(runs, f.format, f.dir, &text); !s.ok()) {
+  if (Status s = RenderReport(runs, f.output->format, f.dir, &text); !s.ok()) {
     std::fprintf(stderr, "clusterbench report: %s\n", s.message().c_str());
     return 2;
   }
-  if (f.output.empty()) {
-    std::fwrite(text.data(), 1, text.size(), stdout);
-  } else if (Status s = WriteFileAtomically(f.output, text); !s.ok()) {
-    std::fprintf(stderr, "clusterbench report: --output: %s\n", s.message().c_str());
-    return 2;
-  } else {
-    std::fprintf(stderr, "clusterbench report: %zu runs -> %s\n", runs.size(), f.output.c_str());
-  }
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fprintf(stderr, "clusterbench report: %zu runs%s%s\n", runs.size(),
+               f.output->output.empty() ? "" : " -> ", f.output->output.c_str());
   return 0;
 }
 
@@ -49,10 +43,7 @@ CommandFn AddReportCommand(CLI::App& app) {
   auto f = std::make_shared<ReportFlags>();
   cmd->add_option("DIR", f->dir, "Results directory (searched recursively) or one result file")
       ->required();
-  cmd->add_option("--format", f->format, "Output format")
-      ->check(CLI::IsMember({"md", "csv", "html"}))
-      ->default_val("md");
-  cmd->add_option("--output,-o", f->output, "Write to FILE instead of stdout");
+  f->output = AddOutputFlags(cmd, {"md", "csv", "json", "jsonl", "html"}, "md");
   return [f] { return Report(*f); };
 }
 

@@ -1,10 +1,13 @@
 #include <cstdio>
 #include <map>
+#include <optional>
 
 #include "backends/comm/mpi_world.h"
 #include "harness/cancel.h"
 #include "harness/cli/commands.h"
+#include "harness/cli/compare_hardware.h"
 #include "harness/cli/cost_flags.h"
+#include "harness/cli/output.h"
 #include "harness/cli/serving_flags.h"
 #include "harness/core/cancel_flag.h"
 #include "harness/plan.h"
@@ -13,6 +16,7 @@
 #include "results/atomic_file.h"
 #include "results/formats.h"
 #include "results/prometheus/prometheus_sink.h"
+#include "workloads/json_fields.h"
 
 namespace cb {
 namespace {
@@ -27,9 +31,11 @@ struct RunFlags {
   bool overlap = false;
   int repetitions = 0, warmup = 0, verify_len = 0;
   bool no_verify = false, remeasure = false, quiet = false;
-  std::string results_dir = "results", out, format = "table", inject_fault;
-  int tp = 1, dp = 0;  ///< dp 0: world size / tp
-  int ep = 1;          ///< expert parallelism (MoE): experts sharded over the dp ranks
+  std::string results_dir = "results", out, inject_fault;
+  std::string cluster_name;             ///< --cluster-name: the `cluster` label of measured runs
+  std::shared_ptr<OutputFlags> output;  ///< --format, -o/--output
+  int tp = 1, dp = 0;                   ///< dp 0: world size / tp
+  int ep = 1;  ///< expert parallelism (MoE): experts sharded over the dp ranks
   CLI::Option* tp_opt = nullptr;
   CLI::Option* out_opt = nullptr;
   std::string system;                         ///< sim: a catalog system of virtual devices
@@ -127,6 +133,37 @@ int Fail(const Status& s) {
   return s.ExitCode();
 }
 
+/// The suite's `compare_hardware` section, if it has one (checked before anything runs).
+Status SuiteCompareHardware(const RunFlags& f, std::optional<CompareHardwareFlags>* out) {
+  if (f.suite.empty()) return Status::Ok();
+  const std::string path = SuitePath(f.suite);
+  std::string text;
+  CB_RETURN_IF_ERROR(ReadFile(path, &text));
+  json doc;
+  CB_RETURN_IF_ERROR(ParseJsonText(text, path, &doc));
+  if (!doc.is_object() || !doc.contains("compare_hardware")) return Status::Ok();
+  CompareHardwareFlags c;
+  CB_RETURN_IF_ERROR(CompareHardwareFromSuite(doc["compare_hardware"], path, &c));
+  c.results_dir = f.results_dir;
+  c.catalog_dir = f.cost.catalog_dir;
+  c.quiet = f.quiet;
+  c.format = f.output->format;
+  *out = c;
+  return Status::Ok();
+}
+
+/// After the plan: the suite's supercluster comparison (modelled), below the table (stderr when
+/// stdout carries csv or json, as the sweep summaries).
+Status PrintCompareHardware(const CompareHardwareFlags& c) {
+  const bool to_stdout = c.format == "table" || c.format == "md";
+  CompareHardwareFlags shown = c;
+  if (!to_stdout) shown.format = "table";
+  std::string text;
+  CB_RETURN_IF_ERROR(RunCompareHardware(shown, &text));
+  if (to_stdout || !c.quiet) std::fputs(("\n" + text).c_str(), to_stdout ? stdout : stderr);
+  return Status::Ok();
+}
+
 int Run(const RunFlags& f) {
   InstallCancelHandlers();
   json overrides;
@@ -143,10 +180,8 @@ int Run(const RunFlags& f) {
     if (Status s = ExpandSuite(suite, json::object(), "command line", &plan); !s.ok())
       return Fail(s);
   }
-  {
-    std::string probe;
-    if (Status s = FormatRuns({}, f.format, &probe); !s.ok()) return Fail(s);
-  }
+  std::optional<CompareHardwareFlags> compare_hw;
+  if (Status s = SuiteCompareHardware(f, &compare_hw); !s.ok()) return Fail(s);
   if (!f.publish.push.url.empty()) {
     std::string host, port;
     if (Status s = prom::ParsePushUrl(f.publish.push.url, &host, &port); !s.ok()) return Fail(s);
@@ -174,6 +209,7 @@ int Run(const RunFlags& f) {
   o.collective_timeout_s = f.collective_timeout_s;
   o.catalog_dir = f.cost.catalog_dir;
   o.energy = f.cost.energy;
+  o.cluster_name = f.cluster_name;
   PlanRunResult result;
   if (Status s = RunPlan(std::move(plan), o, &result); !s.ok()) {
     World& world = World::Get();
@@ -192,13 +228,14 @@ int Run(const RunFlags& f) {
   const std::vector<RunRecord>& records = result.records;
   bool any_bad = result.any_bad;
   std::string text;
-  if (Status s = FormatRuns(records, f.format, &text); !s.ok()) return Fail(s);
+  const std::string& format = f.output->format;
+  if (Status s = FormatRuns(records, format, &text); !s.ok()) return Fail(s);
   if (!text.empty() && text.back() != '\n') text += '\n';
   std::fputs(text.c_str(), stdout);
   // Sweeps: the frontier summary, printed (stderr when stdout carries json or csv) and written.
   for (const SweepSummary& sweep : SummarizeSweeps(records)) {
     const std::string summary = FormatSweepSummary(sweep);
-    const bool to_stdout = f.format == "table" || f.format == "md";
+    const bool to_stdout = format == "table" || format == "md";
     if (to_stdout || !f.quiet) std::fputs(summary.c_str(), to_stdout ? stdout : stderr);
     // In a subdirectory: the run directory holds run records only (`cost DIR` reads them all).
     const std::string path =
@@ -208,6 +245,12 @@ int Run(const RunFlags& f) {
       any_bad = true;
     } else if (!f.quiet) {
       std::fprintf(stderr, "sweep %s summary -> %s\n", sweep.group.c_str(), path.c_str());
+    }
+  }
+  if (compare_hw) {
+    if (Status s = PrintCompareHardware(*compare_hw); !s.ok()) {
+      std::fprintf(stderr, "clusterbench run: compare_hardware: %s\n", s.message().c_str());
+      any_bad = true;
     }
   }
   std::fflush(stdout);
@@ -259,8 +302,10 @@ CommandFn AddRunCommand(CLI::App& app) {
       ->default_val("results");
   f->out_opt =
       cmd->add_option("--out", f->out, "Directory for the run files (default RESULTS_DIR/runs)");
-  cmd->add_option("--format", f->format, "stdout format: table, json, md, csv")
-      ->default_val("table");
+  f->output = AddOutputFlags(cmd, {"table", "md", "csv", "json", "jsonl"}, "table");
+  cmd->add_option("--cluster-name", f->cluster_name,
+                  "Name of the set of devices, the Prometheus `cluster` label of the measured runs "
+                  "(default: the host; simulated runs: the system's name)");
   cmd->add_flag("--remeasure-ceilings", f->remeasure, "Re-run the micro-suite ceilings first");
   cmd->add_flag("--quiet,-q", f->quiet, "No progress on stderr");
   AddCostFlags(cmd, &f->cost, /*with_energy=*/true);

@@ -1,5 +1,7 @@
 #include "harness/cli/serving_flags.h"
 
+#include <tuple>
+
 namespace cb {
 namespace {
 
@@ -42,9 +44,10 @@ void AddServingFlags(CLI::App* cmd, ServingFlags* f) {
     g[field] = cmd->add_option(flag, *value, help)->group(group);
   };
   add("scenario", "--scenario", &f->scenario, "offline (default), single-stream, server or sweep");
-  add("rate", "--rate", &f->rate, "server: mean arrival rate, requests/s (open loop)");
+  add("rate", "--rate", &f->rate,
+      "server: mean arrival rate, requests/s (open loop); a list (1,2,4) runs each");
   add("concurrency", "--concurrency", &f->concurrency,
-      "server: requests kept in flight instead of --rate (closed loop)");
+      "server: requests kept in flight instead of --rate (closed loop); a list runs each");
   add("arrival", "--arrival", &f->arrival,
       "server: inter-arrival times, poisson (default) or gamma:CV (bursty for CV > 1)");
   add("prompt_dist", "--prompt-dist", &f->prompt_dist,
@@ -92,22 +95,32 @@ Status ServingFlagsToOverrides(const ServingFlags& f, nlohmann::json* overrides)
   for (const auto& [k, v] : strings) {
     if (given(k)) o[k] = *v;
   }
-  const std::pair<const char*, double> doubles[] = {
-      {"rate", f.rate},         {"slo_ttft", f.slo_ttft},
-      {"slo_tpot", f.slo_tpot}, {"min_duration", f.min_duration},
-      {"max_cv", f.max_cv},     {"at_interactivity", f.at_interactivity}};
+  const std::pair<const char*, double> doubles[] = {{"slo_ttft", f.slo_ttft},
+                                                    {"slo_tpot", f.slo_tpot},
+                                                    {"min_duration", f.min_duration},
+                                                    {"max_cv", f.max_cv},
+                                                    {"at_interactivity", f.at_interactivity}};
   for (const auto& [k, v] : doubles) {
     if (given(k)) o[k] = v;
   }
-  const std::pair<const char*, int64_t> ints[] = {
-      {"concurrency", f.concurrency},         {"requests", f.requests},
-      {"warmup_requests", f.warmup_requests}, {"max_prefill_tokens", f.max_prefill_tokens},
-      {"kv_page_tokens", f.kv_page_tokens},   {"kv_pages", f.kv_pages},
-      {"min_requests", f.min_requests}};
+  const std::pair<const char*, int64_t> ints[] = {{"requests", f.requests},
+                                                  {"warmup_requests", f.warmup_requests},
+                                                  {"max_prefill_tokens", f.max_prefill_tokens},
+                                                  {"kv_page_tokens", f.kv_page_tokens},
+                                                  {"kv_pages", f.kv_pages},
+                                                  {"min_requests", f.min_requests}};
   for (const auto& [k, v] : ints) {
     if (given(k)) o[k] = v;
   }
   if (f.strict) o["strict"] = true;
+  // A list expands into one workload per value (plan.cc's list fields), like --batch 1,8.
+  for (auto [field, flag, text, integers] :
+       {std::tuple{"rate", "--rate", &f.rate, false},
+        std::tuple{"concurrency", "--concurrency", &f.concurrency, true}}) {
+    if (!given(field)) continue;
+    CB_RETURN_IF_ERROR(NumberList(flag, *text, integers, &o[field]));
+    if (o[field].size() == 1) o[field] = o[field][0];
+  }
   if (given("batches")) CB_RETURN_IF_ERROR(NumberList("--batches", f.batches, true, &o["batches"]));
   if (given("rates")) CB_RETURN_IF_ERROR(NumberList("--rates", f.rates, false, &o["rates"]));
   return Status::Ok();

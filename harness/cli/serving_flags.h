@@ -14,9 +14,10 @@ namespace cb {
 /// same name with '_' for '-'.
 struct ServingFlags {
   std::string scenario, arrival, prompt_dist, output_dist, sweep_scenario, batches, rates;
-  double rate = 0, slo_ttft = 0, slo_tpot = 0, min_duration = 0, max_cv = 0, at_interactivity = 0;
-  int64_t concurrency = 0, requests = 0, warmup_requests = 0, max_prefill_tokens = 0,
-          kv_page_tokens = 0, kv_pages = 0, min_requests = 0;
+  std::string rate, concurrency;  ///< lists: "1,2,4" expands into a run per value, as --batch
+  double slo_ttft = 0, slo_tpot = 0, min_duration = 0, max_cv = 0, at_interactivity = 0;
+  int64_t requests = 0, warmup_requests = 0, max_prefill_tokens = 0, kv_page_tokens = 0,
+          kv_pages = 0, min_requests = 0;
   bool strict = false;
   std::map<std::string, CLI::Option*> given;  ///< suite field -> its option
 };

@@ -9,6 +9,7 @@
 #include "backends/sim/sim_device.h"
 #include "harness/cancel.h"
 #include "harness/cost/energy_cost.h"
+#include "harness/progress.h"
 #include "harness/stats.h"
 #include "harness/verify.h"
 
@@ -85,9 +86,9 @@ Status Verify(const WorkloadSpec& w, const SimTarget& t, const RunnerOptions& op
     v.message = "not run: " + why;
     return Status::Ok();
   }
-  if (!opts.quiet)
-    std::fprintf(stderr, "%s verifying against the reference backend\n",
-                 opts.progress_prefix.c_str());
+  if (!opts.quiet) {
+    PlanProgress::Get().Step(opts.progress_prefix, "verifying against the reference backend");
+  }
   sim::SimDevice device(t.model, t.topology);
   SessionConfig cfg;
   cfg.dtype = w.dtype;
@@ -431,8 +432,8 @@ Status RunSimulatedOffline(const WorkloadSpec& w, const SimTarget& t, const Runn
   CB_RETURN_IF_ERROR(Verify(w, t, opts, rec));
   if (rec->status == "invalid") return Status::Ok();
   if (!opts.quiet) {
-    std::fprintf(stderr, "%s modelling %s on %s\n", opts.progress_prefix.c_str(),
-                 t.deployment.Describe().c_str(), t.topology.name.c_str());
+    PlanProgress::Get().Step(opts.progress_prefix,
+                             "modelling " + t.deployment.Describe() + " on " + t.topology.name);
   }
   SimRun r;
   CB_RETURN_IF_ERROR(Simulate(w, t, &r));

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <random>
 
+#include "harness/progress.h"
 #include "harness/scenarios/distributions.h"
 #include "harness/scenarios/serving_fields.h"
 #include "harness/scenarios/serving_metrics.h"
@@ -14,7 +15,7 @@ namespace cb {
 namespace {
 
 void Progress(const RunnerOptions& o, const std::string& what) {
-  if (!o.quiet) std::fprintf(stderr, "%s %s\n", o.progress_prefix.c_str(), what.c_str());
+  if (!o.quiet) PlanProgress::Get().Step(o.progress_prefix, what);
 }
 
 struct Dists {

@@ -2,6 +2,7 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -9,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "results/run_status.h"
 #include "workloads/moe_routing.h"
 
 namespace cb::prom {
@@ -20,44 +22,7 @@ using prometheus::MetricType;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-constexpr const char* kThroughput = "clusterbench_throughput_tokens_per_second";
 constexpr const char* kLatency = "clusterbench_latency_seconds";
-constexpr const char* kFlops = "clusterbench_achieved_flops_per_second";
-constexpr const char* kBytes = "clusterbench_achieved_memory_bytes_per_second";
-constexpr const char* kMfu = "clusterbench_mfu_ratio";
-constexpr const char* kMbu = "clusterbench_mbu_ratio";
-constexpr const char* kOverhead = "clusterbench_harness_overhead_ratio";
-constexpr const char* kEnergy = "clusterbench_energy_joules";
-constexpr const char* kEnergyPerToken = "clusterbench_energy_joules_per_token";
-constexpr const char* kPower = "clusterbench_average_power_watts";
-constexpr const char* kTokensPerJoule = "clusterbench_tokens_per_joule";
-constexpr const char* kCost = "clusterbench_cost_usd_per_million_tokens";
-
-/// Help text of every family this file produces (the README table says the same).
-const std::map<std::string, std::string>& HelpTexts() {
-  static const std::map<std::string, std::string> help = {
-      {kThroughput,
-       "Tokens per second of the run's median repetition; phase=prefill counts prompt (input) "
-       "tokens, phase=decode generated (output) tokens."},
-      {kLatency,
-       "Latency of the run: kind=ttft time to first token (per repetition), kind=tpot time per "
-       "output token (every decode step), kind=e2e end to end (per repetition). Mean is "
-       "_sum / _count; quantile 0 and 1 are min and max."},
-      {kFlops, "Achieved FLOP/s of the prefill step (FLOPs of a step / median step time)."},
-      {kBytes, "Achieved memory traffic in bytes/s of the decode steps."},
-      {kMfu, "Model FLOPs utilisation: achieved FLOP/s / this host's measured matmul peak."},
-      {kMbu, "Memory bandwidth utilisation: achieved bytes/s / measured memory read bandwidth."},
-      {kOverhead, "Share of a repetition's measured window spent outside backend calls."},
-      {kEnergy, "Energy the devices used in the measured window, in joules."},
-      {kEnergyPerToken, "Energy per generated token, in joules."},
-      {kPower, "Average power of the devices over the measured window, in watts."},
-      {kTokensPerJoule, "Tokens per joule (the result file's tokens_per_kwh / 3.6e6)."},
-      {kCost,
-       "Cost in USD per million tokens: kind=input (prefill), output (decode) or blended, "
-       "from the cost model whose inputs the result file records."},
-  };
-  return help;
-}
 
 ClientMetric::Label L(const std::string& n, const std::string& v) { return {n, v}; }
 
@@ -77,14 +42,48 @@ LabelList With(LabelList base, std::initializer_list<std::pair<std::string, std:
 
 std::string How(Provenance p) { return std::string(ProvenanceName(p)); }
 
-double EndTime(const RunRecord& r) {
+}  // namespace
+
+double RunEndSeconds(const RunRecord& r) {
   const double end = ParseIso8601(r.end_time);
   return std::isnan(end) ? ParseIso8601(r.start_time) : end;
 }
 
-}  // namespace
+std::vector<SeriesLatest> LatestPerSeries(const std::vector<const RunRecord*>& runs) {
+  std::vector<SeriesLatest> out;
+  std::vector<double> latest_end;
+  std::map<std::string, size_t> index;
+  for (const RunRecord* r : runs) {
+    double end = RunEndSeconds(*r);
+    if (std::isnan(end)) end = 0;
+    auto [it, fresh] = index.emplace(SeriesKey(*r), out.size());
+    if (fresh) {
+      out.push_back({r, -1});
+      latest_end.push_back(end);
+    } else if (end >= latest_end[it->second]) {
+      out[it->second].latest = r;
+      latest_end[it->second] = end;
+    }
+    if (r->Publishable()) {
+      out[it->second].last_success_s = std::max(out[it->second].last_success_s, end);
+    }
+  }
+  return out;
+}
+
+std::vector<SeriesLatest> LatestPerSeries(const std::vector<RunRecord>& runs) {
+  std::vector<const RunRecord*> ptrs;
+  ptrs.reserve(runs.size());
+  for (const RunRecord& r : runs) ptrs.push_back(&r);
+  return LatestPerSeries(ptrs);
+}
 
 std::string ClusterName(const RunRecord& r) {
+  if (!r.cluster_name.empty()) return r.cluster_name;
+  if (r.deployment && !r.deployment->system.empty()) return r.deployment->system;
+  if (r.device.simulated && !r.workload.deployment.system.empty()) {
+    return r.workload.deployment.system;
+  }
   return r.device.host.empty() ? r.host : r.device.host;
 }
 
@@ -114,9 +113,7 @@ LabelList SeriesLabels(const RunRecord& r) {
                  // Server runs: the offered load (absent, as empty labels are, elsewhere).
                  {"rate", ServerLoad(w, true)},
                  {"concurrency", ServerLoad(w, false)},
-                 {"cluster", ClusterName(r)},
-                 {"Hostname", r.host},
-                 {"UUID", r.device.uuid}};
+                 {"cluster", ClusterName(r)}};
   LabelList out;
   for (auto& p : l) {
     if (!p.second.empty()) out.push_back(std::move(p));
@@ -128,31 +125,6 @@ std::string SeriesKey(const RunRecord& r) {
   std::string key;
   for (const auto& [n, v] : SeriesLabels(r)) key += n + "=" + v + "\x1f";
   return key;
-}
-
-const std::vector<KnownMetric>& KnownMetrics() {
-  static const std::vector<KnownMetric> table = {
-      {"prefill_tokens_per_second", kThroughput, "phase", "prefill", 1},
-      {"decode_tokens_per_second", kThroughput, "phase", "decode", 1},
-      {"ttft_seconds", kLatency, "kind", "ttft", 1},
-      {"tpot_seconds", kLatency, "kind", "tpot", 1},
-      {"e2e_latency_seconds", kLatency, "kind", "e2e", 1},
-      {"prefill_flops_per_second", kFlops, "phase", "prefill", 1},
-      {"decode_bytes_per_second", kBytes, "phase", "decode", 1},
-      {"mfu_prefill_ratio", kMfu, "phase", "prefill", 1},
-      {"mfu_decode_ratio", kMfu, "phase", "decode", 1},
-      {"mbu_prefill_ratio", kMbu, "phase", "prefill", 1},
-      {"mbu_decode_ratio", kMbu, "phase", "decode", 1},
-      {"harness_overhead_ratio", kOverhead, "", "", 1},
-      {"energy_joules", kEnergy, "", "", 1},
-      {"energy_joules_per_token", kEnergyPerToken, "", "", 1},
-      {"average_power_watts", kPower, "", "", 1},
-      {"tokens_per_kwh", kTokensPerJoule, "", "", 1.0 / 3.6e6},
-      {"cost_usd_per_million_input_tokens", kCost, "kind", "input", 1},
-      {"cost_usd_per_million_output_tokens", kCost, "kind", "output", 1},
-      {"cost_usd_per_million_tokens", kCost, "kind", "blended", 1},
-  };
-  return table;
 }
 
 MetricFamily& FamilySet::Family(const std::string& name, const std::string& help, MetricType type) {
@@ -202,33 +174,95 @@ void FamilySet::AddLatency(const Metric& metric, const char* kind, const LabelLi
     m.summary.sample_sum = metric.value;
     m.summary.quantile = {{0.5, metric.value}};
   }
-  Family(kLatency, HelpTexts().at(kLatency), MetricType::Summary).metric.push_back(std::move(m));
+  Family(kLatency, FamilyHelp(kLatency), MetricType::Summary).metric.push_back(std::move(m));
+}
+
+void FamilySet::AddStatus(const RunRecord& r, const LabelList& base) {
+  const std::string label = RunStatusLabel(r);
+  LabelList info = With(base, {{"version", r.tool_version},
+                               {"git_commit", r.git_commit},
+                               {"device_kind", r.device.kind},
+                               {"Hostname", r.host},
+                               {"UUID", r.device.uuid}});
+  std::erase_if(info, [](const auto& p) { return p.second.empty(); });
+  AddGauge("clusterbench_run_info",
+           "Always 1: what produced the latest run of the series: tool version, git commit, "
+           "device kind, and the host (Hostname) and device UUID as DCGM-exporter spells them, "
+           "for joins. Not series labels: a job that moves to another node updates its series.",
+           info, 1);
+  AddGauge("clusterbench_run_valid",
+           "1 when the latest run of the series may be published as valid (status ok: verified, "
+           "no NaN, not shortened or unstable), else 0; equals "
+           "clusterbench_run_status{status=\"ok\"}.",
+           base, label == "ok" ? 1 : 0);
+  for (const char* s : kRunStatusLabels) {
+    AddGauge("clusterbench_run_status",
+             "1 for the outcome of the latest run of the series, 0 for the others: ok, "
+             "shortened or unstable (ok but below the validity rules' minimums or too noisy), "
+             "invalid, failed, skipped.",
+             With(base, {{"status", s}}), label == s ? 1 : 0);
+  }
+}
+
+void FamilySet::AddNaNFigures(const RunRecord& r, const LabelList& base) {
+  const Provenance how = r.extrapolated ? Provenance::kExtrapolated : Provenance::kMeasured;
+  for (const KnownMetric& k : KnownMetrics()) {
+    if (!ScopeApplies(k.scope, r)) continue;
+    Metric placeholder;
+    placeholder.how = how;
+    if (std::string(k.family) == kLatency) {
+      AddLatency(placeholder, k.label_value, base, true);
+    } else {
+      AddValue(k.family, FamilyHelp(k.family),
+               With(base, {{k.label_name, k.label_value}, {"how", How(how)}}), kNaN);
+    }
+  }
+}
+
+void FamilySet::AddFigures(const RunRecord& r, const LabelList& base) {
+  std::set<std::string> known_names, known_records;
+  for (const KnownMetric& k : KnownMetrics()) {
+    known_names.insert(k.family);
+    known_records.insert(k.record_name);
+  }
+  for (const KnownMetric& k : KnownMetrics()) {
+    const Metric* m = r.FindMetric(k.record_name);
+    if (!m) continue;
+    if (std::string(k.family) == kLatency) {
+      AddLatency(*m, k.label_value, base, false);
+    } else {
+      AddValue(k.family, FamilyHelp(k.family),
+               With(base, {{k.label_name, k.label_value}, {"how", How(m->how)}}),
+               m->value * k.scale);
+    }
+  }
+  // Metrics the mapping does not know yet: exported generically instead of dropped.
+  std::set<std::string> seen;
+  for (const Metric& m : r.metrics) {
+    if (known_records.count(m.name) || !seen.insert(m.name).second) continue;
+    std::string name = "clusterbench_" + SanitizeName(m.name);
+    for (const char* reserved : {"_total", "_count", "_sum", "_bucket"}) {
+      if (name.ends_with(reserved)) name.resize(name.size() - std::string(reserved).size());
+    }
+    if (known_names.count(name) || name.starts_with("clusterbench_run_") ||
+        name.starts_with("clusterbench_last_") || name.starts_with("clusterbench_verification_")) {
+      name = "clusterbench_result_" + SanitizeName(m.name);
+    }
+    AddValue(name,
+             "The result file's metric '" + m.name + "' (" + (m.unit.empty() ? "?" : m.unit) +
+                 "), exported as is until it has a dedicated mapping.",
+             With(base, {{"how", How(m.how)}}), m.value);
+  }
 }
 
 void FamilySet::AddRun(const RunRecord& r, const AddOptions& opts) {
   const LabelList base = SeriesLabels(r);
+  // Identity and status: always, whatever happened to the run.
+  AddStatus(r, base);
   // A shortened or unstable run (validity rules) is kept out of the valid series like an
   // invalid one.
   const bool ok = r.Publishable();
-
-  // Identity and status: always, whatever happened to the run.
-  AddGauge("clusterbench_info",
-           "Always 1: what produced the series (tool version, git commit, device kind).",
-           With(base, {{"version", r.tool_version},
-                       {"git_commit", r.git_commit},
-                       {"device_kind", r.device.kind}}),
-           1);
-  AddGauge("clusterbench_run_valid",
-           "1 when the latest run of the series finished with status ok (verified, no NaN), "
-           "else 0.",
-           base, ok ? 1 : 0);
-  for (const char* s : {"ok", "invalid", "failed", "skipped"}) {
-    AddGauge("clusterbench_run_status",
-             "1 for the status of the latest run of the series (ok, invalid, failed, skipped), "
-             "0 for the others.",
-             With(base, {{"status", s}}), r.status == s ? 1 : 0);
-  }
-  const double end = EndTime(r);
+  const double end = RunEndSeconds(r);
   if (!std::isnan(end)) {
     AddGauge("clusterbench_last_run_timestamp_seconds",
              "When the latest run of the series ended, successful or not (Unix time).", base, end);
@@ -256,55 +290,11 @@ void FamilySet::AddRun(const RunRecord& r, const AddOptions& opts) {
              "Bound on clusterbench_verification_max_rel_error for the run's dtype.", v,
              r.verification.tolerance);
   }
-
   // Performance figures: only of a run that is ok; a bad run's figures are never shown.
-  if (!ok) {
-    if (!opts.nan_for_invalid) return;
-    const Provenance how = r.extrapolated ? Provenance::kExtrapolated : Provenance::kMeasured;
-    for (const KnownMetric& k : KnownMetrics()) {
-      Metric placeholder;
-      placeholder.how = how;
-      if (std::string(k.family) == kLatency) {
-        AddLatency(placeholder, k.label_value, base, true);
-      } else {
-        AddValue(k.family, HelpTexts().at(k.family),
-                 With(base, {{k.label_name, k.label_value}, {"how", How(how)}}), kNaN);
-      }
-    }
-    return;
-  }
-  std::set<std::string> known_names;
-  for (const KnownMetric& k : KnownMetrics()) known_names.insert(k.family);
-  for (const KnownMetric& k : KnownMetrics()) {
-    const Metric* m = r.FindMetric(k.record_name);
-    if (!m) continue;
-    if (std::string(k.family) == kLatency) {
-      AddLatency(*m, k.label_value, base, false);
-    } else {
-      AddValue(k.family, HelpTexts().at(k.family),
-               With(base, {{k.label_name, k.label_value}, {"how", How(m->how)}}),
-               m->value * k.scale);
-    }
-  }
-  // Metrics the mapping does not know yet: exported generically instead of dropped.
-  std::set<std::string> seen;
-  for (const Metric& m : r.metrics) {
-    bool known = false;
-    for (const KnownMetric& k : KnownMetrics()) known |= m.name == k.record_name;
-    if (known || !seen.insert(m.name).second) continue;
-    std::string name = "clusterbench_" + SanitizeName(m.name);
-    for (const char* reserved : {"_total", "_count", "_sum", "_bucket"}) {
-      if (name.ends_with(reserved)) name.resize(name.size() - std::string(reserved).size());
-    }
-    if (known_names.count(name) || name.starts_with("clusterbench_run_") ||
-        name.starts_with("clusterbench_last_") || name == "clusterbench_info" ||
-        name.starts_with("clusterbench_verification_")) {
-      name = "clusterbench_result_" + SanitizeName(m.name);
-    }
-    AddValue(name,
-             "The result file's metric '" + m.name + "' (" + (m.unit.empty() ? "?" : m.unit) +
-                 "), exported as is until it has a dedicated mapping.",
-             With(base, {{"how", How(m.how)}}), m.value);
+  if (ok) {
+    AddFigures(r, base);
+  } else if (opts.nan_for_invalid) {
+    AddNaNFigures(r, base);
   }
 }
 

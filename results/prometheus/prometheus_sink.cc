@@ -17,15 +17,13 @@
 #include "harness/core/cancel_flag.h"
 #include "results/atomic_file.h"
 #include "results/prometheus/metrics_mapping.h"
+#include "results/run_status.h"
 
 namespace cb::prom {
 namespace {
 
 bool Interrupted() { return g_cancel_requested.load(std::memory_order_relaxed); }
 
-}  // namespace
-
-namespace {
 
 /// Fixed metric families, handed to prometheus::Gateway.
 class StaticCollectable : public prometheus::Collectable {
@@ -36,21 +34,6 @@ class StaticCollectable : public prometheus::Collectable {
  private:
   std::vector<prometheus::MetricFamily> families_;
 };
-
-/// The latest run of each series, in the order the series first appear.
-std::vector<const RunRecord*> LatestPerSeries(const std::vector<RunRecord>& runs) {
-  std::vector<const RunRecord*> out;
-  std::map<std::string, size_t> index;
-  for (const RunRecord& r : runs) {
-    auto [it, fresh] = index.emplace(SeriesKey(r), out.size());
-    if (fresh) {
-      out.push_back(&r);
-    } else {
-      out[it->second] = &r;
-    }
-  }
-  return out;
-}
 
 bool UrlSafe(const std::string& v) {
   if (v.empty()) return false;
@@ -83,12 +66,10 @@ std::string Base64Url(const std::string& in) {
   return out;
 }
 
-/// Grouping-key labels as prometheus::Gateway puts them into the URL path: values that are
-/// not URL-safe use the Pushgateway's "name@base64/VALUE" form.
-prometheus::Labels GroupingLabels(const RunRecord& r) {
+}  // namespace
+
+prometheus::Labels GroupingPathLabels(const LabelList& labels) {
   prometheus::Labels out;
-  LabelList labels = {{"instance", r.host.empty() ? "unknown" : r.host}};
-  for (auto& p : SeriesLabels(r)) labels.push_back(std::move(p));
   for (const auto& [n, v] : labels) {
     if (UrlSafe(v)) {
       out[n] = v;
@@ -98,6 +79,8 @@ prometheus::Labels GroupingLabels(const RunRecord& r) {
   }
   return out;
 }
+
+namespace {
 
 std::string Describe(int code) {
   if (code < 0) return std::string("transport error: ") + curl_easy_strerror(CURLcode(-code));
@@ -139,11 +122,58 @@ Attempt PushOnce(const std::string& host, const std::string& port, const PushOpt
   return {true, result.get()};
 }
 
+/// Pushes one group with retries; "" when it was pushed, else the last error.
+std::string PushWithRetries(const std::string& host, const std::string& port,
+                            const PushOptions& opts, const prometheus::Labels& grouping,
+                            const std::shared_ptr<prometheus::Collectable>& metrics, bool replace,
+                            const std::string& what, const std::string& status) {
+  double backoff = opts.backoff_s;
+  std::string error;
+  for (int attempt = 0; attempt <= opts.retries; ++attempt) {
+    if (attempt > 0) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(backoff);
+      while (std::chrono::steady_clock::now() < until && !Interrupted()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      backoff *= 2;
+    }
+    if (Interrupted()) return "interrupted";
+    const auto t0 = std::chrono::steady_clock::now();
+    const Attempt a = PushOnce(host, port, opts, grouping, metrics, replace);
+    const double took =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    bool retry = false;
+    if (!a.done) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "no answer within %.3g s", opts.timeout_s);
+      error = buf;
+      retry = true;
+    } else if (a.code >= 200 && a.code < 300) {
+      if (!opts.quiet) {
+        std::fprintf(stderr, "%s: pushed %s (%s, %s) to %s in %.2f s\n", opts.who.c_str(),
+                     what.c_str(), status.c_str(), replace ? "PUT" : "POST", opts.url.c_str(),
+                     took);
+      }
+      return "";
+    } else {
+      error = Describe(a.code);
+      retry = a.code < 0 || a.code >= 500;
+    }
+    const bool last = !retry || attempt == opts.retries;
+    std::fprintf(stderr, "%s: push of %s to %s failed (attempt %d of %d): %s%s\n", opts.who.c_str(),
+                 what.c_str(), opts.url.c_str(), attempt + 1, opts.retries + 1, error.c_str(),
+                 last ? "" : "; retrying");
+    if (!retry) break;
+  }
+  return error;
+}
+
 }  // namespace
 
-Status ParsePushUrl(const std::string& url, std::string* host, std::string* port) {
+Status ParsePushUrl(const std::string& url, std::string* host, std::string* port,
+                    const std::string& flag) {
   auto bad = [&](const std::string& why) {
-    return Status::InvalidInput("command line: --push '" + url + "': " + why +
+    return Status::InvalidInput("command line: " + flag + " '" + url + "': " + why +
                                 "; expected http://HOST[:PORT][/PATH], e.g. "
                                 "http://pushgateway:9091");
   };
@@ -181,78 +211,48 @@ Status ParsePushUrl(const std::string& url, std::string* host, std::string* port
   return Status::Ok();
 }
 
-Status PushRuns(const std::vector<RunRecord>& runs, const PushOptions& opts) {
+Status PushRuns(const std::vector<RunRecord>& runs, const PushOptions& opts,
+                std::vector<PushOutcome>* outcomes) {
   std::string host, port;
   CB_RETURN_IF_ERROR(ParsePushUrl(opts.url, &host, &port));
   int pushed = 0, failed = 0;
   std::string last_error;
   bool unreachable = false;
-  const std::vector<const RunRecord*> latest = LatestPerSeries(runs);
-  for (const RunRecord* r : latest) {
+  const std::vector<SeriesLatest> latest = LatestPerSeries(runs);
+  for (const SeriesLatest& s : latest) {
     if (Interrupted()) break;
+    const RunRecord* r = s.latest;
+    const bool ok = r->Publishable();  // a shortened/unstable run must not replace a valid one
+    PushOutcome outcome{SeriesLabels(*r), RunStatusLabel(*r), ok ? "PUT" : "POST", ""};
     if (unreachable) {
       ++failed;
+      outcome.error = "not attempted: " + last_error;
+      if (outcomes) outcomes->push_back(std::move(outcome));
       continue;
     }
-    const bool ok = r->Publishable();  // a shortened/unstable run must not replace a valid one
     FamilySet set;
     AddOptions add;
     add.nan_for_invalid = true;
+    add.last_success_s = ok ? -1 : s.last_success_s;
     set.AddRun(*r, add);
     auto metrics = std::make_shared<StaticCollectable>(set.Families());
-    const prometheus::Labels grouping = GroupingLabels(*r);
+    const prometheus::Labels grouping = GroupingPathLabels(SeriesLabels(*r));
     const std::string what = r->workload.model.name + " " + r->workload.backend + " " +
                              std::string(DTypeName(r->workload.dtype)) + " batch " +
                              std::to_string(r->workload.batch);
-    double backoff = opts.backoff_s;
-    bool done = false;
-    for (int attempt = 0; attempt <= opts.retries && !done; ++attempt) {
-      if (attempt > 0) {
-        const auto until =
-            std::chrono::steady_clock::now() + std::chrono::duration<double>(backoff);
-        while (std::chrono::steady_clock::now() < until && !Interrupted()) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
-        backoff *= 2;
-      }
-      if (Interrupted()) break;
-      const auto t0 = std::chrono::steady_clock::now();
-      const Attempt a = PushOnce(host, port, opts, grouping, metrics, ok);
-      const double took =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      std::string error;
-      bool retry = false;
-      if (!a.done) {
-        char buf[64];
-        std::snprintf(buf, sizeof buf, "no answer within %.3g s", opts.timeout_s);
-        error = buf;
-        retry = true;
-      } else if (a.code >= 200 && a.code < 300) {
-        done = true;
-        ++pushed;
-        if (!opts.quiet) {
-          std::fprintf(stderr, "clusterbench run: pushed %s (%s, %s) to %s in %.2f s\n",
-                       what.c_str(), r->status.c_str(), ok ? "PUT" : "POST", opts.url.c_str(),
-                       took);
-        }
-        break;
-      } else {
-        error = Describe(a.code);
-        retry = a.code < 0 || a.code >= 500;
-      }
-      last_error = error;
-      const bool last = !retry || attempt == opts.retries;
-      std::fprintf(stderr, "clusterbench run: push of %s to %s failed (attempt %d of %d): %s%s\n",
-                   what.c_str(), opts.url.c_str(), attempt + 1, opts.retries + 1, error.c_str(),
-                   last ? "" : "; retrying");
-      if (!retry) break;
-    }
-    if (!done) {
+    const std::string error =
+        PushWithRetries(host, port, opts, grouping, metrics, ok, what, RunStatusLabel(*r));
+    if (error.empty()) {
+      ++pushed;
+    } else {
       ++failed;
+      last_error = error;
+      outcome.error = error;
       // A timeout or transport error on every attempt: the gateway is down, do not wait for
       // it again for each remaining run.
-      unreachable = last_error.starts_with("no answer") || last_error.starts_with("transport");
+      unreachable = error.starts_with("no answer") || error.starts_with("transport");
     }
+    if (outcomes) outcomes->push_back(std::move(outcome));
   }
   if (Interrupted()) {
     return Status::Cancelled("push to " + opts.url + " interrupted after " +
@@ -263,12 +263,18 @@ Status PushRuns(const std::vector<RunRecord>& runs, const PushOptions& opts) {
   return Status::Internal("push to " + opts.url + " failed for " + std::to_string(failed) + " of " +
                           std::to_string(latest.size()) + " series (" + std::to_string(pushed) +
                           " pushed); last error: " + last_error +
-                          ". The JSON result files are written.");
+                          ". The JSON result files are written; republish them with "
+                          "clusterbench push DIR --url " +
+                          opts.url + ".");
 }
 
 std::string TextExposition(const std::vector<RunRecord>& runs) {
   FamilySet set;
-  for (const RunRecord* r : LatestPerSeries(runs)) set.AddRun(*r);
+  for (const SeriesLatest& s : LatestPerSeries(runs)) {
+    AddOptions add;
+    add.last_success_s = s.last_success_s;
+    set.AddRun(*s.latest, add);
+  }
   return SerializeText(set.Families());
 }
 
@@ -287,9 +293,11 @@ Status WriteTextfile(const std::string& path, const std::vector<RunRecord>& runs
     }
   }
   FamilySet set;
-  for (const RunRecord* r : LatestPerSeries(runs)) {
+  for (const SeriesLatest& s : LatestPerSeries(runs)) {
+    const RunRecord* r = s.latest;
     AddOptions add;
-    if (!r->Publishable() && !previous.empty()) {
+    add.last_success_s = s.last_success_s;
+    if (!r->Publishable() && s.last_success_s < 0 && !previous.empty()) {
       FamilySet probe;
       probe.AddGauge(kLastSuccess, "-", SeriesLabels(*r), 0);
       const std::string text = SerializeText(probe.Families());

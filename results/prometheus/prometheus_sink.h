@@ -4,10 +4,13 @@
 /// pattern) and a file for node_exporter's textfile collector. Both take the finished runs,
 /// after their JSON files are written: a failed push never loses a result.
 
+#include <prometheus/labels.h>
+
 #include <string>
 #include <vector>
 
 #include "harness/core/status.h"
+#include "results/prometheus/metrics_mapping.h"
 #include "results/run_record.h"
 
 namespace cb::prom {
@@ -19,21 +22,38 @@ struct PushOptions {
   int retries = 2;         ///< attempts after the first, for timeouts, transport errors, 5xx
   double backoff_s = 0.5;  ///< delay before the first retry, doubled for each next one
   bool quiet = false;      ///< no progress lines on stderr (errors are always printed)
+  std::string who = "clusterbench run";  ///< prefix of the lines on stderr
 };
+
+/// What happened to one series of a push.
+struct PushOutcome {
+  LabelList series;    ///< SeriesLabels() of the series (its grouping key with `job`)
+  std::string status;  ///< RunStatusLabel() of the run pushed
+  std::string method;  ///< "PUT" (replaces the group) or "POST" (replaces what it sends)
+  std::string error;   ///< empty: pushed
+};
+
+/// The grouping key as prometheus::Gateway puts it into the URL path: values that are not
+/// URL-safe use the Pushgateway's "name@base64" form.
+prometheus::Labels GroupingPathLabels(const LabelList& labels);
 
 /// Splits a Pushgateway URL into what prometheus::Gateway takes: "http://host" and "port"
 /// (a path prefix rides on the port: "9091/prefix"). kInvalidInput naming the flag otherwise.
-Status ParsePushUrl(const std::string& url, std::string* host, std::string* port);
+Status ParsePushUrl(const std::string& url, std::string* host, std::string* port,
+                    const std::string& flag = "--push");
 
-/// Pushes every run to its own group of the Pushgateway: job=`opts.job`, instance=host, plus
-/// the series labels (never a run id). A run with status ok replaces its group (HTTP PUT, with
-/// clusterbench_last_success_timestamp_seconds); any other run only replaces the metrics it
-/// sends (HTTP POST: status, and NaN for the performance figures), so the last success stays.
+/// Pushes the latest run of each series (LatestPerSeries) to its own group of the Pushgateway:
+/// job=`opts.job` plus the series labels (never a run id, host or UUID). A publishable run
+/// replaces its group (HTTP PUT, with clusterbench_last_success_timestamp_seconds); any other
+/// run only replaces the metrics it sends (HTTP POST: status, NaN for the performance figures,
+/// and the series' last success among `runs` if there is one), so the last success stays.
+/// Pushing the same runs again leaves the gateway as it was (idempotent).
 /// Each attempt is bounded by opts.timeout_s; timeouts, transport errors and 5xx responses are
 /// retried with backoff. Non-OK (kInternal) when any run could not be pushed; the message
 /// names the URL and the last error. Once the gateway is unreachable the remaining runs are
 /// not attempted.
-Status PushRuns(const std::vector<RunRecord>& runs, const PushOptions& opts);
+Status PushRuns(const std::vector<RunRecord>& runs, const PushOptions& opts,
+                std::vector<PushOutcome>* outcomes = nullptr);
 
 /// Writes the runs (the latest per series) to `path` in the text exposition format,
 /// atomically, for node_exporter's textfile collector. A series whose run is not ok keeps the

@@ -1,7 +1,5 @@
 #include "results/prometheus/results_dir_collector.h"
 
-#include <algorithm>
-#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -57,33 +55,21 @@ bool ResultsDirCollector::ScanLocked() const {
 }
 
 void ResultsDirCollector::Rebuild() const {
-  struct Series {
-    const RunRecord* latest = nullptr;
-    double latest_end = -1;
-    double last_success = -1;
-  };
-  std::map<std::string, Series> series;
-  size_t runs = 0, ignored = 0;
+  std::vector<const RunRecord*> records;
+  size_t ignored = 0;
   for (const auto& [path, e] : entries_) {
-    if (!e.is_run) {
+    if (e.is_run) {
+      records.push_back(&e.record);
+    } else {
       ++ignored;
-      continue;
     }
-    ++runs;
-    double end = ParseIso8601(e.record.end_time);
-    if (std::isnan(end)) end = ParseIso8601(e.record.start_time);
-    if (std::isnan(end)) end = 0;
-    Series& s = series[SeriesKey(e.record)];
-    if (!s.latest || end >= s.latest_end) {
-      s.latest = &e.record;
-      s.latest_end = end;
-    }
-    if (e.record.Publishable()) s.last_success = std::max(s.last_success, end);
   }
+  const size_t runs = records.size();
+  const std::vector<SeriesLatest> series = LatestPerSeries(records);
   FamilySet set;
-  for (const auto& [key, s] : series) {
+  for (const SeriesLatest& s : series) {
     AddOptions opts;
-    opts.last_success_s = s.last_success;
+    opts.last_success_s = s.last_success_s;
     set.AddRun(*s.latest, opts);
   }
   set.AddGauge("clusterbench_serve_files", "Files in the served results directory, by state.",

@@ -7,10 +7,11 @@ on free loopback ports with temporary data directories, bounds every wait, and s
 77 skipped (only when prometheus, prometheus-pushgateway or promtool is not installed).
 
 usage: prometheus_test.py TEST --clusterbench BIN --source-dir DIR --results-dir DIR
-TEST: push_scrape | push_down | textfile_serve
+TEST: push_scrape | push_down | textfile_serve | push_republish
 """
 import argparse
-import ctypes
+import base64
+import difflib
 import glob
 import json
 import math
@@ -27,86 +28,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+import prom_dashboards as pdash
+import prom_samples
+from prom_common import (FAILURES, Proc, _die_with_parent, check, close, free_port, http_get,
+                         iso_to_unix, parse_exposition, prom_query, wait_http)
+from prom_samples import check_readme, check_samples, find_sample, series_labels
+
 SKIP = 77
 ARGS = None
-FAILURES = []
-
-
-def check(cond, what):
-    if not cond:
-        FAILURES.append(what)
-        print(f"FAIL: {what}", flush=True)
-    return cond
-
-
-def close(a, b, rel=1e-9):
-    if isinstance(a, float) and math.isnan(a):
-        return isinstance(b, float) and math.isnan(b)
-    return abs(a - b) <= rel * max(abs(a), abs(b), 1e-300)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _die_with_parent():
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-class Proc:
-    """A child process that is always stopped (TERM, then KILL) when the block ends."""
-
-    def __init__(self, name, argv, log_dir):
-        self.name = name
-        self.log_path = os.path.join(log_dir, name + ".log")
-        self.log = open(self.log_path, "w")
-        self.p = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-
-    def __enter__(self):
-        return self
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.terminate()
-            try:
-                self.p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait(timeout=10)
-        self.log.close()
-        return self.p.returncode
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    def tail(self):
-        try:
-            with open(self.log_path) as f:
-                return f.read()[-3000:]
-        except OSError:
-            return ""
-
-
-def http_get(url, timeout=5):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.read().decode()
-
-
-def wait_http(url, what, proc, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.p.poll() is not None:
-            raise RuntimeError(f"{what} exited early ({proc.p.returncode}):\n{proc.tail()}")
-        try:
-            http_get(url, timeout=2)
-            return
-        except (urllib.error.URLError, ConnectionError, socket.timeout):
-            time.sleep(0.2)
-    raise RuntimeError(f"{what} not ready within {timeout} s:\n{proc.tail()}")
+PROBE_BACKEND = "sim:nvidia-h100-sxm"
 
 
 def run_cli(args, timeout=300):
@@ -129,218 +59,6 @@ def promtool_check(text, what):
           f"promtool check metrics on {what}: exit {r.returncode}: {r.stdout}{r.stderr}")
 
 
-def parse_exposition(text):
-    """[(name, {labels}, value)] of a text exposition (enough for our own output)."""
-    out = []
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)', line)
-        if not m:
-            continue
-        labels = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
-        out.append((m.group(1), labels, float(m.group(4))))
-    return out
-
-
-def iso_to_unix(s):
-    import calendar
-    m = re.match(r"(\d+)-(\d+)-(\d+)T(\d+):(\d+):([\d.]+)Z", s)
-    y, mo, d, h, mi = (int(x) for x in m.groups()[:5])
-    return calendar.timegm((y, mo, d, h, mi, 0)) + float(m.group(6))
-
-
-# ---------------------------------------------------------------------------------------------
-# The README's metric table and what each metric must carry for a run.
-
-def readme_metrics():
-    """Metric names listed in the README's "Prometheus metrics" table."""
-    with open(os.path.join(ARGS.source_dir, "README.md")) as f:
-        text = f.read()
-    section = text.split("### Prometheus metrics", 1)
-    if not check(len(section) == 2, "README has a '### Prometheus metrics' section"):
-        return []
-    names = []
-    for line in section[1].splitlines():
-        if line.startswith("##"):
-            break
-        m = re.match(r"^\| `(clusterbench_[a-z0-9_]+)`", line)
-        if m:
-            names.append(m.group(1))
-    return names
-
-
-def expected_samples(doc):
-    """[(metric name, labels that must match, value)] a run's result file implies."""
-    met = doc["metrics"]
-    run = doc["run"]
-    exp = []
-
-    def metric(name, family, labels, scale=1.0):
-        if name in met:
-            exp.append((family, dict(labels, how=met[name]["how"]), met[name]["value"] * scale))
-
-    for phase in ("prefill", "decode"):
-        metric(f"{phase}_tokens_per_second", "clusterbench_throughput_tokens_per_second",
-               {"phase": phase})
-        metric(f"mfu_{phase}_ratio", "clusterbench_mfu_ratio", {"phase": phase})
-        metric(f"mbu_{phase}_ratio", "clusterbench_mbu_ratio", {"phase": phase})
-    metric("prefill_flops_per_second", "clusterbench_achieved_flops_per_second",
-           {"phase": "prefill"})
-    metric("decode_bytes_per_second", "clusterbench_achieved_memory_bytes_per_second",
-           {"phase": "decode"})
-    metric("harness_overhead_ratio", "clusterbench_harness_overhead_ratio", {})
-    metric("energy_joules", "clusterbench_energy_joules", {})
-    metric("energy_joules_per_token", "clusterbench_energy_joules_per_token", {})
-    metric("average_power_watts", "clusterbench_average_power_watts", {})
-    metric("tokens_per_kwh", "clusterbench_tokens_per_joule", {}, 1 / 3.6e6)
-    for kind, name in [("input", "cost_usd_per_million_input_tokens"),
-                       ("output", "cost_usd_per_million_output_tokens"),
-                       ("blended", "cost_usd_per_million_tokens")]:
-        metric(name, "clusterbench_cost_usd_per_million_tokens", {"kind": kind})
-    for kind, name in [("ttft", "ttft_seconds"), ("tpot", "tpot_seconds"),
-                       ("e2e", "e2e_latency_seconds")]:
-        if name not in met:
-            continue
-        d = met[name]["distribution"]
-        lab = {"kind": kind, "how": met[name]["how"]}
-        for q, key in [("0", "min"), ("0.5", "p50"), ("0.9", "p90"), ("0.99", "p99"),
-                       ("1", "max")]:
-            exp.append(("clusterbench_latency_seconds", dict(lab, quantile=q), d[key]))
-        exp.append(("clusterbench_latency_seconds_count", lab, float(d["count"])))
-        exp.append(("clusterbench_latency_seconds_sum", lab, d["mean"] * d["count"]))
-    ok = run["status"] == "ok"
-    end, start = iso_to_unix(run["end_time"]), iso_to_unix(run["start_time"])
-    exp.append(("clusterbench_run_valid", {}, 1.0 if ok else 0.0))
-    for s in ("ok", "invalid", "failed", "skipped"):
-        exp.append(("clusterbench_run_status", {"status": s}, 1.0 if run["status"] == s else 0.0))
-    exp.append(("clusterbench_last_run_timestamp_seconds", {}, end))
-    exp.append(("clusterbench_run_duration_seconds", {"how": "measured"}, end - start))
-    if ok:
-        exp.append(("clusterbench_last_success_timestamp_seconds", {}, end))
-    v = doc["verification"]
-    if v["status"] != "not_run":
-        exp.append(("clusterbench_verification_max_rel_error", {"how": "measured"},
-                    v["max_rel_error"]))
-        exp.append(("clusterbench_verification_tolerance", {"how": "measured"}, v["tolerance"]))
-    exp.append(("clusterbench_info", {"version": run["tool_version"],
-                                      "git_commit": run["git_commit"],
-                                      "device_kind": doc["device"]["kind"]}, 1.0))
-    return exp
-
-
-def series_labels(doc):
-    w = doc["workload"]
-    labels = {"model": doc["model"]["name"], "backend": w["backend"],
-              "device": doc["device"]["name"], "dtype": w["dtype"], "batch": str(w["batch"]),
-              "prompt_len": str(w["prompt_len"]), "gen_len": str(w["gen_len"]),
-              "scenario": w["scenario"], "cluster": doc["device"]["host"] or doc["run"]["host"],
-              "Hostname": doc["run"]["host"]}
-    if doc["device"]["uuid"]:
-        labels["UUID"] = doc["device"]["uuid"]
-    return labels
-
-
-def find_sample(samples, name, labels):
-    for n, l, v in samples:
-        if n == name and all(l.get(k) == val for k, val in labels.items()):
-            return v
-    return None
-
-
-def check_samples(samples, docs, where):
-    """Every sample a result file implies is in `samples` with the file's value."""
-    families = set()
-    for doc in docs:
-        base = series_labels(doc)
-        for name, labels, value in expected_samples(doc):
-            families.add(re.sub(r"_(sum|count)$", "", name))
-            got = find_sample(samples, name, dict(base, **labels))
-            if check(got is not None, f"{where}: {name}{dict(base, **labels)} present"):
-                check(close(got, value), f"{where}: {name}{labels} = {got}, result file says "
-                                         f"{value}")
-    run_ids = {d["run"]["id"] for d in docs}
-    for n, l, v in samples:
-        if n.startswith("clusterbench_"):
-            check(not (set(l.values()) & run_ids), f"{where}: no run id in the labels of {n}")
-            check("run_id" not in l and "id" not in l, f"{where}: no run id label on {n}")
-    return families
-
-
-# ---------------------------------------------------------------------------------------------
-
-def prom_query(base, expr, at=None):
-    params = {"query": expr}
-    if at is not None:
-        params["time"] = str(at)
-    body = http_get(f"{base}/api/v1/query?" + urllib.parse.urlencode(params), timeout=10)
-    doc = json.loads(body)
-    if doc.get("status") != "success":
-        raise RuntimeError(f"query {expr}: {body}")
-    return doc["data"]
-
-
-def substitute(expr):
-    """Grafana's template variables, as 'All' would expand them."""
-    expr = expr.replace("$__rate_interval", "5m").replace("$__interval", "1m")
-    expr = expr.replace("$__range", "1h")
-    return re.sub(r"\$\{?([a-z_]+)\}?", ".*", expr)
-
-
-def check_dashboards(prom, available_families):
-    """Structure of every dashboard, and every expression evaluated against `prom`."""
-    paths = sorted(glob.glob(os.path.join(ARGS.source_dir, "results/grafana/dashboards/*.json")))
-    check(len(paths) >= 3, f"at least 3 dashboards (found {len(paths)})")
-    uids = set()
-    evaluated = skipped = 0
-    for path in paths:
-        name = os.path.basename(path)
-        with open(path) as f:
-            d = json.load(f)
-        check(d.get("uid") and d["uid"] not in uids, f"{name}: a unique uid")
-        uids.add(d.get("uid"))
-        check(d.get("schemaVersion", 0) >= 39, f"{name}: schemaVersion >= 39")
-        variables = d.get("templating", {}).get("list", [])
-        ds_vars = [v for v in variables if v.get("type") == "datasource"]
-        check(len(ds_vars) == 1 and ds_vars[0].get("query") == "prometheus",
-              f"{name}: one datasource variable of type prometheus")
-        for v in variables:
-            if v.get("type") != "query":
-                continue
-            definition = v.get("definition", "")
-            m = re.match(r"label_values\((.*),\s*([a-zA-Z_]+)\)$", definition)
-            if check(m, f"{name}: variable {v['name']} comes from label_values(): {definition}"):
-                r = prom_query(prom, f"count by ({m.group(2)}) ({substitute(m.group(1))})")
-                check(r["result"], f"{name}: variable {v['name']} has values")
-            check(v.get("datasource", {}).get("uid") == "${datasource}",
-                  f"{name}: variable {v['name']} uses ${{datasource}}")
-        ids = [p.get("id") for p in d.get("panels", [])]
-        check(len(ids) == len(set(ids)) and None not in ids, f"{name}: unique panel ids {ids}")
-        for p in d.get("panels", []):
-            title = f"{name}: panel '{p.get('title')}'"
-            if p.get("type") == "row":
-                continue
-            check(p.get("fieldConfig", {}).get("defaults", {}).get("unit"), f"{title} has a unit")
-            check(p.get("description"), f"{title} has a description")
-            check(p.get("datasource", {}).get("uid") == "${datasource}",
-                  f"{title} uses ${{datasource}}")
-            check(p.get("targets"), f"{title} has queries")
-            for t in p.get("targets", []):
-                expr = substitute(t["expr"])
-                needs = {re.sub(r"_(sum|count)$", "", n)
-                         for n in re.findall(r"clusterbench_[a-z0-9_]+", expr)}
-                missing = needs - available_families
-                if missing:  # the run's result file has no such figures (e.g. no energy yet)
-                    print(f"note: {title}: not evaluated, the result file has no {missing}")
-                    skipped += 1
-                    continue
-                r = prom_query(prom, expr)
-                evaluated += 1
-                check(r["result"], f"{title}: '{t['expr']}' returns data")
-    print(f"dashboards: {len(paths)} checked, {evaluated} expressions returned data, "
-          f"{skipped} not evaluated")
-
-
 def provisioning_ok():
     for rel in ("results/grafana/provisioning/datasources/clusterbench.yaml",
                 "results/grafana/provisioning/dashboards/clusterbench.yaml"):
@@ -354,10 +72,33 @@ def provisioning_ok():
 
 # ---------------------------------------------------------------------------------------------
 
-def test_push_scrape(tmp):
-    pg_port, prom_port = free_port(), free_port()
-    pg = f"http://127.0.0.1:{pg_port}"
-    prom = f"http://127.0.0.1:{prom_port}"
+def gateway_argv(port):
+    """A Pushgateway of this test only: Debian's defaults to --persistence.file=/var/lib/
+    prometheus/pushgateway.data, which every gateway on the machine would load and rewrite."""
+    return ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{port}",
+            "--persistence.file="]
+
+
+def probe_runs(tmp):
+    """Simulated runs for the dashboards: an offline and a single-stream run that differ only
+    in their scenario (the merge test's pair), and a server run (the rate label). Modelled,
+    so seconds. Returns (directory, result documents)."""
+    out = os.path.join(tmp, "probe")
+    common = ["--results-dir", ARGS.results_dir, "--out", out, "--model", "tiny", "--backend",
+              PROBE_BACKEND, "--batch", "1", "--prompt-len", "16", "--gen-len", "8",
+              "--dtype", "bf16", "--no-verify", "-q"]
+    serving = ["--requests", "16", "--min-requests", "0", "--min-duration", "0", "--max-cv", "0",
+               "--slo-ttft", "1", "--slo-tpot", "0.1"]
+    for extra in (["--scenario", "offline"], ["--scenario", "single-stream"] + serving,
+                  ["--scenario", "server", "--rate", "50"] + serving):
+        code, _, stderr, _ = run_cli(["run"] + common + extra)
+        check(code == 0, f"probe run {extra[:2]} exits 0: {stderr[-800:]}")
+    docs = [json.load(open(p)) for p in sorted(glob.glob(f"{out}/*.json"))]
+    return out, docs
+
+
+def start_prometheus(tmp, pg_port, tsdb):
+    prom_port = free_port()
     config = os.path.join(tmp, "prometheus.yml")
     with open(config, "w") as f:
         f.write(f"""global:
@@ -369,14 +110,17 @@ scrape_configs:
     static_configs:
       - targets: ['127.0.0.1:{pg_port}']
 """)
-    with Proc("pushgateway", ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{pg_port}"],
-              tmp) as gw, \
-         Proc("prometheus", ["prometheus", f"--config.file={config}",
-                             f"--storage.tsdb.path={tmp}/tsdb",
-                             f"--web.listen-address=127.0.0.1:{prom_port}"], tmp) as pr:
-        wait_http(f"{pg}/-/ready", "pushgateway", gw)
-        wait_http(f"{prom}/-/ready", "prometheus", pr)
+    proc = Proc("prometheus", ["prometheus", f"--config.file={config}",
+                               f"--storage.tsdb.path={tsdb}", "--storage.tsdb.retention.time=30d",
+                               f"--web.listen-address=127.0.0.1:{prom_port}"], tmp)
+    return proc, f"http://127.0.0.1:{prom_port}"
 
+
+def test_push_scrape(tmp):
+    pg_port = free_port()
+    pg = f"http://127.0.0.1:{pg_port}"
+    with Proc("pushgateway", gateway_argv(pg_port), tmp) as gw:
+        wait_http(f"{pg}/-/ready", "pushgateway", gw)
         out = os.path.join(tmp, "runs")
         textfile = os.path.join(tmp, "textfile", "clusterbench.prom")
         code, stdout, stderr, took = run_cli(tiny_run_args(
@@ -386,69 +130,153 @@ scrape_configs:
         docs = [json.load(open(p)) for p in sorted(glob.glob(f"{out}/*.json"))]
         check(len(docs) == 2, f"two result files ({len(docs)})")
         check(stderr.count("pushed tiny") == 2, f"both series reported pushed: {stderr}")
-
         with open(textfile) as f:
             text = f.read()
         promtool_check(text, "the --textfile output")
         check_samples(parse_exposition(text), docs, "textfile")
-
-        # What the Pushgateway holds, then what Prometheus scraped from it.
         pushed = parse_exposition(http_get(f"{pg}/metrics"))
         check_samples(pushed, docs, "pushgateway")
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if len(prom_query(prom, 'clusterbench_run_valid{job="clusterbench"}')["result"]) >= 2:
-                # one more scrape so that every family is in
-                time.sleep(1.5)
-                break
-            time.sleep(0.5)
-        r = prom_query(prom, '{__name__=~"clusterbench_.+",job="clusterbench"}')["result"]
-        scraped = [(s["metric"]["__name__"], s["metric"], float(s["value"][1])) for s in r]
-        check(scraped, "prometheus scraped clusterbench metrics")
-        families = check_samples(scraped, docs, "prometheus")
-        for n, l, v in scraped:
-            check(l.get("job") == "clusterbench" and l.get("instance") == docs[0]["run"]["host"],
-                  f"{n}: job and instance are the push's grouping key ({l})")
 
-        # Every metric the README lists is in Prometheus (energy and cost ones when the run
-        # produced them), and every family Prometheus has is listed.
-        listed = readme_metrics()
-        check(len(listed) >= 20, f"README lists the metrics ({len(listed)})")
-        present = {re.sub(r"_(sum|count)$", "", n) for n, _, _ in scraped}
-        for name in listed:
-            if name.startswith("clusterbench_serve_"):
-                continue
-            if name in families:
-                check(name in present, f"README metric {name} is in Prometheus")
-            else:
-                print(f"note: README metric {name}: this run's result file has no source for it")
-        for name in present:
-            check(name in listed, f"metric {name} is listed in the README")
+        # The dashboards' probe, republished with `clusterbench push`; then a week of history.
+        probe_dir, probe_docs = probe_runs(tmp)
+        code, _, stderr, _ = run_cli(["push", probe_dir, "--url", pg, "-q"])
+        check(code == 0, f"push of the probe runs exits 0: {stderr}")
+        history = [s for s in parse_exposition(http_get(f"{pg}/metrics"))
+                   if s[0].startswith("clusterbench_")]
+        tsdb = os.path.join(tmp, "tsdb")
+        check(pdash.backfill(history, tsdb) == 0, "promtool backfills a week of history")
 
-        check_dashboards(prom, families)
-        provisioning_ok()
+        pr, prom = start_prometheus(tmp, pg_port, tsdb)
+        with pr:
+            wait_http(f"{prom}/-/ready", "prometheus", pr)
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                n = len(prom_query(prom, 'clusterbench_run_valid{job="clusterbench"}')["result"])
+                if n >= 2 + len(probe_docs):
+                    time.sleep(1.5)  # one more scrape so that every family is in
+                    break
+                time.sleep(0.5)
+            r = prom_query(prom, '{__name__=~"clusterbench_.+",job="clusterbench"}')["result"]
+            scraped = [(s["metric"]["__name__"], s["metric"], float(s["value"][1])) for s in r]
+            check(scraped, "prometheus scraped clusterbench metrics")
+            families = check_samples(scraped, docs + probe_docs, "prometheus")
+            for n, l, v in scraped:
+                check(l.get("job") == "clusterbench" and not l.get("instance"),
+                      f"{n}: job and the series labels are the grouping key, no instance ({l})")
+            check_readme(scraped, families)
+            common = set.intersection(*[{re.sub(r"_(sum|count)$", "", n) for n, l, _ in scraped
+                                         if l.get("backend") == PROBE_BACKEND
+                                         and l.get("scenario") == sc}
+                                        for sc in ("offline", "single-stream")])
+            probe = {"fixed": {"backend": PROBE_BACKEND, "scenario": "offline|single-stream"},
+                     "scenarios": ["offline", "single-stream"], "common": common}
+            present = {k for _, l, _ in scraped for k in l}
+            pdash.check_dashboards(check, lambda e: prom_query(prom, e), ARGS.source_dir,
+                                   families, probe, present)
+            provisioning_ok()
+        check_failed_night(pg, docs, tmp)
 
-        # A failed night: POST, so the last success stays and the figures become NaN.
-        bf16 = [d for d in docs if d["workload"]["dtype"] == "bf16"][0]
-        code, _, stderr, _ = run_cli(tiny_run_args(
-            os.path.join(tmp, "runs-bad"),
-            ["--dtype", "bf16", "--push", pg, "--inject-fault", "nan-logits"]))
-        check(code == 1, f"a run with NaN logits exits 1 (got {code}): {stderr}")
-        check("(invalid, POST)" in stderr, f"an invalid run is pushed with POST: {stderr}")
-        after = parse_exposition(http_get(f"{pg}/metrics"))
-        base = series_labels(bf16)
-        check(find_sample(after, "clusterbench_run_valid", base) == 0.0,
-              "after a failed night run_valid is 0")
-        last_ok = find_sample(after, "clusterbench_last_success_timestamp_seconds", base)
-        check(last_ok is not None and close(last_ok, iso_to_unix(bf16["run"]["end_time"])),
-              f"after a failed night the last success is the good run's ({last_ok})")
-        thr = find_sample(after, "clusterbench_throughput_tokens_per_second",
-                          dict(base, phase="decode"))
-        check(thr is not None and math.isnan(thr),
-              f"after a failed night the decode throughput is NaN, not yesterday's ({thr})")
-        fp32 = [d for d in docs if d["workload"]["dtype"] == "fp32"][0]
-        check(find_sample(after, "clusterbench_run_valid", series_labels(fp32)) == 1.0,
-              "the other series is untouched")
+
+def check_failed_night(pg, docs, tmp):
+    """A failed night: POST, so the last success stays and the figures become NaN."""
+    bf16 = [d for d in docs if d["workload"]["dtype"] == "bf16"][0]
+    code, _, stderr, _ = run_cli(tiny_run_args(
+        os.path.join(tmp, "runs-bad"),
+        ["--dtype", "bf16", "--push", pg, "--inject-fault", "nan-logits"]))
+    check(code == 1, f"a run with NaN logits exits 1 (got {code}): {stderr}")
+    check("(invalid, POST)" in stderr, f"an invalid run is pushed with POST: {stderr}")
+    after = parse_exposition(http_get(f"{pg}/metrics"))
+    base = series_labels(bf16)
+    check(find_sample(after, "clusterbench_run_valid", base) == 0.0,
+          "after a failed night run_valid is 0")
+    check(find_sample(after, "clusterbench_run_status", dict(base, status="invalid")) == 1.0,
+          "after a failed night run_status{status=invalid} is 1")
+    last_ok = find_sample(after, "clusterbench_last_success_timestamp_seconds", base)
+    check(last_ok is not None and close(last_ok, iso_to_unix(bf16["run"]["end_time"])),
+          f"after a failed night the last success is the good run's ({last_ok})")
+    thr = find_sample(after, "clusterbench_throughput_tokens_per_second",
+                      dict(base, phase="decode"))
+    check(thr is not None and math.isnan(thr),
+          f"after a failed night the decode throughput is NaN, not yesterday's ({thr})")
+    fp32 = [d for d in docs if d["workload"]["dtype"] == "fp32"][0]
+    check(find_sample(after, "clusterbench_run_valid", series_labels(fp32)) == 1.0,
+          "the other series is untouched")
+
+
+def gateway_groups(pg):
+    doc = json.loads(http_get(f"{pg}/api/v1/metrics"))
+    return [{k: v for k, v in g["labels"].items() if v} for g in doc["data"]]
+
+
+def without_push_times(text):
+    """The gateway's groups without when they were pushed (and without its own metrics)."""
+    return "\n".join(l for l in text.splitlines() if l.startswith("clusterbench_") or
+                     l.startswith("# HELP clusterbench_") or l.startswith("# TYPE clusterbench_"))
+
+
+def test_push_republish(tmp):
+    """clusterbench push: republishes stored results idempotently, deletes stale groups."""
+    pg_port = free_port()
+    pg = f"http://127.0.0.1:{pg_port}"
+    out = os.path.join(tmp, "runs")
+    code, _, stderr, _ = run_cli(tiny_run_args(out, ["--dtype", "fp32,bf16"]))
+    if not check(code == 0, f"run exits 0: {stderr}"):
+        return
+    # An old series: a copy whose run ended 30 days ago, under another model name.
+    doc = json.load(open(sorted(glob.glob(f"{out}/*.json"))[0]))
+    old = json.loads(json.dumps(doc))
+    old["model"]["name"] = "retired-model"
+    old["run"]["id"] = "old-run"
+    for key in ("start_time", "end_time"):
+        old["run"][key] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 30 * 86400))
+    old_dir = os.path.join(tmp, "old")
+    os.makedirs(old_dir)
+    with open(os.path.join(old_dir, "old.json"), "w") as f:
+        json.dump(old, f)
+    with Proc("pushgateway", gateway_argv(pg_port), tmp) as gw:
+        wait_http(f"{pg}/-/ready", "pushgateway", gw)
+        code, _, stderr, _ = run_cli(["push", old_dir, "--url", pg, "-q"])
+        check(code == 0, f"push of the old series exits 0: {stderr}")
+        # A group as versions before `clusterbench push` keyed it (instance and Hostname).
+        labels = dict(series_labels(doc), instance=doc["run"]["host"],
+                      Hostname=doc["run"]["host"])
+        path = "/".join(f"{k}@base64/{base64.urlsafe_b64encode(v.encode()).decode()}"
+                        for k, v in labels.items())
+        legacy = f"{pg}/metrics/job/clusterbench/{path}"
+        req = urllib.request.Request(legacy, data=b"legacy_marker 1\n", method="PUT")
+        urllib.request.urlopen(req, timeout=5).read()
+        check(len(gateway_groups(pg)) == 2, f"old and legacy groups: {gateway_groups(pg)}")
+
+        code, first, stderr, _ = run_cli(["push", out, "--url", pg, "--format", "json"])
+        check(code == 0, f"push DIR exits 0: {stderr}")
+        rows = json.loads(first)
+        check(len([r for r in rows if r["action"] == "PUT"]) == 2, f"two series PUT: {rows}")
+        once = without_push_times(http_get(f"{pg}/metrics"))
+        code, _, stderr, _ = run_cli(["push", out, "--url", pg, "-q"])
+        twice = without_push_times(http_get(f"{pg}/metrics"))
+        diff = [l for l in difflib.unified_diff(once.splitlines(), twice.splitlines(), lineterm="")]
+        check(code == 0 and twice == once,
+              "pushing the same results again changes nothing (idempotent): " +
+              "\n".join(diff[:20]))
+        check_samples(parse_exposition(http_get(f"{pg}/metrics")),
+                      [json.load(open(p)) for p in sorted(glob.glob(f"{out}/*.json"))],
+                      "pushgateway after push DIR")
+
+        code, text, stderr, _ = run_cli(["push", out, "--url", pg, "--delete-stale", "14",
+                                         "--format", "json", "-q"])
+        check(code == 0, f"push --delete-stale exits 0: {stderr}")
+        deleted = [r for r in json.loads(text) if r["action"] == "DELETE"]
+        check(len(deleted) == 2, f"the old and the legacy group are deleted: {deleted}")
+        groups = gateway_groups(pg)
+        check(len(groups) == 2 and all("instance" not in g and g.get("model") == "tiny"
+                                       for g in groups),
+              f"only the two current groups are left: {groups}")
+    # The gateway is gone: the push fails with exit 3, nothing is lost.
+    code, _, stderr, took = run_cli(["push", out, "--url", pg, "--retries", "0", "--timeout",
+                                     "2"], timeout=60)
+    check(code == 3 and "failed" in stderr, f"push to a dead gateway exits 3: {code} {stderr}")
+    code, _, stderr, _ = run_cli(["push", out, "--url", "pushgateway:9091"])
+    check(code == 2 and "--url" in stderr, f"a bad --url exits 2 naming it: {stderr}")
 
 
 def test_push_down(tmp):
@@ -594,7 +422,7 @@ def test_textfile_serve(tmp):
 
 
 TESTS = {"push_scrape": test_push_scrape, "push_down": test_push_down,
-         "textfile_serve": test_textfile_serve}
+         "textfile_serve": test_textfile_serve, "push_republish": test_push_republish}
 
 
 def main():
@@ -605,7 +433,9 @@ def main():
     p.add_argument("--source-dir", required=True)
     p.add_argument("--results-dir", required=True)
     ARGS = p.parse_args()
+    prom_samples.SOURCE_DIR = ARGS.source_dir
     needed = {"push_scrape": ["prometheus", "prometheus-pushgateway", "promtool"],
+              "push_republish": ["prometheus-pushgateway"],
               "push_down": [], "textfile_serve": ["promtool"]}[ARGS.test]
     missing = [b for b in needed if shutil.which(b) is None]
     if missing:

@@ -182,6 +182,7 @@ TEST(FormatsTest, TableShowsFiguresMarksAndStatus) {
   EXPECT_EQ(ok.at("prompt/gen"), "512/64");
   EXPECT_EQ(ok.at("layers"), "4/16*");
   EXPECT_EQ(ok.at("status"), "ok");
+  EXPECT_EQ(ok.at("how"), "measured");  // the decode throughput's provenance
   EXPECT_EQ(ok.at("prefill tok/s"), "12346");
   EXPECT_EQ(ok.at("decode tok/s"), "45.7");
   EXPECT_EQ(ok.at("TTFT p50 ms"), "12.3");
@@ -204,6 +205,8 @@ TEST(FormatsTest, TableShowsFiguresMarksAndStatus) {
 
   const Row& sim = rows[2];
   EXPECT_EQ(sim.at("device"), "Ascend 910B (sim)");
+  EXPECT_EQ(sim.at("how"), "modelled");
+  EXPECT_EQ(bad.at("how"), "-");
   EXPECT_EQ(sim.at("prefill tok/s"), "1234568^");
   EXPECT_EQ(sim.at("decode tok/s"), "0.0457^");
   EXPECT_EQ(sim.at("TTFT p50 ms"), "-");
@@ -408,12 +411,36 @@ TEST(FormatsTest, EmptyInput) {
   EXPECT_TRUE(ParseTable(Render({}, "table"), &notes).empty());
 }
 
+TEST(FormatsTest, JsonLinesHoldOneResultDocumentPerLine) {
+  const std::string text = Render({PopulatedRecord(), InvalidRecord()}, "jsonl");
+  std::vector<std::string> lines;
+  for (size_t at = 0, nl; (nl = text.find('\n', at)) != std::string::npos; at = nl + 1) {
+    lines.push_back(text.substr(at, nl - at));
+  }
+  ASSERT_EQ(lines.size(), 2u) << text;
+  EXPECT_EQ(nlohmann::json::parse(lines[0]), ToJson(PopulatedRecord()));
+  EXPECT_EQ(nlohmann::json::parse(lines[1])["run"]["status"], "invalid");
+}
+
+TEST(FormatsTest, ShortenedAndUnstableRunsShowTheirStatusLabel) {
+  RunRecord shortened = PopulatedRecord();
+  shortened.validity = ValidityRecord{};
+  shortened.validity->label = "shortened";
+  RunRecord unstable = shortened;
+  unstable.validity->label = "unstable";
+  std::vector<std::string> notes;
+  const auto rows = ParseTable(Render({shortened, unstable}, "table"), &notes);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].at("status"), "SHORTENED");
+  EXPECT_EQ(rows[1].at("status"), "UNSTABLE");
+}
+
 TEST(FormatsTest, UnknownFormatIsInvalidInput) {
   std::string out = "untouched";
   const Status s = FormatRuns({PopulatedRecord()}, "xml", &out);
   EXPECT_EQ(s.code(), StatusCode::kInvalidInput);
   EXPECT_NE(s.message().find("'xml'"), std::string::npos) << s.message();
-  EXPECT_NE(s.message().find("table, md, csv, json"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("table, md, csv, json, jsonl"), std::string::npos) << s.message();
   EXPECT_EQ(out, "untouched");
 }
 

@@ -7,6 +7,8 @@
 
 #include "results/prometheus/metrics_mapping.h"
 #include "results/prometheus/prometheus_sink.h"
+#include "results/prometheus/pushgateway_admin.h"
+#include "results/run_status.h"
 #include "tests/unit/record_testing.h"
 
 namespace cb::prom {
@@ -52,9 +54,17 @@ TEST(PrometheusMapping, OkRunHasFiguresWithProvenanceAndSeriesLabels) {
   EXPECT_EQ(LabelValue(*decode, "device"), "AMD EPYC 9654 (2 cores)");
   EXPECT_EQ(LabelValue(*decode, "dtype"), "fp16");
   EXPECT_EQ(LabelValue(*decode, "batch"), "8");
-  EXPECT_EQ(LabelValue(*decode, "Hostname"), "bench-01");
-  EXPECT_EQ(LabelValue(*decode, "UUID"), "cpu-0000");
   EXPECT_EQ(LabelValue(*decode, "cluster"), "bench-01.example");
+  // The host and UUID are not series labels (a job moving node must not start a new series);
+  // clusterbench_run_info carries them for joins with DCGM-exporter.
+  for (const auto& l : decode->label) EXPECT_TRUE(l.name != "Hostname" && l.name != "UUID");
+  const ClientMetric* info = FindSample(set, "clusterbench_run_info", "", "");
+  ASSERT_NE(info, nullptr);
+  EXPECT_EQ(LabelValue(*info, "Hostname"), "bench-01");
+  EXPECT_EQ(LabelValue(*info, "UUID"), "cpu-0000");
+  EXPECT_EQ(LabelValue(*info, "model"), "llama-3.2-1b");
+  EXPECT_EQ(LabelValue(*info, "version"), "0.1.0");
+  EXPECT_EQ(FindFamily(set, "clusterbench_info"), nullptr);
 
   const ClientMetric* tpot = FindSample(set, "clusterbench_latency_seconds", "kind", "tpot");
   ASSERT_NE(tpot, nullptr);
@@ -160,6 +170,123 @@ TEST(PrometheusMapping, ExpositionHasEachFamilyOnceAndLatestPerSeries) {
   EXPECT_EQ(types, 1u);
   EXPECT_NE(text.find("phase=\"decode\",how=\"measured\"} 99\n"), std::string::npos) << text;
   EXPECT_EQ(text.find("} 45.678"), text.rfind("} 45.678"));  // only series c has it
+}
+
+TEST(PrometheusMapping, ServingMetricsHaveDedicatedFamiliesWithHelp) {
+  RunRecord r = fixtures::PopulatedRecord();
+  r.workload.scenario = "server";
+  r.workload.serving.rate = 20;
+  const std::pair<const char*, const char*> serving[] = {
+      {"goodput_requests_per_second", "requests/s"},
+      {"slo_attainment_ratio", "ratio"},
+      {"requests_per_second", "requests/s"},
+      {"interactivity_tokens_per_second_per_user", "tokens/s"},
+      {"output_tokens_per_second", "tokens/s"},
+      {"output_tokens_per_second_per_device", "tokens/s"}};
+  for (const auto& [name, unit] : serving) {
+    r.metrics.push_back(fixtures::MakeMetric(name, unit, Provenance::kMeasured, 0.75));
+  }
+  FamilySet set;
+  set.AddRun(r);
+  for (const auto& [name, unit] : serving) {
+    const MetricFamily* f = FindFamily(set, std::string("clusterbench_") + name);
+    ASSERT_NE(f, nullptr) << name;
+    EXPECT_EQ(f->help.find("no dedicated mapping"), std::string::npos) << f->help;
+    EXPECT_EQ(f->help, FamilyHelp(f->name));
+    EXPECT_FALSE(f->help.empty());
+    ASSERT_EQ(f->metric.size(), 1u);
+    EXPECT_DOUBLE_EQ(f->metric[0].gauge.value, 0.75);
+    EXPECT_EQ(LabelValue(f->metric[0], "rate"), "20");
+    EXPECT_EQ(LabelValue(f->metric[0], "how"), "measured");
+  }
+  // A failed server run sends NaN for its serving figures (a push replaces yesterday's), an
+  // offline run none of them.
+  r.status = "failed";
+  FamilySet failed;
+  AddOptions nan;
+  nan.nan_for_invalid = true;
+  failed.AddRun(r, nan);
+  const ClientMetric* goodput =
+      FindSample(failed, "clusterbench_goodput_requests_per_second", "", "");
+  ASSERT_NE(goodput, nullptr);
+  EXPECT_TRUE(std::isnan(goodput->gauge.value));
+  r.workload.scenario = "offline";
+  FamilySet offline;
+  offline.AddRun(r, nan);
+  EXPECT_EQ(FindFamily(offline, "clusterbench_goodput_requests_per_second"), nullptr);
+}
+
+TEST(PrometheusMapping, OneStatusFamilyConsistentWithTheValidityGauge) {
+  const std::pair<const char*, const char*> cases[] = {{"ok", "valid"},    {"ok", "shortened"},
+                                                       {"ok", "unstable"}, {"invalid", "valid"},
+                                                       {"failed", ""},     {"skipped", ""}};
+  for (const auto& [status, validity] : cases) {
+    RunRecord r = fixtures::PopulatedRecord();
+    r.status = status;
+    if (*validity) {
+      r.validity = ValidityRecord{};
+      r.validity->label = validity;
+    }
+    const std::string expected = std::string(status) == "ok" ? validity : status;
+    const std::string want = expected == "valid" ? "ok" : expected;
+    EXPECT_EQ(RunStatusLabel(r), want);
+    FamilySet set;
+    set.AddRun(r);
+    int ones = 0;
+    for (const ClientMetric& m : FindFamily(set, "clusterbench_run_status")->metric) {
+      ones += m.gauge.value == 1;
+      if (m.gauge.value == 1) {
+        EXPECT_EQ(LabelValue(m, "status"), want);
+      }
+    }
+    EXPECT_EQ(ones, 1) << status << " " << validity;
+    EXPECT_EQ(FindFamily(set, "clusterbench_run_status")->metric.size(), kRunStatusLabels.size());
+    EXPECT_EQ(FindSample(set, "clusterbench_run_valid", "", "")->gauge.value, want == "ok" ? 1 : 0);
+  }
+}
+
+TEST(PrometheusMapping, ClusterLabelFromTheClusterNameElseTheSystemElseTheHost) {
+  RunRecord r = fixtures::PopulatedRecord();
+  EXPECT_EQ(ClusterName(r), "bench-01.example");
+  r.deployment = DeploymentRecord{};
+  r.deployment->system = "huawei-cloudmatrix-384";
+  EXPECT_EQ(ClusterName(r), "huawei-cloudmatrix-384");
+  r.cluster_name = "lab-a";
+  EXPECT_EQ(ClusterName(r), "lab-a");
+  RunRecord other_node = r;  // the nightly job lands on another node of the same cluster
+  other_node.host = "bench-02";
+  other_node.device.uuid = "cpu-0001";
+  EXPECT_EQ(SeriesKey(r), SeriesKey(other_node));
+}
+
+TEST(PrometheusMapping, LatestPerSeriesCarriesTheLastSuccess) {
+  RunRecord ok = fixtures::PopulatedRecord();
+  RunRecord bad = ok;
+  bad.status = "failed";
+  bad.end_time = "2025-02-01T02:01:30Z";
+  const std::vector<SeriesLatest> latest = LatestPerSeries(std::vector<RunRecord>{bad, ok});
+  ASSERT_EQ(latest.size(), 1u);
+  EXPECT_EQ(latest[0].latest->status, "failed");  // by end time, not order
+  EXPECT_DOUBLE_EQ(latest[0].last_success_s, 1738288890.0);
+}
+
+TEST(PushgatewayAdmin, StaleGroupsAreOldOrSupersededLegacyOnes) {
+  const double now = 1738288890.0, day = 86400;
+  GatewayGroup fresh{{{"job", "clusterbench"}, {"model", "m"}}, now, now - day};
+  GatewayGroup old{{{"job", "clusterbench"}, {"model", "o"}}, now, now - 15 * day};
+  GatewayGroup other_job{{{"job", "node"}, {"model", "o"}}, now - 99 * day, -1};
+  GatewayGroup legacy{
+      {{"job", "clusterbench"}, {"model", "m"}, {"instance", "bench-01"}, {"Hostname", "bench-01"}},
+      now,
+      now - day};
+  const std::vector<std::map<std::string, std::string>> current = {fresh.labels};
+  EXPECT_EQ(StaleReason(fresh, "clusterbench", now, 14, current), "");
+  EXPECT_NE(StaleReason(old, "clusterbench", now, 14, current).find("not seen for 15.0 days"),
+            std::string::npos);
+  EXPECT_EQ(StaleReason(other_job, "clusterbench", now, 14, current), "");
+  EXPECT_NE(StaleReason(legacy, "clusterbench", now, 14, current).find("superseded"),
+            std::string::npos);
+  EXPECT_EQ(StaleReason(legacy, "clusterbench", now, 14, {}), "");
 }
 
 TEST(PrometheusMapping, ParsesIso8601) {

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "results/report_html.h"
 #include "tests/unit/record_testing.h"
 
@@ -45,25 +47,39 @@ TEST(ReportTest, FrontierPointFromTpotAndThroughputPerDevice) {
   EXPECT_FALSE(RunFrontierPoint(run.record).has_value());
 }
 
-TEST(ReportTest, DataHasTheFrontierPerDeviceAndBarsOfTheNewestRunPerSeries) {
-  const std::vector<LoadedRun> runs = {
+TEST(ReportTest, DataHasOneFrontierPerModelWithEveryDeviceAndTheNewestRunPerSeries) {
+  std::vector<LoadedRun> runs = {
       Point(1, 0.010, 100, "2026-01-01T00:00:00Z"),
-      Point(2, 0.020, 90, "2026-01-01T00:01:00Z"),  // dominated by batch 1
-      Point(4, 0.025, 400, "2026-01-01T00:02:00Z"),
-      Point(4, 0.050, 200, "2026-01-02T00:00:00Z"),  // newer run of the batch-4 series
+      Point(2, 0.020, 90, "2026-01-01T00:01:00Z"),   // dominated by batch 1
+      Point(4, 0.025, 400, "2026-01-01T00:02:00Z"),  // replaced by the newer batch-4 run
+      Point(4, 0.050, 200, "2026-01-02T00:00:00Z"),
   };
+  LoadedRun other = Point(4, 0.005, 5000, "2026-01-02T00:00:00Z");  // another device
+  other.record.device.name = "gpu0";
+  other.record.workload.backend = "sim";
+  other.record.run_id = "gpu";
+  for (Metric& m : other.record.metrics) m.how = Provenance::kModelled;
+  runs.push_back(other);
   const nlohmann::json d = ReportData(runs, "dir");
-  ASSERT_EQ(d["frontiers"].size(), 1u);
+  ASSERT_EQ(d["frontiers"].size(), 1u);  // one model, both devices on its chart
   const auto& f = d["frontiers"][0];
-  EXPECT_EQ(f["points"].size(), 4u);
-  ASSERT_EQ(f["frontier"].size(), 2u);
-  EXPECT_DOUBLE_EQ(f["frontier"][0]["x"].get<double>(), 40);  // batch 4 at 25 ms
-  EXPECT_DOUBLE_EQ(f["frontier"][1]["x"].get<double>(), 100);
-  int on = 0;
-  for (const auto& p : f["points"]) on += p["on_frontier"].get<bool>();
-  EXPECT_EQ(on, 2);
+  EXPECT_EQ(f["model"], "tiny");
+  ASSERT_EQ(f["series"].size(), 2u);
+  const auto& cpu = f["series"][0];
+  EXPECT_EQ(cpu["name"], "cpu0 · bf16 (cpu)");
+  EXPECT_EQ(cpu["how"], "measured");
+  EXPECT_EQ(cpu["points"].size(), 3u);  // the newest run of each series
+  ASSERT_EQ(cpu["frontier"].size(), 2u);
+  EXPECT_DOUBLE_EQ(cpu["frontier"][0]["x"].get<double>(), 20);  // batch 4 at 50 ms
+  EXPECT_DOUBLE_EQ(cpu["frontier"][1]["x"].get<double>(), 100);
+  std::set<std::string> labels;
+  for (const auto& p : cpu["points"]) labels.insert(p["label"].get<std::string>());
+  EXPECT_EQ(labels, (std::set<std::string>{"b1", "b2", "b4"}));
+  EXPECT_EQ(f["series"][1]["how"], "modelled");
+  EXPECT_DOUBLE_EQ(f["series"][1]["points"][0]["usd"].get<double>(), 0.02);
+  EXPECT_EQ(d["runs_without_frontier_point"], 1);  // the older batch-4 run
 
-  ASSERT_EQ(d["usd_bars"].size(), 3u);  // series batch 1, 2, 4
+  ASSERT_EQ(d["usd_bars"].size(), 4u);  // series batch 1, 2, 4 and the other device
   bool saw_newest = false;
   for (const auto& b : d["usd_bars"]) {
     EXPECT_EQ(b["how"], "modelled");
@@ -71,8 +87,37 @@ TEST(ReportTest, DataHasTheFrontierPerDeviceAndBarsOfTheNewestRunPerSeries) {
                   b["value"].get<double>() == 0.5;  // 100 / 200 tokens/s: the newer run
   }
   EXPECT_TRUE(saw_newest) << d["usd_bars"].dump();
-  EXPECT_EQ(d["joules_bars"].size(), 3u);
-  EXPECT_EQ(d["runs"].size(), 4u);
+  EXPECT_EQ(d["joules_bars"].size(), 4u);
+  EXPECT_EQ(d["runs"].size(), 5u);
+  EXPECT_TRUE(d["nights"].is_null());  // not a nightly layout
+}
+
+TEST(ReportTest, SinceLastNightComparesTheLatestNightWithTheOneBefore) {
+  std::vector<LoadedRun> runs;
+  for (const auto& [night, tps] : {std::pair{"2026-01-01T02-30-00Z", 100.0},
+                                   {"2026-01-02T02-30-00Z", 100.0},
+                                   {"2026-01-03T02-30-00Z", 50.0}}) {
+    LoadedRun r = Point(1, 1 / tps, tps, std::string(night).substr(0, 10) + "T03:00:00Z");
+    r.path = std::string("results/nights/") + night + "/runs/x.json";
+    runs.push_back(r);
+  }
+  const nlohmann::json n = SinceLastNight(runs);
+  ASSERT_FALSE(n.is_null());
+  EXPECT_EQ(n["base"], "2026-01-02T02-30-00Z");
+  EXPECT_EQ(n["new"], "2026-01-03T02-30-00Z");
+  ASSERT_EQ(n["series"].size(), 1u);
+  bool saw = false;
+  for (const auto& m : n["series"][0]["metrics"]) {
+    if (m["name"] != "decode_tokens_per_second") continue;
+    saw = true;
+    EXPECT_DOUBLE_EQ(m["change_pct"].get<double>(), -50);
+  }
+  EXPECT_TRUE(saw) << n.dump();
+  const std::string html = NightsHtml(n);
+  EXPECT_NE(html.find("id=\"since-last-night\""), std::string::npos);
+  EXPECT_NE(html.find("-50.0%"), std::string::npos) << html;
+  EXPECT_EQ(NightsHtml(nullptr), "");
+  EXPECT_TRUE(SinceLastNight({runs[0]}).is_null());
 }
 
 TEST(ReportTest, HtmlEscapesEverythingItEmbeds) {
@@ -112,7 +157,7 @@ TEST(ReportTest, FormatsAreMdCsvHtml) {
   EXPECT_EQ(out.rfind("<!DOCTYPE html>", 0), 0u);
   const Status s = RenderReport(runs, "pdf", "d", &out);
   EXPECT_EQ(s.ExitCode(), 2);
-  EXPECT_NE(s.message().find("md, csv, html"), std::string::npos);
+  EXPECT_NE(s.message().find("md, csv, json, jsonl, html"), std::string::npos);
 }
 
 }  // namespace
