@@ -49,6 +49,7 @@ json EndpointRecordToJson(const EndpointRecord& e) {
           {"requests_issued", e.requests_issued},
           {"requests_ok", e.requests_ok},
           {"requests_failed", e.requests_failed},
+          {"requests_cancelled", e.requests_cancelled},
           {"requests_not_sent", e.requests_not_sent},
           {"failures", e.failures},
           {"stopped_early", e.stopped_early},
@@ -86,6 +87,7 @@ Status EndpointRecordFromJson(const json& j, const std::string& origin, Endpoint
     j.at("requests_issued").get_to(e.requests_issued);
     j.at("requests_ok").get_to(e.requests_ok);
     j.at("requests_failed").get_to(e.requests_failed);
+    j.at("requests_cancelled").get_to(e.requests_cancelled);
     j.at("requests_not_sent").get_to(e.requests_not_sent);
     j.at("failures").get_to(e.failures);
     j.at("stopped_early").get_to(e.stopped_early);

@@ -23,7 +23,8 @@ struct EndpointRequestRecord {
   /// "ok", or the failure: "connect", "timeout", "stall", "tls", "transport" (the connection
   /// broke), "http_4xx"/"http_5xx" (the status), "truncated" (the stream ended without
   /// [DONE]), "malformed" (not an OpenAI chunk stream), "server_error" (an error object in
-  /// the stream), "empty" (no generated text), "not_sent" (the run stopped first).
+  /// the stream), "empty" (no generated text), "cancelled" (open when the run stopped early),
+  /// "not_sent" (the run stopped first).
   std::string outcome = "ok";
   std::string error;  ///< what the failure said, shortened
 };
@@ -43,7 +44,10 @@ struct EndpointRecord {
   std::string length_source;  ///< "usage" (the server's counts) or "stream" (chunks counted)
   double connect_timeout_s = 0, request_timeout_s = 0, stall_timeout_s = 0, run_timeout_s = 0;
   double max_failure_ratio = 0;
-  int64_t requests_issued = 0, requests_ok = 0, requests_failed = 0, requests_not_sent = 0;
+  int64_t requests_issued = 0, requests_ok = 0;
+  int64_t requests_failed = 0;     ///< sent and failed (the failure rule counts these)
+  int64_t requests_cancelled = 0;  ///< sent, then cancelled when the run stopped early
+  int64_t requests_not_sent = 0;   ///< due after the run stopped
   std::map<std::string, int64_t> failures;  ///< outcome -> count (not "ok")
   bool stopped_early = false;               ///< the run stopped once its failures made it invalid
   int64_t warmup_failed = 0;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <mutex>
 #include <vector>
@@ -24,6 +25,7 @@ struct StreamClient::Transfer {
   std::vector<SseEvent> events;
   bool checked = false;
   bool stopped = false;
+  double last_byte_s = 0;  ///< when the transfer started or its last byte arrived
   TransferResult result;
   char error_buf[CURL_ERROR_SIZE] = {0};
 };
@@ -57,9 +59,10 @@ TransferError Classify(CURLcode code, CURL* easy, const char* message) {
     case CURLE_COULDNT_RESOLVE_PROXY:
       return TransferError::kConnect;
     case CURLE_OPERATION_TIMEDOUT: {
-      curl_off_t connected = 0;
-      curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connected);
-      if (connected == 0) return TransferError::kConnect;
+      // Nothing sent: the connection never came up (a reused one reports no connect time).
+      long sent = 0;
+      curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &sent);
+      if (sent == 0) return TransferError::kConnect;
       return std::string(message).find("too slow") != std::string::npos ? TransferError::kStall
                                                                         : TransferError::kTimeout;
     }
@@ -165,6 +168,7 @@ size_t StreamClient::OnWrite(char* data, size_t size, size_t n, void* user) {
   const double t = ClientNow();  // the bytes' arrival, before any parsing
   auto* x = static_cast<Transfer*>(user);
   const size_t len = size * n;
+  x->last_byte_s = t;
   if (!x->checked) {
     x->checked = true;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->result.http_status);
@@ -213,10 +217,6 @@ Status StreamClient::Start(const HttpRequest& request, StreamHandler* handler, u
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, Millis(opt_.connect_timeout_s));
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, Millis(opt_.request_timeout_s));
-  // A stall: under 1 byte/s over the stall timeout (libcurl counts whole seconds).
-  curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME,
-                   std::max(1L, static_cast<long>(std::lround(opt_.stall_timeout_s))));
   curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "identity");
   if (!opt_.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, opt_.ca_file.c_str());
   if (opt_.insecure_tls) {
@@ -242,6 +242,7 @@ Status StreamClient::Start(const HttpRequest& request, StreamHandler* handler, u
     return Status::Internal("curl_multi_add_handle failed");
   }
   *id = t->id;
+  t->last_byte_s = ClientNow();
   transfers_.emplace(t->id, std::move(t));
   return Status::Ok();
 }
@@ -272,6 +273,7 @@ void StreamClient::Finish(Transfer* t, int curl_code) {
 
 Status StreamClient::Poll(double max_wait_s) {
   double wait = std::max(0.0, max_wait_s);
+  if (!transfers_.empty()) wait = std::min(wait, 0.1);  // the stall scan's period
   if (timer_due_s_ >= 0) wait = std::min(wait, std::max(0.0, timer_due_s_ - ClientNow()));
   epoll_event events[512];
   int timeout_ms = 0;
@@ -301,6 +303,7 @@ Status StreamClient::Poll(double max_wait_s) {
     timer_due_s_ = -1;
     curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
   }
+  CheckStalls();
   int left = 0;
   while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
     if (msg->msg != CURLMSG_DONE) continue;
@@ -309,6 +312,25 @@ Status StreamClient::Poll(double max_wait_s) {
     if (t != nullptr) Finish(t, msg->data.result);
   }
   return Status::Ok();
+}
+
+void StreamClient::CheckStalls() {
+  // Every 100 ms at most: a scan of the open transfers for ones without a byte for too long
+  // (a server that accepts and never answers, or stops mid-stream).
+  const double now = ClientNow();
+  if (now - last_stall_check_s_ < 0.1) return;
+  last_stall_check_s_ = now;
+  std::vector<Transfer*> stalled;
+  for (const auto& [id, t] : transfers_) {
+    if (now - t->last_byte_s > opt_.stall_timeout_s) stalled.push_back(t.get());
+  }
+  for (Transfer* t : stalled) {
+    t->result.error = TransferError::kStall;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "no byte for %.3g s (the stall timeout)", opt_.stall_timeout_s);
+    t->result.error_message = buf;
+    Finish(t, -1);
+  }
 }
 
 void StreamClient::Cancel(uint64_t id) {

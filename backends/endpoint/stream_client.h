@@ -90,6 +90,7 @@ class StreamClient {
   struct Transfer;
   explicit StreamClient(const ClientOptions& options);
   void Finish(Transfer* t, int curl_code);
+  void CheckStalls();
   static size_t OnWrite(char* data, size_t size, size_t n, void* user);
   static int OnSocket(void* easy, int fd, int what, void* user, void* socket_user);
   static int OnTimer(void* multi, long timeout_ms, void* user);
@@ -99,6 +100,7 @@ class StreamClient {
   int epoll_fd_ = -1;
   int timer_fd_ = -1;
   double timer_due_s_ = -1;  ///< when libcurl wants its timeout handled; < 0: none
+  double last_stall_check_s_ = 0;
   uint64_t next_id_ = 1;
   std::unordered_map<uint64_t, std::unique_ptr<Transfer>> transfers_;
 };

@@ -116,9 +116,14 @@ void RecordRequests(const std::vector<EndpointRequest>& reqs, const EndpointPass
     r.outcome = o.outcome;
     r.error = o.error.size() > 300 ? o.error.substr(0, 300) + "..." : o.error;
     if (o.outcome != "not_sent") ++e->requests_issued;
-    if (o.outcome == "not_sent") ++e->requests_not_sent;
     if (o.outcome != "ok") {
-      if (o.outcome != "not_sent") ++e->requests_failed;
+      if (o.outcome == "not_sent") {
+        ++e->requests_not_sent;
+      } else if (o.outcome == "cancelled") {
+        ++e->requests_cancelled;
+      } else {
+        ++e->requests_failed;
+      }
       ++e->failures[o.outcome];
       e->requests.push_back(std::move(r));
       continue;
@@ -160,7 +165,7 @@ ServingRecord ServingSection(const WorkloadSpec& w, int64_t concurrency) {
 std::string FailureSummary(const EndpointRecord& e) {
   std::string s;
   for (const auto& [k, v] : e.failures) {
-    if (k == "not_sent") continue;
+    if (k == "not_sent" || k == "cancelled") continue;
     s += (s.empty() ? "" : ", ") + std::to_string(v) + " " + k;
   }
   return s;
@@ -233,29 +238,31 @@ Status Measure(StreamClient& client, const WorkloadSpec& w, const EndpointTarget
   return Status::Ok();
 }
 
-/// Applies the serving metrics and validity rules, then the failure rule.
+/// Applies the serving metrics and validity rules, then the failure rule: more failed, cancelled
+/// or unsent requests than max_failure_ratio allows make the run invalid.
 void Judge(const WorkloadSpec& w, const EndpointTarget& t, RunRecord* rec) {
   EndpointRecord& e = *rec->endpoint;
   const int64_t total = e.requests_issued + e.requests_not_sent;
-  const int64_t allowed =
-      static_cast<int64_t>(std::floor(w.endpoint.max_failure_ratio * static_cast<double>(total)));
-  if (e.requests_ok == 0) {
-    Invalid(rec, "no request completed: " + FailureSummary(e));
-    return;
+  const int64_t allowed = static_cast<int64_t>(
+      std::floor(w.endpoint.max_failure_ratio * static_cast<double>(total)));
+  if (e.requests_ok > 0) {
+    AddServingMetrics(Provenance::kMeasured, t.devices, rec);
+    ApplyValidity(RulesFor(w), ServingValidityInput(*rec), rec);
   }
-  AddServingMetrics(Provenance::kMeasured, t.devices, rec);
-  ApplyValidity(RulesFor(w), ServingValidityInput(*rec), rec);
-  const int64_t failed = e.requests_failed + e.requests_not_sent;
-  if (failed > allowed) {
+  const int64_t bad = e.requests_failed + e.requests_cancelled + e.requests_not_sent;
+  if (bad > allowed) {
     std::string why = std::to_string(e.requests_failed) + " of " + std::to_string(total) +
-                      " requests failed (" + FailureSummary(e) + ")";
-    if (e.requests_not_sent > 0) {
-      why += (e.stopped_early ? "; stopped early, " : "; ") + std::to_string(e.requests_not_sent) +
-             " not sent";
+                      " requests failed";
+    if (e.requests_failed > 0) why += " (" + FailureSummary(e) + ")";
+    if (e.stopped_early || e.requests_not_sent > 0) {
+      why += "; the run stopped early: " + std::to_string(e.requests_cancelled) +
+             " cancelled, " + std::to_string(e.requests_not_sent) + " not sent";
     }
     char ratio[32];
     std::snprintf(ratio, sizeof ratio, "%g", w.endpoint.max_failure_ratio);
     Invalid(rec, why + "; more than --max-failure-ratio " + ratio + " allows");
+  } else if (e.requests_ok == 0) {
+    Invalid(rec, "no request completed");
   }
 }
 
