@@ -41,7 +41,8 @@ const std::map<std::string, std::string>& HelpTexts() {
        "tokens, phase=decode generated (output) tokens."},
       {kLatency,
        "Latency of the run: kind=ttft time to first token (per repetition), kind=tpot time per "
-       "output token (every decode step), kind=e2e end to end (per repetition). Mean is "
+       "output token (every decode step), kind=e2e end to end (per repetition), kind=itl "
+       "inter-token latency (endpoint runs: gaps between streamed chunks). Mean is "
        "_sum / _count; quantile 0 and 1 are min and max."},
       {kFlops, "Achieved FLOP/s of the prefill step (FLOPs of a step / median step time)."},
       {kBytes, "Achieved memory traffic in bytes/s of the decode steps."},
@@ -137,6 +138,7 @@ const std::vector<KnownMetric>& KnownMetrics() {
       {"ttft_seconds", kLatency, "kind", "ttft", 1},
       {"tpot_seconds", kLatency, "kind", "tpot", 1},
       {"e2e_latency_seconds", kLatency, "kind", "e2e", 1},
+      {"itl_seconds", kLatency, "kind", "itl", 1},
       {"prefill_flops_per_second", kFlops, "phase", "prefill", 1},
       {"decode_bytes_per_second", kBytes, "phase", "decode", 1},
       {"mfu_prefill_ratio", kMfu, "phase", "prefill", 1},
