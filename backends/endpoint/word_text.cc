@@ -5,8 +5,8 @@
 namespace cb {
 namespace {
 
-// Common words that are one token each (with their leading space) in Llama 3's, GPT-4o's and
-// Qwen's BPE vocabularies.
+// Common words chosen to be one token each (with their leading space) in the usual BPE
+// vocabularies; a server's usage field gives the exact count.
 constexpr const char* kWords[] = {
     "the",    "of",     "and",     "to",     "in",       "is",      "was",     "for",
     "on",     "that",   "with",    "as",     "by",       "at",      "from",    "his",

@@ -8,8 +8,8 @@
 namespace cb {
 
 /// Text for servers that take text: synthetic prompts are words drawn from a fixed list of
-/// common English words, each a single token in the usual BPE vocabularies (Llama 3, GPT-4o,
-/// Qwen), so a prompt of N words is about N tokens there (the server's `usage` says exactly).
+/// common English words chosen to be single tokens in the usual BPE vocabularies (Llama 3,
+/// GPT-4o, Qwen), so a prompt of N words is about N tokens there (`usage` says exactly).
 /// `serve-model` tokenizes one word to one token, so there N words are N tokens.
 int64_t WordCount();
 /// Word `i` of the list (i modulo WordCount()), with no leading space.

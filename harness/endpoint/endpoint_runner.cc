@@ -243,20 +243,20 @@ Status Measure(StreamClient& client, const WorkloadSpec& w, const EndpointTarget
 void Judge(const WorkloadSpec& w, const EndpointTarget& t, RunRecord* rec) {
   EndpointRecord& e = *rec->endpoint;
   const int64_t total = e.requests_issued + e.requests_not_sent;
-  const int64_t allowed = static_cast<int64_t>(
-      std::floor(w.endpoint.max_failure_ratio * static_cast<double>(total)));
+  const int64_t allowed =
+      static_cast<int64_t>(std::floor(w.endpoint.max_failure_ratio * static_cast<double>(total)));
   if (e.requests_ok > 0) {
     AddServingMetrics(Provenance::kMeasured, t.devices, rec);
     ApplyValidity(RulesFor(w), ServingValidityInput(*rec), rec);
   }
   const int64_t bad = e.requests_failed + e.requests_cancelled + e.requests_not_sent;
   if (bad > allowed) {
-    std::string why = std::to_string(e.requests_failed) + " of " + std::to_string(total) +
-                      " requests failed";
+    std::string why =
+        std::to_string(e.requests_failed) + " of " + std::to_string(total) + " requests failed";
     if (e.requests_failed > 0) why += " (" + FailureSummary(e) + ")";
     if (e.stopped_early || e.requests_not_sent > 0) {
-      why += "; the run stopped early: " + std::to_string(e.requests_cancelled) +
-             " cancelled, " + std::to_string(e.requests_not_sent) + " not sent";
+      why += "; the run stopped early: " + std::to_string(e.requests_cancelled) + " cancelled, " +
+             std::to_string(e.requests_not_sent) + " not sent";
     }
     char ratio[32];
     std::snprintf(ratio, sizeof ratio, "%g", w.endpoint.max_failure_ratio);
@@ -315,11 +315,19 @@ Status RunEndpoint(const WorkloadSpec& w, const EndpointTarget& t, const RunnerO
 
 void FinishEndpointCost(const EndpointTarget& t, RunRecord* rec) {
   if (!rec->cost) return;
-  rec->cost->devices = t.devices;
-  rec->cost->notes.push_back(
-      "devices: " + std::to_string(t.devices) + " " +
-      (t.hardware ? t.hardware->id : std::string("undeclared")) + " behind " + t.url.Base() +
-      ", as declared (--device/--system, --devices); the server's use of them is not seen");
+  CostRecord& c = *rec->cost;
+  c.devices = t.devices;
+  if (t.hardware == nullptr && c.basis == "none") {
+    c.notes.assign(1, "the hardware behind " + t.url.Base() +
+                          " is undeclared: give --device or --system (and --devices), or "
+                          "--price-per-hour");
+  } else {
+    c.notes.push_back("devices: " + std::to_string(t.devices) + " " +
+                      (t.hardware ? t.hardware->id : std::string("undeclared")) + " behind " +
+                      t.url.Base() +
+                      ", as declared (--device/--system, --devices); the server's use of them "
+                      "is not seen");
+  }
   AddCostMetrics(rec);
 }
 
