@@ -85,9 +85,33 @@ def serve_model(tmp, name, extra=(), env=None):
                   r"listening on http://127\.0\.0\.1:(\d+)/v1", env)
 
 
-def faulty_server(tmp):
-    return Server([sys.executable, os.path.join(ARGS.source_dir, "tests/tools/faulty_openai_server.py")],
-                  os.path.join(tmp, "faulty.log"), r"listening on (\d+)")
+def faulty_server(tmp, extra=(), name="faulty"):
+    return Server([sys.executable, os.path.join(ARGS.source_dir, "tests/tools/faulty_openai_server.py")]
+                  + list(extra), os.path.join(tmp, name + ".log"), r"listening on (\d+)")
+
+
+def test_tls(tmp):
+    """HTTPS: a self-signed server is trusted with --ca-file, refused without it."""
+    if shutil.which("openssl") is None:
+        print("openssl not installed: TLS case not run")
+        return
+    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    with faulty_server(tmp, ["--tls-cert", cert, "--tls-key", key], "tls") as fs:
+        url = f"endpoint:https://127.0.0.1:{fs.port}/ok/v1"
+        base = ["--scenario", "single-stream", "--requests", "3", "--gen-len", "3",
+                "--prompt-len", "4"]
+        code, docs, err, _ = run(tmp, "tls_trusted", url, base + ["--ca-file", cert],
+                                 model="fake-model")
+        check(code == 0 and docs and docs[0]["endpoint"]["url"].startswith("https://"),
+              f"TLS with --ca-file: exit 0 ({code}): {err}")
+        code, docs, err, _ = run(tmp, "tls_untrusted", url, base, model="fake-model")
+        check(code == 1 and docs and docs[0]["endpoint"]["failures"] == {"tls": 1},
+              f"TLS without trust: invalid with a tls failure ({code}): "
+              f"{docs[0]['endpoint']['failures'] if docs else err}")
 
 
 def run(tmp, name, backend, extra, env=None, timeout=120, model="tiny"):
@@ -323,6 +347,7 @@ def test_faults(tmp):
         took = time.time() - t_sig
         check(code == 130 and took < 1.0, f"Ctrl-C: exit 130 within 1 s (got {code} in {took:.2f} s)")
         check(len(glob.glob(os.path.join(out, "*.json"))) == 1, "Ctrl-C: the finished run is on disk")
+    test_tls(tmp)
 
 
 def test_bad_input(tmp):

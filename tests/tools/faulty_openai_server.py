@@ -13,10 +13,12 @@ The first path segment picks the behaviour, so one process serves every fault:
   /auth/v1/...         like ok, but wants "Authorization: Bearer right-key" (else HTTP 401)
   /metrics             a DCGM-exporter: DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION (mJ) of 2 GPUs
                        drawing 250 W each since the server started
-Prints "listening on PORT" on stdout once ready. usage: faulty_openai_server.py [--port P]
+Prints "listening on PORT" on stdout once ready.
+usage: faulty_openai_server.py [--port P] [--tls-cert PEM --tls-key PEM] (HTTPS with that pair)
 """
 import argparse
 import json
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -147,8 +149,14 @@ class Server(ThreadingHTTPServer):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
     args = ap.parse_args()
     server = Server(("127.0.0.1", args.port), Handler)
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     print("listening on %d" % server.server_address[1], flush=True)
     server.serve_forever()
 

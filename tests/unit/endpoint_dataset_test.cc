@@ -1,12 +1,14 @@
-// Dataset replay of the endpoint backend (harness/endpoint/dataset.h) and the Prometheus
-// energy scrape's parsing (backends/energy/prometheus_meter.h).
+// Dataset replay of the endpoint backend (harness/endpoint/dataset.h), the Prometheus energy
+// scrape's parsing (backends/energy/prometheus_meter.h) and the record's endpoint section.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
 #include "backends/energy/prometheus_meter.h"
 #include "harness/endpoint/dataset.h"
+#include "results/record_json.h"
 
 namespace cb {
 namespace {
@@ -125,6 +127,53 @@ TEST(PrometheusEnergy, ParsesTheTextFormatAndSelectsSeries) {
   ASSERT_TRUE(energy::EnergyKindOf("DCGM_FI_DEV_POWER_USAGE", &k));
   EXPECT_FALSE(k.counter);
   EXPECT_FALSE(energy::EnergyKindOf("DCGM_FI_DEV_GPU_UTIL", &k));
+}
+
+}  // namespace
+}  // namespace cb
+
+namespace cb {
+namespace {
+
+TEST(EndpointRecordJson, RoundTripsAndOlderFilesHaveNone) {
+  RunRecord r;
+  r.status = "invalid";
+  EndpointRecord e;
+  e.url = "http://127.0.0.1:8000/v1";
+  e.api = "chat";
+  e.requested_model = e.server_model = "tiny";
+  e.served_models = {"tiny"};
+  e.prompts = "dataset";
+  e.dataset_name = "p.jsonl";
+  e.dataset_sha256 = "ab";
+  e.dataset_entries = 5;
+  e.length_source = "usage";
+  e.run_timeout_s = NAN;
+  e.requests_issued = 3;
+  e.requests_failed = 1;
+  e.requests_cancelled = 1;
+  e.failures = {{"http_500", 1}, {"cancelled", 1}};
+  e.notes = {"a note"};
+  e.requests.push_back({16, 8, 17, 8, 8, "length", "ok", ""});
+  e.requests.push_back({16, 8, -1, -1, 0, "", "http_500", "HTTP 500: boom"});
+  r.endpoint = e;
+  const nlohmann::json doc = ToJson(r);
+  RunRecord back;
+  ASSERT_TRUE(FromJson(doc, "mem.json", &back).ok());
+  ASSERT_TRUE(back.endpoint.has_value());
+  EXPECT_EQ(ToJson(back), doc);
+  EXPECT_EQ(back.endpoint->requests[1].error, "HTTP 500: boom");
+  EXPECT_FALSE(doc["endpoint"]["requests"][0].contains("error"));
+  EXPECT_TRUE(std::isnan(back.endpoint->run_timeout_s));
+  nlohmann::json old = doc;
+  old.erase("endpoint");
+  RunRecord none;
+  ASSERT_TRUE(FromJson(old, "old.json", &none).ok());
+  EXPECT_FALSE(none.endpoint.has_value());
+  nlohmann::json bad = doc;
+  bad["endpoint"]["requests_ok"] = "three";
+  const Status s = FromJson(bad, "bad.json", &none);
+  EXPECT_NE(s.message().find("bad.json: field 'endpoint'"), std::string::npos) << s.message();
 }
 
 }  // namespace
