@@ -253,10 +253,10 @@ def test_serve_model(tmp):
               f"a wrong key: exit 1, invalid, named: {code} {err}")
 
 
-def fault_run(tmp, name, port, mode, extra, load=("--rate", "40")):
+def fault_run(tmp, name, port, mode, extra, load=("--rate", "40"), warmup="0"):
     return run(tmp, name, f"endpoint:http://127.0.0.1:{port}/{mode}/v1",
                ["--scenario", "server", "--requests", "12", "--gen-len", "4", "--prompt-len", "8",
-                "--warmup-requests", "0", "--connect-timeout", "1", "--request-timeout", "4",
+                "--warmup-requests", warmup, "--connect-timeout", "1", "--request-timeout", "4",
                 "--stall-timeout", "1"] + list(load) + extra, model="fake-model")
 
 
@@ -309,6 +309,12 @@ def test_faults(tmp):
             check(d["endpoint"]["failures"] == {"http_500": 3} and d["endpoint"]["requests_ok"] == 9
                   and abs(metric(d, "request_failure_ratio")["value"] - 0.25) < 1e-9,
                   f"3 of 12 failed and counted: {d['endpoint']['failures']}")
+        # a server that refuses ignore_eos: the warm-up finds out, the run goes on without it
+        code, docs, err, _ = fault_run(tmp, "strict", port, "strict", [], warmup="2")
+        if check(code == 0 and docs, f"strict server: exit 0 ({code}): {err}"):
+            e = docs[0]["endpoint"]
+            check(not e["ignore_eos"] and any("ignore_eos" in n for n in e["notes"]) and
+                  e["requests_ok"] == 12, f"ignore_eos dropped with a note: {e['notes']}")
         # energy measured at the serving hardware's exporter (2 GPUs at 250 W)
         code, docs, err, _ = fault_run(tmp, "energy", port, "ok", [
             "--device", "nvidia-h100-sxm", "--energy-metrics", f"http://127.0.0.1:{port}/metrics"],

@@ -369,8 +369,10 @@ scrape_configs:
     static_configs:
       - targets: ['127.0.0.1:{pg_port}']
 """)
-    with Proc("pushgateway", ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{pg_port}"],
-              tmp) as gw, \
+    # Debian's pushgateway persists to /var/lib/prometheus/pushgateway.data by default, which
+    # every test run on the machine would share (and load at start): keep it in memory.
+    with Proc("pushgateway", ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{pg_port}",
+                              "--persistence.file="], tmp) as gw, \
          Proc("prometheus", ["prometheus", f"--config.file={config}",
                              f"--storage.tsdb.path={tmp}/tsdb",
                              f"--web.listen-address=127.0.0.1:{prom_port}"], tmp) as pr:

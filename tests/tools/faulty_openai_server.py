@@ -11,6 +11,8 @@ The first path segment picks the behaviour, so one process serves every fault:
   /hang/v1/...         accepts and reads every request, never answers (also /models)
   /hangstream/v1/...   /models answers; generation requests are never answered
   /auth/v1/...         like ok, but wants "Authorization: Bearer right-key" (else HTTP 401)
+  /strict/v1/...       like ok, but refuses unknown fields (ignore_eos, min_tokens) with HTTP 400,
+                       as OpenAI's own API does
   /metrics             a DCGM-exporter: DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION (mJ) of 2 GPUs
                        drawing 250 W each since the server started
 Prints "listening on PORT" on stdout once ready.
@@ -102,6 +104,9 @@ class Handler(BaseHTTPRequestHandler):
         if mode == "auth" and self.headers.get("Authorization") != "Bearer right-key":
             return self.send_json(401, {"error": {"message": "bad key", "code": 401}})
         api = "chat" if rest.endswith("/chat/completions") else "completions"
+        if mode == "strict" and ("ignore_eos" in req or "min_tokens" in req):
+            return self.send_json(400, {"error": {"message": "Unrecognized request argument "
+                                                             "supplied: ignore_eos", "code": 400}})
         if mode == "error500":
             return self.send_json(500, {"error": {"message": "out of memory", "code": 500}})
         if mode == "flaky":
