@@ -6,7 +6,11 @@
 // chunk - when the server wrote it; ITL error = the client's gap between two chunks - the
 // server's. Also the client's CPU time over the wall time (1.0 = one core).
 //
+// --stagger-ms S starts the streams evenly over S ms (as open-loop arrivals would) instead of
+// all at once (every stream's chunks then arrive in lockstep bursts of --streams chunks).
+//
 // usage: endpoint_overhead_bench --url http://127.0.0.1:PORT/v1 [--streams N] [--tokens N]
+//                                [--stagger-ms S]
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -68,17 +72,26 @@ void Report(const char* what, const std::vector<double>& v) {
 int Main(int argc, char** argv) {
   std::string url;
   int streams = 1000, tokens = 64;
+  double stagger_s = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string f = argv[i];
-    if (f == "--url")
+    if (f == "--url") {
       url = argv[i + 1];
-    else if (f == "--streams")
+    } else if (f == "--streams") {
       streams = std::atoi(argv[i + 1]);
-    else if (f == "--tokens")
+    } else if (f == "--tokens") {
       tokens = std::atoi(argv[i + 1]);
+    } else if (f == "--stagger-ms") {
+      stagger_s = std::atof(argv[i + 1]) / 1000.0;
+    } else {
+      url.clear();  // unknown flag: usage
+      break;
+    }
   }
   if (url.empty() || streams < 1) {
-    std::fprintf(stderr, "usage: endpoint_overhead_bench --url URL [--streams N] [--tokens N]\n");
+    std::fprintf(
+        stderr,
+        "usage: endpoint_overhead_bench --url URL [--streams N] [--tokens N] [--stagger-ms S]\n");
     return 2;
   }
   ClientOptions co;
@@ -94,6 +107,11 @@ int Main(int argc, char** argv) {
   size_t open = static_cast<size_t>(streams);
   const double t0 = ClientNow(), c0 = Cpu();
   for (int i = 0; i < streams; ++i) {
+    // Staggered: wait (serving the streams already open) until this one's start.
+    const double start = t0 + stagger_s * i / streams;
+    for (double now = ClientNow(); now < start; now = ClientNow()) {
+      if (!client->Poll(start - now).ok()) return 1;
+    }
     all.push_back(std::make_unique<Stream>(&open));
     uint64_t id;
     if (!client->Start({url + "/completions", body}, all.back().get(), &id).ok()) return 1;
@@ -117,8 +135,10 @@ int Main(int argc, char** argv) {
       }
     }
   }
-  std::printf("streams %d (%zu complete), chunks %zu in %.2f s (%.0f chunks/s)\n", streams, ok,
-              chunks, wall, static_cast<double>(chunks) / wall);
+  std::printf(
+      "streams %d (%zu complete, started over %.0f ms), chunks %zu in %.2f s "
+      "(%.0f chunks/s)\n",
+      streams, ok, stagger_s * 1e3, chunks, wall, static_cast<double>(chunks) / wall);
   Report("TTFT error (first chunk seen - sent)", ttft_err);
   Report("ITL error |client gap - server gap|", itl_err);
   Report("every chunk: seen - sent", lag);

@@ -235,15 +235,15 @@ int main(int argc, char** argv) {
   Options o;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string f = argv[i];
-    if (f == "--port")
+    if (f == "--port") {
       o.port = std::atoi(argv[i + 1]);
-    else if (f == "--tokens")
+    } else if (f == "--tokens") {
       o.tokens = std::atoi(argv[i + 1]);
-    else if (f == "--ttft-ms")
+    } else if (f == "--ttft-ms") {
       o.ttft_ms = std::atof(argv[i + 1]);
-    else if (f == "--itl-ms")
+    } else if (f == "--itl-ms") {
       o.itl_ms = std::atof(argv[i + 1]);
-    else {
+    } else {
       std::fprintf(stderr,
                    "usage: trivial_sse_server [--port P] [--tokens N] [--ttft-ms T] "
                    "[--itl-ms I]\n");
