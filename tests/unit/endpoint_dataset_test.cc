@@ -8,6 +8,7 @@
 
 #include "backends/energy/prometheus_meter.h"
 #include "harness/endpoint/dataset.h"
+#include "results/formats.h"
 #include "results/record_json.h"
 
 namespace cb {
@@ -174,6 +175,28 @@ TEST(EndpointRecordJson, RoundTripsAndOlderFilesHaveNone) {
   bad["endpoint"]["requests_ok"] = "three";
   const Status s = FromJson(bad, "bad.json", &none);
   EXPECT_NE(s.message().find("bad.json: field 'endpoint'"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace cb
+
+namespace cb {
+namespace {
+
+TEST(EndpointRecordJson, TheTableSaysHowManyRequestsOfAValidRunFailed) {
+  RunRecord r;
+  r.workload.model.name = "m";
+  r.workload.backend = "endpoint:http://h:1/v1";
+  EndpointRecord e;
+  e.requests_issued = 12;
+  e.requests_failed = 3;
+  e.failures = {{"http_500", 3}};
+  r.endpoint = e;
+  std::string text;
+  ASSERT_TRUE(FormatRuns({r}, "table", &text).ok());
+  EXPECT_NE(text.find("3 of 12 requests failed (3 http_500), within --max-failure-ratio"),
+            std::string::npos)
+      << text;
 }
 
 }  // namespace
