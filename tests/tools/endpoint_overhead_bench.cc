@@ -109,9 +109,9 @@ int Main(int argc, char** argv) {
   for (int i = 0; i < streams; ++i) {
     // Staggered: wait (serving the streams already open) until this one's start.
     const double start = t0 + stagger_s * i / streams;
-    for (double now = ClientNow(); now < start; now = ClientNow()) {
-      if (!client->Poll(start - now).ok()) return 1;
-    }
+    do {  // at least once: the open streams are read between starts
+      if (!client->Poll(std::max(0.0, start - ClientNow())).ok()) return 1;
+    } while (ClientNow() < start);
     all.push_back(std::make_unique<Stream>(&open));
     uint64_t id;
     if (!client->Start({url + "/completions", body}, all.back().get(), &id).ok()) return 1;
