@@ -45,9 +45,9 @@ struct EndpointRecord {
   double connect_timeout_s = 0, request_timeout_s = 0, stall_timeout_s = 0, run_timeout_s = 0;
   double max_failure_ratio = 0;
   int64_t requests_issued = 0, requests_ok = 0;
-  int64_t requests_failed = 0;     ///< sent and failed (the failure rule counts these)
-  int64_t requests_cancelled = 0;  ///< sent, then cancelled when the run stopped early
-  int64_t requests_not_sent = 0;   ///< due after the run stopped
+  int64_t requests_failed = 0;              ///< sent and failed (the failure rule counts these)
+  int64_t requests_cancelled = 0;           ///< sent, then cancelled when the run stopped early
+  int64_t requests_not_sent = 0;            ///< due after the run stopped
   std::map<std::string, int64_t> failures;  ///< outcome -> count (not "ok")
   bool stopped_early = false;               ///< the run stopped once its failures made it invalid
   int64_t warmup_failed = 0;

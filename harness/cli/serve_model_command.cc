@@ -102,7 +102,7 @@ int ServeModel(const ServeModelFlags& f) {
                static_cast<long long>(f.batch), static_cast<long long>(context));
   std::fflush(stderr);
   while (!CancelRequested()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  engine.Stop();    // open streams end (with an error event) at once
+  engine.Stop();   // open streams end (with an error event) at once
   server.reset();  // then the HTTP threads, which no longer wait for tokens
   if (!f.quiet) {
     std::fprintf(stderr, "clusterbench serve-model: stopped after %lld requests\n",
