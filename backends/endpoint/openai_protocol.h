@@ -25,7 +25,7 @@ struct GenerationRequest {
   std::string prompt;
   int64_t max_tokens = 16;
   /// Ask the server to generate max_tokens whatever the model samples: `ignore_eos` and
-  /// `min_tokens` (vLLM, SGLang, TensorRT-LLM, llama.cpp's server accept them).
+  /// `min_tokens` (vLLM takes both; servers that refuse them are found in the warm-up).
   bool ignore_eos = true;
   bool stream = true;
   bool include_usage = true;  ///< stream_options.include_usage
