@@ -5,6 +5,8 @@
 
 #include "harness/core/limits.h"
 #include "harness/core/text_file.h"
+#include "backends/endpoint/endpoint_url.h"
+#include "harness/endpoint/endpoint_fields.h"
 #include "harness/scenarios/serving_fields.h"
 #include "workloads/json_fields.h"
 #include "workloads/moe_routing.h"
@@ -28,10 +30,12 @@ Status CheckKeys(const json& obj, const std::string& where) {
     bool known = false;
     for (const char* f : kWorkloadFields) known |= key == f;
     for (const char* f : kServingFields) known |= key == f;
+    for (const char* f : kEndpointFields) known |= key == f;
     if (!known) {
       std::string list;
       for (const char* f : kWorkloadFields) list += (list.empty() ? "" : ", ") + std::string(f);
       for (const char* f : kServingFields) list += ", " + std::string(f);
+      for (const char* f : kEndpointFields) list += ", " + std::string(f);
       return Status::InvalidInput(where + ": field '" + key + "': unknown; allowed fields are " +
                                   list);
     }
@@ -153,6 +157,7 @@ Status Resolve(const json& obj, const std::string& where, WorkloadSpec* w) {
   CB_RETURN_IF_ERROR(f.Bool("verify", false, &w->verify));
   CB_RETURN_IF_ERROR(ReadCostOverrides(f, &w->cost));
   CB_RETURN_IF_ERROR(ReadServingFields(obj, f, &w->serving));
+  CB_RETURN_IF_ERROR(ReadEndpointFields(obj, f, w->backend, &w->endpoint));
   struct Bound {
     const char* field;
     int64_t value, lo, hi;
@@ -179,6 +184,11 @@ Status Resolve(const json& obj, const std::string& where, WorkloadSpec* w) {
   std::string routing = "uniform";
   CB_RETURN_IF_ERROR(f.String("routing", false, &routing));
   Status s = LoadModelSpec(w->model_ref, &w->model);
+  if (!s.ok() && IsEndpointBackend(w->backend) && s.code() == StatusCode::kInvalidInput) {
+    // An endpoint serves its own model: a name that is no preset is the served model's.
+    w->model = ExternalModel(w->model_ref);
+    s = Status::Ok();
+  }
   if (!s.ok()) return Status(s.code(), where + ": field 'model': " + s.message());
   if (Status r = ParseRouting(routing, w->model, &w->model.routing_zipf_s); !r.ok()) {
     return Status::InvalidInput(where + ": field 'routing': " + r.message());
@@ -196,7 +206,8 @@ Status ValidateWorkload(const WorkloadSpec& w, const std::string& where) {
   if (w.prompt_len < 1)
     return bad("prompt_len", "must be at least 1, got " + std::to_string(w.prompt_len));
   if (w.gen_len < 1) return bad("gen_len", "must be at least 1, got " + std::to_string(w.gen_len));
-  if (w.prompt_len + w.gen_len > w.model.max_context) {
+  // An endpoint's external model has an unknown context (0): the server checks it.
+  if (w.model.max_context > 0 && w.prompt_len + w.gen_len > w.model.max_context) {
     return bad("prompt_len", "prompt_len + gen_len = " + std::to_string(w.prompt_len + w.gen_len) +
                                  " exceeds the context of " + w.model.name + " (" +
                                  std::to_string(w.model.max_context) + " tokens)");
@@ -211,7 +222,8 @@ Status ValidateWorkload(const WorkloadSpec& w, const std::string& where) {
   if (w.verify_len < 0 || w.verify_len > w.prompt_len + w.gen_len) {
     return bad("verify_len", "must be between 0 (auto) and prompt_len + gen_len");
   }
-  return ValidateScenario(w, where);
+  CB_RETURN_IF_ERROR(ValidateScenario(w, where));
+  return ValidateEndpoint(w, where);
 }
 
 Status ExpandSuite(const json& suite, const json& overrides, const std::string& origin,

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "backends/comm/mpi_world.h"
+#include "backends/endpoint/endpoint_url.h"
 #include "backends/registry.h"
 #include "backends/sim/sim_device.h"
 #include "harness/cancel.h"
@@ -13,6 +14,7 @@
 #include "harness/deployment/sim_offline.h"
 #include "harness/deployment/sim_serving.h"
 #include "harness/deployment/sim_target.h"
+#include "harness/endpoint/endpoint_runner.h"
 #include "harness/fault_injection.h"
 #include "harness/micro/ceilings.h"
 #include "harness/parallel.h"
@@ -33,6 +35,7 @@ struct Prepared {
   EnergyCostPlanner energy_cost;
   std::map<std::string, std::unique_ptr<Device>> devices;  ///< measured backends by name
   std::map<size_t, SimTarget> sim;                         ///< simulated deployments by workload
+  std::map<size_t, EndpointTarget> endpoints;              ///< OpenAI-compatible servers
   Ceilings ceilings;
 };
 
@@ -40,11 +43,38 @@ bool Serving(const WorkloadSpec& w) {
   return w.scenario == "single-stream" || w.scenario == "server";
 }
 
+/// Endpoint workloads: the URL, the key's variable, the dataset (read and checked) and the
+/// declared hardware, all before anything runs; nothing is sent to the server yet.
+Status PrepareEndpoints(std::vector<WorkloadSpec>& plan, const World& world, Prepared* p) {
+  std::map<std::string, std::shared_ptr<const Dataset>> datasets;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    WorkloadSpec& w = plan[i];
+    if (!IsEndpointBackend(w.backend)) continue;
+    const std::string where = DescribeWorkload(w);
+    if (world.size() > 1) {
+      return Status::InvalidInput(where +
+                                  ": an endpoint is driven by one client process; run "
+                                  "it without mpirun");
+    }
+    EndpointTarget t;
+    CB_RETURN_IF_ERROR(ResolveEndpointTarget(w, p->energy_cost.catalog(), where, &datasets, &t));
+    std::unique_ptr<EnergyMeter> probe_meter;
+    EnergyMeter* unused = nullptr;
+    std::string note;
+    CB_RETURN_IF_ERROR(p->energy_cost.MakeEndpointMeter(w, t.device_entry, t.devices, &probe_meter,
+                                                        &unused, &note));
+    w.cost.catalog_device = t.cost_entry;
+    p->endpoints.emplace(i, std::move(t));
+  }
+  return Status::Ok();
+}
+
 /// Simulated workloads in one process are resolved against the catalog as deployments.
 Status PrepareSim(std::vector<WorkloadSpec>& plan, const World& world, Prepared* p) {
   for (size_t i = 0; i < plan.size(); ++i) {
     WorkloadSpec& w = plan[i];
     const std::string where = DescribeWorkload(w);
+    if (p->endpoints.count(i)) continue;
     if (!IsSimBackend(w.backend)) {
       if (w.deployment.Given()) {
         return Status::InvalidInput(
@@ -78,7 +108,7 @@ Status PrepareMeasured(const std::vector<WorkloadSpec>& plan, const PlanRunOptio
                        Prepared* p) {
   const ParallelContext& par = *p->par;
   for (size_t i = 0; i < plan.size(); ++i) {
-    if (p->sim.count(i)) continue;
+    if (p->sim.count(i) || p->endpoints.count(i)) continue;
     const WorkloadSpec& w = plan[i];
     OpStream probe;
     if (Status s = BuildDenseDecoderStream(w.model, ShardSpec{par.tp, 0}, w.LayersRun(), &probe);
@@ -145,6 +175,26 @@ Ceilings SimCeilings(const DeviceProps& props) {
   return c;
 }
 
+/// An endpoint workload: its meter (the server's exporter or the power model), the run, then
+/// energy and cost as for a local serving run, priced by the declared devices.
+Status RunOneEndpoint(const WorkloadSpec& w, const EndpointTarget& t, RunnerOptions opts,
+                      Prepared& p, RunRecord* rec) {
+  opts.parallel = nullptr;
+  TagSweep(w, rec);
+  std::unique_ptr<EnergyMeter> meter;
+  std::string note;
+  CB_RETURN_IF_ERROR(
+      p.energy_cost.MakeEndpointMeter(w, t.device_entry, t.devices, &meter, &opts.energy, &note));
+  if (!note.empty() && !opts.quiet) {
+    std::fprintf(stderr, "%s %s\n", opts.progress_prefix.c_str(), note.c_str());
+  }
+  CB_RETURN_IF_ERROR(RunEndpoint(w, t, opts, rec));
+  p.energy_cost.Finish(w, rec);
+  FinishEndpointCost(t, rec);
+  FixServingEnergyCost(rec);
+  return Status::Ok();
+}
+
 /// Runs workload `i`; `rec` is filled whatever happens to the run. Non-OK ends the plan.
 Status RunOne(const WorkloadSpec& w, size_t i, size_t n, const PlanRunOptions& o, Prepared& p,
               RunRecord* rec) {
@@ -163,6 +213,9 @@ Status RunOne(const WorkloadSpec& w, size_t i, size_t n, const PlanRunOptions& o
                                                   : ""));
   }
   StampRun(rec);
+  if (auto it = p.endpoints.find(i); it != p.endpoints.end()) {
+    return RunOneEndpoint(w, it->second, opts, p, rec);
+  }
   if (auto it = p.sim.find(i); it != p.sim.end()) {
     const SimTarget& t = it->second;
     opts.parallel = nullptr;
@@ -259,7 +312,10 @@ std::string DescribeWorkload(const WorkloadSpec& w) {
 }
 
 std::string RunFileName(const RunRecord& r) {
-  std::string name = r.run_id + "_" + r.workload.model.name + "_" + r.workload.backend + "_" +
+  // An endpoint's URL is in the record, not the name.
+  const std::string backend =
+      IsEndpointBackend(r.workload.backend) ? "endpoint" : r.workload.backend;
+  std::string name = r.run_id + "_" + r.workload.model.name + "_" + backend + "_" +
                      std::string(DTypeName(r.workload.dtype)) + "_b" +
                      std::to_string(r.workload.batch) +
                      (r.workload.scenario == "offline" ? "" : "_" + r.workload.scenario) + ".json";
@@ -275,9 +331,10 @@ Status RunPlan(std::vector<WorkloadSpec> plan, const PlanRunOptions& o, PlanRunR
   World& world = World::Get();
   Prepared p;
   CB_RETURN_IF_ERROR(p.energy_cost.Init(o.catalog_dir, o.energy));
+  CB_RETURN_IF_ERROR(PrepareEndpoints(plan, world, &p));
   CB_RETURN_IF_ERROR(PrepareSim(plan, world, &p));
   const int dp = o.dp > 0 ? o.dp : std::max(1, world.size() / std::max(1, o.tp));
-  if (p.sim.size() < plan.size() || world.size() > 1) {
+  if (p.sim.size() + p.endpoints.size() < plan.size() || world.size() > 1) {
     CB_RETURN_IF_ERROR(p.groups.Init(o.tp, dp, world, o.collective_timeout_s, o.ep));
   } else {
     CB_RETURN_IF_ERROR(p.groups.Init(1, 1, world, o.collective_timeout_s, 1));

@@ -268,6 +268,19 @@ std::vector<std::string> Notes(const std::vector<RunRecord>& runs) {
     if (!r.status_message.empty()) line += ": " + r.status_message;
     notes.push_back(line);
   }
+  // Endpoint runs that stayed valid despite failed requests say how many failed.
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const RunRecord& r = runs[i];
+    if (!IsOk(r) || !r.endpoint || r.endpoint->requests_failed == 0) continue;
+    std::string failures;
+    for (const auto& [outcome, n] : r.endpoint->failures) {
+      failures += (failures.empty() ? "" : ", ") + std::to_string(n) + " " + outcome;
+    }
+    notes.push_back("run " + std::to_string(i + 1) + " (" + ModelName(r) + ", " + BackendName(r) +
+                    "): " + std::to_string(r.endpoint->requests_failed) + " of " +
+                    std::to_string(r.endpoint->requests_issued) + " requests failed (" + failures +
+                    "), within --max-failure-ratio");
+  }
   for (const std::string& n : EnergyCostNotes(runs)) notes.push_back(n);
   return notes;
 }

@@ -558,6 +558,7 @@ json ToJson(const RunRecord& rec) {
   if (rec.serving) doc["serving"] = ServingRecordToJson(*rec.serving);
   if (rec.validity) doc["validity"] = ValidityRecordToJson(*rec.validity);
   if (rec.sweep) doc["sweep"] = SweepRecordToJson(*rec.sweep);
+  if (rec.endpoint) doc["endpoint"] = EndpointRecordToJson(*rec.endpoint);
   return doc;
 }
 
@@ -627,6 +628,11 @@ Status FromJson(const json& doc, const std::string& origin, RunRecord* out) {
     SweepRecord sw;
     CB_RETURN_IF_ERROR(SweepRecordFromJson(doc["sweep"], origin, &sw));
     rec.sweep = std::move(sw);
+  }
+  if (doc.contains("endpoint")) {  // schema 1.2, optional
+    EndpointRecord e;
+    CB_RETURN_IF_ERROR(EndpointRecordFromJson(doc["endpoint"], origin, &e));
+    rec.endpoint = std::move(e);
   }
   *out = std::move(rec);
   return Status::Ok();

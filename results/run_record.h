@@ -8,6 +8,7 @@
 #include "backends/backend.h"
 #include "results/cluster_record.h"
 #include "results/deployment_record.h"
+#include "results/endpoint_record.h"
 #include "results/energy_cost_record.h"
 #include "results/serving_record.h"
 #include "workloads/workload_spec.h"
@@ -99,6 +100,7 @@ struct RunRecord {
   std::optional<ValidityRecord> validity;  ///< where validity rules were applied
   std::optional<SweepRecord> sweep;        ///< a point of a sweep
   std::optional<DeploymentRecord> deployment;  ///< a simulated deployment's layout and figures
+  std::optional<EndpointRecord> endpoint;      ///< a run against an OpenAI-compatible server
 
   /// True when the run may be published as a valid result: status ok and, where validity
   /// rules were applied, labelled valid (not shortened or unstable).

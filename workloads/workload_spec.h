@@ -7,6 +7,7 @@
 #include "harness/core/dtype.h"
 #include "workloads/cost_overrides.h"
 #include "workloads/deployment.h"
+#include "workloads/endpoint_spec.h"
 #include "workloads/model_spec.h"
 #include "workloads/serving_spec.h"
 
@@ -32,6 +33,8 @@ struct WorkloadSpec {
   CostOverrides cost;         ///< cost-model inputs given in the suite or on the command line
   ServingSpec serving;        ///< single-stream/server/sweep settings and validity rules
   DeploymentSpec deployment;  ///< simulated backend: system, devices and their layout
+                              ///< (endpoint: the declared system and device count)
+  EndpointSpec endpoint;      ///< endpoint backend: API, prompts, timeouts, energy source
 
   DType KvDType() const { return kv_dtype.value_or(DefaultKvDType(dtype)); }
   int LayersRun() const { return layers > 0 ? layers : static_cast<int>(model.num_layers); }

@@ -14,6 +14,7 @@ CommandFn AddBackendsCommand(CLI::App& app);
 CommandFn AddMicroCommand(CLI::App& app);
 CommandFn AddCostCommand(CLI::App& app);
 CommandFn AddServeCommand(CLI::App& app);
+CommandFn AddServeModelCommand(CLI::App& app);
 CommandFn AddCompareHardwareCommand(CLI::App& app);
 CommandFn AddCalibrateCommand(CLI::App& app);
 CommandFn AddCompareCommand(CLI::App& app);

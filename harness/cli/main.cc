@@ -60,6 +60,7 @@ int RunCommandLine(int argc, char** argv) {
   add(cb::AddMicroCommand);
   add(cb::AddCostCommand);
   add(cb::AddServeCommand);
+  add(cb::AddServeModelCommand);
   add(cb::AddCompareHardwareCommand);
   add(cb::AddCalibrateCommand);
   add(cb::AddCompareCommand);

@@ -8,6 +8,7 @@
 #include "harness/cli/compare_hardware.h"
 #include "harness/cli/cost_flags.h"
 #include "harness/cli/output.h"
+#include "harness/cli/endpoint_flags.h"
 #include "harness/cli/serving_flags.h"
 #include "harness/core/cancel_flag.h"
 #include "harness/plan.h"
@@ -44,6 +45,7 @@ struct RunFlags {
   std::map<std::string, CLI::Option*> given;  ///< workload field -> its option
   CostFlags cost;                             ///< cost-model inputs, --energy, --catalog
   ServingFlags serving;                       ///< --scenario, server load, validity, sweeps
+  EndpointFlags endpoint;                     ///< --backend endpoint:URL's settings
   prom::PublishOptions publish;               ///< --push, --textfile
 };
 
@@ -120,6 +122,7 @@ Status BuildOverrides(const RunFlags& f, json* overrides) {
   if (f.given.at("verify_len")->count()) (*overrides)["verify_len"] = f.verify_len;
   if (f.no_verify) (*overrides)["verify"] = false;
   CB_RETURN_IF_ERROR(ServingFlagsToOverrides(f.serving, overrides));
+  EndpointFlagsToOverrides(f.endpoint, overrides);
   return CostFlagsToOverrides(f.cost, overrides);
 }
 
@@ -271,9 +274,9 @@ CommandFn AddRunCommand(CLI::App& app) {
                                "Model preset name or JSON file (comma-separated list expands)");
   cmd->add_option("--suite", f->suite,
                   "Suite name (workloads/suites/NAME.json) or file; flags given override it");
-  g["backend"] =
-      cmd->add_option("--backend", f->backend,
-                      "Backend: cpu, reference, sim or sim:DEVICE (a catalog device; default cpu)");
+  g["backend"] = cmd->add_option("--backend", f->backend,
+                                 "Backend: cpu, reference, sim, sim:DEVICE (a catalog device) or "
+                                 "endpoint:URL (an OpenAI-compatible server; default cpu)");
   g["dtype"] = cmd->add_option("--dtype", f->dtype,
                                "fp32, bf16 (default), fp8 or int8 (W8A8); list expands");
   g["kv_dtype"] = cmd->add_option("--kv-dtype", f->kv_dtype,
@@ -310,6 +313,7 @@ CommandFn AddRunCommand(CLI::App& app) {
   cmd->add_flag("--quiet,-q", f->quiet, "No progress on stderr");
   AddCostFlags(cmd, &f->cost, /*with_energy=*/true);
   AddServingFlags(cmd, &f->serving);
+  AddEndpointFlags(cmd, &f->endpoint);
   auto& push = f->publish.push;
   cmd->add_option("--push", push.url,
                   "Push the results to this Prometheus Pushgateway (http://HOST:PORT) at the end");
@@ -329,10 +333,12 @@ CommandFn AddRunCommand(CLI::App& app) {
   g["tp"] = f->tp_opt;
   cmd->add_option("--system", f->system,
                   "sim: a catalog system (cloudmatrix-384, gb200-nvl72, hgx-h100-8, "
-                  "hgx-h100-96) with its interconnect, power and price")
+                  "hgx-h100-96) with its interconnect, power and price; endpoint: the system "
+                  "the server runs on")
       ->group("Simulated backend");
   cmd->add_option("--devices", f->devices,
-                  "sim: devices of the deployment (default: the system's, else 1)")
+                  "sim: devices of the deployment; endpoint: devices behind the server (default: "
+                  "the system's, else 1)")
       ->check(CLI::PositiveNumber)
       ->group("Simulated backend");
   g["ep"] = cmd->add_option("--ep", f->ep,

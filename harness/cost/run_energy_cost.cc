@@ -4,6 +4,7 @@
 
 #include "backends/cpu/host_info.h"
 #include "backends/energy/meter_factory.h"
+#include "backends/energy/prometheus_meter.h"
 #include "harness/cost/cost_model.h"
 #include "harness/cost/energy_cost.h"
 
@@ -81,6 +82,16 @@ Status EnergyCostPlanner::MakeMeter(const WorkloadSpec& w, Device& device,
   CB_RETURN_IF_ERROR(ResolveEntry(catalog_, w.cost.catalog_device, "workload " + w.model.name,
                                   props, &entry, &by));
   CB_RETURN_IF_ERROR(energy::MakeEnergyMeter(energy_, props, entry, owned, note));
+  *meter = owned->get();
+  return Status::Ok();
+}
+
+Status EnergyCostPlanner::MakeEndpointMeter(const WorkloadSpec& w, const CatalogEntry* device_entry,
+                                            int devices, std::unique_ptr<EnergyMeter>* owned,
+                                            EnergyMeter** meter, std::string* note) const {
+  CB_RETURN_IF_ERROR(energy::MakeRemoteEnergyMeter(energy_, w.endpoint.energy_metrics,
+                                                   w.endpoint.energy_metric, device_entry, devices,
+                                                   owned, note));
   *meter = owned->get();
   return Status::Ok();
 }

@@ -23,6 +23,13 @@ class EnergyCostPlanner {
   /// `*meter` is null when energy is off or cannot be had (`*note` says why).
   Status MakeMeter(const WorkloadSpec& w, Device& device, std::unique_ptr<EnergyMeter>* owned,
                    EnergyMeter** meter, std::string* note) const;
+  /// The meter of the hardware behind an endpoint: its Prometheus exporter when the workload
+  /// names one (energy_metrics), else the power model of `devices` x `device_entry`
+  /// (energy::MakeRemoteEnergyMeter; --energy rapl/nvml are refused, kInvalidInput).
+  Status MakeEndpointMeter(const WorkloadSpec& w, const CatalogEntry* device_entry, int devices,
+                           std::unique_ptr<EnergyMeter>* owned, EnergyMeter** meter,
+                           std::string* note) const;
+  const std::string& energy_choice() const { return energy_; }
   /// After the run: energy metrics, the cost section and the cost metrics.
   void Finish(const WorkloadSpec& w, RunRecord* rec) const;
 

@@ -124,7 +124,7 @@ Status ValidateScenario(const WorkloadSpec& w, const std::string& where) {
   if (!s.output_dist.empty()) {
     CB_RETURN_IF_ERROR(LengthDist::Parse(s.output_dist, where + ": field 'output_dist'", &output));
   }
-  if (prompt.Max() + output.Max() > w.model.max_context) {
+  if (w.model.max_context > 0 && prompt.Max() + output.Max() > w.model.max_context) {
     return bad("prompt_dist",
                "longest prompt + output = " + std::to_string(prompt.Max() + output.Max()) +
                    " tokens exceeds the context of " + w.model.name + " (" +

@@ -39,12 +39,12 @@ int64_t Concurrency(const WorkloadSpec& w) {
   if (w.scenario == "single-stream") return 1;
   return w.serving.rate > 0 ? 0 : w.serving.concurrency;
 }
+}  // namespace
+
 int64_t MeasuredRequests(const WorkloadSpec& w) {
   return w.serving.requests > 0 ? w.serving.requests
                                 : std::max<int64_t>(1, RulesFor(w).min_requests);
 }
-
-}  // namespace
 
 Status MakeRequests(const WorkloadSpec& w, int64_t first, int64_t count, int64_t vocab,
                     std::vector<ServingRequest>* out) {

@@ -14,6 +14,9 @@ namespace cb {
 Status MakeRequests(const WorkloadSpec& w, int64_t first, int64_t count, int64_t vocab,
                     std::vector<ServingRequest>* out);
 
+/// Requests of a serving run's measured pass: `requests`, else the scenario's min_requests.
+int64_t MeasuredRequests(const WorkloadSpec& w);
+
 /// Runs the single-stream or server scenario of `w` (harness/scenarios/README in
 /// docs/scenarios.md): verification, warm-up requests, one measured pass with continuous
 /// batching, metrics, validity. Same contract as RunOffline.

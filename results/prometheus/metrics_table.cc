@@ -41,7 +41,7 @@ const std::map<std::string, std::string>& HelpTexts() {
        "phase=decode generated (output) tokens."},
       {kLatency,
        "Latency of the run in seconds: kind=ttft time to first token, kind=tpot time per "
-       "output token, kind=e2e end to end (offline: per repetition and decode step; serving: "
+       "output token, kind=e2e end to end, kind=itl inter-token latency of endpoint runs (gaps between streamed chunks) (offline: per repetition and decode step; serving: "
        "per request, from its scheduled arrival). Mean is _sum / _count; quantile 0 and 1 are "
        "min and max."},
       {kFlops, "Achieved FLOP/s of the prefill step (FLOPs of a step / median step time)."},
@@ -101,6 +101,7 @@ const std::vector<KnownMetric>& KnownMetrics() {
       {"ttft_seconds", kLatency, "kind", "ttft", 1},
       {"tpot_seconds", kLatency, "kind", "tpot", 1},
       {"e2e_latency_seconds", kLatency, "kind", "e2e", 1},
+      {"itl_seconds", kLatency, "kind", "itl", 1},
       {"prefill_flops_per_second", kFlops, "phase", "prefill", 1},
       {"decode_bytes_per_second", kBytes, "phase", "decode", 1},
       {"mfu_prefill_ratio", kMfu, "phase", "prefill", 1},

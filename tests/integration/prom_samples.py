@@ -56,7 +56,7 @@ def expected_samples(doc):
                        ("blended", "cost_usd_per_million_tokens")]:
         metric(name, "clusterbench_cost_usd_per_million_tokens", {"kind": kind})
     for kind, name in [("ttft", "ttft_seconds"), ("tpot", "tpot_seconds"),
-                       ("e2e", "e2e_latency_seconds")]:
+                       ("e2e", "e2e_latency_seconds"), ("itl", "itl_seconds")]:
         if name not in met:
             continue
         d = met[name]["distribution"]
