@@ -542,6 +542,7 @@ json ToJson(const RunRecord& rec) {
   if (rec.serving) doc["serving"] = ServingRecordToJson(*rec.serving);
   if (rec.validity) doc["validity"] = ValidityRecordToJson(*rec.validity);
   if (rec.sweep) doc["sweep"] = SweepRecordToJson(*rec.sweep);
+  if (rec.ceiling_check) doc["ceiling_check"] = CeilingCheckRecordToJson(*rec.ceiling_check);
   return doc;
 }
 
@@ -606,6 +607,11 @@ Status FromJson(const json& doc, const std::string& origin, RunRecord* out) {
     SweepRecord sw;
     CB_RETURN_IF_ERROR(SweepRecordFromJson(doc["sweep"], origin, &sw));
     rec.sweep = std::move(sw);
+  }
+  if (doc.contains("ceiling_check")) {  // offline runs since the in-run ceiling probes
+    CeilingCheckRecord c;
+    CB_RETURN_IF_ERROR(CeilingCheckRecordFromJson(doc["ceiling_check"], origin, &c));
+    rec.ceiling_check = std::move(c);
   }
   *out = std::move(rec);
   return Status::Ok();

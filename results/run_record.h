@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "results/ceiling_check_record.h"
 #include "results/cluster_record.h"
 #include "results/energy_cost_record.h"
 #include "results/serving_record.h"
@@ -56,7 +57,9 @@ struct Verification {
   bool nan_found = false;
 };
 
-/// Measured ceilings that MFU and MBU are computed against.
+/// A device's ceilings (matmul peak per dtype, memory read bandwidth). In a record: the
+/// micro-suite's cached figures for the host (or a GPU's, measured in the process), the
+/// reference figure; MFU and MBU divide by the figures `ceiling_check` says were used.
 struct Ceilings {
   double matmul_flops_per_s[kDTypeCount] = {0, 0, 0};
   double mem_read_bytes_per_s = 0;
@@ -93,6 +96,9 @@ struct RunRecord {
   std::optional<ServingRecord> serving;    ///< single-stream and server runs
   std::optional<ValidityRecord> validity;  ///< where validity rules were applied
   std::optional<SweepRecord> sweep;        ///< a point of a sweep
+  /// Offline runs on real devices: the ceilings MFU/MBU were judged against, sampled beside
+  /// the measured window, and the verdict (harness/ceiling_check.h).
+  std::optional<CeilingCheckRecord> ceiling_check;
 
   /// True when the run may be published as a valid result: status ok and, where validity
   /// rules were applied, labelled valid (not shortened or unstable).

@@ -262,6 +262,11 @@ int Run(const RunFlags& f) {
     world.set_collective_timeout(f.collective_timeout_s);
   }
 
+  // Ceilings sampled beside every measured window of a device that uses the host's ceilings
+  // (harness/ceiling_check.h), on every rank; a test fault replaces the probe with a fake.
+  std::unique_ptr<CeilingProbe> host_probe = MakeFaultyCeilingProbe(f.inject_fault);
+  if (!host_probe) host_probe = std::make_unique<HostCeilingProbe>();
+
   const std::string out_dir = f.out.empty() ? f.results_dir + "/runs" : f.out;
   std::vector<RunRecord> records;
   bool any_bad = false;
@@ -287,6 +292,8 @@ int Run(const RunFlags& f) {
         return s;
       }();
       opts.ceilings = gpu_status.ok() ? gpu : Ceilings{};
+    } else if (w.backend != "cuda") {
+      opts.ceiling_probe = host_probe.get();
     }
     opts.quiet = f.quiet || !rank0;
     opts.parallel = &par;
@@ -354,9 +361,15 @@ int Run(const RunFlags& f) {
       std::fprintf(stderr, "clusterbench run: %s\n", ws.message().c_str());
       any_bad = true;
     } else if (!f.quiet) {
-      std::fprintf(stderr, "%s %s: %s%s -> %s\n", opts.progress_prefix.c_str(), rec.status.c_str(),
-                   rec.status_message.c_str(), rec.status_message.empty() ? "done" : "",
-                   path.c_str());
+      std::string what = rec.status_message.empty() ? "done" : rec.status_message;
+      if (rec.status == "ok" && !rec.Publishable()) {  // kept, but shortened or unstable
+        what = "not published as valid";
+        for (const std::string& r : rec.validity->reasons) {
+          if (r.rfind("note:", 0) != 0) what += "; " + r;
+        }
+      }
+      std::fprintf(stderr, "%s %s: %s -> %s\n", opts.progress_prefix.c_str(), rec.status.c_str(),
+                   what.c_str(), path.c_str());
     }
     any_bad |= rec.status == "failed" || rec.status == "invalid";
     records.push_back(std::move(rec));
@@ -464,7 +477,8 @@ CommandFn AddRunCommand(CLI::App& app) {
       ->check(CLI::PositiveNumber)
       ->default_val(300);
   cmd->add_option("--inject-fault", f->inject_fault,
-                  "Test only: nan-logits, skew-logits, throw-on-rank:R")
+                  "Test only: nan-logits, skew-logits, throw-on-rank:R, ceiling-drift, "
+                  "ceiling-low, ceiling-steady")
       ->group("");  // hidden from --help
   return [f] { return Run(*f); };
 }

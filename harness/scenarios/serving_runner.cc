@@ -252,10 +252,13 @@ Status RunScenario(const WorkloadSpec& w, Device& device, const RunnerOptions& o
   }
   CB_RETURN_IF_ERROR(RunOffline(w, device, opts, rec));
   if (rec->status == "ok") {
+    // Offline rules are off by default; a run the ceiling check finds unstable gets its
+    // validity section whatever the rules.
     const ValidityRules rules = RulesFor(w);
+    const ValidityInput in = OfflineValidityInput(*rec);
     if (rules.min_duration_s > 0 || rules.min_requests > 0 || rules.max_cv > 0 ||
-        w.serving.strict) {
-      ApplyValidity(rules, OfflineValidityInput(*rec), rec);
+        w.serving.strict || !in.unstable_reasons.empty()) {
+      ApplyValidity(rules, in, rec);
     }
   }
   return Status::Ok();

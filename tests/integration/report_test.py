@@ -104,7 +104,8 @@ def report_html(args):
     runs = os.path.join(out, "runs")
     run([args.clusterbench, "run", "--results-dir", args.results_dir, "--out", runs, "--model",
          "tiny", "--dtype", "fp32", "--batch", "1,2,4", "--prompt-len", "16", "--gen-len", "8",
-         "--repetitions", "2", "--format", "md"], expect=0)
+         "--repetitions", "2", "--format", "md",
+         "--inject-fault", "ceiling-steady"], expect=0)  # valid whatever the host's noise
     files = sorted(glob.glob(os.path.join(runs, "*.json")))
     check(len(files) == 3, f"3 run files, got {files}")
     with open(files[0]) as f:
