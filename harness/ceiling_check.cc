@@ -17,10 +17,13 @@ std::string GBps(double v) { return Fmt("%.1f GB/s", v / 1e9); }
 std::string GFlops(double v) { return Fmt("%.1f GFLOP/s", v / 1e9); }
 std::string MiB(double v) { return Fmt("%.1f MiB", v / (1024.0 * 1024.0)); }
 
-std::string Describe(const CeilingSample& s, const char* when) {
+std::string Describe(const CeilingSample& s, const char* when, DType dtype) {
+  const std::string matmul = std::string(DTypeName(dtype)) + " matmul ";
   return std::string("ceilings ") + when + " the window: memory read " +
-         GBps(s.mem_read_bytes_per_s) + " (" + Fmt("%.0f ms", s.mem_read_s * 1e3) + "), matmul " +
-         GFlops(s.matmul_flops_per_s) + " (" + Fmt("%.0f ms", s.matmul_s * 1e3) + ")";
+         GBps(s.mem_read_bytes_per_s) + " (" + Fmt("%.0f ms", s.mem_read_s * 1e3) + "), " +
+         (s.matmul_flops_per_s > 0 ? matmul + GFlops(s.matmul_flops_per_s) + " (" +
+                                         Fmt("%.0f ms", s.matmul_s * 1e3) + ")"
+                                   : "no " + matmul + "probe (no native kernel)");
 }
 
 /// One ceiling from the ranks' samples (`pick` reads a sample's figure) and the cached figure.
@@ -77,7 +80,7 @@ std::string SampleCeilingsBeside(const WorkloadSpec& w, const RunnerOptions& opt
     return "ceiling probe failed (" + st.message() + "); MFU/MBU against the cached ceilings";
   }
   probes->taken = !before;
-  return Describe(s, before ? "before" : "after");
+  return Describe(s, before ? "before" : "after", w.dtype);
 }
 
 CeilingPlan PlanCeilings(const CeilingPlanInput& in) {
