@@ -305,21 +305,24 @@ void ReadEnergy(const RunnerOptions& opts, const Status& started, RankTimings* m
 
 /// The warm-up and measured repetitions, every repetition started by a barrier. The measured
 /// window is framed by the ceiling probes (right outside it) and the energy meter (right
-/// inside). Leaves the record failed or invalid when the run must stop.
+/// inside). Every rank probes at the same moment, between barriers, so that no rank's probe
+/// overlaps another's repetition. Leaves the record failed or invalid when the run must stop.
 Status MeasureRepetitions(const Window& win, MoeLoadSteps* moe_load, RankTimings* mine,
                           RunRecord* rec) {
   const WorkloadSpec& w = win.w;
   const RunnerOptions& opts = win.opts;
   auto barrier = [&] { return win.par.world ? win.par.world->Barrier() : Status::Ok(); };
+  const bool probe = opts.ceiling_probe != nullptr && w.serving.ceiling_probes;
   Status energy_started = Status::Unsupported("no energy meter");
   for (int rep = 0; rep < w.warmup + w.repetitions; ++rep) {
     const bool warm = rep < w.warmup;
+    if (rep == w.warmup && probe) {
+      if (Status s = barrier(); !s.ok()) return Fail(rec, "synchronising ranks", s);
+      Progress(opts, SampleCeilingsBeside(w, opts, /*before=*/true, &mine->probes));
+    }
     // Replicas start each repetition together, so the slowest one sets the cluster's time.
     if (Status s = barrier(); !s.ok()) return Fail(rec, "synchronising ranks", s);
-    if (rep == w.warmup) {
-      Progress(opts, SampleCeilingsBeside(w, opts, /*before=*/true, &mine->probes));
-      if (opts.energy != nullptr) energy_started = opts.energy->Start();
-    }
+    if (rep == w.warmup && opts.energy != nullptr) energy_started = opts.energy->Start();
     Progress(opts, warm ? "warm-up " + std::to_string(rep + 1) + "/" + std::to_string(w.warmup)
                         : "repetition " + std::to_string(rep - w.warmup + 1) + "/" +
                               std::to_string(w.repetitions));
@@ -342,8 +345,7 @@ Status MeasureRepetitions(const Window& win, MoeLoadSteps* moe_load, RankTimings
     mine->window_s.push_back(window);
   }
   ReadEnergy(opts, energy_started, mine, rec);
-  if (opts.ceiling_probe != nullptr && w.serving.ceiling_probes) {
-    // Every rank probes after the last repetition at the same moment, as before the first.
+  if (probe) {
     if (Status s = barrier(); !s.ok()) return Fail(rec, "synchronising ranks", s);
     Progress(opts, SampleCeilingsBeside(w, opts, /*before=*/false, &mine->probes));
   }
