@@ -56,7 +56,35 @@ class FaultyDevice final : public Device {
   Fault fault_;
 };
 
+/// Deterministic ceiling samples (see MakeFaultyCeilingProbe).
+class FakeCeilingProbe final : public CeilingProbe {
+ public:
+  explicit FakeCeilingProbe(std::string mode) : mode_(std::move(mode)) {}
+  Status Sample(DType, CeilingSample* out) override {
+    double mem = 40e9, flops = 400e9;  // ceiling-drift: before the window, then half
+    if (mode_ == "ceiling-drift" && calls_ % 2 == 1) mem *= 0.5, flops *= 0.5;
+    if (mode_ == "ceiling-low") mem = flops = 1e6;
+    if (mode_ == "ceiling-steady") mem = flops = 1e18;
+    ++calls_;
+    *out = CeilingSample{mem, flops, 0, 0};
+    return Status::Ok();
+  }
+  std::string Method(DType) const override {
+    return "injected fault: a fake probe (--inject-fault " + mode_ + ")";
+  }
+  double CacheBytes() const override { return 0; }
+
+ private:
+  std::string mode_;
+  int calls_ = 0;
+};
+
 }  // namespace
+
+std::unique_ptr<CeilingProbe> MakeFaultyCeilingProbe(const std::string& mode) {
+  if (mode != "ceiling-drift" && mode != "ceiling-low" && mode != "ceiling-steady") return nullptr;
+  return std::make_unique<FakeCeilingProbe>(mode);
+}
 
 Status WrapWithFault(const std::string& mode, int world_rank, std::unique_ptr<Device> inner,
                      std::unique_ptr<Device>* out) {
@@ -78,10 +106,13 @@ Status WrapWithFault(const std::string& mode, int world_rank, std::unique_ptr<De
     fault = Fault::kNanLogits;
   } else if (mode == "skew-logits") {
     fault = Fault::kSkewLogits;
+  } else if (MakeFaultyCeilingProbe(mode) != nullptr) {
+    *out = std::move(inner);  // a fault of the ceiling probe, not of the device
+    return Status::Ok();
   } else {
-    return Status::InvalidInput(
-        "--inject-fault '" + mode +
-        "' unknown; allowed values: nan-logits, skew-logits, throw-on-rank:R");
+    return Status::InvalidInput("--inject-fault '" + mode +
+                                "' unknown; allowed values: nan-logits, skew-logits, "
+                                "throw-on-rank:R, ceiling-drift, ceiling-low, ceiling-steady");
   }
   *out = std::make_unique<FaultyDevice>(std::move(inner), fault);
   return Status::Ok();

@@ -61,7 +61,20 @@ int64_t FirstSequence(int64_t batch, int dp, int dp_rank) {
 
 namespace {
 
+json ToJson(const CeilingSample& s) {
+  return {{"mem", s.mem_read_bytes_per_s},
+          {"flops", s.matmul_flops_per_s},
+          {"mem_s", s.mem_read_s},
+          {"flops_s", s.matmul_s}};
+}
+
+CeilingSample SampleOf(const json& j) {
+  return {j.at("mem").get<double>(), j.at("flops").get<double>(), j.at("mem_s").get<double>(),
+          j.at("flops_s").get<double>()};
+}
+
 json ToJson(const RankTimings& t) {
+  const WindowProbes& p = t.probes;
   return {{"rank", t.rank},
           {"tp_rank", t.tp_rank},
           {"dp_rank", t.dp_rank},
@@ -74,7 +87,12 @@ json ToJson(const RankTimings& t) {
           {"backend_s", t.backend_s},
           {"window_s", t.window_s},
           {"energy_source", t.energy_source},
-          {"energy_joules", t.energy_joules}};
+          {"energy_joules", t.energy_joules},
+          {"probes",
+           {{"taken", p.taken},
+            {"before", ToJson(p.before)},
+            {"after", ToJson(p.after)},
+            {"error", p.error}}}};
 }
 
 RankTimings FromJson(const json& j) {
@@ -92,6 +110,11 @@ RankTimings FromJson(const json& j) {
   j.at("window_s").get_to(t.window_s);
   j.at("energy_source").get_to(t.energy_source);
   j.at("energy_joules").get_to(t.energy_joules);
+  const json& p = j.at("probes");
+  p.at("taken").get_to(t.probes.taken);
+  t.probes.before = SampleOf(p.at("before"));
+  t.probes.after = SampleOf(p.at("after"));
+  p.at("error").get_to(t.probes.error);
   return t;
 }
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "backends/comm/communicator.h"
+#include "harness/micro/ceiling_probe.h"
 #include "results/run_record.h"
 
 namespace cb {
@@ -64,6 +65,7 @@ struct RankTimings {
   std::vector<double> window_s;   ///< per repetition: the whole measured window
   std::string energy_source;      ///< empty when this rank had no reading
   double energy_joules = 0;
+  WindowProbes probes;  ///< the ceilings this rank sampled beside its window (ceiling_check.h)
 };
 
 /// The job's energy from every rank's reading: NVML readings (one GPU per rank) are summed;

@@ -16,6 +16,7 @@
 #include "harness/deployment/sim_target.h"
 #include "harness/endpoint/endpoint_runner.h"
 #include "harness/fault_injection.h"
+#include "harness/micro/ceiling_probe.h"
 #include "harness/micro/ceilings.h"
 #include "harness/parallel.h"
 #include "harness/progress.h"
@@ -37,6 +38,9 @@ struct Prepared {
   std::map<size_t, SimTarget> sim;                         ///< simulated deployments by workload
   std::map<size_t, EndpointTarget> endpoints;              ///< OpenAI-compatible servers
   Ceilings ceilings;
+  /// Samples the host's ceilings beside each measured window (harness/ceiling_check.h), on
+  /// every rank; a test fault replaces it with a fake.
+  std::unique_ptr<CeilingProbe> host_probe;
 };
 
 bool Serving(const WorkloadSpec& w) {
@@ -233,6 +237,7 @@ Status RunOne(const WorkloadSpec& w, size_t i, size_t n, const PlanRunOptions& o
   Device& device = *p.devices[w.backend];
   const DeviceProps props = device.Props();
   opts.ceilings = props.simulated ? SimCeilings(props) : CeilingsFor(w, p);
+  if (!props.simulated && w.backend != "cuda") opts.ceiling_probe = p.host_probe.get();
   std::unique_ptr<EnergyMeter> meter;
   std::string energy_note;
   CB_RETURN_IF_ERROR(p.energy_cost.MakeMeter(w, device, &meter, &opts.energy, &energy_note));
@@ -373,6 +378,8 @@ Status RunPlan(std::vector<WorkloadSpec> plan, const PlanRunOptions& o, PlanRunR
     CB_RETURN_IF_ERROR(par.world->Barrier());
     world.set_collective_timeout(o.collective_timeout_s);
   }
+  p.host_probe = MakeFaultyCeilingProbe(o.inject_fault);
+  if (!p.host_probe) p.host_probe = std::make_unique<HostCeilingProbe>();
   PlanProgress& progress = PlanProgress::Get();
   std::vector<double> work;
   for (size_t i = 0; i < plan.size(); ++i) work.push_back(EstimatedWork(plan[i], p.sim.count(i)));
@@ -405,9 +412,15 @@ Status RunPlan(std::vector<WorkloadSpec> plan, const PlanRunOptions& o, PlanRunR
       progress.Line("clusterbench run: " + ws.message());
       out->any_bad = true;
     } else if (!o.quiet) {
+      std::string what = rec.status_message.empty() ? "done" : rec.status_message;
+      if (rec.status == "ok" && !rec.Publishable()) {  // kept, but shortened or unstable
+        what = "not published as valid";
+        for (const std::string& r : rec.validity->reasons) {
+          if (r.rfind("note:", 0) != 0) what += "; " + r;
+        }
+      }
       progress.Line("[" + std::to_string(i + 1) + "/" + std::to_string(plan.size()) + "] " +
-                    DescribeWorkload(w) + ": " + rec.status + ": " +
-                    (rec.status_message.empty() ? "done" : rec.status_message) + " -> " + path);
+                    DescribeWorkload(w) + ": " + rec.status + ": " + what + " -> " + path);
     }
     out->any_bad |= rec.status == "failed" || rec.status == "invalid";
     out->records.push_back(std::move(rec));

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "harness/cancel.h"
+#include "harness/ceiling_check.h"
 #include "harness/parallel.h"
 #include "harness/progress.h"
 #include "harness/run_metrics.h"
@@ -67,45 +68,7 @@ uint64_t SaturatingBytes(double bytes) {
   return bytes >= kMax ? std::numeric_limits<uint64_t>::max() : static_cast<uint64_t>(bytes);
 }
 
-/// The op ranges of one step: before the layers, each layer, after the layers.
-struct Segments {
-  OpRange head, tail;
-  std::vector<OpRange> layers;
-};
-
-Segments SplitByLayer(const OpStream& s) {
-  Segments seg;
-  for (int l = 0; l < s.layers; ++l) {
-    const auto [b, e] = s.LayerRange(l);
-    seg.layers.push_back({b, e});
-  }
-  seg.head = {0, seg.layers.empty() ? s.ops.size() : seg.layers.front().begin};
-  seg.tail = {seg.layers.empty() ? s.ops.size() : seg.layers.back().end, s.ops.size()};
-  return seg;
-}
-
 }  // namespace
-
-/// Work of one step of the whole model: every layer of the stream, and for a partial stream
-/// the mean of its layers scaled to the model's layer count, the same way StepTimer
-/// extrapolates time. (Layers differ in MoE models: dense first layers, then MoE layers.)
-OpCost ExtrapolatedCost(const OpStream& stream, const StepIO& io, DType dtype,
-                        int64_t model_layers) {
-  const Segments seg = SplitByLayer(stream);
-  OpCost c = CostOfOps(stream, seg.head.begin, seg.head.end, io, dtype);
-  c += CostOfOps(stream, seg.tail.begin, seg.tail.end, io, dtype);
-  if (!seg.layers.empty()) {
-    OpCost layers;
-    for (const OpRange& l : seg.layers) layers += CostOfOps(stream, l.begin, l.end, io, dtype);
-    const double scale = static_cast<double>(model_layers) / static_cast<double>(seg.layers.size());
-    layers.flops *= scale;
-    layers.bytes *= scale;
-    layers.weight_bytes *= scale;
-    layers.kv_bytes *= scale;
-    c += layers;
-  }
-  return c;
-}
 
 namespace {
 
@@ -162,61 +125,13 @@ class StepTimer {
 };
 
 void Progress(const RunnerOptions& o, const std::string& what, double fraction = -1) {
-  if (!o.quiet) PlanProgress::Get().Step(o.progress_prefix, what, fraction);
+  if (!o.quiet && !what.empty()) PlanProgress::Get().Step(o.progress_prefix, what, fraction);
 }
 
 std::string Gib(uint64_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2f GiB", bytes / kGiB);
   return buf;
-}
-
-/// Prompts of sequences [first, first + count) of the workload, in cache slots 0..count-1.
-StepIO PrefillIO(const WorkloadSpec& w, int64_t vocab, int64_t first, int64_t count) {
-  StepIO io;
-  for (int64_t s = 0; s < count; ++s) {
-    io.seqs.push_back({s, 0, w.prompt_len});
-    for (int64_t p = 0; p < w.prompt_len; ++p) {
-      io.tokens.push_back(SyntheticToken(w.seed, first + s, p, vocab));
-    }
-  }
-  return io;
-}
-
-/// Turns `io` (after a step) into the next decode step: each sequence feeds back its sample.
-void AdvanceToDecode(StepIO& io) {
-  for (auto& s : io.seqs) {
-    s.past_len += s.new_tokens;
-    s.new_tokens = 1;
-  }
-  io.tokens.assign(io.next_tokens.begin(), io.next_tokens.end());
-}
-
-/// Weight bytes of the routed experts in one step of the whole model (extrapolated like
-/// ExtrapolatedCost).
-double ExpertWeightBytes(const OpStream& stream, const StepIO& io, DType dtype,
-                         int64_t model_layers) {
-  double bytes = 0;
-  for (const Op& op : stream.ops) {
-    if (op.kind == OpKind::kMoeExperts) bytes += CostOfOp(stream, op, io, dtype).weight_bytes;
-  }
-  return stream.layers > 0 ? bytes * static_cast<double>(model_layers) / stream.layers : bytes;
-}
-
-/// Replaces the experts' weight reads that `cost` counted replica by replica (each replica's
-/// tokens against every expert) with one read for the whole batch's step `whole`.
-void ShareExpertReads(const OpStream& stream, const StepIO& whole, const WorkloadSpec& w, int dp,
-                      OpCost* cost) {
-  double per_replica = 0;
-  for (int d = 0; d < dp; ++d) {
-    StepIO part;
-    const int64_t first = FirstSequence(w.batch, dp, d), count = LocalBatch(w.batch, dp, d);
-    part.seqs.assign(whole.seqs.begin() + first, whole.seqs.begin() + first + count);
-    per_replica += ExpertWeightBytes(stream, part, w.dtype, w.model.num_layers);
-  }
-  const double shared = ExpertWeightBytes(stream, whole, w.dtype, w.model.num_layers);
-  cost->weight_bytes += shared - per_replica;
-  cost->bytes += shared - per_replica;
 }
 
 bool TokensValid(const StepIO& io, int64_t vocab) {
@@ -256,19 +171,23 @@ uint64_t PerDevicePeak(const MemoryEstimate& m, int tp) {
                          static_cast<double>(m.activations) + static_cast<double>(m.verification));
 }
 
-Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& opts,
-                  RunRecord* rec) {
-  const DeviceProps props = device.Props();
+namespace {
+
+/// Records the failure of `what` in the run; only a cancellation stops the plan.
+Status Fail(RunRecord* rec, const std::string& what, const Status& s) {
+  rec->status = "failed";
+  rec->status_message = what + ": " + s.message();
+  return s.code() == StatusCode::kCancelled ? s : Status::Ok();
+}
+
+/// Fills what the record knows before anything runs; returns how its figures are obtained.
+Provenance StartRecord(const WorkloadSpec& w, Device& device, const RunnerOptions& opts,
+                       RunRecord* rec) {
   rec->workload = w;
-  rec->device = props;
+  rec->device = device.Props();
   rec->layers_run = w.LayersRun();
   rec->extrapolated = w.Extrapolated();
   rec->ceilings = opts.ceilings;
-  // A simulated device's clock is modelled time: its figures are modelled (the record's
-  // `extrapolated` flag still says when layers were scaled).
-  const Provenance how = device.clock().simulated() ? Provenance::kModelled
-                         : rec->extrapolated        ? Provenance::kExtrapolated
-                                                    : Provenance::kMeasured;
   if (rec->extrapolated) {
     rec->extrapolation_method = "ran " + std::to_string(rec->layers_run) + " of " +
                                 std::to_string(w.model.num_layers) +
@@ -276,124 +195,145 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
                                 "measured layer time x " +
                                 std::to_string(w.model.num_layers);
   }
+  // A simulated device's clock is modelled time: its figures are modelled (the record's
+  // `extrapolated` flag still says when layers were scaled).
+  return device.clock().simulated() ? Provenance::kModelled
+         : rec->extrapolated        ? Provenance::kExtrapolated
+                                    : Provenance::kMeasured;
+}
 
-  const Support support = device.Supports(w.dtype);
-  if (!support.supported) {
-    rec->status = "skipped";
-    rec->status_message = support.reason;
-    return Status::Ok();
-  }
-  static const ParallelContext kSingle;
-  const ParallelContext& par = opts.parallel ? *opts.parallel : kSingle;
+/// kResourceExhausted when one device cannot hold its share of the job.
+Status CheckDeviceMemory(const WorkloadSpec& w, const ParallelContext& par,
+                         const DeviceProps& props) {
   WorkloadSpec replica_w = w;  // a device holds its replica's sequences only
   replica_w.batch = LocalBatch(w.batch, par.dp, par.dp_rank);
   const MemoryEstimate mem = EstimateMemory(replica_w);
-  if (props.mem_bytes > 0 && PerDevicePeak(mem, par.tp) > props.mem_bytes) {
-    return Status::Exhausted(
-        w.model.name + " " + std::string(DTypeName(w.dtype)) + " batch " + std::to_string(w.batch) +
-        " needs about " + Gib(PerDevicePeak(mem, par.tp)) + " per device (weights " +
-        Gib(mem.weights) + ", KV cache " + Gib(mem.kv_cache) + ", activations " +
-        Gib(mem.activations) + ", verification " + Gib(mem.verification) + ") but " +
-        Gib(props.mem_bytes) + " is available on " + props.name +
-        "; run fewer layers with --layers N, a smaller batch or context, or --no-verify");
-  }
+  if (props.mem_bytes == 0 || PerDevicePeak(mem, par.tp) <= props.mem_bytes) return Status::Ok();
+  return Status::Exhausted(
+      w.model.name + " " + std::string(DTypeName(w.dtype)) + " batch " + std::to_string(w.batch) +
+      " needs about " + Gib(PerDevicePeak(mem, par.tp)) + " per device (weights " +
+      Gib(mem.weights) + ", KV cache " + Gib(mem.kv_cache) + ", activations " +
+      Gib(mem.activations) + ", verification " + Gib(mem.verification) + ") but " +
+      Gib(props.mem_bytes) + " is available on " + props.name +
+      "; run fewer layers with --layers N, a smaller batch or context, or --no-verify");
+}
 
-  const int64_t local_batch = LocalBatch(w.batch, par.dp, par.dp_rank);
-  const int64_t first_seq = FirstSequence(w.batch, par.dp, par.dp_rank);
-  OpStream stream, full;
-  CB_RETURN_IF_ERROR(BuildDenseDecoderStream(
-      w.model, ShardSpec{par.tp, par.tp_rank, par.ep, par.ep_rank}, w.LayersRun(), &stream));
-  CB_RETURN_IF_ERROR(BuildDenseDecoderStream(w.model, ShardSpec{}, w.LayersRun(), &full));
-  auto fail = [&](const std::string& what, const Status& s) {
-    rec->status = "failed";
-    rec->status_message = what + ": " + s.message();
-    return s.code() == StatusCode::kCancelled ? s : Status::Ok();
-  };
-
-  SessionConfig cfg;
-  cfg.dtype = w.dtype;
-  cfg.max_sequences = local_batch;
-  cfg.max_context = w.prompt_len + w.gen_len;
-  cfg.max_step_tokens = local_batch * w.prompt_len;
-  cfg.tp_comm = par.tp_group;
-  cfg.ep_comm = par.ep_group;
-  std::unique_ptr<Session> session;
-  if (Status s = device.Open(cfg, &session); !s.ok()) return fail("opening a session", s);
-  Progress(opts, "loading " + w.model.name + " (" + std::to_string(rec->layers_run) + " layers, " +
-                     Gib(mem.weights / par.tp) + " of " + std::string(DTypeName(w.dtype)) +
-                     " weights" + (par.tp > 1 ? " on this rank" : "") + ")");
-  const WeightSource weights(w.seed);
-  if (Status s = session->Load(stream, weights); !s.ok()) return fail("loading weights", s);
-
+/// Every replica verifies on its own; the run is valid only if all of them passed. Leaves the
+/// record failed or invalid when the run must stop.
+Status VerifyReplicas(const WorkloadSpec& w, const ParallelContext& par, const OpStream& stream,
+                      Session& session, const WeightSource& weights, const RunnerOptions& opts,
+                      RunRecord* rec) {
   if (w.verify) {
     Progress(opts, "verifying against the reference backend");
     WorkloadSpec replica = w;  // this replica's share of the batch
-    replica.batch = local_batch;
-    Status s = VerifyAgainstReference(replica, stream, *session, weights, par.tp_group,
-                                      &rec->verification);
-    if (!s.ok()) return fail("verification", s);
+    replica.batch = LocalBatch(w.batch, par.dp, par.dp_rank);
+    Status s =
+        VerifyAgainstReference(replica, stream, session, weights, par.tp_group, &rec->verification);
+    if (!s.ok()) return Fail(rec, "verification", s);
   } else {
     rec->verification.status = "not_run";
     rec->verification.message = "disabled with --no-verify";
   }
-  {
-    // Every replica verified on its own; the run is valid only if all of them passed.
-    std::string any;
-    const std::string mine = rec->verification.status == "failed" ? rec->verification.message : "";
-    if (Status s = AgreeOnFailure(par, mine, &any); !s.ok()) return fail("verification", s);
-    if (!any.empty()) {
-      rec->verification.status = "failed";
-      if (rec->verification.message.empty()) rec->verification.message = any;
-      rec->status = "invalid";
-      rec->status_message = "verification failed: " + rec->verification.message;
-      return Status::Ok();
-    }
+  std::string any;
+  const std::string mine = rec->verification.status == "failed" ? rec->verification.message : "";
+  if (Status s = AgreeOnFailure(par, mine, &any); !s.ok()) return Fail(rec, "verification", s);
+  if (!any.empty()) {
+    rec->verification.status = "failed";
+    if (rec->verification.message.empty()) rec->verification.message = any;
+    rec->status = "invalid";
+    rec->status_message = "verification failed: " + rec->verification.message;
   }
+  return Status::Ok();
+}
 
-  StepTimer timer(*session, device.clock(), stream, static_cast<int>(w.model.num_layers));
-  const int64_t vocab = stream.dims.vocab_full;
+/// What the repetitions of one run share.
+struct Window {
+  const WorkloadSpec& w;
+  const RunnerOptions& opts;
+  const ParallelContext& par;
+  Clock& clock;
+  StepTimer& timer;
+  int64_t vocab = 0, first_seq = 0, local_batch = 0;
+};
 
-  // The work of one repetition for the whole job (all shards, all replicas), computed before
-  // anything is timed.
-  // Each replica reads its own copy of the weights, so the work is summed replica by replica.
-  OpCost prefill_cost, decode_cost;
-  for (int d = 0; d < par.dp; ++d) {
-    const int64_t count = LocalBatch(w.batch, par.dp, d);
-    StepIO shape = PrefillIO(w, vocab, FirstSequence(w.batch, par.dp, d), count);
-    prefill_cost += ExtrapolatedCost(full, shape, w.dtype, w.model.num_layers);
-    shape.next_tokens.assign(count, 0);
-    for (int64_t g = 0; g < w.gen_len; ++g) {
-      AdvanceToDecode(shape);
-      decode_cost += ExtrapolatedCost(full, shape, w.dtype, w.model.num_layers);
-    }
+/// One repetition: the prefill, then the decode steps. Leaves the record failed or invalid
+/// when the run must stop; `window` is the repetition's whole wall time.
+Status Repetition(const Window& win, int rep, MoeLoadSteps* moe_load, RepetitionSample* sample,
+                  std::vector<int32_t>* tokens, double* window, RunRecord* rec) {
+  const WorkloadSpec& w = win.w;
+  const bool warm = rep < w.warmup;
+  StepIO io = PrefillIO(w, win.vocab, win.first_seq, win.local_batch);
+  win.par.tp_group->ResetTimers();
+  const double window_start = win.clock.NowSeconds();
+  double step_s = 0, step_measured = 0;
+  if (Status s = win.timer.Step(io, &step_s, &step_measured); !s.ok()) {
+    return Fail(rec, "prefill", s);
   }
-  if (par.ep > 1) {
-    // Under expert parallelism the replicas share one set of experts: each expert's weights
-    // are read once per step, by its rank, for the tokens of every replica.
-    StepIO shape = PrefillIO(w, vocab, 0, w.batch);
-    ShareExpertReads(full, shape, w, par.dp, &prefill_cost);
-    shape.next_tokens.assign(w.batch, 0);
-    for (int64_t g = 0; g < w.gen_len; ++g) {
-      AdvanceToDecode(shape);
-      ShareExpertReads(full, shape, w, par.dp, &decode_cost);
+  sample->prefill_s = step_s;
+  sample->backend_s += step_measured;
+  if (!warm) moe_load->Add(io);
+  bool valid = TokensValid(io, win.vocab);
+  for (int64_t g = 0; g < w.gen_len && valid; ++g) {
+    if (CancelRequested()) return Status::Cancelled("interrupted");
+    tokens->push_back(io.next_tokens[0]);
+    AdvanceToDecode(io);
+    if (Status s = win.timer.Step(io, &step_s, &step_measured); !s.ok()) {
+      return Fail(rec, "decode", s);
     }
+    sample->decode_step_s.push_back(step_s);
+    sample->backend_s += step_measured;
+    if (!warm) moe_load->Add(io);
+    valid = TokensValid(io, win.vocab);
   }
+  *window = win.clock.NowSeconds() - window_start;
+  if (CancelRequested()) return Status::Cancelled("interrupted");
+  if (!valid) {
+    rec->status = "invalid";
+    rec->status_message =
+        "the backend produced an out-of-range token (NaN logits?) in repetition " +
+        std::to_string(rep + 1);
+    return Status::Ok();
+  }
+  tokens->push_back(io.next_tokens[0]);
+  return Status::Ok();
+}
 
-  RankTimings mine;
-  mine.rank = par.world_rank;
-  mine.tp_rank = par.tp_rank;
-  mine.dp_rank = par.dp_rank;
-  mine.host = par.host;
-  mine.sequences = local_batch;
-  const int total = w.warmup + w.repetitions;
-  MoeLoadSteps moe_load(stream.dims, par.ep_group);
+/// Reads the energy meter started before the first measured repetition into the record.
+void ReadEnergy(const RunnerOptions& opts, const Status& started, RankTimings* mine,
+                RunRecord* rec) {
+  if (opts.energy == nullptr) return;
+  EnergyRecord energy;
+  Status s = started;
+  if (s.ok()) s = opts.energy->StopReading(&energy.reading);
+  if (!s.ok()) {
+    Progress(opts, "energy not measured: " + s.message());
+    return;
+  }
+  mine->energy_source = energy.reading.source;
+  mine->energy_joules = energy.reading.joules;
+  rec->energy = std::move(energy);
+}
+
+/// The warm-up and measured repetitions, every repetition started by a barrier. The measured
+/// window is framed by the ceiling probes (right outside it) and the energy meter (right
+/// inside). Every rank probes at the same moment, between barriers, so that no rank's probe
+/// overlaps another's repetition. Leaves the record failed or invalid when the run must stop.
+Status MeasureRepetitions(const Window& win, MoeLoadSteps* moe_load, RankTimings* mine,
+                          RunRecord* rec) {
+  const WorkloadSpec& w = win.w;
+  const RunnerOptions& opts = win.opts;
+  auto barrier = [&] { return win.par.world ? win.par.world->Barrier() : Status::Ok(); };
+  const bool probe = opts.ceiling_probe != nullptr && w.serving.ceiling_probes;
   Status energy_started = Status::Unsupported("no energy meter");
+  const int total = w.warmup + w.repetitions;
   for (int rep = 0; rep < total; ++rep) {
     const bool warm = rep < w.warmup;
-    // Replicas start each repetition together, so the slowest one sets the cluster's time.
-    if (Status s = par.world ? par.world->Barrier() : Status::Ok(); !s.ok()) {
-      return fail("synchronising ranks", s);
+    if (rep == w.warmup && probe) {
+      if (Status s = barrier(); !s.ok()) return Fail(rec, "synchronising ranks", s);
+      Progress(opts, SampleCeilingsBeside(w, opts, /*before=*/true, &mine->probes));
     }
+    // Replicas start each repetition together, so the slowest one sets the cluster's time.
+    if (Status s = barrier(); !s.ok()) return Fail(rec, "synchronising ranks", s);
     if (rep == w.warmup && opts.energy != nullptr) energy_started = opts.energy->Start();
     Progress(opts,
              warm ? "warm-up " + std::to_string(rep + 1) + "/" + std::to_string(w.warmup)
@@ -401,71 +341,37 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
                         std::to_string(w.repetitions),
              static_cast<double>(rep) / total);
     RepetitionSample sample;
-    StepIO io = PrefillIO(w, vocab, first_seq, local_batch);
-    std::vector<int32_t> first_seq_tokens;
-    par.tp_group->ResetTimers();
-    const double window_start = device.clock().NowSeconds();
-    double measured = 0;
-    double step_s = 0, step_measured = 0;
-    if (Status s = timer.Step(io, &step_s, &step_measured); !s.ok()) return fail("prefill", s);
-    sample.prefill_s = step_s;
-    measured += step_measured;
-    if (!warm) moe_load.Add(io);
-    bool valid = TokensValid(io, vocab);
-    for (int64_t g = 0; g < w.gen_len && valid; ++g) {
-      if (CancelRequested()) return Status::Cancelled("interrupted");
-      first_seq_tokens.push_back(io.next_tokens[0]);
-      AdvanceToDecode(io);
-      if (Status s = timer.Step(io, &step_s, &step_measured); !s.ok()) return fail("decode", s);
-      sample.decode_step_s.push_back(step_s);
-      measured += step_measured;
-      if (!warm) moe_load.Add(io);
-      valid = TokensValid(io, vocab);
-    }
-    const double window = device.clock().NowSeconds() - window_start;
-    if (CancelRequested()) return Status::Cancelled("interrupted");
-    if (!valid) {
-      rec->status = "invalid";
-      rec->status_message =
-          "the backend produced an out-of-range token (NaN logits?) in repetition " +
-          std::to_string(rep + 1);
-      return Status::Ok();
-    }
+    std::vector<int32_t> tokens;
+    double window = 0;
+    Status s = Repetition(win, rep, moe_load, &sample, &tokens, &window, rec);
+    if (!s.ok() || rec->status != "ok") return s;
     if (warm) continue;
-    first_seq_tokens.push_back(io.next_tokens[0]);
-    rec->generated_tokens = first_seq_tokens;
+    rec->generated_tokens = tokens;
     double decode_s = 0;
     for (double t : sample.decode_step_s) decode_s += t;
     sample.e2e_s = sample.prefill_s + decode_s;
-    sample.backend_s = measured;
     rec->samples.push_back(sample);
-    mine.prefill_s.push_back(sample.prefill_s);
-    mine.decode_s.push_back(decode_s);
-    mine.decode_step_s.push_back(sample.decode_step_s);
-    mine.comm_s.push_back(par.tp_group->comm_seconds());
-    mine.backend_s.push_back(measured);
-    mine.window_s.push_back(window);
+    mine->prefill_s.push_back(sample.prefill_s);
+    mine->decode_s.push_back(decode_s);
+    mine->decode_step_s.push_back(sample.decode_step_s);
+    mine->comm_s.push_back(win.par.tp_group->comm_seconds());
+    mine->backend_s.push_back(sample.backend_s);
+    mine->window_s.push_back(window);
   }
+  ReadEnergy(opts, energy_started, mine, rec);
+  if (probe) {
+    if (Status s = barrier(); !s.ok()) return Fail(rec, "synchronising ranks", s);
+    Progress(opts, SampleCeilingsBeside(w, opts, /*before=*/false, &mine->probes));
+  }
+  return Status::Ok();
+}
 
-  if (opts.energy != nullptr) {
-    EnergyRecord energy;
-    Status s = energy_started;
-    if (s.ok()) s = opts.energy->StopReading(&energy.reading);
-    if (s.ok()) {
-      mine.energy_source = energy.reading.source;
-      mine.energy_joules = energy.reading.joules;
-      rec->energy = std::move(energy);
-    } else {
-      Progress(opts, "energy not measured: " + s.message());
-    }
-  }
-
-  std::vector<RankTimings> ranks;
-  if (Status s = GatherTimings(par, mine, &ranks); !s.ok()) return fail("gathering results", s);
-  if (par.world_rank != 0) {
-    rec->status = "ok";
-    return Status::Ok();
-  }
+/// Rank 0 turns every rank's timings into the job's figures and its cluster section.
+void FinishJob(const Window& win, const OpCost& prefill_cost, const OpCost& decode_cost,
+               Provenance how, const MoeLoadSteps& moe_load, const RankTimings& mine,
+               std::vector<RankTimings> ranks, RunRecord* rec) {
+  const WorkloadSpec& w = win.w;
+  const ParallelContext& par = win.par;
   if (par.virtual_cluster) {
     // One simulated TP group stands for every device: replica 0 has the most sequences, so
     // its time is the slowest replica's.
@@ -479,7 +385,7 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
       ranks.push_back(std::move(t));
     }
   }
-  AddThroughputMetrics(w, ranks, prefill_cost, decode_cost, opts.ceilings, how, rec);
+  AddJudgedMetrics(w, win.opts, rec->device.simulated, ranks, prefill_cost, decode_cost, how, rec);
   moe_load.AddMetrics(rec);
   if (par.world_size > 1 || par.virtual_cluster) {
     rec->cluster = MakeClusterRecord(par, ranks);
@@ -492,6 +398,86 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
       rec->energy->reading.joules = joules;
       rec->energy->reading.notes.push_back(method);
     }
+  }
+}
+
+}  // namespace
+
+Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& opts,
+                  RunRecord* rec) {
+  const Provenance how = StartRecord(w, device, opts, rec);
+  const Support support = device.Supports(w.dtype);
+  if (!support.supported) {
+    rec->status = "skipped";
+    rec->status_message = support.reason;
+    return Status::Ok();
+  }
+  // A single process (opts.parallel null) is a job of one rank with a one-rank TP group.
+  static SingleRankCommunicator single_rank;
+  static const ParallelContext kSingle = [] {
+    ParallelContext p;
+    p.tp_group = p.ep_group = &single_rank;
+    return p;
+  }();
+  const ParallelContext& par = opts.parallel ? *opts.parallel : kSingle;
+  CB_RETURN_IF_ERROR(CheckDeviceMemory(w, par, rec->device));
+
+  const int64_t local_batch = LocalBatch(w.batch, par.dp, par.dp_rank);
+  OpStream stream, full;
+  CB_RETURN_IF_ERROR(BuildDenseDecoderStream(
+      w.model, ShardSpec{par.tp, par.tp_rank, par.ep, par.ep_rank}, w.LayersRun(), &stream));
+  CB_RETURN_IF_ERROR(BuildDenseDecoderStream(w.model, ShardSpec{}, w.LayersRun(), &full));
+
+  SessionConfig cfg;
+  cfg.dtype = w.dtype;
+  cfg.max_sequences = local_batch;
+  cfg.max_context = w.prompt_len + w.gen_len;
+  cfg.max_step_tokens = local_batch * w.prompt_len;
+  cfg.tp_comm = par.tp_group;
+  cfg.ep_comm = par.ep_group;
+  std::unique_ptr<Session> session;
+  if (Status s = device.Open(cfg, &session); !s.ok()) return Fail(rec, "opening a session", s);
+  Progress(opts, "loading " + w.model.name + " (" + std::to_string(rec->layers_run) + " layers, " +
+                     Gib(EstimateMemory(w).weights / par.tp) + " of " +
+                     std::string(DTypeName(w.dtype)) + " weights" +
+                     (par.tp > 1 ? " on this rank" : "") + ")");
+  const WeightSource weights(w.seed);
+  if (Status s = session->Load(stream, weights); !s.ok()) return Fail(rec, "loading weights", s);
+  if (Status s = VerifyReplicas(w, par, stream, *session, weights, opts, rec);
+      !s.ok() || rec->status != "ok") {
+    return s;
+  }
+
+  StepTimer timer(*session, device.clock(), stream, static_cast<int>(w.model.num_layers));
+  RunnerOptions run_opts = opts;
+  if (rec->device.simulated) run_opts.ceiling_probe = nullptr;  // modelled: nothing to sample
+  const Window win{w,
+                   run_opts,
+                   par,
+                   device.clock(),
+                   timer,
+                   stream.dims.vocab_full,
+                   FirstSequence(w.batch, par.dp, par.dp_rank),
+                   local_batch};
+  OpCost prefill_cost, decode_cost;
+  JobWork(w, full, win.vocab, par, &prefill_cost, &decode_cost);
+
+  RankTimings mine;
+  mine.rank = par.world_rank;
+  mine.tp_rank = par.tp_rank;
+  mine.dp_rank = par.dp_rank;
+  mine.host = par.host;
+  mine.sequences = local_batch;
+  MoeLoadSteps moe_load(stream.dims, par.ep_group);
+  if (Status s = MeasureRepetitions(win, &moe_load, &mine, rec); !s.ok() || rec->status != "ok") {
+    return s;
+  }
+  std::vector<RankTimings> ranks;
+  if (Status s = GatherTimings(par, mine, &ranks); !s.ok()) {
+    return Fail(rec, "gathering results", s);
+  }
+  if (par.world_rank == 0) {
+    FinishJob(win, prefill_cost, decode_cost, how, moe_load, mine, std::move(ranks), rec);
   }
   rec->status = "ok";
   return Status::Ok();

@@ -4,6 +4,8 @@
 #include <string>
 
 #include "backends/backend.h"
+#include "harness/micro/ceiling_probe.h"
+#include "harness/offline_work.h"
 #include "harness/parallel.h"
 #include "results/run_record.h"
 #include "workloads/op_cost.h"
@@ -12,7 +14,9 @@
 namespace cb {
 
 struct RunnerOptions {
-  Ceilings ceilings;            ///< measured ceilings for MFU/MBU (zeros: those metrics are absent)
+  /// Per device: the cached micro-suite ceilings (a GPU's: measured in this process), the
+  /// reference and fallback of MFU/MBU (zeros and no probe: those metrics are absent).
+  Ceilings ceilings;
   std::string progress_prefix;  ///< e.g. "[2/5]" in progress lines on stderr
   bool quiet = false;           ///< no progress lines
   /// Read from the start of the first measured repetition to the end of the last; the reading
@@ -26,6 +30,10 @@ struct RunnerOptions {
   int64_t serving_replicas = 1;
   int serving_devices = 1;
   int64_t kv_pool_tokens = 0;
+  /// Samples this device's ceilings right before the first measured repetition and right after
+  /// the last, unless the workload turns probes off (harness/ceiling_check.h); MFU and MBU then
+  /// divide by the samples. nullptr: they divide by `ceilings`.
+  CeilingProbe* ceiling_probe = nullptr;
 };
 
 /// Bytes a workload needs on the device: weights, KV cache, activations, and the reference
@@ -38,12 +46,6 @@ MemoryEstimate EstimateMemory(const WorkloadSpec& w);
 /// Bytes one device of a `tp`-way tensor-parallel group needs: its share of the weights and
 /// KV cache, the activations, and verification.
 uint64_t PerDevicePeak(const MemoryEstimate& m, int tp);
-
-/// Work (FLOPs, bytes) of one step of the whole model: every layer of `stream`, and for a
-/// partial stream (`--layers`) the mean of its layers scaled to `model_layers`, the same way
-/// step times are extrapolated.
-OpCost ExtrapolatedCost(const OpStream& stream, const StepIO& io, DType dtype,
-                        int64_t model_layers);
 
 /// Runs one workload in the offline scenario: B prompts of P tokens prefilled together, then
 /// G decode steps; `warmup` unmeasured repetitions, then `repetitions` measured ones.

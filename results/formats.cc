@@ -262,10 +262,19 @@ std::vector<std::string> Notes(const std::vector<RunRecord>& runs) {
   }
   for (size_t i = 0; i < runs.size(); ++i) {
     const RunRecord& r = runs[i];
-    if (IsOk(r)) continue;
+    if (IsOk(r) && r.Publishable()) continue;
     std::string line = "run " + std::to_string(i + 1) + " (" + ModelName(r) + ", " +
                        BackendName(r) + "): " + StatusCell(r);
     if (!r.status_message.empty()) line += ": " + r.status_message;
+    if (IsOk(r)) {  // shortened or unstable: kept and shown, never published as valid
+      const std::string own = r.validity->label + ": ";
+      std::string sep = ": ";
+      for (const std::string& reason : r.validity->reasons) {
+        if (reason.rfind("note:", 0) == 0) continue;
+        line += sep + (reason.rfind(own, 0) == 0 ? reason.substr(own.size()) : reason);
+        sep = "; ";
+      }
+    }
     notes.push_back(line);
   }
   // Endpoint runs that stayed valid despite failed requests say how many failed.

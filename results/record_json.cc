@@ -559,6 +559,7 @@ json ToJson(const RunRecord& rec) {
   if (rec.validity) doc["validity"] = ValidityRecordToJson(*rec.validity);
   if (rec.sweep) doc["sweep"] = SweepRecordToJson(*rec.sweep);
   if (rec.endpoint) doc["endpoint"] = EndpointRecordToJson(*rec.endpoint);
+  if (rec.ceiling_check) doc["ceiling_check"] = CeilingCheckRecordToJson(*rec.ceiling_check);
   return doc;
 }
 
@@ -633,6 +634,11 @@ Status FromJson(const json& doc, const std::string& origin, RunRecord* out) {
     EndpointRecord e;
     CB_RETURN_IF_ERROR(EndpointRecordFromJson(doc["endpoint"], origin, &e));
     rec.endpoint = std::move(e);
+  }
+  if (doc.contains("ceiling_check")) {  // offline runs since the in-run ceiling probes
+    CeilingCheckRecord c;
+    CB_RETURN_IF_ERROR(CeilingCheckRecordFromJson(doc["ceiling_check"], origin, &c));
+    rec.ceiling_check = std::move(c);
   }
   *out = std::move(rec);
   return Status::Ok();

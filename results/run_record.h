@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "results/ceiling_check_record.h"
 #include "results/cluster_record.h"
 #include "results/deployment_record.h"
 #include "results/endpoint_record.h"
@@ -59,7 +60,9 @@ struct Verification {
   bool nan_found = false;
 };
 
-/// Measured ceilings that MFU and MBU are computed against.
+/// A device's ceilings (matmul peak per dtype, memory read bandwidth). In a record: the
+/// micro-suite's cached figures for the host (or a GPU's, measured in the process), the
+/// reference figure; MFU and MBU divide by the figures `ceiling_check` says were used.
 struct Ceilings {
   double matmul_flops_per_s[kDTypeCount] = {0, 0, 0};
   double mem_read_bytes_per_s = 0;
@@ -101,6 +104,9 @@ struct RunRecord {
   std::optional<SweepRecord> sweep;        ///< a point of a sweep
   std::optional<DeploymentRecord> deployment;  ///< a simulated deployment's layout and figures
   std::optional<EndpointRecord> endpoint;      ///< a run against an OpenAI-compatible server
+  /// Offline runs on real devices: the ceilings MFU/MBU were judged against, sampled beside
+  /// the measured window, and the verdict (harness/ceiling_check.h).
+  std::optional<CeilingCheckRecord> ceiling_check;
 
   /// True when the run may be published as a valid result: status ok and, where validity
   /// rules were applied, labelled valid (not shortened or unstable).

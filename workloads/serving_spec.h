@@ -29,6 +29,11 @@ struct ServingSpec {
   int64_t min_requests = -1;
   double max_cv = -1;
   bool strict = false;  ///< a shortened or unstable run is invalid instead of labelled
+  /// Offline runs on real devices (harness/ceiling_check.h): sample the ceilings right before
+  /// and after the measured window, and the margin by which those samples may disagree
+  /// (|before - after| / max; 0 or negative: the default 0.15) before the run is unstable.
+  bool ceiling_probes = true;
+  double max_ceiling_drift = -1;
   // Sweeps: the plan expands a "sweep" workload into one ordinary run per point.
   std::vector<int64_t> sweep_batches;
   std::vector<double> sweep_rates;

@@ -377,7 +377,8 @@ CommandFn AddRunCommand(CLI::App& app) {
       ->check(CLI::PositiveNumber)
       ->default_val(300);
   cmd->add_option("--inject-fault", f->inject_fault,
-                  "Test only: nan-logits, skew-logits, throw-on-rank:R")
+                  "Test only: nan-logits, skew-logits, throw-on-rank:R, ceiling-drift, "
+                  "ceiling-low, ceiling-steady")
       ->group("");  // hidden from --help
   return [f] { return Run(*f); };
 }

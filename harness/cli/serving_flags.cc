@@ -74,6 +74,14 @@ void AddServingFlags(CLI::App* cmd, ServingFlags* f) {
   g["strict"] = cmd->add_flag("--strict", f->strict,
                               "validity: a shortened or unstable run is invalid (exit code 1)")
                     ->group(group);
+  add("max_ceiling_drift", "--max-ceiling-drift", &f->max_ceiling_drift,
+      "validity: unstable when the ceiling probes before and after an offline window disagree "
+      "by more than this share (default 0.15)");
+  g["ceiling_probes"] =
+      cmd->add_flag("--no-ceiling-probes", f->no_ceiling_probes,
+                    "offline: no ceiling probes beside the measured window; MFU/MBU against the "
+                    "cached ceilings (a ratio above 1 still makes the run unstable)")
+          ->group(group);
   add("batches", "--batches", &f->batches, "sweep: batch sizes, e.g. 1,2,4,8");
   add("rates", "--rates", &f->rates, "sweep: request rates (server), e.g. 1,2,4");
   add("sweep_scenario", "--sweep-scenario", &f->sweep_scenario,
@@ -99,7 +107,8 @@ Status ServingFlagsToOverrides(const ServingFlags& f, nlohmann::json* overrides)
                                                     {"slo_tpot", f.slo_tpot},
                                                     {"min_duration", f.min_duration},
                                                     {"max_cv", f.max_cv},
-                                                    {"at_interactivity", f.at_interactivity}};
+                                                    {"at_interactivity", f.at_interactivity},
+                                                    {"max_ceiling_drift", f.max_ceiling_drift}};
   for (const auto& [k, v] : doubles) {
     if (given(k)) o[k] = v;
   }
@@ -121,6 +130,7 @@ Status ServingFlagsToOverrides(const ServingFlags& f, nlohmann::json* overrides)
     CB_RETURN_IF_ERROR(NumberList(flag, *text, integers, &o[field]));
     if (o[field].size() == 1) o[field] = o[field][0];
   }
+  if (f.no_ceiling_probes) o["ceiling_probes"] = false;
   if (given("batches")) CB_RETURN_IF_ERROR(NumberList("--batches", f.batches, true, &o["batches"]));
   if (given("rates")) CB_RETURN_IF_ERROR(NumberList("--rates", f.rates, false, &o["rates"]));
   return Status::Ok();

@@ -19,6 +19,8 @@ struct ServingFlags {
   int64_t requests = 0, warmup_requests = 0, max_prefill_tokens = 0, kv_page_tokens = 0,
           kv_pages = 0, min_requests = 0;
   bool strict = false;
+  double max_ceiling_drift = 0;    ///< --max-ceiling-drift (suite field max_ceiling_drift)
+  bool no_ceiling_probes = false;  ///< --no-ceiling-probes (suite field ceiling_probes: false)
   std::map<std::string, CLI::Option*> given;  ///< suite field -> its option
 };
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace cb {
@@ -21,6 +22,11 @@ std::string DnnlIsaName();
 
 /// Current UTC time as ISO-8601 with seconds, e.g. "2025-01-31T12:00:00Z".
 std::string IsoUtcNow();
+
+/// Bytes of last-level cache that this process's CPUs (its affinity mask) use: the highest cache
+/// level's size summed over its distinct instances (two CPUs sharing one L3 count it once), read
+/// from `<cpu_root>/cpuN/cache/indexK/{level,size,shared_cpu_list}`. 0 when unknown.
+uint64_t LastLevelCacheBytes(const std::string& cpu_root = "/sys/devices/system/cpu");
 
 /// clusterbench's version, written into cached ceilings.
 const char* ToolVersion();

@@ -34,6 +34,14 @@ Status ReadServingFields(const json& obj, const FieldReader& f, ServingSpec* s) 
   CB_RETURN_IF_ERROR(f.Int("min_requests", false, &s->min_requests));
   CB_RETURN_IF_ERROR(f.Double("max_cv", false, &s->max_cv));
   CB_RETURN_IF_ERROR(f.Bool("strict", false, &s->strict));
+  CB_RETURN_IF_ERROR(f.Bool("ceiling_probes", false, &s->ceiling_probes));
+  CB_RETURN_IF_ERROR(f.Double("max_ceiling_drift", false, &s->max_ceiling_drift));
+  if (obj.contains("max_ceiling_drift") &&
+      !(s->max_ceiling_drift > 0 && s->max_ceiling_drift < 1)) {
+    return f.Error("max_ceiling_drift",
+                   "expected a share between 0 and 1 (e.g. 0.15: probes 15% apart), got " +
+                       obj["max_ceiling_drift"].dump());
+  }
   CB_RETURN_IF_ERROR(f.String("sweep_scenario", false, &s->sweep_scenario));
   CB_RETURN_IF_ERROR(f.Double("at_interactivity", false, &s->at_interactivity));
   for (const char* key : {"batches", "rates"}) {

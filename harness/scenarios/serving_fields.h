@@ -15,13 +15,18 @@ inline constexpr double kMinRate = 1e-3;
 /// The chunked-prefill budget a serving pass uses: the workload's, else 512 tokens per step.
 int64_t EffectiveMaxPrefillTokens(const WorkloadSpec& w);
 
-/// Suite fields of the serving scenarios, validity rules and sweeps (docs/scenarios.md).
+/// Suite fields of the serving scenarios, validity rules (with the offline ceiling check's,
+/// harness/ceiling_check.h) and sweeps (docs/scenarios.md). (A table by hand: clang-format
+/// lays out a list of more than 20 items one per line.)
+// clang-format off
 inline constexpr const char* kServingFields[] = {
-    "rate",           "concurrency",  "arrival",         "prompt_dist",
-    "output_dist",    "requests",     "warmup_requests", "max_prefill_tokens",
-    "kv_page_tokens", "kv_pages",     "slo_ttft",        "slo_tpot",
-    "min_duration",   "min_requests", "max_cv",          "strict",
-    "batches",        "rates",        "sweep_scenario",  "at_interactivity"};
+    "rate",           "concurrency",       "arrival",         "prompt_dist",
+    "output_dist",    "requests",          "warmup_requests", "max_prefill_tokens",
+    "kv_page_tokens", "kv_pages",          "slo_ttft",        "slo_tpot",
+    "min_duration",   "min_requests",      "max_cv",          "strict",
+    "batches",        "rates",             "sweep_scenario",  "at_interactivity",
+    "ceiling_probes", "max_ceiling_drift"};
+// clang-format on
 
 /// Fields whose value is itself an array (not a list to expand into several workloads).
 bool IsArrayValuedField(const std::string& key);

@@ -107,6 +107,9 @@ ValidityInput OfflineValidityInput(const RunRecord& rec) {
   }
   in.requests = static_cast<int64_t>(rec.samples.size()) * rec.workload.batch;
   in.cv_of = "repetitions' end-to-end time";
+  if (rec.ceiling_check && rec.ceiling_check->verdict != "ok") {
+    in.unstable_reasons = rec.ceiling_check->reasons;
+  }
   return in;
 }
 

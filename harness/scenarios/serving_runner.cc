@@ -260,9 +260,13 @@ void TagSweep(const WorkloadSpec& w, RunRecord* rec) {
 
 void ApplyOfflineValidity(const WorkloadSpec& w, RunRecord* rec) {
   if (rec->status != "ok") return;
+  // Offline rules are off by default; a run the ceiling check finds unstable gets its
+  // validity section whatever the rules.
   const ValidityRules rules = RulesFor(w);
-  if (rules.min_duration_s > 0 || rules.min_requests > 0 || rules.max_cv > 0 || w.serving.strict) {
-    ApplyValidity(rules, OfflineValidityInput(*rec), rec);
+  const ValidityInput in = OfflineValidityInput(*rec);
+  if (rules.min_duration_s > 0 || rules.min_requests > 0 || rules.max_cv > 0 ||
+      w.serving.strict || !in.unstable_reasons.empty()) {
+    ApplyValidity(rules, in, rec);
   }
 }
 

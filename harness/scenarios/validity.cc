@@ -101,6 +101,10 @@ void ApplyValidity(const ValidityRules& rules, const ValidityInput& in, RunRecor
     v.reasons.push_back("unstable: coefficient of variation of " + in.cv_of + " is " +
                         Fmt("%.3g", v.cv) + ", above --max-cv " + Fmt("%.3g", rules.max_cv));
   }
+  for (const std::string& reason : in.unstable_reasons) {
+    v.unstable = true;
+    v.reasons.push_back("unstable: " + reason);
+  }
   for (const auto& [name, samples] : in.latencies) {
     for (double pct : {90.0, 99.0}) {
       PercentileBound b = BoundPercentile(name, samples, pct);

@@ -35,6 +35,9 @@ struct ValidityInput {
   std::vector<double> cv_samples;  ///< repetitions' e2e times, or per-request TPOT
   std::string cv_of;
   std::vector<std::pair<std::string, std::vector<double>>> latencies;  ///< bounded at p90, p99
+  /// Findings that make the run unstable whatever the rules (the ceiling check's reasons:
+  /// "ceiling_exceeded: ...", "ceiling_drift: ..."; harness/ceiling_check.h).
+  std::vector<std::string> unstable_reasons;
 };
 
 /// Applies `rules`: fills rec->validity, and under strict marks a shortened or unstable run

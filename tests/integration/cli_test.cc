@@ -38,13 +38,23 @@ TEST(Cli, TinyModelRunWritesVerifiedResultsThatMatchTheSchema) {
     EXPECT_EQ(doc["samples"].size(), 3u);
     EXPECT_EQ(doc["samples"][0]["decode_step_s"].size(), 4u);
     const json& m = doc["metrics"];
-    for (const char* name : {"prefill_tokens_per_second", "decode_tokens_per_second",
-                             "ttft_seconds", "tpot_seconds", "e2e_latency_seconds",
-                             "mfu_prefill_ratio", "mbu_decode_ratio", "harness_overhead_ratio"}) {
+    for (const char* name :
+         {"prefill_tokens_per_second", "decode_tokens_per_second", "ttft_seconds", "tpot_seconds",
+          "e2e_latency_seconds", "mfu_prefill_ratio", "decode_bytes_per_second",
+          "harness_overhead_ratio"}) {
       ASSERT_TRUE(m.contains(name)) << name;
       EXPECT_GT(m[name]["value"].get<double>(), 0) << name;
       EXPECT_EQ(m[name]["how"], "measured") << name;
     }
+    // Either an MBU or a note saying why there is none: the tiny model's steps (a few MiB)
+    // fit in a last-level cache of 8 MiB or more, so memory bandwidth does not bound them.
+    ASSERT_TRUE(doc.contains("ceiling_check"));
+    bool said = false;
+    for (const json& n : doc["ceiling_check"]["notes"]) {
+      said |= n.get<std::string>().rfind("mbu_decode_ratio not reported", 0) == 0;
+    }
+    EXPECT_NE(m.contains("mbu_decode_ratio"), said) << doc["ceiling_check"].dump(1);
+    if (doc["ceiling_check"]["cache_bytes"].get<double>() >= 8 << 20) EXPECT_TRUE(said);
     // Decode throughput is batch * gen_len over the decode time of the median repetition.
     EXPECT_EQ(m["tpot_seconds"]["distribution"]["count"], 12);
     EXPECT_EQ(doc["generated_tokens"].size(), 5u);  // the prefill's token + 4 decode steps

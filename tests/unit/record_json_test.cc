@@ -342,3 +342,43 @@ TEST(ClusterRecordJson, ExpertParallelRoundTripsAndOlderFilesMeanNone) {
 
 }  // namespace
 }  // namespace cb
+
+namespace cb {
+namespace {
+
+TEST(CeilingCheckJson, RoundTripsAndOlderFilesHaveNone) {
+  const RunRecord original = fixtures::PopulatedRecord();
+  ASSERT_TRUE(original.ceiling_check.has_value());
+  nlohmann::json doc = ToJson(original);
+  ASSERT_TRUE(doc.contains("ceiling_check"));
+  EXPECT_EQ(doc["ceiling_check"]["probes"].size(), 4u);
+  EXPECT_EQ(doc["ceiling_check"]["memory"]["source"], "probes");
+  RunRecord back;
+  ASSERT_TRUE(FromJson(doc, "mem.json", &back).ok());
+  ASSERT_TRUE(back.ceiling_check.has_value());
+  EXPECT_EQ(back.ceiling_check->probes[3].mem_read_bytes_per_s, 2.9e11);
+  EXPECT_EQ(back.ceiling_check->matmul.drift, original.ceiling_check->matmul.drift);
+  EXPECT_EQ(ToJson(back), doc);
+
+  doc.erase("ceiling_check");  // a file written before the in-run probes
+  RunRecord old;
+  ASSERT_TRUE(FromJson(doc, "old.json", &old).ok());
+  EXPECT_FALSE(old.ceiling_check.has_value());
+}
+
+TEST(CeilingCheckJson, ABadSectionNamesTheField) {
+  nlohmann::json doc = ToJson(fixtures::PopulatedRecord());
+  doc["ceiling_check"]["verdict"] = "fine";
+  RunRecord r;
+  Status s = FromJson(doc, "r.json", &r);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("r.json: field 'ceiling_check.verdict'"), std::string::npos)
+      << s.message();
+  doc["ceiling_check"].erase("memory");
+  s = FromJson(doc, "r.json", &r);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("ceiling_check"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace cb

@@ -139,6 +139,23 @@ inline RunRecord PopulatedRecord() {
   r.verification.nan_found = true;
 
   r.generated_tokens = {1, 2, 3, 128000, 2147483647};
+
+  CeilingCheckRecord c;
+  c.method = "in-process probes (test fixture)";
+  c.dtype = "fp16";
+  c.devices = 2;
+  c.max_drift = 0.15;
+  c.max_ratio = 1;
+  c.cache_bytes = 33554432;
+  c.probes = {{0, "before", 3.1e11, 2.0e12, 0.055, 0.08},
+              {0, "after", 3.0e11, 2.1e12, 0.05, 0.07},
+              {1, "before", 3.2e11, 2.0e12, 0.056, 0.08},
+              {1, "after", 2.9e11, 2.0e12, 0.05, 0.07}};
+  c.memory = {6.3e11, 5.9e11, 0.4 / 6.3, 6.3e11, 6.6e11, "probes"};
+  c.matmul = {4.0e12, 4.1e12, 0.1 / 4.1, 4.1e12, 4.2e12, "probes"};
+  c.verdict = "ok";
+  c.notes = {"mbu_prefill_ratio not reported: a prefill step fits in the cache"};
+  r.ceiling_check = c;
   return r;
 }
 
