@@ -264,8 +264,8 @@ void ApplyOfflineValidity(const WorkloadSpec& w, RunRecord* rec) {
   // validity section whatever the rules.
   const ValidityRules rules = RulesFor(w);
   const ValidityInput in = OfflineValidityInput(*rec);
-  if (rules.min_duration_s > 0 || rules.min_requests > 0 || rules.max_cv > 0 ||
-      w.serving.strict || !in.unstable_reasons.empty()) {
+  if (rules.min_duration_s > 0 || rules.min_requests > 0 || rules.max_cv > 0 || w.serving.strict ||
+      !in.unstable_reasons.empty()) {
     ApplyValidity(rules, in, rec);
   }
 }
