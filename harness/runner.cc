@@ -76,23 +76,21 @@ Segments SplitByLayer(const OpStream& s) {
 
 }  // namespace
 
-/// Work of one step of the whole model: every layer of the stream, and for a partial stream
-/// the mean of its layers scaled to the model's layer count, the same way StepTimer
-/// extrapolates time. (Layers differ in MoE models: dense first layers, then MoE layers.)
-OpCost ExtrapolatedCost(const OpStream& stream, const StepIO& io, DType dtype,
-                        int64_t model_layers) {
+/// Work of one step of the whole model: every layer of the stream, each scaled by the model
+/// layers it stands for (LayerPlan::Scale: its kind's count / the kind's layers run), the
+/// same way StepTimer extrapolates time.
+OpCost ExtrapolatedCost(const OpStream& stream, const StepIO& io, DType dtype) {
   const Segments seg = SplitByLayer(stream);
   OpCost c = CostOfOps(stream, seg.head.begin, seg.head.end, io, dtype);
   c += CostOfOps(stream, seg.tail.begin, seg.tail.end, io, dtype);
-  if (!seg.layers.empty()) {
-    OpCost layers;
-    for (const OpRange& l : seg.layers) layers += CostOfOps(stream, l.begin, l.end, io, dtype);
-    const double scale = static_cast<double>(model_layers) / static_cast<double>(seg.layers.size());
-    layers.flops *= scale;
-    layers.bytes *= scale;
-    layers.weight_bytes *= scale;
-    layers.kv_bytes *= scale;
-    c += layers;
+  for (size_t i = 0; i < seg.layers.size(); ++i) {
+    OpCost layer = CostOfOps(stream, seg.layers[i].begin, seg.layers[i].end, io, dtype);
+    const double scale = stream.plan.Scale(static_cast<int>(i));
+    layer.flops *= scale;
+    layer.bytes *= scale;
+    layer.weight_bytes *= scale;
+    layer.kv_bytes *= scale;
+    c += layer;
   }
   return c;
 }
@@ -100,19 +98,17 @@ OpCost ExtrapolatedCost(const OpStream& stream, const StepIO& io, DType dtype,
 namespace {
 
 /// Times steps. A stream with every layer of the model runs as one call; a partial stream runs
-/// segment by segment and its step time is extrapolated to the model's layer count as
-/// head + tail + mean(layer) * num_layers.
+/// segment by segment and its step time is extrapolated to the model as head + tail + the sum
+/// over its layers of time x the model layers each stands for (per kind: dense, MoE).
 class StepTimer {
  public:
-  StepTimer(Session& session, Clock& clock, const OpStream& stream, int model_layers)
+  StepTimer(Session& session, Clock& clock, const OpStream& stream)
       : session_(session),
         clock_(clock),
         stream_(stream),
         seg_(SplitByLayer(stream)),
-        model_layers_(model_layers),
-        extrapolate_(stream.layers < model_layers) {}
+        extrapolate_(stream.plan.Partial()) {}
 
-  /// `step_s`: the step's (extrapolated) time; `measured_s`: time actually spent in the backend.
   Status Step(StepIO& io, double* step_s, double* measured_s) {
     if (!extrapolate_) {
       double t = 0;
@@ -120,16 +116,17 @@ class StepTimer {
       *step_s = *measured_s = t;
       return Status::Ok();
     }
-    double head = 0, tail = 0, layers = 0;
+    double head = 0, tail = 0, layers = 0, scaled = 0;
     CB_RETURN_IF_ERROR(Timed(seg_.head, io, &head));
-    for (const OpRange& r : seg_.layers) {
+    for (size_t i = 0; i < seg_.layers.size(); ++i) {
       double t = 0;
-      CB_RETURN_IF_ERROR(Timed(r, io, &t));
+      CB_RETURN_IF_ERROR(Timed(seg_.layers[i], io, &t));
       layers += t;
+      scaled += t * stream_.plan.Scale(static_cast<int>(i));
     }
     CB_RETURN_IF_ERROR(Timed(seg_.tail, io, &tail));
     *measured_s = head + layers + tail;
-    *step_s = head + tail + layers / static_cast<double>(seg_.layers.size()) * model_layers_;
+    *step_s = head + tail + scaled;
     return Status::Ok();
   }
 
@@ -147,7 +144,6 @@ class StepTimer {
   Clock& clock_;
   const OpStream& stream_;
   Segments seg_;
-  int model_layers_;
   bool extrapolate_;
 };
 
@@ -184,13 +180,13 @@ void AdvanceToDecode(StepIO& io) {
 
 /// Weight bytes of the routed experts in one step of the whole model (extrapolated like
 /// ExtrapolatedCost).
-double ExpertWeightBytes(const OpStream& stream, const StepIO& io, DType dtype,
-                         int64_t model_layers) {
+double ExpertWeightBytes(const OpStream& stream, const StepIO& io, DType dtype) {
   double bytes = 0;
   for (const Op& op : stream.ops) {
-    if (op.kind == OpKind::kMoeExperts) bytes += CostOfOp(stream, op, io, dtype).weight_bytes;
+    if (op.kind != OpKind::kMoeExperts) continue;
+    bytes += CostOfOp(stream, op, io, dtype).weight_bytes * stream.plan.Scale(op.layer);
   }
-  return stream.layers > 0 ? bytes * static_cast<double>(model_layers) / stream.layers : bytes;
+  return bytes;
 }
 
 /// Replaces the experts' weight reads that `cost` counted replica by replica (each replica's
@@ -202,11 +198,25 @@ void ShareExpertReads(const OpStream& stream, const StepIO& whole, const Workloa
     StepIO part;
     const int64_t first = FirstSequence(w.batch, dp, d), count = LocalBatch(w.batch, dp, d);
     part.seqs.assign(whole.seqs.begin() + first, whole.seqs.begin() + first + count);
-    per_replica += ExpertWeightBytes(stream, part, w.dtype, w.model.num_layers);
+    per_replica += ExpertWeightBytes(stream, part, w.dtype);
   }
-  const double shared = ExpertWeightBytes(stream, whole, w.dtype, w.model.num_layers);
+  const double shared = ExpertWeightBytes(stream, whole, w.dtype);
   cost->weight_bytes += shared - per_replica;
   cost->bytes += shared - per_replica;
+}
+
+/// How a partial-layer run is scaled, for the record.
+std::string ExtrapolationMethod(const LayerPlan& plan) {
+  std::string per_kind;
+  int64_t total = 0;
+  for (const LayerKind& k : plan.kinds) {
+    per_kind += (per_kind.empty() ? "" : ", ") + k.name + " x " + std::to_string(k.model_layers);
+    total += k.model_layers;
+  }
+  return "ran layers " + plan.Describe() + " of " + std::to_string(total) +
+         "; step time = time outside the layers + per kind of layer the mean measured time of "
+         "its layers run x its layers in the model (" +
+         per_kind + "); FLOPs and bytes scaled the same way";
 }
 
 bool TokensValid(const StepIO& io, int64_t vocab) {
@@ -219,14 +229,19 @@ bool TokensValid(const StepIO& io, int64_t vocab) {
 
 MemoryEstimate EstimateMemory(const WorkloadSpec& w) {
   const ModelSpec& m = w.model;
-  const int layers = w.LayersRun();
+  LayerPlan plan;
+  if (!PlanLayers(m, w.LayersRun(), &plan).ok()) {  // bad input, refused by the plan's checks
+    plan.layers.resize(w.LayersRun());
+    for (int l = 0; l < w.LayersRun(); ++l) plan.layers[l] = l;
+  }
+  const int layers = plan.size();
   const double dt = static_cast<double>(DTypeBytes(w.dtype));
   const double hd = m.head_dim > 0 ? m.head_dim : m.hidden_size / m.num_heads;
   const double outer =
       static_cast<double>(m.vocab_size) * m.hidden_size * (m.tie_embeddings ? 1 : 2);
   MemoryEstimate e;
   double params = outer + m.hidden_size;
-  for (int l = 0; l < layers; ++l) params += static_cast<double>(m.LayerParams(l));
+  for (int l : plan.layers) params += static_cast<double>(m.LayerParams(l));
   e.weights = static_cast<uint64_t>(params * dt);
   e.kv_cache = static_cast<uint64_t>(static_cast<double>(m.KvBytesPerToken(1)) * dt * layers /
                                      m.num_layers * w.batch * (w.prompt_len + w.gen_len));
@@ -249,21 +264,16 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   const DeviceProps props = device.Props();
   rec->workload = w;
   rec->device = props;
-  rec->layers_run = w.LayersRun();
-  rec->extrapolated = w.Extrapolated();
+  CB_RETURN_IF_ERROR(PlanLayers(w.model, w.LayersRun(), &rec->layer_plan));
+  rec->layers_run = rec->layer_plan.size();
+  rec->extrapolated = rec->layer_plan.Partial();
   rec->ceilings = opts.ceilings;
   // A simulated device's clock is modelled time: its figures are modelled (the record's
   // `extrapolated` flag still says when layers were scaled).
   const Provenance how = device.clock().simulated() ? Provenance::kModelled
                          : rec->extrapolated        ? Provenance::kExtrapolated
                                                     : Provenance::kMeasured;
-  if (rec->extrapolated) {
-    rec->extrapolation_method = "ran " + std::to_string(rec->layers_run) + " of " +
-                                std::to_string(w.model.num_layers) +
-                                " decoder layers; step time = time outside the layers + mean "
-                                "measured layer time x " +
-                                std::to_string(w.model.num_layers);
-  }
+  if (rec->extrapolated) rec->extrapolation_method = ExtrapolationMethod(rec->layer_plan);
 
   const Support support = device.Supports(w.dtype);
   if (!support.supported) {
@@ -338,7 +348,7 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
     }
   }
 
-  StepTimer timer(*session, device.clock(), stream, static_cast<int>(w.model.num_layers));
+  StepTimer timer(*session, device.clock(), stream);
   const int64_t vocab = stream.dims.vocab_full;
 
   // The work of one repetition for the whole job (all shards, all replicas), computed before
@@ -348,11 +358,11 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   for (int d = 0; d < par.dp; ++d) {
     const int64_t count = LocalBatch(w.batch, par.dp, d);
     StepIO shape = PrefillIO(w, vocab, FirstSequence(w.batch, par.dp, d), count);
-    prefill_cost += ExtrapolatedCost(full, shape, w.dtype, w.model.num_layers);
+    prefill_cost += ExtrapolatedCost(full, shape, w.dtype);
     shape.next_tokens.assign(count, 0);
     for (int64_t g = 0; g < w.gen_len; ++g) {
       AdvanceToDecode(shape);
-      decode_cost += ExtrapolatedCost(full, shape, w.dtype, w.model.num_layers);
+      decode_cost += ExtrapolatedCost(full, shape, w.dtype);
     }
   }
   if (par.ep > 1) {

@@ -39,11 +39,10 @@ MemoryEstimate EstimateMemory(const WorkloadSpec& w);
 /// KV cache, the activations, and verification.
 uint64_t PerDevicePeak(const MemoryEstimate& m, int tp);
 
-/// Work (FLOPs, bytes) of one step of the whole model: every layer of `stream`, and for a
-/// partial stream (`--layers`) the mean of its layers scaled to `model_layers`, the same way
-/// step times are extrapolated.
-OpCost ExtrapolatedCost(const OpStream& stream, const StepIO& io, DType dtype,
-                        int64_t model_layers);
+/// Work (FLOPs, bytes) of one step of the whole model: every layer of `stream` times the model
+/// layers it stands for (stream.plan: per kind, the kind's count / its layers run), the same
+/// way step times are extrapolated; a full stream counts each layer once.
+OpCost ExtrapolatedCost(const OpStream& stream, const StepIO& io, DType dtype);
 
 /// Runs one workload in the offline scenario: B prompts of P tokens prefilled together, then
 /// G decode steps; `warmup` unmeasured repetitions, then `repetitions` measured ones.

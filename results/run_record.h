@@ -10,6 +10,7 @@
 #include "results/deployment_record.h"
 #include "results/energy_cost_record.h"
 #include "results/serving_record.h"
+#include "workloads/layer_plan.h"
 #include "workloads/workload_spec.h"
 
 namespace cb {
@@ -56,6 +57,9 @@ struct Verification {
   double tolerance = 0;         ///< bound on max_rel_error for this dtype
   double argmax_agreement = 0;  ///< share of positions whose argmax agrees
   bool nan_found = false;
+  /// MoE: routing decisions compared, and those where the backend chose other experts than
+  /// the reference would have (each a near-tie within rounding, or verification failed).
+  int64_t route_decisions = 0, route_flips = 0;
 };
 
 /// Measured ceilings that MFU and MBU are computed against.
@@ -81,6 +85,8 @@ struct RunRecord {
   WorkloadSpec workload;
   DeviceProps device;
   int layers_run = 0;
+  /// The model layers that ran and their kinds (empty in records written before it existed).
+  LayerPlan layer_plan;
   bool extrapolated = false;
   std::string extrapolation_method;  ///< how a partial-layer run was scaled, empty otherwise
 

@@ -6,6 +6,90 @@
 #include <stdexcept>
 
 namespace cb {
+namespace {
+
+/// A group's score: the sum of its two best selection scores (one expert: its score).
+template <typename T>
+T GroupScore(const T* sel, int64_t size) {
+  T best = sel[0], second = T(0);
+  bool have_second = false;
+  for (int64_t i = 1; i < size; ++i) {
+    const T v = sel[i];
+    if (v > best) {
+      second = best;
+      best = v;
+      have_second = true;
+    } else if (!have_second || v > second) {
+      second = v;
+      have_second = true;
+    }
+  }
+  return best + (have_second ? second : T(0));
+}
+
+/// The tolerance of a group's score: the two largest tolerances of its experts.
+double GroupTolerance(const double* tol, int64_t size) {
+  double a = 0, b = 0;
+  for (int64_t i = 0; i < size; ++i) {
+    if (tol[i] > a) {
+      b = a;
+      a = tol[i];
+    } else if (tol[i] > b) {
+      b = tol[i];
+    }
+  }
+  return a + b;
+}
+
+bool Contains(const int64_t* ids, int64_t k, int64_t id) {
+  return std::find(ids, ids + k, id) != ids + k;
+}
+
+}  // namespace
+
+bool FlipWithinMargin(const MoeSpec& moe, const double* sel, const double* tol, const int64_t* own,
+                      const int64_t* chosen) {
+  const int64_t k = moe.experts_per_token;
+  double lowest_in = INFINITY, highest_out = -INFINITY;
+  for (int64_t j = 0; j < k; ++j) {
+    if (!Contains(own, k, chosen[j]))
+      lowest_in = std::min(lowest_in, sel[chosen[j]] + tol[chosen[j]]);
+    if (!Contains(chosen, k, own[j]))
+      highest_out = std::max(highest_out, sel[own[j]] - tol[own[j]]);
+  }
+  if (lowest_in < highest_out) return false;
+  if (moe.num_groups <= 1) return true;
+  // A chosen expert outside the reference's eligible groups: its group must reach the weakest
+  // eligible one within tolerance.
+  const int64_t groups = moe.num_groups, size = moe.num_experts / groups;
+  std::vector<double> score(groups), gtol(groups);
+  std::vector<int64_t> order(groups);
+  for (int64_t g = 0; g < groups; ++g) {
+    score[g] = GroupScore(sel + g * size, size);
+    gtol[g] = GroupTolerance(tol + g * size, size);
+    order[g] = g;
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return score[a] > score[b]; });
+  const int64_t weakest = order[std::clamp<int64_t>(moe.topk_groups, 1, groups) - 1];
+  for (int64_t j = 0; j < k; ++j) {
+    const int64_t g = chosen[j] / size;
+    if (score[g] >= score[weakest]) continue;  // eligible for the reference too
+    if (score[g] + gtol[g] < score[weakest] - gtol[weakest]) return false;
+  }
+  return true;
+}
+
+void RoutingTolerance(const MoeSpec& moe, const double* scores, const double* abs_dot, double u,
+                      double* tol) {
+  const int64_t e = moe.num_experts;
+  double max_d = 0;
+  for (int64_t i = 0; i < e; ++i) max_d = std::max(max_d, kRoutingRoundings * u * abs_dot[i]);
+  for (int64_t i = 0; i < e; ++i) {
+    const double d = kRoutingRoundings * u * abs_dot[i];
+    tol[i] = moe.scoring == "softmax" ? scores[i] * (d + max_d) : scores[i] * (1 - scores[i]) * d;
+  }
+}
 
 template <typename T>
 void SelectExperts(const MoeSpec& moe, const T* scores, const float* bias, int64_t* ids, T* weights,
@@ -17,22 +101,7 @@ void SelectExperts(const MoeSpec& moe, const T* scores, const float* bias, int64
   if (moe.num_groups > 1) {
     const int64_t groups = moe.num_groups, size = e / groups;
     std::vector<T> group_score(groups);
-    for (int64_t g = 0; g < groups; ++g) {
-      T best = sel[g * size], second = T(0);
-      bool have_second = false;
-      for (int64_t i = 1; i < size; ++i) {
-        const T v = sel[g * size + i];
-        if (v > best) {
-          second = best;
-          best = v;
-          have_second = true;
-        } else if (!have_second || v > second) {
-          second = v;
-          have_second = true;
-        }
-      }
-      group_score[g] = best + (have_second ? second : T(0));
-    }
+    for (int64_t g = 0; g < groups; ++g) group_score[g] = GroupScore(sel.data() + g * size, size);
     std::vector<char> group_ok(groups, 0);
     for (int64_t pick = 0; pick < moe.topk_groups; ++pick) {
       int64_t best = -1;

@@ -28,13 +28,14 @@ struct StepIO {
   /// Route replay, for comparing backends whose arithmetic differs (bf16): a backend run with
   /// record_routes copies each router's kRoute rows into routes[layer]; a reference run given
   /// replay_routes uses those experts instead of its own top-k (its combine weights are still
-  /// its own scores of them) and counts the tokens whose own choice differed. A broken router
-  /// shows up as a high mismatch rate, a near-tie flipped by rounding as a rare one.
+  /// its own scores of them), counts the tokens whose own choice differed, and of those the
+  /// ones that are no near-tie rounding could flip (FlipWithinMargin): a broken router.
   bool record_routes = false;
   std::vector<std::vector<float>> routes;
   const std::vector<std::vector<float>>* replay_routes = nullptr;
-  int64_t route_decisions = 0;   ///< out: (token, layer) routing decisions of a replayed step
-  int64_t route_mismatches = 0;  ///< out: ... where the reference's own choice differed
+  int64_t route_decisions = 0;      ///< out: (token, layer) routing decisions of a replayed step
+  int64_t route_mismatches = 0;     ///< out: ... where the reference's own choice differed
+  int64_t route_beyond_margin = 0;  ///< out: ... and the difference is beyond rounding
 
   int64_t TotalTokens() const {
     int64_t t = 0;
