@@ -5,7 +5,9 @@
 #include <cstdio>
 #include <sstream>
 
+#include "backends/reference/reference_backend.h"
 #include "harness/cancel.h"
+#include "harness/load_progress.h"
 #include "harness/parallel.h"
 #include "harness/run_metrics.h"
 #include "harness/stats.h"
@@ -250,7 +252,18 @@ MemoryEstimate EstimateMemory(const WorkloadSpec& w) {
       4.0 *
       (4.0 * m.hidden_size + (2.0 * m.num_heads + 2.0 * m.num_kv_heads) * hd + 3.0 * m.ffn_size);
   e.activations = static_cast<uint64_t>(tokens * per_token + 2.0 * w.batch * m.vocab_size * 4.0);
-  if (w.verify) e.verification = static_cast<uint64_t>(params * 4.0);
+  if (w.verify) {
+    // The reference holds only small weights (ReferenceOptions::hold_limit) and regenerates
+    // the rest row by row; its activations and cache for the few verified tokens are small.
+    OpStream stream;
+    if (BuildDenseDecoderStream(m, ShardSpec{}, w.LayersRun(), &stream).ok()) {
+      const int64_t limit = ReferenceOptions{}.hold_limit;
+      for (const WeightDesc& d : stream.weights) {
+        if (d.Elements() <= limit) e.verification += static_cast<uint64_t>(d.Elements()) * 4;
+      }
+    }
+    e.verification += uint64_t{64} << 20;
+  }
   return e;
 }
 
@@ -315,6 +328,8 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   cfg.max_step_tokens = local_batch * w.prompt_len;
   cfg.tp_comm = par.tp_group;
   cfg.ep_comm = par.ep_group;
+  LoadProgress load_progress(opts.progress_prefix, opts.quiet);
+  cfg.load_progress = load_progress.Callback();
   std::unique_ptr<Session> session;
   if (Status s = device.Open(cfg, &session); !s.ok()) return fail("opening a session", s);
   Progress(opts, "loading " + w.model.name + " (" + std::to_string(rec->layers_run) + " layers, " +
@@ -322,6 +337,7 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
                      " weights" + (par.tp > 1 ? " on this rank" : "") + ")");
   const WeightSource weights(w.seed);
   if (Status s = session->Load(stream, weights); !s.ok()) return fail("loading weights", s);
+  load_progress.Done(session->AllocatedBytes());
 
   if (w.verify) {
     Progress(opts, "verifying against the reference backend");

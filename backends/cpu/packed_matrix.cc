@@ -103,10 +103,12 @@ Status PackRows(int64_t n, int64_t k, const RowMap& rows, const WeightSource& so
   out->n_pad = RoundUp(n, kPackN);
   out->k_pad = RoundUp(k, PackK(dtype));
   const size_t dt = DTypeBytes(dtype);
-  const RowSource first = rows(0);
-  CB_RETURN_IF_ERROR(out->data.AllocateUninitialized(
-      static_cast<size_t>(out->n_pad * out->k_pad) * dt,
-      first.desc != nullptr ? first.desc->name.c_str() : "packed weights"));
+  const size_t bytes = static_cast<size_t>(out->n_pad * out->k_pad) * dt;
+  if (out->data.size() != bytes) {  // a matrix packed again (micro-suite) keeps its buffer
+    const RowSource first = rows(0);
+    CB_RETURN_IF_ERROR(out->data.AllocateUninitialized(
+        bytes, first.desc != nullptr ? first.desc->name.c_str() : "packed weights"));
+  }
   const int64_t blocks = out->n_pad / kPackN;
   const int width = dtype == DType::kBF16 ? 2 : 1;
   char* base = static_cast<char*>(out->data.data());
