@@ -515,6 +515,9 @@ Status ReadVerification(const Reader& r, const json& doc, Verification* v) {
                             std::pair{"route_flips", &v->route_flips}}) {
     if (o->contains(key)) CB_RETURN_IF_ERROR(r.Integer<int64_t>(*o, p, key, field, 0));
   }
+  if (o->contains("route_logit_error")) {
+    CB_RETURN_IF_ERROR(r.Number(*o, p, "route_logit_error", &v->route_logit_error));
+  }
   return r.Bool(*o, p, "nan_found", &v->nan_found);
 }
 
@@ -614,6 +617,7 @@ json ToJson(const RunRecord& rec) {
   if (v.route_decisions > 0) {
     doc["verification"]["route_decisions"] = v.route_decisions;
     doc["verification"]["route_flips"] = v.route_flips;
+    doc["verification"]["route_logit_error"] = Num(v.route_logit_error);
   }
   doc["generated_tokens"] = rec.generated_tokens;
   if (rec.energy) doc["energy"] = EnergyRecordToJson(*rec.energy);

@@ -58,8 +58,10 @@ struct Verification {
   double argmax_agreement = 0;  ///< share of positions whose argmax agrees
   bool nan_found = false;
   /// MoE: routing decisions compared, and those where the backend chose other experts than
-  /// the reference would have (each a near-tie within rounding, or verification failed).
+  /// the reference would have (each a near-tie its logits' deviation explains, or verification
+  /// failed); the largest deviation of its gate logits, relative to the largest logit.
   int64_t route_decisions = 0, route_flips = 0;
+  double route_logit_error = 0;
 };
 
 /// Measured ceilings that MFU and MBU are computed against.

@@ -50,18 +50,8 @@ bool Contains(const int64_t* ids, int64_t k, int64_t id) {
 bool FlipWithinMargin(const MoeSpec& moe, const double* sel, const double* tol, const int64_t* own,
                       const int64_t* chosen) {
   const int64_t k = moe.experts_per_token;
-  double lowest_in = INFINITY, highest_out = -INFINITY;
-  for (int64_t j = 0; j < k; ++j) {
-    if (!Contains(own, k, chosen[j]))
-      lowest_in = std::min(lowest_in, sel[chosen[j]] + tol[chosen[j]]);
-    if (!Contains(chosen, k, own[j]))
-      highest_out = std::max(highest_out, sel[own[j]] - tol[own[j]]);
-  }
-  if (lowest_in < highest_out) return false;
-  if (moe.num_groups <= 1) return true;
-  // A chosen expert outside the reference's eligible groups: its group must reach the weakest
-  // eligible one within tolerance.
-  const int64_t groups = moe.num_groups, size = moe.num_experts / groups;
+  const bool grouped = moe.num_groups > 1;
+  const int64_t groups = grouped ? moe.num_groups : 1, size = moe.num_experts / groups;
   std::vector<double> score(groups), gtol(groups);
   std::vector<int64_t> order(groups);
   for (int64_t g = 0; g < groups; ++g) {
@@ -71,23 +61,50 @@ bool FlipWithinMargin(const MoeSpec& moe, const double* sel, const double* tol, 
   }
   std::stable_sort(order.begin(), order.end(),
                    [&](int64_t a, int64_t b) { return score[a] > score[b]; });
-  const int64_t weakest = order[std::clamp<int64_t>(moe.topk_groups, 1, groups) - 1];
+  const int64_t keep = grouped ? std::clamp<int64_t>(moe.topk_groups, 1, groups) : groups;
+  const int64_t weakest = order[keep - 1];  // the reference's weakest eligible group
+  auto chosen_group = [&](int64_t g) {
+    for (int64_t j = 0; j < k; ++j) {
+      if (chosen[j] / size == g) return true;
+    }
+    return false;
+  };
+  // Group g could rank below `keep` other groups within tolerance.
+  auto excludable = [&](int64_t g) {
+    int64_t above = 0;
+    for (int64_t o = 0; o < groups; ++o) {
+      above += o != g && score[o] + gtol[o] >= score[g] - gtol[g];
+    }
+    return above >= keep;
+  };
+  double lowest_chosen = INFINITY;
   for (int64_t j = 0; j < k; ++j) {
-    const int64_t g = chosen[j] / size;
-    if (score[g] >= score[weakest]) continue;  // eligible for the reference too
-    if (score[g] + gtol[g] < score[weakest] - gtol[weakest]) return false;
+    const int64_t b = chosen[j], g = b / size;
+    lowest_chosen = std::min(lowest_chosen, sel[b] + tol[b]);
+    // An expert of a group the reference left out: the group must tie the weakest kept one.
+    if (grouped && score[g] < score[weakest] &&
+        score[g] + gtol[g] < score[weakest] - gtol[weakest]) {
+      return false;
+    }
+  }
+  for (int64_t j = 0; j < k; ++j) {
+    const int64_t r = own[j];
+    if (Contains(chosen, k, r) || sel[r] - tol[r] <= lowest_chosen) continue;
+    // Left out although it outscores a chosen expert: only if its group may have been dropped.
+    if (!grouped || chosen_group(r / size) || !excludable(r / size)) return false;
   }
   return true;
 }
 
-void RoutingTolerance(const MoeSpec& moe, const double* scores, const double* abs_dot, double u,
+void RoutingTolerance(const MoeSpec& moe, const double* scores, const double* logit_dev,
                       double* tol) {
+  constexpr double kSecondOrder = 1.25;
   const int64_t e = moe.num_experts;
-  double max_d = 0;
-  for (int64_t i = 0; i < e; ++i) max_d = std::max(max_d, kRoutingRoundings * u * abs_dot[i]);
+  const double max_d = *std::max_element(logit_dev, logit_dev + e);
   for (int64_t i = 0; i < e; ++i) {
-    const double d = kRoutingRoundings * u * abs_dot[i];
-    tol[i] = moe.scoring == "softmax" ? scores[i] * (d + max_d) : scores[i] * (1 - scores[i]) * d;
+    const double d = logit_dev[i];
+    tol[i] = kSecondOrder *
+             (moe.scoring == "softmax" ? scores[i] * (d + max_d) : scores[i] * (1 - scores[i]) * d);
   }
 }
 

@@ -70,6 +70,8 @@ Status CpuSession::RunRouter(const Op& op, const OpPlan& plan, StepIO& io) {
   if (io.record_routes) {
     if (static_cast<int>(io.routes.size()) < layers_) io.routes.resize(layers_);
     io.routes[op.layer].assign(route, route + tokens_ * 2 * dims_.top_k);
+    if (static_cast<int>(io.route_logits.size()) < layers_) io.route_logits.resize(layers_);
+    io.route_logits[op.layer].assign(logits, logits + tokens_ * dims_.experts);
   }
   return Status::Ok();
 }

@@ -32,6 +32,24 @@ void ReferenceSession::RouterLogits(const Op& op, const float* h, std::vector<do
   }
 }
 
+namespace {
+
+/// The deviation of a backend's gate logits from the reference's for one token: per expert
+/// |backend - reference| into `dev`; returns max |deviation| / max |reference logit|.
+double LogitDeviation(const float* backend, const double* reference, int64_t experts, double zipf_s,
+                      double* dev) {
+  double max_dev = 0, max_ref = 0;
+  for (int64_t i = 0; i < experts; ++i) {
+    const double ref = reference[i] - RoutingSkewBias(zipf_s, i);
+    dev[i] = std::fabs(static_cast<double>(backend[i]) - ref);
+    max_dev = std::max(max_dev, dev[i]);
+    max_ref = std::max(max_ref, std::fabs(ref));
+  }
+  return max_ref > 0 ? max_dev / max_ref : max_dev;
+}
+
+}  // namespace
+
 Status ReferenceSession::RouterOp(const Op& op, StepIO& io) {
   std::vector<float> bias_scratch;
   const float* bias = op.weights.size() > 1 ? W(op.weights[1]).Rows(0, 1, &bias_scratch) : nullptr;
@@ -39,18 +57,35 @@ Status ReferenceSession::RouterOp(const Op& op, StepIO& io) {
   const float* h;
   CB_RETURN_IF_ERROR(Input(op.in, hidden, &h));
   float* out = Output(op.out, 2 * k);
-  std::vector<double> logits, abs_dot, sel, weights(k), tol(e);
+  std::vector<double> logits, abs_dot, sel, weights(k), dev(e), tol(e);
   RouterLogits(op, h, &logits, &abs_dot);
+  if (io.record_routes) {  // the gate's logits, without the workload's skew bias
+    if (static_cast<int>(io.route_logits.size()) < layers_) io.route_logits.resize(layers_);
+    std::vector<float>& raw = io.route_logits[op.layer];
+    raw.resize(tokens_ * e);
+    for (int64_t i = 0; i < tokens_ * e; ++i) {
+      raw[i] = static_cast<float>(logits[i] - RoutingSkewBias(zipf_s_, i % e));
+    }
+  }
   std::vector<char> eligible;
   std::vector<int64_t> ids(k), theirs(k);
-  const std::vector<float>* replay = nullptr;
-  if (io.replay_routes != nullptr && op.layer < static_cast<int>(io.replay_routes->size()) &&
-      (*io.replay_routes)[op.layer].size() == static_cast<size_t>(tokens_ * 2 * k)) {
-    replay = &(*io.replay_routes)[op.layer];
-  }
+  auto layer_rows = [&](const std::vector<std::vector<float>>* v, int64_t width) {
+    const bool ok = v != nullptr && op.layer < static_cast<int>(v->size()) &&
+                    (*v)[op.layer].size() == static_cast<size_t>(tokens_ * width);
+    return ok ? (*v)[op.layer].data() : nullptr;
+  };
+  const float* replay = layer_rows(io.replay_routes, 2 * k);
+  const float* backend_logits = replay ? layer_rows(io.replay_logits, e) : nullptr;
   const double u = cfg_.dtype == DType::kBF16 ? 0x1p-8 : 0x1p-24;  // unit roundoff
   for (int64_t t = 0; t < tokens_; ++t) {
     double* scores = logits.data() + t * e;
+    if (backend_logits != nullptr) {
+      io.route_logit_error =
+          std::max(io.route_logit_error,
+                   LogitDeviation(backend_logits + t * e, scores, e, zipf_s_, dev.data()));
+    } else {
+      for (int64_t i = 0; i < e; ++i) dev[i] = kRoutingRoundings * u * abs_dot[t * e + i];
+    }
     const double mx = *std::max_element(scores, scores + e);
     if (moe_.scoring == "softmax") {
       double sum = 0;
@@ -64,7 +99,7 @@ Status ReferenceSession::RouterOp(const Op& op, StepIO& io) {
       // Another backend's choice (ascending ids); the weights are this side's scores of it.
       double sum = 0;
       for (int64_t j = 0; j < k; ++j) {
-        theirs[j] = static_cast<int64_t>((*replay)[t * 2 * k + j]);
+        theirs[j] = static_cast<int64_t>(replay[t * 2 * k + j]);
         if (theirs[j] < 0 || theirs[j] >= e) {
           return Status::InvalidInput("replayed route names no expert");
         }
@@ -77,7 +112,7 @@ Status ReferenceSession::RouterOp(const Op& op, StepIO& io) {
       ++io.route_decisions;
       if (theirs != ids) {
         ++io.route_mismatches;
-        RoutingTolerance(moe_, scores, abs_dot.data() + t * e, u, tol.data());
+        RoutingTolerance(moe_, scores, dev.data(), tol.data());
         if (!FlipWithinMargin(moe_, sel.data(), tol.data(), ids.data(), theirs.data())) {
           ++io.route_beyond_margin;
         }

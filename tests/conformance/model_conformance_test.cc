@@ -75,6 +75,7 @@ TEST_P(ModelConformance, PrefillThenDecodeMatchesReference) {
   std::vector<float> first_prefill_logits;
   int checked_tokens = 0, total_tokens = 0;
   int64_t route_decisions = 0, route_beyond_margin = 0;
+  double route_logit_error = 0;
 
   for (size_t k = 0; k < steps.size(); ++k) {
     SCOPED_TRACE("step " + std::to_string(k));
@@ -112,11 +113,15 @@ TEST_P(ModelConformance, PrefillThenDecodeMatchesReference) {
       const Status s = p.cpu->Run(p.stream, {0, p.stream.ops.size()}, io);
       ASSERT_TRUE(s.ok()) << s.message();
     }
-    if (replay) io_ref.replay_routes = &io.routes;
+    if (replay) {
+      io_ref.replay_routes = &io.routes;
+      io_ref.replay_logits = &io.route_logits;
+    }
     const Status s = p.ref->Run(p.stream, {0, p.stream.ops.size()}, io_ref);
     ASSERT_TRUE(s.ok()) << s.message();
     route_decisions += io_ref.route_decisions;
     route_beyond_margin += io_ref.route_beyond_margin;
+    route_logit_error = std::max(route_logit_error, io_ref.route_logit_error);
 
     const size_t seqs = io.seqs.size();
     ASSERT_EQ(io.logits.size(), seqs * vocab);
@@ -148,6 +153,7 @@ TEST_P(ModelConformance, PrefillThenDecodeMatchesReference) {
     // Every routed token of every step was replayed; a flip is only ever a near-tie.
     EXPECT_GT(route_decisions, 0);
     EXPECT_EQ(route_beyond_margin, 0) << "of " << route_decisions << " routing decisions";
+    EXPECT_LE(route_logit_error, tol);
   }
 
   // A new prefill in used slots overwrites their cache and gives the first prefill's logits.

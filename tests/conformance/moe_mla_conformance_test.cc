@@ -196,7 +196,8 @@ TEST_P(MoeMlaConformance, RouterMatchesReference) {
 
 // Verification's routing rule in the reference's replay: a backend's choice that swaps two
 // experts whose logits are a near-tie (gap 1e-6, constructed by moving h along g_A - g_B) is
-// accepted; one that picks the worst expert instead is counted beyond the margin.
+// accepted, explained by the backend's logits or by rounding alone; one that picks the worst
+// expert is counted beyond the margin; logits that deviate are reported.
 TEST(MoeRouteReplay, NearTieAcceptedRealMismatchRejected) {
   const uint64_t seed = FreshSeed();
   CB_TRACE_SEED(seed);
@@ -248,23 +249,49 @@ TEST(MoeRouteReplay, NearTieAcceptedRealMismatchRejected) {
   }
   ASSERT_FALSE(order.empty()) << "no near-tie could be made";
   ASSERT_TRUE(p.ref->WriteBuffer(Buf::kH, 1, h).ok());
-  auto replay = [&](int64_t second) {
-    std::vector<std::vector<float>> routes(p.stream.layers);
+  const std::vector<double> l = logits(h);
+  // A backend's logits: the reference's with experts `a` and `b` exchanged (a deviation of
+  // the size of their gap), or as they are.
+  auto backend_logits = [&](int64_t a, int64_t b) {
+    std::vector<float> v(l.begin(), l.end());
+    std::swap(v[a], v[b]);
+    return v;
+  };
+  auto replay = [&](int64_t second, const std::vector<float>* with_logits) {
+    std::vector<std::vector<float>> routes(p.stream.layers), logit_rows(p.stream.layers);
+    const int layer = p.stream.ops[op].layer;
     const int64_t lo = std::min(order[0], second), hi = std::max(order[0], second);
-    routes[p.stream.ops[op].layer] = {static_cast<float>(lo), static_cast<float>(hi), 0.5f, 0.5f};
+    routes[layer] = {static_cast<float>(lo), static_cast<float>(hi), 0.5f, 0.5f};
     StepIO io;
     io.seqs.push_back({0, 0, 1});
     io.replay_routes = &routes;
+    if (with_logits != nullptr) {
+      logit_rows[layer] = *with_logits;
+      io.replay_logits = &logit_rows;
+    }
     EXPECT_TRUE(p.ref->Run(p.stream, {op, op + 1}, io).ok());
     return io;
   };
-  const StepIO tie = replay(order[2]);  // swapped with the 3rd, a near-tie
-  EXPECT_EQ(tie.route_decisions, 1);
-  EXPECT_EQ(tie.route_mismatches, 1);
-  EXPECT_EQ(tie.route_beyond_margin, 0);
-  const StepIO wrong = replay(order[d.experts - 1]);  // the worst expert: no tie
-  EXPECT_EQ(wrong.route_mismatches, 1);
-  EXPECT_EQ(wrong.route_beyond_margin, 1);
+  const std::vector<float> swapped = backend_logits(order[1], order[2]);
+  const std::vector<float> same = backend_logits(0, 0);
+  for (const std::vector<float>* with :
+       {static_cast<const std::vector<float>*>(nullptr), &swapped}) {
+    SCOPED_TRACE(with ? "backend logits given" : "no backend logits: rounding alone");
+    const StepIO tie = replay(order[2], with);  // swapped with the 3rd, a near-tie
+    EXPECT_EQ(tie.route_decisions, 1);
+    EXPECT_EQ(tie.route_mismatches, 1);
+    EXPECT_EQ(tie.route_beyond_margin, 0);
+    EXPECT_LT(tie.route_logit_error, 1e-4);
+  }
+  for (const std::vector<float>* with : {static_cast<const std::vector<float>*>(nullptr), &same}) {
+    const StepIO wrong = replay(order[d.experts - 1], with);  // the worst expert: no tie
+    EXPECT_EQ(wrong.route_mismatches, 1);
+    EXPECT_EQ(wrong.route_beyond_margin, 1);
+  }
+  // Logits 10% off: the deviation is reported (verification fails it against its tolerance).
+  std::vector<float> off = same;
+  for (float& v : off) v *= 1.1f;
+  EXPECT_GT(replay(order[1], &off).route_logit_error, 0.09);
 }
 
 TEST_P(MoeMlaConformance, ExpertsMatchReference) {

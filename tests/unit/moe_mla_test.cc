@@ -116,15 +116,13 @@ TEST(MoeRouting, AFlipIntoAnotherGroupNeedsTheGroupsTied) {
 
 TEST(MoeRouting, ToleranceFollowsTheScoringFunction) {
   MoeSpec moe = Moe(3, 1);
-  const double scores[] = {0.5, 0.3, 0.2}, abs_dot[] = {10, 20, 5};
-  const double u = 0x1p-8;
+  const double scores[] = {0.5, 0.3, 0.2}, dev[] = {0.01, 0.04, 0.02};
   double tol[3];
-  RoutingTolerance(moe, scores, abs_dot, u, tol);  // softmax: s (d_e + max d)
-  const double d0 = kRoutingRoundings * u * 10, dmax = kRoutingRoundings * u * 20;
-  EXPECT_NEAR(tol[0], 0.5 * (d0 + dmax), 1e-15);
+  RoutingTolerance(moe, scores, dev, tol);  // softmax: s (d_e + max d), 25% for second order
+  EXPECT_NEAR(tol[0], 1.25 * 0.5 * (0.01 + 0.04), 1e-15);
   moe.scoring = "sigmoid";
-  RoutingTolerance(moe, scores, abs_dot, u, tol);  // sigmoid: s (1 - s) d_e
-  EXPECT_NEAR(tol[0], 0.25 * d0, 1e-15);
+  RoutingTolerance(moe, scores, dev, tol);  // sigmoid: s (1 - s) d_e
+  EXPECT_NEAR(tol[0], 1.25 * 0.25 * 0.01, 1e-15);
 }
 
 TEST(MoeRouting, ParseRouting) {
