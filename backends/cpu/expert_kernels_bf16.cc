@@ -44,12 +44,14 @@ struct BlockJob {
   const float* weight = nullptr;
   void* out = nullptr;
   int64_t ld_out = 0;
+  /// The block this thread streams next (fetched while this one serves several row groups).
+  const bf16_t* next = nullptr;
 };
 
 template <int M>
-void Group(const BlockJob& job, const bf16_t* const* x, int64_t i0, bool prefetch) {
+void Group(const BlockJob& job, const bf16_t* const* x, int64_t i0, bool prefetch, NextBlock next) {
   __m512 acc[M][4];
-  DotBlockBf16<M>(job.wb, job.steps, x, prefetch, acc);
+  DotBlockBf16<M>(job.wb, job.steps, x, prefetch, acc, next);
   for (int m = 0; m < M; ++m) {
     const int64_t i = i0 + m;
     if (job.gate_up) {
@@ -78,23 +80,28 @@ void Group(const BlockJob& job, const bf16_t* const* x, int64_t i0, bool prefetc
 /// pair i reads x_of(i).
 template <typename XOf>
 void RunPairs(const BlockJob& job, int64_t begin, int64_t end, const XOf& x_of) {
-  for (int64_t i0 = begin; i0 < end; i0 += kGroupRows) {
+  const int64_t groups = (end - begin + kGroupRows - 1) / kGroupRows;
+  for (int64_t i0 = begin, g = 0; i0 < end; i0 += kGroupRows, ++g) {
     const int m = static_cast<int>(std::min<int64_t>(kGroupRows, end - i0));
     const bf16_t* x[kGroupRows];
     for (int r = 0; r < m; ++r) x[r] = x_of(i0 + r);
     const bool prefetch = i0 == begin && end - begin > 1;
+    NextBlock next;
+    if (groups > 1 && job.next != nullptr) {
+      next = {reinterpret_cast<const char*>(job.next), g, groups};
+    }
     switch (m) {
       case 1:
-        Group<1>(job, x, i0, prefetch);
+        Group<1>(job, x, i0, prefetch, next);
         break;
       case 2:
-        Group<2>(job, x, i0, prefetch);
+        Group<2>(job, x, i0, prefetch, next);
         break;
       case 3:
-        Group<3>(job, x, i0, prefetch);
+        Group<3>(job, x, i0, prefetch, next);
         break;
       default:
-        Group<4>(job, x, i0, prefetch);
+        Group<4>(job, x, i0, prefetch, next);
         break;
     }
   }
@@ -198,11 +205,19 @@ Status Bf16Experts::GateUp(const void* x_in, int64_t ld_x, const ExpertRows& row
 #pragma omp parallel if (items_.size() > 1)
   {
     const int t = omp_get_thread_num(), threads = omp_get_num_threads();
+    std::vector<const Item*> mine;
     for (const Item& it : items_) {
-      if (!Owns(it.prefix, it.cost, total, t, threads)) continue;
+      if (Owns(it.prefix, it.cost, total, t, threads)) mine.push_back(&it);
+    }
+    for (size_t j = 0; j < mine.size(); ++j) {
+      const Item& it = *mine[j];
       const PackedMatrix& w = gate_up_[it.expert];
       BlockJob job;
       job.wb = w.data.as<bf16_t>() + it.nb * w.BlockElems();
+      if (j + 1 < mine.size()) {
+        job.next =
+            gate_up_[mine[j + 1]->expert].data.as<bf16_t>() + mine[j + 1]->nb * w.BlockElems();
+      }
       job.steps = w.k_pad / 2;
       job.nb = it.nb;
       job.gate_up = true;
@@ -228,13 +243,22 @@ Status Bf16Experts::Down(const void* act_in, const ExpertRows& rows, void* out, 
     // experts go in ascending order (a token's experts are added in route order).
     const int t = omp_get_thread_num(), threads = omp_get_num_threads();
     const int64_t b0 = blocks * t / threads, b1 = blocks * (t + 1) / threads;
-    for (int64_t e = 0; e < rows.experts; ++e) {
+    auto next_expert = [&](int64_t e) {
+      while (e < rows.experts && rows.offset[e] == rows.offset[e + 1]) ++e;
+      return e;
+    };
+    for (int64_t e = next_expert(0); e < rows.experts; e = next_expert(e + 1)) {
       const int64_t begin = rows.offset[e], end = rows.offset[e + 1];
-      if (begin == end) continue;
       const PackedMatrix& w = down_[e];
+      const int64_t after = next_expert(e + 1);
       for (int64_t nb = b0; nb < b1; ++nb) {
         BlockJob job;
         job.wb = w.data.as<bf16_t>() + nb * w.BlockElems();
+        if (nb + 1 < b1) {
+          job.next = job.wb + w.BlockElems();
+        } else if (after < rows.experts) {
+          job.next = down_[after].data.as<bf16_t>() + b0 * w.BlockElems();
+        }
         job.steps = w.k_pad / 2;
         job.nb = nb;
         job.n_valid = std::min<int64_t>(kPackN, shape_.hidden - nb * kPackN);
