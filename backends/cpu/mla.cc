@@ -24,13 +24,6 @@ Status LatentCache::Allocate(int layers, int64_t slots, int64_t max_context, int
       "the MLA latent cache");
 }
 
-uint64_t MlaWeights::AllocatedBytes() const {
-  uint64_t bytes = 0;
-  for (const auto& m : uk_t) bytes += m.data.size();
-  for (const auto& m : uv) bytes += m.data.size();
-  return bytes;
-}
-
 Status PackMlaWeights(const WeightDesc& kv_b, const MlaShape& s, DType dtype,
                       const WeightSource& source, MlaWeights* out) {
   if (kv_b.rows != s.heads * (s.nope + s.v) || kv_b.cols != s.kv_lora) {
@@ -38,14 +31,24 @@ Status PackMlaWeights(const WeightDesc& kv_b, const MlaShape& s, DType dtype,
                                 std::to_string(kv_b.cols) + ", MLA needs heads x (nope + v) x " +
                                 "kv_lora");
   }
-  out->uk_t.resize(s.heads);
-  out->uv.resize(s.heads);
+  const int64_t lora_rows = (s.kv_lora + kPackN - 1) / kPackN * kPackN;
+  const int64_t v_rows = (s.v + kPackN - 1) / kPackN * kPackN;
+  // Head h's rows of kv_b start at h (nope + v): nope rows of W_uk, then v rows of W_uv.
+  const RowMap uk_t = [&](int64_t p) {
+    const int64_t h = p / lora_rows, r = p % lora_rows;
+    return r < s.kv_lora ? RowSource{&kv_b, h * (s.nope + s.v), true, r} : RowSource{};
+  };
+  CB_RETURN_IF_ERROR(PackRows(s.heads * lora_rows, s.nope, uk_t, source, dtype, &out->uk_t));
+  const RowMap uv = [&](int64_t p) {
+    const int64_t h = p / v_rows, r = p % v_rows;
+    return r < s.v ? RowSource{&kv_b, h * (s.nope + s.v) + s.nope + r} : RowSource{};
+  };
+  CB_RETURN_IF_ERROR(PackRows(s.heads * v_rows, s.kv_lora, uv, source, dtype, &out->uv));
+  out->uk_t_heads.clear();
+  out->uv_heads.clear();
   for (int64_t h = 0; h < s.heads; ++h) {
-    const int64_t first = h * (s.nope + s.v);  // the head's rows of kv_b: nope of W_uk, v of W_uv
-    const RowMap uk_t = [&](int64_t p) { return RowSource{&kv_b, first, true, p}; };
-    CB_RETURN_IF_ERROR(PackRows(s.kv_lora, s.nope, uk_t, source, dtype, &out->uk_t[h]));
-    const RowMap uv = [&](int64_t p) { return RowSource{&kv_b, first + s.nope + p}; };
-    CB_RETURN_IF_ERROR(PackRows(s.v, s.kv_lora, uv, source, dtype, &out->uv[h]));
+    out->uk_t_heads.push_back(out->uk_t.View(h * lora_rows, s.kv_lora));
+    out->uv_heads.push_back(out->uv.View(h * v_rows, s.v));
   }
   return Status::Ok();
 }
@@ -90,7 +93,7 @@ class MlaKernel {
 
  private:
   /// y_g = x_g . W_g^T for every head g, rows_ rows (bf16: one grouped GEMM).
-  Status PerHead(const std::vector<PackedMatrix>& w, const void* x, int64_t ldx, float* y,
+  Status PerHead(const std::vector<PackedView>& w, const void* x, int64_t ldx, float* y,
                  int64_t y_stride, int64_t ldy);
   template <typename TC, int H>
   void AttendHeads(const float* q, const RowPos& rp, int64_t r, int64_t h0, float* scores);
@@ -117,14 +120,12 @@ void MlaKernel::Append(const float* kva, const RowPos* row_pos) {
   }
 }
 
-Status MlaKernel::PerHead(const std::vector<PackedMatrix>& w, const void* x, int64_t ldx, float* y,
+Status MlaKernel::PerHead(const std::vector<PackedView>& w, const void* x, int64_t ldx, float* y,
                           int64_t y_stride, int64_t ldy) {
   const size_t dt = DTypeBytes(dtype_);
   if (dtype_ == DType::kBF16 && SkinnyGemmBf16Available()) {
-    std::vector<const PackedMatrix*> ptrs(w.size());
-    for (size_t h = 0; h < w.size(); ++h) ptrs[h] = &w[h];
-    GroupedGemmBf16(ptrs.data(), s_.heads, static_cast<const uint16_t*>(x), rows_ * ldx, ldx, rows_,
-                    y, y_stride, ldy);
+    GroupedGemmBf16(w.data(), s_.heads, static_cast<const uint16_t*>(x), rows_ * ldx, ldx, rows_, y,
+                    y_stride, ldy);
     return Status::Ok();
   }
   for (int64_t h = 0; h < s_.heads; ++h) {
@@ -150,7 +151,7 @@ Status MlaKernel::LatentQueries(const float* q) {
       std::memset(dst + s_.nope * dt, 0, (np - s_.nope) * dt);
     }
   }
-  return PerHead(w_.uk_t, qn, np, sc_.q_lat_.as<float>(), rows_ * s_.kv_lora, s_.kv_lora);
+  return PerHead(w_.uk_t_heads, qn, np, sc_.q_lat_.as<float>(), rows_ * s_.kv_lora, s_.kv_lora);
 }
 
 /// H heads of row r: scores against positions [0, pos], softmax, o_lat = sum p_t latent_t.
@@ -183,13 +184,7 @@ void MlaKernel::AttendHeads(const float* q, const RowPos& rp, int64_t r, int64_t
     for (int i = 0; i < H; ++i) scores[i * stride + t] = _mm512_reduce_add_ps(acc[i]) * scale;
   }
   float inv[H];
-  for (int i = 0; i < H; ++i) {
-    float* sc = scores + i * stride;
-    const float mx = *std::max_element(sc, sc + len);
-    float sum = 0;
-    for (int64_t t = 0; t < len; ++t) sum += sc[t] = std::exp(sc[t] - mx);
-    inv[i] = 1.0f / sum;
-  }
+  for (int i = 0; i < H; ++i) inv[i] = SoftmaxNumerators(scores + i * stride, len);
   const size_t dt = DTypeBytes(dtype_);
   for (int64_t j = 0; j < lora; j += 16) {
     const __mmask16 m = TailMask(lora - j);
@@ -242,7 +237,7 @@ void MlaKernel::Attend(const float* q, const RowPos* row_pos) {
 Status MlaKernel::Output(View out) {
   const int64_t width = s_.heads * s_.v;
   float* y = out.dtype == DType::kF32 ? static_cast<float*>(out.data) : sc_.y_.as<float>();
-  CB_RETURN_IF_ERROR(PerHead(w_.uv, sc_.o_lat_.data(), sc_.lora_pad_, y, s_.v, width));
+  CB_RETURN_IF_ERROR(PerHead(w_.uv_heads, sc_.o_lat_.data(), sc_.lora_pad_, y, s_.v, width));
   if (out.dtype == DType::kBF16) CopyRow(y, static_cast<bf16_t*>(out.data), rows_ * width);
   return Status::Ok();
 }

@@ -42,10 +42,12 @@ struct MlaShape {
 
 /// kv_b [heads * (nope + v), kv_lora] of one layer split per head for the absorbed form, packed
 /// in the session dtype: W_uk^T (n = kv_lora, k = nope: takes q_nope into the latent space)
-/// and W_uv (n = v, k = kv_lora: takes the attended latent out).
+/// and W_uv (n = v, k = kv_lora: takes the attended latent out). Every head's matrix is a run
+/// of 64-row blocks of one stacked matrix (one allocation, huge pages, one stream).
 struct MlaWeights {
-  std::vector<PackedMatrix> uk_t, uv;
-  uint64_t AllocatedBytes() const;
+  PackedMatrix uk_t, uv;
+  std::vector<PackedView> uk_t_heads, uv_heads;
+  uint64_t AllocatedBytes() const { return uk_t.data.size() + uv.data.size(); }
 };
 Status PackMlaWeights(const WeightDesc& kv_b, const MlaShape& shape, DType dtype,
                       const WeightSource& source, MlaWeights* out);

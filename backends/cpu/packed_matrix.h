@@ -24,6 +24,16 @@ inline constexpr int64_t PackK(DType dtype) { return dtype == DType::kBF16 ? 32 
 /// ([k_pad / 2][64][2] in bf16, [k_pad][64] in fp32): the skinny-GEMM kernel reads it with no
 /// horizontal reductions, and oneDNN uses the same bytes with no reorder. n and k are padded
 /// with zeros to whole blocks.
+/// A packed matrix's blocks without their storage: the whole of a PackedMatrix, or a run of its
+/// 64-row blocks (one head's rows of a matrix that stacks every head).
+struct PackedView {
+  DType dtype = DType::kF32;
+  int64_t n = 0, k = 0, n_pad = 0, k_pad = 0;
+  const void* data = nullptr;
+  int64_t BlockElems() const { return kPackN * k_pad; }
+  size_t Bytes() const { return static_cast<size_t>(n_pad * k_pad) * DTypeBytes(dtype); }
+};
+
 struct PackedMatrix {
   DType dtype = DType::kF32;
   int64_t n = 0, k = 0;          ///< logical size of W
@@ -40,6 +50,13 @@ struct PackedMatrix {
   }
   /// Elements of one n-block (64 rows over all of k_pad).
   int64_t BlockElems() const { return kPackN * k_pad; }
+  /// Rows [row, row + rows) as a matrix of their own; `row` is a multiple of kPackN.
+  PackedView View(int64_t row, int64_t rows) const {
+    const int64_t pad = (rows + kPackN - 1) / kPackN * kPackN;
+    return {dtype, rows,  k,
+            pad,   k_pad, static_cast<const char*>(data.data()) + row * k_pad * DTypeBytes(dtype)};
+  }
+  operator PackedView() const { return {dtype, n, k, n_pad, k_pad, data.data()}; }
 };
 
 /// Where row p of a packed matrix comes from: row `row` of the local shard `desc` (element c

@@ -136,13 +136,13 @@ bool SkinnyGemmWins(int64_t rows) {
   return rows >= 1 && rows <= kSkinnyMaxRows && rows != 5 && rows != 6 && SkinnyGemmBf16Available();
 }
 
-void SkinnyGemmBf16(const PackedMatrix& w, const uint16_t* x, int64_t ldx, int64_t rows, float* y,
+void SkinnyGemmBf16(const PackedView& w, const uint16_t* x, int64_t ldx, int64_t rows, float* y,
                     int64_t ldy) {
 #if defined(__AVX512BF16__)
   const int64_t n_blocks = w.n_pad / kPackN;
   const int64_t steps = w.k_pad / 2;
   const int64_t block_elems = w.k_pad * kPackN;
-  const uint16_t* base = w.data.as<uint16_t>();
+  const uint16_t* base = static_cast<const uint16_t*>(w.data);
 #pragma omp parallel for schedule(static) if (n_blocks > 1)
   for (int64_t b = 0; b < n_blocks; ++b) {
     const int64_t n_valid = std::min<int64_t>(kPackN, w.n - b * kPackN);
@@ -153,17 +153,16 @@ void SkinnyGemmBf16(const PackedMatrix& w, const uint16_t* x, int64_t ldx, int64
 #endif
 }
 
-void GroupedGemmBf16(const PackedMatrix* const* w, int64_t groups, const uint16_t* x,
-                     int64_t x_stride, int64_t ldx, int64_t rows, float* y, int64_t y_stride,
-                     int64_t ldy) {
+void GroupedGemmBf16(const PackedView* w, int64_t groups, const uint16_t* x, int64_t x_stride,
+                     int64_t ldx, int64_t rows, float* y, int64_t y_stride, int64_t ldy) {
 #if defined(__AVX512BF16__)
   if (groups <= 0 || rows <= 0) return;
-  const int64_t blocks = w[0]->n_pad / kPackN, steps = w[0]->k_pad / 2;
+  const int64_t blocks = w[0].n_pad / kPackN, steps = w[0].k_pad / 2;
 #pragma omp parallel for schedule(static) if (groups * blocks > 1)
   for (int64_t item = 0; item < groups * blocks; ++item) {
     const int64_t g = item / blocks, b = item % blocks;
-    const PackedMatrix& m = *w[g];
-    const uint16_t* wb = m.data.as<uint16_t>() + b * m.BlockElems();
+    const PackedView& m = w[g];
+    const uint16_t* wb = static_cast<const uint16_t*>(m.data) + b * m.BlockElems();
     const uint16_t* xg = x + g * x_stride;
     float* yg = y + g * y_stride + b * kPackN;
     const int64_t n_valid = std::min<int64_t>(kPackN, m.n - b * kPackN);

@@ -77,6 +77,24 @@ inline __m512 Exp16(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
+/// In place: s[0, len) = softmax numerators exp(s - max); returns 1 / their sum.
+inline float SoftmaxNumerators(float* s, int64_t len) {
+  const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
+  __m512 mx = ninf;
+  for (int64_t t = 0; t < len; t += 16) {
+    mx = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, TailMask(len - t), s + t), mx);
+  }
+  const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t t = 0; t < len; t += 16) {
+    const __mmask16 m = TailMask(len - t);
+    const __m512 e = Exp16(_mm512_sub_ps(Load16(s + t, m), top));
+    Store16(s + t, e, m);
+    sum = _mm512_mask_add_ps(sum, m, sum, e);
+  }
+  return 1.0f / _mm512_reduce_add_ps(sum);
+}
+
 /// silu(g) = g / (1 + exp(-g)); 1 / d by rcp14 and one Newton step (error ~1e-8), which is
 /// several times cheaper than vdivps.
 inline __m512 Silu16(__m512 g) {
