@@ -3,6 +3,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -53,6 +54,9 @@ struct SessionConfig {
   Communicator* tp_comm = nullptr;
   /// The expert-parallel group for moe_experts' alltoallv; required when ep_size > 1.
   Communicator* ep_comm = nullptr;
+  /// Called by Load, from the loading thread, as weights are made: bytes done of the total
+  /// (an estimate). May be empty.
+  std::function<void(uint64_t done, uint64_t total)> load_progress;
 };
 
 /// One model instance (one rank's shard) on one device.

@@ -5,13 +5,13 @@ namespace {
 
 /// Weight bytes of the routed experts in one step of the whole model (extrapolated like
 /// ExtrapolatedCost).
-double ExpertWeightBytes(const OpStream& stream, const StepIO& io, DType dtype,
-                         int64_t model_layers) {
+double ExpertWeightBytes(const OpStream& stream, const StepIO& io, DType dtype) {
   double bytes = 0;
   for (const Op& op : stream.ops) {
-    if (op.kind == OpKind::kMoeExperts) bytes += CostOfOp(stream, op, io, dtype).weight_bytes;
+    if (op.kind != OpKind::kMoeExperts) continue;
+    bytes += CostOfOp(stream, op, io, dtype).weight_bytes * stream.plan.Scale(op.layer);
   }
-  return stream.layers > 0 ? bytes * static_cast<double>(model_layers) / stream.layers : bytes;
+  return bytes;
 }
 
 /// Replaces the experts' weight reads that `cost` counted replica by replica (each replica's
@@ -23,9 +23,9 @@ void ShareExpertReads(const OpStream& stream, const StepIO& whole, const Workloa
     StepIO part;
     const int64_t first = FirstSequence(w.batch, dp, d), count = LocalBatch(w.batch, dp, d);
     part.seqs.assign(whole.seqs.begin() + first, whole.seqs.begin() + first + count);
-    per_replica += ExpertWeightBytes(stream, part, w.dtype, w.model.num_layers);
+    per_replica += ExpertWeightBytes(stream, part, w.dtype);
   }
-  const double shared = ExpertWeightBytes(stream, whole, w.dtype, w.model.num_layers);
+  const double shared = ExpertWeightBytes(stream, whole, w.dtype);
   cost->weight_bytes += shared - per_replica;
   cost->bytes += shared - per_replica;
 }
@@ -43,21 +43,18 @@ Segments SplitByLayer(const OpStream& s) {
   return seg;
 }
 
-/// (Layers differ in MoE models: dense first layers, then MoE layers.)
-OpCost ExtrapolatedCost(const OpStream& stream, const StepIO& io, DType dtype,
-                        int64_t model_layers) {
+OpCost ExtrapolatedCost(const OpStream& stream, const StepIO& io, DType dtype) {
   const Segments seg = SplitByLayer(stream);
   OpCost c = CostOfOps(stream, seg.head.begin, seg.head.end, io, dtype);
   c += CostOfOps(stream, seg.tail.begin, seg.tail.end, io, dtype);
-  if (!seg.layers.empty()) {
-    OpCost layers;
-    for (const OpRange& l : seg.layers) layers += CostOfOps(stream, l.begin, l.end, io, dtype);
-    const double scale = static_cast<double>(model_layers) / static_cast<double>(seg.layers.size());
-    layers.flops *= scale;
-    layers.bytes *= scale;
-    layers.weight_bytes *= scale;
-    layers.kv_bytes *= scale;
-    c += layers;
+  for (size_t i = 0; i < seg.layers.size(); ++i) {
+    OpCost layer = CostOfOps(stream, seg.layers[i].begin, seg.layers[i].end, io, dtype);
+    const double scale = stream.plan.Scale(static_cast<int>(i));
+    layer.flops *= scale;
+    layer.bytes *= scale;
+    layer.weight_bytes *= scale;
+    layer.kv_bytes *= scale;
+    c += layer;
   }
   return c;
 }
@@ -86,11 +83,11 @@ void JobWork(const WorkloadSpec& w, const OpStream& full, int64_t vocab, const P
   for (int d = 0; d < par.dp; ++d) {
     const int64_t count = LocalBatch(w.batch, par.dp, d);
     StepIO shape = PrefillIO(w, vocab, FirstSequence(w.batch, par.dp, d), count);
-    *prefill_cost += ExtrapolatedCost(full, shape, w.dtype, w.model.num_layers);
+    *prefill_cost += ExtrapolatedCost(full, shape, w.dtype);
     shape.next_tokens.assign(count, 0);
     for (int64_t g = 0; g < w.gen_len; ++g) {
       AdvanceToDecode(shape);
-      *decode_cost += ExtrapolatedCost(full, shape, w.dtype, w.model.num_layers);
+      *decode_cost += ExtrapolatedCost(full, shape, w.dtype);
     }
   }
   if (par.ep > 1) {

@@ -20,11 +20,10 @@ struct Segments {
 };
 Segments SplitByLayer(const OpStream& s);
 
-/// Work (FLOPs, bytes) of one step of the whole model: every layer of `stream`, and for a
-/// partial stream (`--layers`) the mean of its layers scaled to `model_layers`, the same way
-/// step times are extrapolated.
-OpCost ExtrapolatedCost(const OpStream& stream, const StepIO& io, DType dtype,
-                        int64_t model_layers);
+/// Work (FLOPs, bytes) of one step of the whole model: every layer of `stream` times the model
+/// layers it stands for (stream.plan: per kind, the kind's count / its layers run), the same
+/// way step times are extrapolated; a full stream counts each layer once.
+OpCost ExtrapolatedCost(const OpStream& stream, const StepIO& io, DType dtype);
 
 /// Prompts of sequences [first, first + count) of the workload, in cache slots 0..count-1.
 StepIO PrefillIO(const WorkloadSpec& w, int64_t vocab, int64_t first, int64_t count);

@@ -9,6 +9,7 @@
 #include "harness/endpoint/endpoint_fields.h"
 #include "harness/scenarios/serving_fields.h"
 #include "workloads/json_fields.h"
+#include "workloads/layer_plan.h"
 #include "workloads/moe_routing.h"
 
 namespace cb {
@@ -216,6 +217,8 @@ Status ValidateWorkload(const WorkloadSpec& w, const std::string& where) {
     return bad("layers", "must be between 1 and " + std::to_string(w.model.num_layers) +
                              " (0 = all), got " + std::to_string(w.layers));
   }
+  LayerPlan plan;
+  if (Status s = PlanLayers(w.model, w.layers, &plan); !s.ok()) return bad("layers", s.message());
   if (w.repetitions < 1)
     return bad("repetitions", "must be at least 1, got " + std::to_string(w.repetitions));
   if (w.warmup < 0) return bad("warmup", "must not be negative, got " + std::to_string(w.warmup));

@@ -307,13 +307,15 @@ std::string DescribeWorkload(const WorkloadSpec& w) {
     if (d.tp > 0) where += " tp" + std::to_string(d.tp);
     if (d.ep > 0) where += " ep" + std::to_string(d.ep);
   }
+  std::string layers;
+  if (LayerPlan plan; w.Extrapolated() && !IsSimBackend(w.backend) &&
+                      PlanLayers(w.model, w.LayersRun(), &plan).ok()) {
+    layers = " (" + std::to_string(w.LayersRun()) + "/" + std::to_string(w.model.num_layers) +
+             " layers: " + plan.Describe() + ", extrapolated)";
+  }
   return w.model.name + scenario + " " + w.backend + where + " " + std::string(DTypeName(w.dtype)) +
          " batch " + std::to_string(w.batch) + " prompt " + std::to_string(w.prompt_len) + " gen " +
-         std::to_string(w.gen_len) +
-         (w.Extrapolated() && !IsSimBackend(w.backend)
-              ? " (" + std::to_string(w.LayersRun()) + "/" + std::to_string(w.model.num_layers) +
-                    " layers, extrapolated)"
-              : "");
+         std::to_string(w.gen_len) + layers;
 }
 
 std::string RunFileName(const RunRecord& r) {

@@ -8,6 +8,7 @@
 
 #include "harness/cancel.h"
 #include "harness/ceiling_check.h"
+#include "harness/load_progress.h"
 #include "harness/parallel.h"
 #include "harness/progress.h"
 #include "harness/run_metrics.h"
@@ -60,30 +61,21 @@ class MoeLoadSteps {
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
-/// Bytes as an unsigned count, saturating where the double exceeds what one fits (an
-/// impossible workload then fails the memory check instead of wrapping to a small need).
-uint64_t SaturatingBytes(double bytes) {
-  constexpr double kMax = 1.8e19;
-  if (!(bytes > 0)) return 0;
-  return bytes >= kMax ? std::numeric_limits<uint64_t>::max() : static_cast<uint64_t>(bytes);
-}
-
 }  // namespace
 
 namespace {
 
 /// Times steps. A stream with every layer of the model runs as one call; a partial stream runs
-/// segment by segment and its step time is extrapolated to the model's layer count as
-/// head + tail + mean(layer) * num_layers.
+/// segment by segment and its step time is extrapolated to the model as head + tail + the sum
+/// over its layers of time x the model layers each stands for (per kind: dense, MoE).
 class StepTimer {
  public:
-  StepTimer(Session& session, Clock& clock, const OpStream& stream, int model_layers)
+  StepTimer(Session& session, Clock& clock, const OpStream& stream)
       : session_(session),
         clock_(clock),
         stream_(stream),
         seg_(SplitByLayer(stream)),
-        model_layers_(model_layers),
-        extrapolate_(stream.layers < model_layers) {}
+        extrapolate_(stream.plan.Partial()) {}
 
   /// `step_s`: the step's (extrapolated) time; `measured_s`: time actually spent in the backend.
   Status Step(StepIO& io, double* step_s, double* measured_s) {
@@ -93,16 +85,17 @@ class StepTimer {
       *step_s = *measured_s = t;
       return Status::Ok();
     }
-    double head = 0, tail = 0, layers = 0;
+    double head = 0, tail = 0, layers = 0, scaled = 0;
     CB_RETURN_IF_ERROR(Timed(seg_.head, io, &head));
-    for (const OpRange& r : seg_.layers) {
+    for (size_t i = 0; i < seg_.layers.size(); ++i) {
       double t = 0;
-      CB_RETURN_IF_ERROR(Timed(r, io, &t));
+      CB_RETURN_IF_ERROR(Timed(seg_.layers[i], io, &t));
       layers += t;
+      scaled += t * stream_.plan.Scale(static_cast<int>(i));
     }
     CB_RETURN_IF_ERROR(Timed(seg_.tail, io, &tail));
     *measured_s = head + layers + tail;
-    *step_s = head + tail + layers / static_cast<double>(seg_.layers.size()) * model_layers_;
+    *step_s = head + tail + scaled;
     return Status::Ok();
   }
 
@@ -120,7 +113,6 @@ class StepTimer {
   Clock& clock_;
   const OpStream& stream_;
   Segments seg_;
-  int model_layers_;
   bool extrapolate_;
 };
 
@@ -142,35 +134,6 @@ bool TokensValid(const StepIO& io, int64_t vocab) {
 
 }  // namespace
 
-MemoryEstimate EstimateMemory(const WorkloadSpec& w) {
-  const ModelSpec& m = w.model;
-  const int layers = w.LayersRun();
-  const double dt = static_cast<double>(DTypeBytes(w.dtype));
-  const double hd = m.head_dim > 0 ? m.head_dim : m.hidden_size / m.num_heads;
-  const double outer =
-      static_cast<double>(m.vocab_size) * m.hidden_size * (m.tie_embeddings ? 1 : 2);
-  MemoryEstimate e;
-  double params = outer + m.hidden_size;
-  for (int l = 0; l < layers; ++l) params += static_cast<double>(m.LayerParams(l));
-  e.weights = SaturatingBytes(params * dt);
-  e.kv_cache =
-      SaturatingBytes(static_cast<double>(m.KvBytesPerToken(1)) * dt * layers / m.num_layers *
-                      static_cast<double>(w.batch) * static_cast<double>(w.prompt_len + w.gen_len));
-  const double tokens = static_cast<double>(w.batch) * w.prompt_len;
-  const double per_token =
-      4.0 *
-      (4.0 * m.hidden_size + (2.0 * m.num_heads + 2.0 * m.num_kv_heads) * hd + 3.0 * m.ffn_size);
-  e.activations = SaturatingBytes(tokens * per_token + 2.0 * w.batch * m.vocab_size * 4.0);
-  if (w.verify) e.verification = SaturatingBytes(params * 4.0);
-  return e;
-}
-
-uint64_t PerDevicePeak(const MemoryEstimate& m, int tp) {
-  const double n = static_cast<double>(std::max(1, tp));
-  return SaturatingBytes((static_cast<double>(m.weights) + static_cast<double>(m.kv_cache)) / n +
-                         static_cast<double>(m.activations) + static_cast<double>(m.verification));
-}
-
 namespace {
 
 /// Records the failure of `what` in the run; only a cancellation stops the plan.
@@ -180,26 +143,37 @@ Status Fail(RunRecord* rec, const std::string& what, const Status& s) {
   return s.code() == StatusCode::kCancelled ? s : Status::Ok();
 }
 
-/// Fills what the record knows before anything runs; returns how its figures are obtained.
-Provenance StartRecord(const WorkloadSpec& w, Device& device, const RunnerOptions& opts,
-                       RunRecord* rec) {
+/// How a partial-layer run is scaled, for the record.
+std::string ExtrapolationMethod(const LayerPlan& plan) {
+  std::string per_kind;
+  int64_t total = 0;
+  for (const LayerKind& k : plan.kinds) {
+    per_kind += (per_kind.empty() ? "" : ", ") + k.name + " x " + std::to_string(k.model_layers);
+    total += k.model_layers;
+  }
+  return "ran layers " + plan.Describe() + " of " + std::to_string(total) +
+         "; step time = time outside the layers + per kind of layer the mean measured time of "
+         "its layers run x its layers in the model (" +
+         per_kind + "); FLOPs and bytes scaled the same way";
+}
+
+/// Fills what the record knows before anything runs, including which layers run; `how`: how
+/// its figures are obtained.
+Status StartRecord(const WorkloadSpec& w, Device& device, const RunnerOptions& opts,
+                   RunRecord* rec, Provenance* how) {
   rec->workload = w;
   rec->device = device.Props();
-  rec->layers_run = w.LayersRun();
-  rec->extrapolated = w.Extrapolated();
+  CB_RETURN_IF_ERROR(PlanLayers(w.model, w.LayersRun(), &rec->layer_plan));
+  rec->layers_run = rec->layer_plan.size();
+  rec->extrapolated = rec->layer_plan.Partial();
   rec->ceilings = opts.ceilings;
-  if (rec->extrapolated) {
-    rec->extrapolation_method = "ran " + std::to_string(rec->layers_run) + " of " +
-                                std::to_string(w.model.num_layers) +
-                                " decoder layers; step time = time outside the layers + mean "
-                                "measured layer time x " +
-                                std::to_string(w.model.num_layers);
-  }
+  if (rec->extrapolated) rec->extrapolation_method = ExtrapolationMethod(rec->layer_plan);
   // A simulated device's clock is modelled time: its figures are modelled (the record's
   // `extrapolated` flag still says when layers were scaled).
-  return device.clock().simulated() ? Provenance::kModelled
+  *how = device.clock().simulated() ? Provenance::kModelled
          : rec->extrapolated        ? Provenance::kExtrapolated
                                     : Provenance::kMeasured;
+  return Status::Ok();
 }
 
 /// kResourceExhausted when one device cannot hold its share of the job.
@@ -405,7 +379,8 @@ void FinishJob(const Window& win, const OpCost& prefill_cost, const OpCost& deco
 
 Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& opts,
                   RunRecord* rec) {
-  const Provenance how = StartRecord(w, device, opts, rec);
+  Provenance how = Provenance::kMeasured;
+  CB_RETURN_IF_ERROR(StartRecord(w, device, opts, rec, &how));
   const Support support = device.Supports(w.dtype);
   if (!support.supported) {
     rec->status = "skipped";
@@ -435,6 +410,8 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   cfg.max_step_tokens = local_batch * w.prompt_len;
   cfg.tp_comm = par.tp_group;
   cfg.ep_comm = par.ep_group;
+  LoadProgress load_progress(opts.progress_prefix, opts.quiet);
+  cfg.load_progress = load_progress.Callback();
   std::unique_ptr<Session> session;
   if (Status s = device.Open(cfg, &session); !s.ok()) return Fail(rec, "opening a session", s);
   Progress(opts, "loading " + w.model.name + " (" + std::to_string(rec->layers_run) + " layers, " +
@@ -443,12 +420,13 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
                      (par.tp > 1 ? " on this rank" : "") + ")");
   const WeightSource weights(w.seed);
   if (Status s = session->Load(stream, weights); !s.ok()) return Fail(rec, "loading weights", s);
+  load_progress.Done(session->AllocatedBytes());
   if (Status s = VerifyReplicas(w, par, stream, *session, weights, opts, rec);
       !s.ok() || rec->status != "ok") {
     return s;
   }
 
-  StepTimer timer(*session, device.clock(), stream, static_cast<int>(w.model.num_layers));
+  StepTimer timer(*session, device.clock(), stream);
   RunnerOptions run_opts = opts;
   if (rec->device.simulated) run_opts.ceiling_probe = nullptr;  // modelled: nothing to sample
   const Window win{w,

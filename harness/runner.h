@@ -36,8 +36,8 @@ struct RunnerOptions {
   CeilingProbe* ceiling_probe = nullptr;
 };
 
-/// Bytes a workload needs on the device: weights, KV cache, activations, and the reference
-/// backend's fp32 copy while verifying.
+/// Bytes a workload needs on the device: weights, KV cache, activations, and what the reference
+/// backend holds while verifying (its small weights; it regenerates the others as it goes).
 struct MemoryEstimate {
   uint64_t weights = 0, kv_cache = 0, activations = 0, verification = 0;
   uint64_t Peak() const { return weights + kv_cache + activations + verification; }

@@ -9,9 +9,6 @@ namespace cb {
 /// Largest error, relative to max |reference logit|, accepted for a dtype. A wrong kernel
 /// gives errors of order 1; these bounds leave room for bf16 rounding over many layers.
 double VerifyTolerance(DType dtype);
-/// MoE models: the largest share of routing decisions where the backend's experts may differ
-/// from the reference's own choice (the reference replays the backend's; see verify.cc).
-double MaxRouteFlips(DType dtype);
 
 /// Sequences and teacher-forced positions a verification of `w` uses.
 struct VerifyShape {
@@ -22,12 +19,13 @@ struct VerifyShape {
 VerifyShape VerifyShapeFor(const WorkloadSpec& w);
 
 /// Runs a teacher-forced prefix through `session` and through the reference backend on the
-/// same weights, and compares the last-position logits of every step. The reference session
-/// exists only inside this call. `session` must have been opened for at least the workload's
-/// batch and context.
-/// Under tensor parallelism every rank of `group` runs the backend's steps (they are
-/// collective) and only the group's rank 0 runs the reference and compares; the outcome is
-/// then broadcast to the group. `group` may be null for a single rank.
+/// same weights, and compares the last-position logits of every step. MoE models: the
+/// reference replays the backend's expert choices, and a choice that differs from its own
+/// fails verification unless it is a near-tie within the dtype's rounding (FlipWithinMargin). The
+/// reference session exists only inside this call. `session` must have been opened for at least the
+/// workload's batch and context. Under tensor parallelism every rank of `group` runs the backend's
+/// steps (they are collective) and only the group's rank 0 runs the reference and compares; the
+/// outcome is then broadcast to the group. `group` may be null for a single rank.
 Status VerifyAgainstReference(const WorkloadSpec& w, const OpStream& stream, Session& session,
                               const WeightSource& weights, Communicator* group, Verification* out);
 

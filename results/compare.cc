@@ -348,6 +348,11 @@ std::string CompareKey(const RunRecord& r) {
   // results of different machines are not the same measurement.
   key += "host=" + r.host + "\x1f" + "uuid=" + r.device.uuid + "\x1f";
   key += "layers_run=" + std::to_string(r.layers_run) + "\x1f";
+  if (r.layer_plan.kinds.size() > 1) {  // which layers of a mixed model (older files: unknown)
+    key += "layers=";
+    for (int l : r.layer_plan.layers) key += std::to_string(l) + ",";
+    key += "\x1f";
+  }
   if (r.serving) {
     key += "load=" + r.serving->load + "\x1f" + "rate=" + Fmt(r.serving->target_rate, "%.17g") +
            "\x1f" + "concurrency=" + std::to_string(r.serving->concurrency) + "\x1f";

@@ -1,5 +1,6 @@
 #include "results/record_json.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -247,6 +248,57 @@ class Reader {
   const std::string& origin_;
 };
 
+/// workload.layer_kinds and layers_run_indices (optional: absent before representative
+/// layers existed).
+Status ReadLayerPlan(const Reader& r, const json& w, const std::string& path, LayerPlan* plan) {
+  *plan = LayerPlan{};
+  if (w.contains("layers_run_indices")) {
+    const json* a;
+    CB_RETURN_IF_ERROR(r.Array(w, path, "layers_run_indices", &a));
+    const std::string ap = Reader::Join(path, "layers_run_indices");
+    for (size_t i = 0; i < a->size(); ++i) {
+      int l = 0;
+      CB_RETURN_IF_ERROR(r.IntegerValue<int>((*a)[i], Reader::Index(ap, i), &l, 0));
+      plan->layers.push_back(l);
+    }
+  }
+  if (!w.contains("layer_kinds")) return Status::Ok();
+  const json* kinds;
+  CB_RETURN_IF_ERROR(r.Array(w, path, "layer_kinds", &kinds));
+  const std::string kp = Reader::Join(path, "layer_kinds");
+  for (size_t i = 0; i < kinds->size(); ++i) {
+    const std::string ip = Reader::Index(kp, i);
+    const json& o = (*kinds)[i];
+    if (!o.is_object()) return r.Expected(ip, "object", o);
+    LayerKind k;
+    CB_RETURN_IF_ERROR(r.String(o, ip, "kind", &k.name));
+    CB_RETURN_IF_ERROR(r.Integer<int64_t>(o, ip, "model_layers", &k.model_layers, 1));
+    const json* run;
+    CB_RETURN_IF_ERROR(r.Array(o, ip, "run", &run));
+    for (size_t j = 0; j < run->size(); ++j) {
+      int l = 0;
+      CB_RETURN_IF_ERROR(
+          r.IntegerValue<int>((*run)[j], Reader::Index(Reader::Join(ip, "run"), j), &l, 0));
+      k.run.push_back(l);
+    }
+    if (k.run.empty()) return r.Error(Reader::Join(ip, "run"), "expected at least one layer");
+    plan->kinds.push_back(std::move(k));
+  }
+  for (int l : plan->layers) {
+    int kind = -1;
+    for (size_t k = 0; k < plan->kinds.size(); ++k) {
+      const auto& run = plan->kinds[k].run;
+      if (std::find(run.begin(), run.end(), l) != run.end()) kind = static_cast<int>(k);
+    }
+    if (kind < 0) {
+      return r.Error(Reader::Join(path, "layers_run_indices"),
+                     "layer " + std::to_string(l) + " is in no entry of layer_kinds");
+    }
+    plan->kind_of.push_back(kind);
+  }
+  return Status::Ok();
+}
+
 Status ReadRun(const Reader& r, const json& doc, RunRecord* rec) {
   const json* run;
   CB_RETURN_IF_ERROR(r.Object(doc, "", "run", &run));
@@ -288,6 +340,7 @@ Status ReadWorkload(const Reader& r, const json& doc, RunRecord* rec) {
   CB_RETURN_IF_ERROR(r.Integer<int>(*w, p, "layers_run", &rec->layers_run, 0));
   int64_t model_layers = 0;  // derived from model.num_layers; checked for type only
   CB_RETURN_IF_ERROR(r.Integer<int64_t>(*w, p, "model_layers", &model_layers, 0));
+  CB_RETURN_IF_ERROR(ReadLayerPlan(r, *w, p, &rec->layer_plan));
   CB_RETURN_IF_ERROR(r.Bool(*w, p, "extrapolated", &rec->extrapolated));
   CB_RETURN_IF_ERROR(r.String(*w, p, "extrapolation_method", &rec->extrapolation_method));
   CB_RETURN_IF_ERROR(r.Integer<uint64_t>(*w, p, "seed", &ws.seed));
@@ -461,6 +514,13 @@ Status ReadVerification(const Reader& r, const json& doc, Verification* v) {
   CB_RETURN_IF_ERROR(r.Number(*o, p, "max_rel_error", &v->max_rel_error));
   CB_RETURN_IF_ERROR(r.Number(*o, p, "tolerance", &v->tolerance));
   CB_RETURN_IF_ERROR(r.Number(*o, p, "argmax_agreement", &v->argmax_agreement));
+  for (auto [key, field] : {std::pair{"route_decisions", &v->route_decisions},
+                            std::pair{"route_flips", &v->route_flips}}) {
+    if (o->contains(key)) CB_RETURN_IF_ERROR(r.Integer<int64_t>(*o, p, key, field, 0));
+  }
+  if (o->contains("route_logit_error")) {
+    CB_RETURN_IF_ERROR(r.Number(*o, p, "route_logit_error", &v->route_logit_error));
+  }
   return r.Bool(*o, p, "nan_found", &v->nan_found);
 }
 
@@ -497,6 +557,14 @@ json ToJson(const RunRecord& rec) {
                          {"warmup", w.warmup},
                          {"verify", w.verify},
                          {"verify_len", w.verify_len}};
+  if (!rec.layer_plan.layers.empty()) {
+    json kinds = json::array();
+    for (const LayerKind& k : rec.layer_plan.kinds) {
+      kinds.push_back({{"kind", k.name}, {"model_layers", k.model_layers}, {"run", k.run}});
+    }
+    doc["workload"]["layers_run_indices"] = rec.layer_plan.layers;
+    doc["workload"]["layer_kinds"] = std::move(kinds);
+  }
   doc["model"] = ModelJson(w.model);
 
   const DeviceProps& d = rec.device;
@@ -550,6 +618,11 @@ json ToJson(const RunRecord& rec) {
                              {"tolerance", Num(v.tolerance)},
                              {"argmax_agreement", Num(v.argmax_agreement)},
                              {"nan_found", v.nan_found}};
+  if (v.route_decisions > 0) {
+    doc["verification"]["route_decisions"] = v.route_decisions;
+    doc["verification"]["route_flips"] = v.route_flips;
+    doc["verification"]["route_logit_error"] = Num(v.route_logit_error);
+  }
   doc["generated_tokens"] = rec.generated_tokens;
   if (rec.energy) doc["energy"] = EnergyRecordToJson(*rec.energy);
   if (rec.cluster) doc["cluster"] = ClusterRecordToJson(*rec.cluster);

@@ -12,6 +12,7 @@
 #include "results/endpoint_record.h"
 #include "results/energy_cost_record.h"
 #include "results/serving_record.h"
+#include "workloads/layer_plan.h"
 #include "workloads/workload_spec.h"
 
 namespace cb {
@@ -58,6 +59,11 @@ struct Verification {
   double tolerance = 0;         ///< bound on max_rel_error for this dtype
   double argmax_agreement = 0;  ///< share of positions whose argmax agrees
   bool nan_found = false;
+  /// MoE: routing decisions compared, and those where the backend chose other experts than
+  /// the reference would have (each a near-tie its logits' deviation explains, or verification
+  /// failed); the largest deviation of its gate logits, relative to the largest logit.
+  int64_t route_decisions = 0, route_flips = 0;
+  double route_logit_error = 0;
 };
 
 /// A device's ceilings (matmul peak per dtype, memory read bandwidth). In a record: the
@@ -88,6 +94,8 @@ struct RunRecord {
   WorkloadSpec workload;
   DeviceProps device;
   int layers_run = 0;
+  /// The model layers that ran and their kinds (empty in records written before it existed).
+  LayerPlan layer_plan;
   bool extrapolated = false;
   std::string extrapolation_method;  ///< how a partial-layer run was scaled, empty otherwise
 

@@ -21,6 +21,28 @@ template <typename T>
 void SelectExperts(const MoeSpec& moe, const T* scores, const float* bias, int64_t* ids, T* weights,
                    std::vector<T>& scratch, std::vector<char>& eligible);
 
+/// Verification's rule for a routing decision where a backend chose other experts than the
+/// reference (docs/moe-and-mla.md): acceptable only if it is a near-tie that the deviation
+/// `tol` of each expert's selection score could flip. `sel` are the reference's selection
+/// scores of one token (score + bias); `own` and `chosen` the reference's and the backend's k
+/// expert ids. True when every expert the reference picked and the backend did not could score
+/// below every expert the backend picked (sel - tol against sel + tol) or, under group-limited
+/// routing, sits in a group the backend may have dropped (a group within tolerance of the
+/// cut), and every group the backend reached that the reference did not ties the reference's
+/// weakest kept group within tolerance (group scores and tolerances summed over the group's
+/// two best experts).
+bool FlipWithinMargin(const MoeSpec& moe, const double* sel, const double* tol, const int64_t* own,
+                      const int64_t* chosen);
+
+/// How far each expert's selection score moves when its gate logit moves by up to `logit_dev`
+/// (per expert), to first order with a 25% allowance for the second: softmax
+/// s_e (d_e + max_j d_j), sigmoid s_e (1 - s_e) d_e. The score-correction bias does not move.
+void RoutingTolerance(const MoeSpec& moe, const double* scores, const double* logit_dev,
+                      double* tol);
+/// Without the backend's logits: the deviation rounding alone can cause, kRoutingRoundings x u
+/// x sum_c |h_c g_ec| (u the dtype's unit roundoff), for logit_dev above.
+inline constexpr double kRoutingRoundings = 4;
+
 /// Records of a step's routing into `load` ([layers][experts]) for `layer`.
 void CountExpertLoad(const float* route, int64_t tokens, int64_t top_k, int64_t experts, int layer,
                      int layers, std::vector<int32_t>* load);

@@ -166,6 +166,11 @@ std::string LayerName(int layer, const char* suffix) {
   return "layers." + std::to_string(layer) + "." + suffix;
 }
 
+/// A stream layer: its index in the stream (Op::layer) and the model layer it runs (weights).
+struct LayerIds {
+  int stream = 0, model = 0;
+};
+
 /// Kaiming-uniform-like bound: unit-variance inputs give unit-variance outputs.
 float FanInScale(int64_t fan_in) { return std::sqrt(3.0f / static_cast<float>(fan_in)); }
 
@@ -222,17 +227,20 @@ float RoutingSkewBias(double zipf_s, int64_t expert) {
 namespace {
 
 /// GQA attention of layer `l` (Llama / Qwen), from kH to kProj (+ allreduce under TP).
-void AddGqaAttention(const ModelSpec& m, const LocalDims& d, int l, bool tp, StreamBuilder& b) {
+void AddGqaAttention(const ModelSpec& m, const LocalDims& d, const LayerIds& id, bool tp,
+                     StreamBuilder& b) {
+  const int l = id.stream;
   const int64_t hd = d.head_dim, q_width = m.num_heads * hd, kv_width = m.num_kv_heads * hd;
-  const std::string wq = LayerName(l, "wq"), wk = LayerName(l, "wk"), wv = LayerName(l, "wv"),
-                    wo = LayerName(l, "wo");
+  const std::string wq = LayerName(id.model, "wq"), wk = LayerName(id.model, "wk"),
+                    wv = LayerName(id.model, "wv"), wo = LayerName(id.model, "wo");
   b.RowSharded(wq, q_width, m.hidden_size, FanInScale(m.hidden_size));
   b.RowSharded(wk, kv_width, m.hidden_size, FanInScale(m.hidden_size));
   b.RowSharded(wv, kv_width, m.hidden_size, FanInScale(m.hidden_size));
   b.ColSharded(wo, m.hidden_size, q_width, FanInScale(q_width));
   b.Add({OpKind::kMatMul, l, Buf::kH, Buf::kQkv, {wq, wk, wv}, d.QkvWidth(), m.hidden_size});
   if (m.qk_norm) {
-    const std::string q_norm = LayerName(l, "q_norm"), k_norm = LayerName(l, "k_norm");
+    const std::string q_norm = LayerName(id.model, "q_norm"),
+                      k_norm = LayerName(id.model, "k_norm");
     b.Replicated(q_norm, 1, hd, WeightInit::kNearOne, 0.1f);
     b.Replicated(k_norm, 1, hd, WeightInit::kNearOne, 0.1f);
     b.Add({OpKind::kQkNorm, l, Buf::kQkv, Buf::kQkv, {q_norm, k_norm}, hd, 0});
@@ -246,14 +254,17 @@ void AddGqaAttention(const ModelSpec& m, const LocalDims& d, int l, bool tp, Str
 /// Multi-head latent attention of layer `l` (DeepSeek-V3 / Kimi K2), from kH to kProj.
 /// Projections are head-major: rows of head h are [h * width, (h + 1) * width), so a
 /// row split over TP ranks is a split by heads.
-void AddMlaAttention(const ModelSpec& m, const LocalDims& d, int l, bool tp, StreamBuilder& b) {
+void AddMlaAttention(const ModelSpec& m, const LocalDims& d, const LayerIds& id, bool tp,
+                     StreamBuilder& b) {
+  const int l = id.stream;
   const MlaSpec& a = m.mla;
   const int64_t hidden = m.hidden_size, qk = a.QkHeadDim();
-  const std::string wkv_a = LayerName(l, "wkv_a"), kv_norm = LayerName(l, "kv_a_norm"),
-                    wkv_b = LayerName(l, "wkv_b"), wo = LayerName(l, "wo");
+  const std::string wkv_a = LayerName(id.model, "wkv_a"),
+                    kv_norm = LayerName(id.model, "kv_a_norm"),
+                    wkv_b = LayerName(id.model, "wkv_b"), wo = LayerName(id.model, "wo");
   if (a.q_lora_rank > 0) {
-    const std::string wq_a = LayerName(l, "wq_a"), q_norm = LayerName(l, "q_a_norm"),
-                      wq_b = LayerName(l, "wq_b");
+    const std::string wq_a = LayerName(id.model, "wq_a"), q_norm = LayerName(id.model, "q_a_norm"),
+                      wq_b = LayerName(id.model, "wq_b");
     b.Replicated(wq_a, a.q_lora_rank, hidden, WeightInit::kUniform, FanInScale(hidden));
     b.Replicated(q_norm, 1, a.q_lora_rank, WeightInit::kNearOne, 0.1f);
     b.RowSharded(wq_b, m.num_heads * qk, a.q_lora_rank, FanInScale(a.q_lora_rank));
@@ -261,7 +272,7 @@ void AddMlaAttention(const ModelSpec& m, const LocalDims& d, int l, bool tp, Str
     b.Add({OpKind::kRmsNorm, l, Buf::kQa, Buf::kQaNorm, {q_norm}, a.q_lora_rank, 0});
     b.Add({OpKind::kMatMul, l, Buf::kQaNorm, Buf::kQ, {wq_b}, d.heads * qk, a.q_lora_rank});
   } else {
-    const std::string wq = LayerName(l, "wq");
+    const std::string wq = LayerName(id.model, "wq");
     b.RowSharded(wq, m.num_heads * qk, hidden, FanInScale(hidden));
     b.Add({OpKind::kMatMul, l, Buf::kH, Buf::kQ, {wq}, d.heads * qk, hidden});
   }
@@ -285,9 +296,11 @@ void AddMlaAttention(const ModelSpec& m, const LocalDims& d, int l, bool tp, Str
 }
 
 /// Dense SwiGLU FFN of layer `l`: kH to kProj (+ allreduce) and the residual add.
-void AddDenseFfn(const ModelSpec& m, const LocalDims& d, int l, bool tp, StreamBuilder& b) {
-  const std::string w_gate = LayerName(l, "w_gate"), w_up = LayerName(l, "w_up"),
-                    w_down = LayerName(l, "w_down");
+void AddDenseFfn(const ModelSpec& m, const LocalDims& d, const LayerIds& id, bool tp,
+                 StreamBuilder& b) {
+  const int l = id.stream;
+  const std::string w_gate = LayerName(id.model, "w_gate"), w_up = LayerName(id.model, "w_up"),
+                    w_down = LayerName(id.model, "w_down");
   b.RowSharded(w_gate, m.ffn_size, m.hidden_size, FanInScale(m.hidden_size));
   b.RowSharded(w_up, m.ffn_size, m.hidden_size, FanInScale(m.hidden_size));
   b.ColSharded(w_down, m.hidden_size, m.ffn_size, FanInScale(m.ffn_size));
@@ -300,12 +313,15 @@ void AddDenseFfn(const ModelSpec& m, const LocalDims& d, int l, bool tp, StreamB
 
 /// MoE FFN of layer `l`: shared experts (a dense SwiGLU MLP, TP-split like the dense FFN)
 /// added to the residual first (they read the same kH), then router and routed experts.
-void AddMoeFfn(const ModelSpec& m, const LocalDims& d, int l, bool tp, StreamBuilder& b) {
+void AddMoeFfn(const ModelSpec& m, const LocalDims& d, const LayerIds& id, bool tp,
+               StreamBuilder& b) {
+  const int l = id.stream;
   const MoeSpec& e = m.moe;
   const int64_t hidden = m.hidden_size, f = e.expert_ffn_size;
   if (e.num_shared_experts > 0) {
-    const std::string sg = LayerName(l, "shared_gate"), su = LayerName(l, "shared_up"),
-                      sd = LayerName(l, "shared_down");
+    const std::string sg = LayerName(id.model, "shared_gate"),
+                      su = LayerName(id.model, "shared_up"),
+                      sd = LayerName(id.model, "shared_down");
     const int64_t sf = e.SharedFfn();
     b.RowSharded(sg, sf, hidden, FanInScale(hidden));
     b.RowSharded(su, sf, hidden, FanInScale(hidden));
@@ -316,9 +332,10 @@ void AddMoeFfn(const ModelSpec& m, const LocalDims& d, int l, bool tp, StreamBui
     if (tp) b.Add({OpKind::kAllReduce, l, Buf::kProj, Buf::kProj, {}, hidden, 0});
     b.Add({OpKind::kResidualAdd, l, Buf::kProj, Buf::kX, {}, hidden, 0});
   }
-  const std::string router = LayerName(l, "router"), bias = LayerName(l, "router_bias"),
-                    gate_up = LayerName(l, "experts.w_gate_up"),
-                    down = LayerName(l, "experts.w_down");
+  const std::string router = LayerName(id.model, "router"),
+                    bias = LayerName(id.model, "router_bias"),
+                    gate_up = LayerName(id.model, "experts.w_gate_up"),
+                    down = LayerName(id.model, "experts.w_down");
   b.Replicated(router, e.num_experts, hidden, WeightInit::kUniform, FanInScale(hidden));
   std::vector<std::string> router_weights = {router};
   if (e.router_bias) {
@@ -346,6 +363,8 @@ Status BuildDenseDecoderStream(const ModelSpec& m, const ShardSpec& shard, int l
     return Status::InvalidInput("--layers must be between 1 and " + std::to_string(m.num_layers) +
                                 " for " + m.name + ", got " + std::to_string(layers));
   }
+  LayerPlan plan;
+  CB_RETURN_IF_ERROR(PlanLayers(m, layers, &plan));
   CB_RETURN_IF_ERROR(CheckDivides(m.num_heads, "num_heads", shard));
   if (!m.mla.enabled()) CB_RETURN_IF_ERROR(CheckDivides(m.num_kv_heads, "num_kv_heads", shard));
   CB_RETURN_IF_ERROR(CheckDivides(m.ffn_size, "ffn_size", shard));
@@ -376,7 +395,8 @@ Status BuildDenseDecoderStream(const ModelSpec& m, const ShardSpec& shard, int l
   *out = OpStream{};
   out->model = m;
   out->shard = shard;
-  out->layers = layers;
+  out->layers = plan.size();
+  out->plan = plan;
   LocalDims& d = out->dims;
   d.hidden = m.hidden_size;
   d.heads = m.num_heads / shard.tp_size;
@@ -410,22 +430,24 @@ Status BuildDenseDecoderStream(const ModelSpec& m, const ShardSpec& shard, int l
   b.Replicated("embed", m.vocab_size, m.hidden_size, WeightInit::kUniform, 1.0f);
   b.Add({OpKind::kEmbedding, -1, Buf::kTokens, Buf::kX, {"embed"}, m.hidden_size, 0});
 
-  for (int l = 0; l < layers; ++l) {
-    const std::string attn_norm = LayerName(l, "attn_norm"), mlp_norm = LayerName(l, "mlp_norm");
+  for (int l = 0; l < plan.size(); ++l) {
+    const LayerIds id{l, plan.layers[l]};
+    const std::string attn_norm = LayerName(id.model, "attn_norm"),
+                      mlp_norm = LayerName(id.model, "mlp_norm");
     b.Replicated(attn_norm, 1, m.hidden_size, WeightInit::kNearOne, 0.1f);
     b.Add({OpKind::kRmsNorm, l, Buf::kX, Buf::kH, {attn_norm}, m.hidden_size, 0});
     if (m.mla.enabled()) {
-      AddMlaAttention(m, d, l, tp, b);
+      AddMlaAttention(m, d, id, tp, b);
     } else {
-      AddGqaAttention(m, d, l, tp, b);
+      AddGqaAttention(m, d, id, tp, b);
     }
     b.Add({OpKind::kResidualAdd, l, Buf::kProj, Buf::kX, {}, m.hidden_size, 0});
     b.Replicated(mlp_norm, 1, m.hidden_size, WeightInit::kNearOne, 0.1f);
     b.Add({OpKind::kRmsNorm, l, Buf::kX, Buf::kH, {mlp_norm}, m.hidden_size, 0});
-    if (m.IsMoeLayer(l)) {
-      AddMoeFfn(m, d, l, tp, b);
+    if (m.IsMoeLayer(id.model)) {
+      AddMoeFfn(m, d, id, tp, b);
     } else {
-      AddDenseFfn(m, d, l, tp, b);
+      AddDenseFfn(m, d, id, tp, b);
     }
   }
 

@@ -5,6 +5,7 @@
 #include <string_view>
 #include <vector>
 
+#include "workloads/layer_plan.h"
 #include "workloads/model_spec.h"
 
 namespace cb {
@@ -145,6 +146,9 @@ struct OpStream {
   ShardSpec shard;
   LocalDims dims;
   int layers = 0;  ///< decoder layers in the stream (may be fewer than model.num_layers)
+  /// Which model layers the stream's layers are (Op::layer indexes the stream's layers) and
+  /// how many of the model's layers each stands for.
+  LayerPlan plan;
   std::vector<WeightDesc> weights;
   std::vector<Op> ops;
 
@@ -153,9 +157,10 @@ struct OpStream {
   std::pair<size_t, size_t> LayerRange(int layer) const;
 };
 
-/// Builds the stream for `layers` decoder layers of a model on one shard: dense or MoE FFNs,
-/// GQA or MLA attention, as the ModelSpec says (the name is historical). Fails with
-/// kInvalidInput when tp does not divide heads, KV heads, FFN widths, experts or vocab.
+/// Builds the stream for `layers` decoder layers of a model on one shard (PlanLayers picks
+/// them: every kind of layer the model has; 0 or num_layers: all): dense or MoE FFNs, GQA or
+/// MLA attention, as the ModelSpec says (the name is historical). Fails with kInvalidInput
+/// when tp does not divide heads, KV heads, FFN widths, experts or vocab.
 /// Under tensor parallelism a MoE layer's routed experts are split by expert across the TP
 /// ranks (each rank computes its experts for all tokens; the allreduce combines them).
 Status BuildDenseDecoderStream(const ModelSpec& model, const ShardSpec& shard, int layers,

@@ -26,15 +26,21 @@ struct StepIO {
   /// overwrites its layer's row; the vector keeps its size across steps.
   std::vector<int32_t> expert_load;
   /// Route replay, for comparing backends whose arithmetic differs (bf16): a backend run with
-  /// record_routes copies each router's kRoute rows into routes[layer]; a reference run given
-  /// replay_routes uses those experts instead of its own top-k (its combine weights are still
-  /// its own scores of them) and counts the tokens whose own choice differed. A broken router
-  /// shows up as a high mismatch rate, a near-tie flipped by rounding as a rare one.
+  /// record_routes copies each router's kRoute rows into routes[layer] and its gate logits
+  /// [tokens, experts] into route_logits[layer]; a reference run given replay_routes uses
+  /// those experts instead of its own top-k (its combine weights are still its own scores of
+  /// them), measures how far the backend's logits are from its own, and counts the tokens whose
+  /// own choice differed and, of those, the ones that deviation cannot explain
+  /// (FlipWithinMargin): a near-tie flipped by rounding passes, a broken router does not.
   bool record_routes = false;
-  std::vector<std::vector<float>> routes;
+  std::vector<std::vector<float>> routes, route_logits;
   const std::vector<std::vector<float>>* replay_routes = nullptr;
-  int64_t route_decisions = 0;   ///< out: (token, layer) routing decisions of a replayed step
-  int64_t route_mismatches = 0;  ///< out: ... where the reference's own choice differed
+  const std::vector<std::vector<float>>* replay_logits = nullptr;
+  int64_t route_decisions = 0;      ///< out: (token, layer) routing decisions of a replayed step
+  int64_t route_mismatches = 0;     ///< out: ... where the reference's own choice differed
+  int64_t route_beyond_margin = 0;  ///< out: ... and the difference is beyond rounding
+  /// out: the largest |backend - reference| gate logit of a token over its largest |logit|.
+  double route_logit_error = 0;
 
   int64_t TotalTokens() const {
     int64_t t = 0;

@@ -1,6 +1,7 @@
 #include "backends/comm/mpi_communicator.h"
 
 #include <chrono>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -123,6 +124,44 @@ Status MpiCommunicator::AllToAllV(const float* send, const int* send_counts,
   MPI_Ialltoallv(send, send_counts, send_offsets, MPI_FLOAT, recv, recv_counts, recv_offsets,
                  MPI_FLOAT, comm_, &req);
   return Wait(&req, "alltoallv", t0);
+}
+
+Status MpiCommunicator::AllToAllVBytes(const void* send, const int* send_counts,
+                                       const int* send_offsets, void* recv, const int* recv_counts,
+                                       const int* recv_offsets) {
+  const double t0 = Now();
+  MPI_Request req;
+  MPI_Ialltoallv(send, send_counts, send_offsets, MPI_BYTE, recv, recv_counts, recv_offsets,
+                 MPI_BYTE, comm_, &req);
+  return Wait(&req, "alltoallv", t0);
+}
+
+/// An MPI_Ialltoallv in flight; only the time Finish waits counts as communication (the work
+/// overlapped with it is the point).
+class MpiPending final : public PendingCollective {
+ public:
+  explicit MpiPending(MpiCommunicator* comm) : comm_(comm) {}
+  MPI_Request* request() { return &request_; }
+  void Progress() override {
+    int done = 0;
+    MPI_Test(&request_, &done, MPI_STATUS_IGNORE);
+  }
+  Status Finish() override { return comm_->Wait(&request_, "alltoallv", Now()); }
+
+ private:
+  MpiCommunicator* comm_;
+  MPI_Request request_ = MPI_REQUEST_NULL;
+};
+
+Status MpiCommunicator::StartAllToAllVBytes(const void* send, const int* send_counts,
+                                            const int* send_offsets, void* recv,
+                                            const int* recv_counts, const int* recv_offsets,
+                                            std::unique_ptr<PendingCollective>* pending) {
+  auto p = std::make_unique<MpiPending>(this);
+  MPI_Ialltoallv(send, send_counts, send_offsets, MPI_BYTE, recv, recv_counts, recv_offsets,
+                 MPI_BYTE, comm_, p->request());
+  *pending = std::move(p);
+  return Status::Ok();
 }
 
 Status MpiCommunicator::Broadcast(void* data, size_t bytes, int root) {

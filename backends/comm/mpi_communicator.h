@@ -31,6 +31,11 @@ class MpiCommunicator final : public Communicator {
   Status AllGather(const float* send, size_t count, float* recv) override;
   Status AllToAllV(const float* send, const int* send_counts, const int* send_offsets, float* recv,
                    const int* recv_counts, const int* recv_offsets) override;
+  Status AllToAllVBytes(const void* send, const int* send_counts, const int* send_offsets,
+                        void* recv, const int* recv_counts, const int* recv_offsets) override;
+  Status StartAllToAllVBytes(const void* send, const int* send_counts, const int* send_offsets,
+                             void* recv, const int* recv_counts, const int* recv_offsets,
+                             std::unique_ptr<PendingCollective>* pending) override;
   Status Broadcast(void* data, size_t bytes, int root) override;
   Status Barrier() override;
   Status Gather(const void* send, size_t bytes, void* recv, int root) override;
@@ -42,6 +47,7 @@ class MpiCommunicator final : public Communicator {
   void set_timeout(double s) { timeout_s_ = s; }
 
  private:
+  friend class MpiPending;
   /// Waits for `request`; `what` names the collective in errors.
   Status Wait(MPI_Request* request, const char* what, double started);
 

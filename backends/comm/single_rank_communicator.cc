@@ -17,6 +17,15 @@ Status SingleRankCommunicator::AllToAllV(const float* send, const int* send_coun
   return Status::Ok();
 }
 
+Status SingleRankCommunicator::AllToAllVBytes(const void* send, const int* send_counts,
+                                              const int* send_offsets, void* recv,
+                                              const int* recv_counts, const int* recv_offsets) {
+  if (send_counts[0] != recv_counts[0]) return Status::Internal("alltoallv: count mismatch");
+  std::memmove(static_cast<char*>(recv) + recv_offsets[0],
+               static_cast<const char*>(send) + send_offsets[0], send_counts[0]);
+  return Status::Ok();
+}
+
 Status SingleRankCommunicator::Gather(const void* send, size_t bytes, void* recv, int) {
   if (send != recv) std::memmove(recv, send, bytes);
   return Status::Ok();

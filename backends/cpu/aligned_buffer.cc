@@ -7,7 +7,7 @@
 
 namespace cb::cpu {
 
-Status AlignedBuffer::Allocate(size_t bytes, const char* what) {
+Status AlignedBuffer::Allocate(size_t bytes, const char* what, bool zero) {
   Reset();
   if (bytes == 0) return Status::Ok();
   constexpr size_t kHuge = size_t{2} << 20;
@@ -18,7 +18,7 @@ Status AlignedBuffer::Allocate(size_t bytes, const char* what) {
     return Status::Exhausted("cannot allocate " + std::to_string(bytes) + " bytes for " + what);
   }
   if (align == kHuge) madvise(p, rounded, MADV_HUGEPAGE);  // advice only: ignore failures
-  std::memset(p, 0, rounded);
+  if (zero) std::memset(p, 0, rounded);
   ptr_.reset(p);
   size_ = bytes;
   return Status::Ok();

@@ -16,7 +16,12 @@ class AlignedBuffer {
   AlignedBuffer() = default;
 
   /// Allocates `bytes` (replacing what the buffer held); kResourceExhausted when it cannot.
-  Status Allocate(size_t bytes, const char* what);
+  Status Allocate(size_t bytes, const char* what) { return Allocate(bytes, what, true); }
+  /// The same without zeroing: for a buffer its writer fills completely (the pages are then
+  /// first touched by the threads that fill them).
+  Status AllocateUninitialized(size_t bytes, const char* what) {
+    return Allocate(bytes, what, false);
+  }
   void Reset() {
     ptr_.reset();
     size_ = 0;
@@ -31,6 +36,7 @@ class AlignedBuffer {
   bool empty() const { return size_ == 0; }
 
  private:
+  Status Allocate(size_t bytes, const char* what, bool zero);
   struct Free {
     void operator()(void* p) const { std::free(p); }
   };

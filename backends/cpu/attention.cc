@@ -18,24 +18,6 @@ constexpr int64_t kScoreHeads = 4;
 inline void StoreScalar(float* p, float v) { *p = v; }
 inline void StoreScalar(bf16_t* p, float v) { *p = FloatToBf16(v); }
 
-/// In place: s[0, len) = softmax numerators exp(s - max); returns 1 / their sum.
-float SoftmaxNumerators(float* s, int64_t len) {
-  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  __m512 mx = ninf;
-  for (int64_t t = 0; t < len; t += 16) {
-    mx = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, TailMask(len - t), s + t), mx);
-  }
-  const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
-  __m512 sum = _mm512_setzero_ps();
-  for (int64_t t = 0; t < len; t += 16) {
-    const __mmask16 m = TailMask(len - t);
-    const __m512 e = Exp16(_mm512_sub_ps(Load16(s + t, m), top));
-    Store16(s + t, e, m);
-    sum = _mm512_mask_add_ps(sum, m, sum, e);
-  }
-  return 1.0f / _mm512_reduce_add_ps(sum);
-}
-
 /// scores[i * stride + t] = scale * q_i . K[t], t < len, for IC heads q_i = q + i * hd: per
 /// tile of 16 positions, one K vector per d against a broadcast of each head's q[d].
 template <typename TC, int IC>

@@ -74,15 +74,7 @@ void SwiGluT(const float* gate_up, TO* out, int64_t rows, int64_t f) {
     const float* u = g + f;
     for (int64_t i = 0; i < f; i += 16) {
       const __mmask16 m = TailMask(f - i);
-      const __m512 gv = Load16(g + i, m);
-      // silu(g) = g / (1 + exp(-g)); 1 / d by rcp14 and one Newton step (error ~1e-8), which
-      // is several times cheaper than vdivps.
-      const __m512 d =
-          _mm512_add_ps(_mm512_set1_ps(1.0f), Exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv)));
-      __m512 r = _mm512_rcp14_ps(d);
-      r = _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
-      const __m512 silu = _mm512_mul_ps(gv, r);
-      Store16(out + t * f + i, _mm512_mul_ps(silu, Load16(u + i, m)), m);
+      Store16(out + t * f + i, _mm512_mul_ps(Silu16(Load16(g + i, m)), Load16(u + i, m)), m);
     }
   }
 }
@@ -184,6 +176,21 @@ int32_t ArgMax(const float* values, int64_t n) {
     if (eq != 0) return static_cast<int32_t>(i + __builtin_ctz(eq));
   }
   return -1;
+}
+
+Status MakeRopeTable(int64_t positions, int64_t dim, double theta, AlignedBuffer* out,
+                     const char* what) {
+  CB_RETURN_IF_ERROR(out->Allocate(static_cast<size_t>(positions * dim) * sizeof(float), what));
+  const int64_t half = dim / 2;
+  for (int64_t p = 0; p < positions; ++p) {
+    float* row = out->as<float>() + p * dim;
+    for (int64_t i = 0; i < half; ++i) {
+      const double angle = static_cast<double>(p) * std::pow(theta, -2.0 * i / dim);
+      row[i] = static_cast<float>(std::cos(angle));
+      row[half + i] = static_cast<float>(std::sin(angle));
+    }
+  }
+  return Status::Ok();
 }
 
 }  // namespace cb::cpu

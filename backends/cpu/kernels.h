@@ -2,6 +2,7 @@
 
 #include <cstdint>
 
+#include "backends/cpu/aligned_buffer.h"
 #include "backends/cpu/packed_matrix.h"
 #include "harness/core/dtype.h"
 
@@ -43,5 +44,10 @@ void AddInPlace(float* out, const float* in, int64_t count);
 
 /// Index of the largest value, the lowest on ties; NaN never wins; -1 if all are NaN.
 int32_t ArgMax(const float* values, int64_t n);
+
+/// The rotary table of `positions` x `dim`: per position dim / 2 cosines, then dim / 2 sines of
+/// position x theta^(-2i / dim).
+Status MakeRopeTable(int64_t positions, int64_t dim, double theta, AlignedBuffer* out,
+                     const char* what);
 
 }  // namespace cb::cpu

@@ -21,19 +21,19 @@ class MatmulRunner {
   ~MatmulRunner();
 
   /// Checks that oneDNN takes `w` in its packed layout as it is.
-  Status CheckLayout(const PackedMatrix& w) const;
+  Status CheckLayout(const PackedView& w) const;
   /// Allocates the staging buffer for inputs that must be converted to the weights' dtype
   /// (or zero-padded for the skinny kernel): up to `rows` rows of `k_pad` elements.
   Status Reserve(int64_t rows, int64_t k_pad, DType dtype);
   /// y[rows, w.n] (fp32, row stride ldy) = x[rows, w.k] . W^T; x holds `x_dtype` values with
   /// row stride ldx.
-  Status Run(const PackedMatrix& w, const void* x, DType x_dtype, int64_t ldx, int64_t rows,
-             float* y, int64_t ldy);
+  Status Run(const PackedView& w, const void* x, DType x_dtype, int64_t ldx, int64_t rows, float* y,
+             int64_t ldy);
   uint64_t AllocatedBytes() const { return staging_.size(); }
 
  private:
   struct OneDnn;
-  Status RunOneDnn(const PackedMatrix& w, const void* x, int64_t ldx, int64_t rows, float* y,
+  Status RunOneDnn(const PackedView& w, const void* x, int64_t ldx, int64_t rows, float* y,
                    int64_t ldy);
 
   std::unique_ptr<OneDnn> dnnl_;

@@ -15,7 +15,7 @@ memory::data_type DnnlType(DType t) {
 }
 
 /// oneDNN's descriptor of a packed B = W^T [k, n] (see PackedMatrix).
-memory::desc WeightsDesc(const PackedMatrix& w) {
+memory::desc WeightsDesc(const PackedView& w) {
   return memory::desc(
       {w.k, w.n}, DnnlType(w.dtype),
       w.dtype == DType::kBF16 ? memory::format_tag::BA16a64b2a : memory::format_tag::BA16a64b);
@@ -36,11 +36,11 @@ struct MatmulRunner::OneDnn {
 MatmulRunner::MatmulRunner() : dnnl_(std::make_unique<OneDnn>()) {}
 MatmulRunner::~MatmulRunner() = default;
 
-Status MatmulRunner::CheckLayout(const PackedMatrix& w) const {
+Status MatmulRunner::CheckLayout(const PackedView& w) const {
   try {
     const size_t want = WeightsDesc(w).get_size();
-    if (want != w.data.size()) {
-      return Status::Internal("packed weights hold " + std::to_string(w.data.size()) +
+    if (want != w.Bytes()) {
+      return Status::Internal("packed weights hold " + std::to_string(w.Bytes()) +
                               " bytes, oneDNN expects " + std::to_string(want));
     }
     // A prefill-sized primitive must take the layout as it is (it is the one oneDNN picks
@@ -64,7 +64,7 @@ Status MatmulRunner::Reserve(int64_t rows, int64_t k_pad, DType dtype) {
                            "matmul input staging");
 }
 
-Status MatmulRunner::Run(const PackedMatrix& w, const void* x, DType x_dtype, int64_t ldx,
+Status MatmulRunner::Run(const PackedView& w, const void* x, DType x_dtype, int64_t ldx,
                          int64_t rows, float* y, int64_t ldy) {
   if (rows <= 0) return Status::Ok();
   const bool skinny = w.dtype == DType::kBF16 && SkinnyGemmWins(rows);
@@ -99,7 +99,7 @@ Status MatmulRunner::Run(const PackedMatrix& w, const void* x, DType x_dtype, in
   return RunOneDnn(w, x, ldx, rows, y, ldy);
 }
 
-Status MatmulRunner::RunOneDnn(const PackedMatrix& w, const void* x, int64_t ldx, int64_t rows,
+Status MatmulRunner::RunOneDnn(const PackedView& w, const void* x, int64_t ldx, int64_t rows,
                                float* y, int64_t ldy) {
   try {
     const OneDnn::Key key{rows, w.n, w.k, static_cast<int>(w.dtype), ldx, ldy};
@@ -115,7 +115,7 @@ Status MatmulRunner::RunOneDnn(const PackedMatrix& w, const void* x, int64_t ldx
     const memory::desc src({rows, w.k}, DnnlType(w.dtype), {ldx, 1});
     const memory::desc dst({rows, w.n}, memory::data_type::f32, {ldy, 1});
     memory src_m(src, dnnl_->engine, const_cast<void*>(x));
-    memory wei_m(WeightsDesc(w), dnnl_->engine, w.data.data());
+    memory wei_m(WeightsDesc(w), dnnl_->engine, const_cast<void*>(w.data));
     memory dst_m(dst, dnnl_->engine, y);
     it->second.execute(dnnl_->stream,
                        {{DNNL_ARG_SRC, src_m}, {DNNL_ARG_WEIGHTS, wei_m}, {DNNL_ARG_DST, dst_m}});

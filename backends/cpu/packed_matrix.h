@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "backends/cpu/aligned_buffer.h"
@@ -19,9 +20,20 @@ inline constexpr int64_t PackK(DType dtype) { return dtype == DType::kBF16 ? 32 
 /// The weights of one matmul, W [n, k] (the Linear layout; several stream weights concatenated
 /// along n), stored as the matrix B = W^T [k, n] in oneDNN's blocked layout for brgemm:
 /// bf16 BA16a64b2a (blocks of 32 k x 64 n: 16 k-pairs x 64 n x 2), fp32 BA16a64b (16 k x 64 n).
-/// Blocks are ordered n-block major, so one n-block over all k is one sequential stream: the
-/// skinny-GEMM kernel reads it with no horizontal reductions, and oneDNN uses the same bytes
-/// with no reorder. n and k are padded with zeros to whole blocks.
+/// Blocks are ordered n-block major, so one n-block over all k is one sequential stream
+/// ([k_pad / 2][64][2] in bf16, [k_pad][64] in fp32): the skinny-GEMM kernel reads it with no
+/// horizontal reductions, and oneDNN uses the same bytes with no reorder. n and k are padded
+/// with zeros to whole blocks.
+/// A packed matrix's blocks without their storage: the whole of a PackedMatrix, or a run of its
+/// 64-row blocks (one head's rows of a matrix that stacks every head).
+struct PackedView {
+  DType dtype = DType::kF32;
+  int64_t n = 0, k = 0, n_pad = 0, k_pad = 0;
+  const void* data = nullptr;
+  int64_t BlockElems() const { return kPackN * k_pad; }
+  size_t Bytes() const { return static_cast<size_t>(n_pad * k_pad) * DTypeBytes(dtype); }
+};
+
 struct PackedMatrix {
   DType dtype = DType::kF32;
   int64_t n = 0, k = 0;          ///< logical size of W
@@ -36,12 +48,40 @@ struct PackedMatrix {
     return dtype == DType::kBF16 ? block + (c / 2) * (kPackN * 2) + r * 2 + (c % 2)
                                  : block + c * kPackN + r;
   }
+  /// Elements of one n-block (64 rows over all of k_pad).
+  int64_t BlockElems() const { return kPackN * k_pad; }
+  /// Rows [row, row + rows) as a matrix of their own; `row` is a multiple of kPackN.
+  PackedView View(int64_t row, int64_t rows) const {
+    const int64_t pad = (rows + kPackN - 1) / kPackN * kPackN;
+    return {dtype, rows,  k,
+            pad,   k_pad, static_cast<const char*>(data.data()) + row * k_pad * DTypeBytes(dtype)};
+  }
+  operator PackedView() const { return {dtype, n, k, n_pad, k_pad, data.data()}; }
 };
 
-/// Packs the weights `parts` (concatenated along rows; all with the same cols) into `out`,
-/// generating them block by block from `source` and rounding to `dtype` as cb::RoundTo does.
-/// Never holds more than a few hundred rows in fp32.
+/// Where row p of a packed matrix comes from: row `row` of the local shard `desc` (element c
+/// of the packed row is desc[row][c]), or with `transposed` column `col` of it (element c is
+/// desc[row + c][col]); zeros when `desc` is null.
+struct RowSource {
+  const WeightDesc* desc = nullptr;
+  int64_t row = 0;
+  bool transposed = false;
+  int64_t col = 0;
+};
+using RowMap = std::function<RowSource(int64_t)>;
+
+/// Generates the matrix of n rows (row p from rows(p)) and k columns straight into the packed
+/// layout of `dtype` (fp32 or bf16, rounded as cb::RoundTo does), in parallel over n-blocks,
+/// 8 elements at a time; every byte of `out` (padding included) is written once.
+Status PackRows(int64_t n, int64_t k, const RowMap& rows, const WeightSource& source, DType dtype,
+                PackedMatrix* out);
+
+/// Packs the weights `parts` (concatenated along rows; all with the same cols).
 Status PackWeights(const std::vector<const WeightDesc*>& parts, const WeightSource& source,
                    DType dtype, PackedMatrix* out);
+
+/// Generates `desc` row-major in `dtype` into `out` (an embedding table), in parallel.
+Status FillPlain(const WeightDesc& desc, const WeightSource& source, DType dtype,
+                 AlignedBuffer* out);
 
 }  // namespace cb::cpu

@@ -5,6 +5,9 @@
 
 #include "backends/cpu/host_info.h"
 #include "backends/cpu/vec_math.h"
+#if defined(__AVX512BF16__)
+#include "backends/cpu/bf16_block.h"
+#endif
 
 namespace cb::cpu {
 namespace {
@@ -14,47 +17,22 @@ namespace {
 /// Reduction steps per chunk when more than 4 rows share one pass over a block: 128 steps of
 /// 256 bytes = 32 KiB, so the second group of rows re-reads the chunk from L1.
 constexpr int64_t kChunkSteps = 128;
-/// Software prefetch distance for 2 rows and more, where the kernel does enough arithmetic per
-/// byte that the hardware prefetcher alone falls behind (measured: +5..15% at 2-8 rows). One
-/// row streams at full bandwidth without it, and a little slower with it.
-constexpr int64_t kPrefetchBytes = 4096;
-/// Weight elements of one step: 64 columns x one pair of k (vdpbf16ps takes pairs) = 256 bytes.
-constexpr int64_t kStepElems = 2 * kPackN;
 
-/// acc[m][0..4) += steps [s0, s1) of block `wb` against rows x[m]: per step, 4 vectors of
-/// weights and a broadcast of each row's pair of inputs.
-template <int M, bool kPrefetch>
-inline void Accumulate(const uint16_t* wb, int64_t s0, int64_t s1, const uint16_t* x, int64_t ldx,
-                       __m512 (&acc)[M][4]) {
-  for (int64_t s = s0; s < s1; ++s) {
-    const __m512i* wp = reinterpret_cast<const __m512i*>(wb + s * kStepElems);
-    if constexpr (kPrefetch) {
-      const char* ahead = reinterpret_cast<const char*>(wp) + kPrefetchBytes;
-      for (int line = 0; line < 4; ++line) _mm_prefetch(ahead + 64 * line, _MM_HINT_T0);
-    }
-    const __m512i w0 = _mm512_load_si512(wp), w1 = _mm512_load_si512(wp + 1);
-    const __m512i w2 = _mm512_load_si512(wp + 2), w3 = _mm512_load_si512(wp + 3);
-    for (int m = 0; m < M; ++m) {
-      int32_t pair;
-      std::memcpy(&pair, x + m * ldx + 2 * s, sizeof pair);
-      const __m512bh xb = reinterpret_cast<__m512bh>(_mm512_set1_epi32(pair));
-      acc[m][0] = _mm512_dpbf16_ps(acc[m][0], reinterpret_cast<__m512bh>(w0), xb);
-      acc[m][1] = _mm512_dpbf16_ps(acc[m][1], reinterpret_cast<__m512bh>(w1), xb);
-      acc[m][2] = _mm512_dpbf16_ps(acc[m][2], reinterpret_cast<__m512bh>(w2), xb);
-      acc[m][3] = _mm512_dpbf16_ps(acc[m][3], reinterpret_cast<__m512bh>(w3), xb);
-    }
+/// Pointers to rows [0, M) of x.
+template <int M>
+struct RowPtrs {
+  const uint16_t* p[M];
+  RowPtrs(const uint16_t* x, int64_t ldx) {
+    for (int m = 0; m < M; ++m) p[m] = x + m * ldx;
   }
-}
+};
 
 /// Rows [0, M) of one block over all steps, accumulators in registers.
 template <int M>
 inline void FullBlock(const uint16_t* wb, int64_t steps, const uint16_t* x, int64_t ldx, float* y,
                       int64_t ldy, int64_t n_valid) {
   __m512 acc[M][4];
-  for (int m = 0; m < M; ++m) {
-    for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_ps();
-  }
-  Accumulate<M, (M > 1)>(wb, 0, steps, x, ldx, acc);
+  DotBlockBf16<M>(wb, steps, RowPtrs<M>(x, ldx).p, M > 1, acc);
   for (int m = 0; m < M; ++m) {
     for (int j = 0; j < 4; ++j) {
       Store16(y + m * ldy + 16 * j, acc[m][j], TailMask(n_valid - 16 * j));
@@ -71,10 +49,11 @@ inline void PartialBlock(const uint16_t* wb, int64_t s0, int64_t s1, const uint1
   for (int m = 0; m < M; ++m) {
     for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_loadu_ps(partial + m * 64 + 16 * j);
   }
+  const RowPtrs<M> rows(x, ldx);
   if (first) {
-    Accumulate<M, true>(wb, s0, s1, x, ldx, acc);
+    AccumulateBf16<M, true>(wb, s0, s1, rows.p, acc);
   } else {
-    Accumulate<M, false>(wb, s0, s1, x, ldx, acc);
+    AccumulateBf16<M, false>(wb, s0, s1, rows.p, acc);
   }
   for (int m = 0; m < M; ++m) {
     for (int j = 0; j < 4; ++j) _mm512_storeu_ps(partial + m * 64 + 16 * j, acc[m][j]);
@@ -127,6 +106,19 @@ void BlockRows(const uint16_t* wb, int64_t steps, const uint16_t* x, int64_t ldx
   }
 }
 
+/// Rows [r0, r0 + M) of one block against all its steps, stored to y rows.
+template <int M>
+void StoreGroup(const uint16_t* wb, int64_t steps, const uint16_t* x, int64_t ldx, int64_t r0,
+                float* y, int64_t ldy, int64_t n_valid, bool prefetch) {
+  __m512 acc[M][4];
+  DotBlockBf16<M>(wb, steps, RowPtrs<M>(x + r0 * ldx, ldx).p, prefetch, acc);
+  for (int m = 0; m < M; ++m) {
+    for (int j = 0; j < 4; ++j) {
+      Store16(y + (r0 + m) * ldy + 16 * j, acc[m][j], TailMask(n_valid - 16 * j));
+    }
+  }
+}
+
 #endif  // __AVX512BF16__
 
 }  // namespace
@@ -144,13 +136,13 @@ bool SkinnyGemmWins(int64_t rows) {
   return rows >= 1 && rows <= kSkinnyMaxRows && rows != 5 && rows != 6 && SkinnyGemmBf16Available();
 }
 
-void SkinnyGemmBf16(const PackedMatrix& w, const uint16_t* x, int64_t ldx, int64_t rows, float* y,
+void SkinnyGemmBf16(const PackedView& w, const uint16_t* x, int64_t ldx, int64_t rows, float* y,
                     int64_t ldy) {
 #if defined(__AVX512BF16__)
   const int64_t n_blocks = w.n_pad / kPackN;
   const int64_t steps = w.k_pad / 2;
   const int64_t block_elems = w.k_pad * kPackN;
-  const uint16_t* base = w.data.as<uint16_t>();
+  const uint16_t* base = static_cast<const uint16_t*>(w.data);
 #pragma omp parallel for schedule(static) if (n_blocks > 1)
   for (int64_t b = 0; b < n_blocks; ++b) {
     const int64_t n_valid = std::min<int64_t>(kPackN, w.n - b * kPackN);
@@ -158,6 +150,43 @@ void SkinnyGemmBf16(const PackedMatrix& w, const uint16_t* x, int64_t ldx, int64
   }
 #else
   (void)w, (void)x, (void)ldx, (void)rows, (void)y, (void)ldy;
+#endif
+}
+
+void GroupedGemmBf16(const PackedView* w, int64_t groups, const uint16_t* x, int64_t x_stride,
+                     int64_t ldx, int64_t rows, float* y, int64_t y_stride, int64_t ldy) {
+#if defined(__AVX512BF16__)
+  if (groups <= 0 || rows <= 0) return;
+  const int64_t blocks = w[0].n_pad / kPackN, steps = w[0].k_pad / 2;
+#pragma omp parallel for schedule(static) if (groups * blocks > 1)
+  for (int64_t item = 0; item < groups * blocks; ++item) {
+    const int64_t g = item / blocks, b = item % blocks;
+    const PackedView& m = w[g];
+    const uint16_t* wb = static_cast<const uint16_t*>(m.data) + b * m.BlockElems();
+    const uint16_t* xg = x + g * x_stride;
+    float* yg = y + g * y_stride + b * kPackN;
+    const int64_t n_valid = std::min<int64_t>(kPackN, m.n - b * kPackN);
+    for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+      const bool prefetch = r0 == 0 && rows > 1;
+      switch (std::min<int64_t>(4, rows - r0)) {
+        case 1:
+          StoreGroup<1>(wb, steps, xg, ldx, r0, yg, ldy, n_valid, prefetch);
+          break;
+        case 2:
+          StoreGroup<2>(wb, steps, xg, ldx, r0, yg, ldy, n_valid, prefetch);
+          break;
+        case 3:
+          StoreGroup<3>(wb, steps, xg, ldx, r0, yg, ldy, n_valid, prefetch);
+          break;
+        default:
+          StoreGroup<4>(wb, steps, xg, ldx, r0, yg, ldy, n_valid, prefetch);
+          break;
+      }
+    }
+  }
+#else
+  (void)w, (void)groups, (void)x, (void)x_stride, (void)ldx, (void)rows, (void)y, (void)y_stride,
+      (void)ldy;
 #endif
 }
 

@@ -23,7 +23,15 @@ bool SkinnyGemmWins(int64_t rows);
 /// y[m, 0:n) = x[m, :] . W^T for m < rows (1 <= rows <= kSkinnyMaxRows), W packed bf16.
 /// x rows (stride ldx) must hold w.k_pad values, zero beyond w.k. Threaded with OpenMP over
 /// blocks of 64 output columns; each thread streams its blocks' weights once.
-void SkinnyGemmBf16(const PackedMatrix& w, const uint16_t* x, int64_t ldx, int64_t rows, float* y,
+void SkinnyGemmBf16(const PackedView& w, const uint16_t* x, int64_t ldx, int64_t rows, float* y,
                     int64_t ldy);
+
+/// A grouped GEMM of same-shaped packed bf16 matrices (MLA's per-head projections): for each
+/// group g, y_g[r, 0:n) = x_g[r, :] . W_g^T for r < rows (any count), where x_g = x + g *
+/// x_stride (rows of stride ldx holding k_pad values, zero beyond k) and y_g = y + g *
+/// y_stride (rows of stride ldy). Threaded over (group, 64-column block); each item streams
+/// its block once for the first four rows and re-reads it from cache for the others.
+void GroupedGemmBf16(const PackedView* w, int64_t groups, const uint16_t* x, int64_t x_stride,
+                     int64_t ldx, int64_t rows, float* y, int64_t y_stride, int64_t ldy);
 
 }  // namespace cb::cpu

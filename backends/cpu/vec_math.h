@@ -41,6 +41,11 @@ inline __m256i ToBf16(__m512 v) {
 #endif
 }
 
+/// v rounded to bf16 precision (round to nearest even), as fp32.
+inline __m512 RoundToBf16(__m512 v) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(ToBf16(v)), 16));
+}
+
 inline void Store16(float* p, __m512 v, __mmask16 m = 0xffff) { _mm512_mask_storeu_ps(p, m, v); }
 inline void Store16(bf16_t* p, __m512 v, __mmask16 m = 0xffff) {
   _mm256_mask_storeu_epi16(p, m, ToBf16(v));
@@ -70,6 +75,34 @@ inline __m512 Exp16(__m512 x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
   return _mm512_scalef_ps(p, n);
+}
+
+/// In place: s[0, len) = softmax numerators exp(s - max); returns 1 / their sum.
+inline float SoftmaxNumerators(float* s, int64_t len) {
+  const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
+  __m512 mx = ninf;
+  for (int64_t t = 0; t < len; t += 16) {
+    mx = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, TailMask(len - t), s + t), mx);
+  }
+  const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t t = 0; t < len; t += 16) {
+    const __mmask16 m = TailMask(len - t);
+    const __m512 e = Exp16(_mm512_sub_ps(Load16(s + t, m), top));
+    Store16(s + t, e, m);
+    sum = _mm512_mask_add_ps(sum, m, sum, e);
+  }
+  return 1.0f / _mm512_reduce_add_ps(sum);
+}
+
+/// silu(g) = g / (1 + exp(-g)); 1 / d by rcp14 and one Newton step (error ~1e-8), which is
+/// several times cheaper than vdivps.
+inline __m512 Silu16(__m512 g) {
+  const __m512 d =
+      _mm512_add_ps(_mm512_set1_ps(1.0f), Exp16(_mm512_sub_ps(_mm512_setzero_ps(), g)));
+  __m512 r = _mm512_rcp14_ps(d);
+  r = _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
+  return _mm512_mul_ps(g, r);
 }
 
 }  // namespace cb::cpu

@@ -9,6 +9,7 @@
 #include "harness/micro/matmul_kernel.h"
 #include "harness/micro/memory_kernels.h"
 #include "harness/micro/micro_reporter.h"
+#include "harness/micro/weight_gen_kernel.h"
 
 namespace cb {
 namespace {
@@ -48,11 +49,13 @@ struct SuiteState {
   std::string setup_error;
   std::unique_ptr<MatmulKernel> kernel;
   std::unique_ptr<BandwidthBuffer> a, b;
+  std::unique_ptr<WeightGenKernel> gen;
 
   void Release() {
     kernel.reset();
     a.reset();
     b.reset();
+    gen.reset();
     setup_error.clear();
     active = nullptr;
   }
@@ -94,6 +97,11 @@ struct SuiteState {
         } else {
           benchmark::DoNotOptimize(StreamReadSum(a->data(), floats));
         }
+        break;
+      }
+      case MicroKind::kWeightGen: {
+        gen = std::make_unique<WeightGenKernel>(spec.dtype, spec.n, spec.k);
+        if (Status s = gen->Run(); !s.ok()) setup_error = s.message();  // allocates, touches
         break;
       }
     }
@@ -141,6 +149,13 @@ void RunOne(benchmark::State& state, const MicroBenchSpec& spec, SuiteState& sui
       state.SetLabel(MemoryKernelsUseAvx512() ? "avx512 load" : "scalar load");
       break;
     }
+    case MicroKind::kWeightGen:
+      for (auto _ : state) {
+        if (Status s = suite.gen->Run(); !s.ok()) state.SkipWithError(s.message().c_str());
+      }
+      bytes = suite.gen->Bytes();
+      state.SetLabel("generator -> packed layout");
+      break;
     case MicroKind::kMemCopy: {
       float* dst = suite.b->data();
       const float* src = suite.a->data();
@@ -169,11 +184,14 @@ std::string_view MicroKindName(MicroKind k) {
       return "mem_read";
     case MicroKind::kMemCopy:
       return "mem_copy";
+    case MicroKind::kWeightGen:
+      return "weight_gen";
   }
   return "?";
 }
 
 std::string MicroShapeString(const MicroBenchSpec& s) {
+  if (s.kind == MicroKind::kWeightGen) return std::to_string(s.n) + "x" + std::to_string(s.k);
   if (s.kind != MicroKind::kMatmul) {
     const double gib = static_cast<double>(s.buffer_bytes) / kGiB;
     char buf[48];
@@ -198,6 +216,14 @@ std::vector<MicroBenchSpec> AllMicroBenchmarks() {
   copy.buffer_bytes = kGiB / 2;
   out.push_back(copy);
 
+  for (DType dt : {DType::kBF16, DType::kF32}) {
+    MicroBenchSpec gen;
+    gen.name = "gen/" + std::string(DTypeName(dt));
+    gen.kind = MicroKind::kWeightGen;
+    gen.dtype = dt;
+    gen.n = gen.k = 4096;
+    out.push_back(gen);
+  }
   for (DType dt : {DType::kBF16, DType::kF32}) {
     if (!MatmulKernel::Supported(dt)) continue;
     auto add = [&](int64_t m, int64_t n, int64_t k, const char* role, bool ceiling) {
@@ -245,7 +271,7 @@ Status RunMicroBenchmarks(const std::vector<MicroBenchSpec>& specs, const MicroR
         ->Unit(benchmark::kMillisecond);
   }
   MicroReporter reporter(specs, on_result);
-  benchmark::RunSpecifiedBenchmarks(&reporter, "^(matmul|mem)/");
+  benchmark::RunSpecifiedBenchmarks(&reporter, "^(matmul|mem|gen)/");
   benchmark::ClearRegisteredBenchmarks();
   suite.Release();
   *results = reporter.Results();

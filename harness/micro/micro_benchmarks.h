@@ -10,15 +10,19 @@
 
 namespace cb {
 
-enum class MicroKind { kMatmul, kMemRead, kMemCopy };
-std::string_view MicroKindName(MicroKind k);  ///< "matmul", "mem_read", "mem_copy"
+/// kWeightGen: synthetic weights generated straight into the packed layout (the cpu backend's
+/// Load), into memory already touched, so the figure is the generator's, not page faults'.
+enum class MicroKind { kMatmul, kMemRead, kMemCopy, kWeightGen };
+/// "matmul", "mem_read", "mem_copy", "weight_gen"
+std::string_view MicroKindName(MicroKind k);
 
 /// One benchmark of the micro-suite. Names are what --filter matches, e.g.
-/// "matmul/bf16/m512_n8192_k2048", "mem/read", "mem/copy".
+/// "matmul/bf16/m512_n8192_k2048", "mem/read", "mem/copy", "gen/bf16".
 struct MicroBenchSpec {
   std::string name;
   MicroKind kind = MicroKind::kMatmul;
-  DType dtype = DType::kF32;  ///< matmul only
+  DType dtype = DType::kF32;  ///< matmul and weight_gen
+  /// weight_gen: a matrix of n rows and k columns
   int64_t m = 0, n = 0, k = 0;
   std::string role;         ///< what the shape stands for: "q/o proj", "gate/up", "down", "peak"
   int weight_copies = 1;    ///< matmul: weight copies cycled through (see MatmulConfig)

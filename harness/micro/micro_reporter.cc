@@ -21,7 +21,8 @@ MicroResult BaseResult(const MicroBenchSpec& spec) {
   MicroResult r;
   r.name = spec.name;
   r.kind = std::string(MicroKindName(spec.kind));
-  r.dtype = spec.kind == MicroKind::kMatmul ? std::string(DTypeName(spec.dtype)) : "";
+  const bool typed = spec.kind == MicroKind::kMatmul || spec.kind == MicroKind::kWeightGen;
+  r.dtype = typed ? std::string(DTypeName(spec.dtype)) : "";
   r.shape = MicroShapeString(spec);
   r.m = spec.m;
   r.n = spec.n;
@@ -38,6 +39,9 @@ MicroResult BaseResult(const MicroBenchSpec& spec) {
       break;
     case MicroKind::kMemCopy:
       r.bytes_per_iter = 2.0 * spec.buffer_bytes;  // read src + write dst
+      break;
+    case MicroKind::kWeightGen:
+      r.bytes_per_iter = static_cast<double>(spec.n * spec.k) * DTypeBytes(spec.dtype);
       break;
   }
   return r;

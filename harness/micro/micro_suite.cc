@@ -104,8 +104,8 @@ std::string FormatMicroJson(const std::vector<MicroResult>& results, const Micro
     b["name"] = r.name;
     b["kind"] = r.kind;
     b["shape"] = r.shape;
+    if (!r.dtype.empty()) b["dtype"] = r.dtype;
     if (r.kind == "matmul") {
-      b["dtype"] = r.dtype;
       b["m"] = r.m;
       b["n"] = r.n;
       b["k"] = r.k;

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
 #include <set>
 
 #include "tests/conformance/conformance_util.h"
@@ -191,6 +192,106 @@ TEST_P(MoeMlaConformance, RouterMatchesReference) {
     for (int64_t e = 0; e < d.experts; ++e) total += io.expert_load[router.layer * d.experts + e];
     EXPECT_EQ(total, rows * k);
   }
+}
+
+// Verification's routing rule in the reference's replay: a backend's choice that swaps two
+// experts whose logits are a near-tie (gap 1e-6, constructed by moving h along g_A - g_B) is
+// accepted, explained by the backend's logits or by rounding alone; one that picks the worst
+// expert is counted beyond the margin; logits that deviate are reported.
+TEST(MoeRouteReplay, NearTieAcceptedRealMismatchRejected) {
+  const uint64_t seed = FreshSeed();
+  CB_TRACE_SEED(seed);
+  SessionPair p;
+  OpenPair(Preset("tiny-moe-gqa"), Config(DType::kBF16, 1, 8, 1), seed, &p);
+  if (HasFatalFailure()) return;
+  const LocalDims& d = p.stream.dims;
+  size_t op = 0;
+  while (p.stream.ops[op].kind != OpKind::kRouter) ++op;
+  const WeightDesc* gd = p.stream.FindWeight(p.stream.ops[op].weights[0]);
+  std::vector<float> gate(gd->Elements());
+  WeightSource(seed).FillRows(*gd, 0, gd->rows, gate.data());
+  for (float& v : gate) v = RoundTo(DType::kBF16, v);
+  auto logits = [&](const std::vector<float>& h) {
+    std::vector<double> l(d.experts);
+    for (int64_t e = 0; e < d.experts; ++e) {
+      for (int64_t c = 0; c < d.hidden; ++c)
+        l[e] += static_cast<double>(h[c]) * gate[e * d.hidden + c];
+    }
+    return l;
+  };
+  auto ranked = [&](const std::vector<double>& l) {
+    std::vector<int64_t> order(d.experts);
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return l[a] > l[b]; });
+    return order;
+  };
+  std::mt19937_64 rng(seed);
+  std::vector<float> h;
+  std::vector<int64_t> order;
+  for (int attempt = 0; attempt < 50 && order.empty(); ++attempt) {
+    h = RandomValues(rng, d.hidden, 1.0f);
+    const std::vector<int64_t> o = ranked(logits(h));
+    const int64_t a = o[1], b = o[2];  // the 2nd (last chosen of top-2) and 3rd best
+    const std::vector<double> l = logits(h);
+    double norm = 0;
+    for (int64_t c = 0; c < d.hidden; ++c) {
+      const double g = gate[a * d.hidden + c] - gate[b * d.hidden + c];
+      norm += g * g;
+    }
+    const double step = (l[a] - l[b] - 1e-6) / norm;
+    for (int64_t c = 0; c < d.hidden; ++c) {
+      h[c] -= static_cast<float>(step * (gate[a * d.hidden + c] - gate[b * d.hidden + c]));
+    }
+    const std::vector<int64_t> moved = ranked(logits(h));
+    if (moved[0] == o[0] && std::set<int64_t>{moved[1], moved[2]} == std::set<int64_t>{a, b}) {
+      order = o;
+    }
+  }
+  ASSERT_FALSE(order.empty()) << "no near-tie could be made";
+  ASSERT_TRUE(p.ref->WriteBuffer(Buf::kH, 1, h).ok());
+  const std::vector<double> l = logits(h);
+  // A backend's logits: the reference's with experts `a` and `b` exchanged (a deviation of
+  // the size of their gap), or as they are.
+  auto backend_logits = [&](int64_t a, int64_t b) {
+    std::vector<float> v(l.begin(), l.end());
+    std::swap(v[a], v[b]);
+    return v;
+  };
+  auto replay = [&](int64_t second, const std::vector<float>* with_logits) {
+    std::vector<std::vector<float>> routes(p.stream.layers), logit_rows(p.stream.layers);
+    const int layer = p.stream.ops[op].layer;
+    const int64_t lo = std::min(order[0], second), hi = std::max(order[0], second);
+    routes[layer] = {static_cast<float>(lo), static_cast<float>(hi), 0.5f, 0.5f};
+    StepIO io;
+    io.seqs.push_back({0, 0, 1});
+    io.replay_routes = &routes;
+    if (with_logits != nullptr) {
+      logit_rows[layer] = *with_logits;
+      io.replay_logits = &logit_rows;
+    }
+    EXPECT_TRUE(p.ref->Run(p.stream, {op, op + 1}, io).ok());
+    return io;
+  };
+  const std::vector<float> swapped = backend_logits(order[1], order[2]);
+  const std::vector<float> same = backend_logits(0, 0);
+  for (const std::vector<float>* with :
+       {static_cast<const std::vector<float>*>(nullptr), &swapped}) {
+    SCOPED_TRACE(with ? "backend logits given" : "no backend logits: rounding alone");
+    const StepIO tie = replay(order[2], with);  // swapped with the 3rd, a near-tie
+    EXPECT_EQ(tie.route_decisions, 1);
+    EXPECT_EQ(tie.route_mismatches, 1);
+    EXPECT_EQ(tie.route_beyond_margin, 0);
+    EXPECT_LT(tie.route_logit_error, 1e-4);
+  }
+  for (const std::vector<float>* with : {static_cast<const std::vector<float>*>(nullptr), &same}) {
+    const StepIO wrong = replay(order[d.experts - 1], with);  // the worst expert: no tie
+    EXPECT_EQ(wrong.route_mismatches, 1);
+    EXPECT_EQ(wrong.route_beyond_margin, 1);
+  }
+  // Logits 10% off: the deviation is reported (verification fails it against its tolerance).
+  std::vector<float> off = same;
+  for (float& v : off) v *= 1.1f;
+  EXPECT_GT(replay(order[1], &off).route_logit_error, 0.09);
 }
 
 TEST_P(MoeMlaConformance, ExpertsMatchReference) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "tests/integration/cli_harness.h"
 
@@ -223,22 +224,32 @@ INSTANTIATE_TEST_SUITE_P(TensorParallel, MoeParallelMatchesSingleRank, ::testing
 
 // Expert parallelism: --ep N on N ranks, each running attention for its share of the batch
 // and 1/N of the experts; (token, expert) rows go to the expert's rank and back through
-// alltoallv. Every replica is verified against the whole model on the reference; fp32: the
-// first sequence's greedy tokens are one rank's.
-class MoeExpertParallelMatchesSingleRank : public ::testing::TestWithParam<int> {};
+// alltoallv, in the session dtype (bf16 rows on the wire in bf16; one rank rounds expert
+// outputs to bf16 the same way before combining). Every replica is verified against the whole
+// model on the reference; the first sequence's greedy tokens are one rank's.
+class MoeExpertParallelMatchesSingleRank
+    : public ::testing::TestWithParam<std::tuple<int, const char*>> {};
 
 TEST_P(MoeExpertParallelMatchesSingleRank, SameTokensAndVerified) {
-  const int ep = GetParam();
+  const int ep = std::get<0>(GetParam());
+  const std::string dtype = std::get<1>(GetParam());
+  auto with_dtype = [&](std::vector<std::string> args) {
+    for (size_t i = 0; i + 1 < args.size(); ++i) {
+      if (args[i] == "--dtype") args[i + 1] = dtype;
+    }
+    return args;
+  };
   const std::string single_dir = FreshDir("mpi_moe_ep_single");
-  const CliResult single = RunCli(RunArgs("tiny-moe-mla", single_dir));
+  const CliResult single = RunCli(with_dtype(RunArgs("tiny-moe-mla", single_dir)));
   ASSERT_EQ(single.exit_code, 0) << single.err;
   const json base = OnlyResult(single_dir);
-  const std::string dir = FreshDir("mpi_moe_ep" + std::to_string(ep));
-  auto args = RunArgs("tiny-moe-mla", dir);
+  const std::string dir = FreshDir("mpi_moe_ep" + std::to_string(ep) + dtype);
+  auto args = with_dtype(RunArgs("tiny-moe-mla", dir));
   args.insert(args.end(), {"--ep", std::to_string(ep)});
   const CliResult r = MpiRun(ep, args);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json doc = OnlyResult(dir);
+  EXPECT_EQ(doc["workload"]["dtype"], dtype);
   EXPECT_EQ(doc["run"]["status"], "ok");
   EXPECT_EQ(doc["verification"]["status"], "passed");
   EXPECT_EQ(doc["generated_tokens"], base["generated_tokens"]);
@@ -247,7 +258,12 @@ TEST_P(MoeExpertParallelMatchesSingleRank, SameTokensAndVerified) {
 }
 
 INSTANTIATE_TEST_SUITE_P(ExpertParallel, MoeExpertParallelMatchesSingleRank,
-                         ::testing::Values(2, 4));
+                         ::testing::Values(std::make_tuple(2, "fp32"), std::make_tuple(4, "fp32"),
+                                           std::make_tuple(2, "bf16")),
+                         [](const auto& info) {
+                           return "ep" + std::to_string(std::get<0>(info.param)) + "_" +
+                                  std::get<1>(info.param);
+                         });
 
 // MBU's bytes: replicas that shard the experts read each expert once per step for the whole
 // batch; plain data-parallel replicas each read the experts their own tokens pick.

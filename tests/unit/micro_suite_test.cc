@@ -74,6 +74,8 @@ TEST(MicroSuite, SuiteHasTheRequiredBenchmarks) {
   };
   EXPECT_TRUE(has("mem/read"));
   EXPECT_TRUE(has("mem/copy"));
+  EXPECT_TRUE(has("gen/bf16"));  // weight generation into the packed layout (Load)
+  EXPECT_TRUE(has("gen/fp32"));
   for (const char* dt : {"fp32", "bf16"}) {
     if (std::string(dt) == "bf16" && !MatmulKernel::Supported(DType::kBF16)) continue;
     for (int m : {1, 8, 128, 512}) {
@@ -96,7 +98,7 @@ TEST(MicroSuite, FilterSelectsByRegex) {
   ASSERT_EQ(specs.size(), 1u);
   EXPECT_EQ(specs[0].name, "mem/read");
 
-  ASSERT_TRUE(SelectMicroBenchmarks("-^matmul", &specs).ok());
+  ASSERT_TRUE(SelectMicroBenchmarks("-^(matmul|gen)", &specs).ok());
   ASSERT_EQ(specs.size(), 2u);
   for (const auto& s : specs) EXPECT_NE(s.kind, MicroKind::kMatmul);
 

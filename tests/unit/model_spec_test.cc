@@ -161,14 +161,15 @@ INSTANTIATE_TEST_SUITE_P(
 // same count gives 37.55B (+1.5%); counting without the input embedding would give 36.63B
 // (-1.0%) but then Qwen3 is 21.57B (-2.0%), so no single convention meets all three within 1%.
 // Kimi K2's config gives 1.026T against the report's 1.04T (-1.3%; the model card's "1T" is
-// +2.6%). Those two comparisons use 1.6%, every other one 1%.
+// +2.6%). Qwen3-30B-A3B's "3.3B" activated is rounded: the count gives 3.35B (+1.6%). Those
+// comparisons use 1.6-1.7%, every other one 1%.
 TEST(ModelSpec, MoePresetsMatchPublishedTotalAndActive) {
   struct Want {
     const char* name;
     double total_tol, active_tol;
   };
   for (const Want& w : {Want{"deepseek-v3", 0.01, 0.016}, Want{"qwen3-235b-a22b", 0.01, 0.01},
-                        Want{"kimi-k2", 0.016, 0.01}}) {
+                        Want{"qwen3-30b-a3b", 0.01, 0.017}, Want{"kimi-k2", 0.016, 0.01}}) {
     ModelSpec m;
     const Status s = LoadModelSpec(w.name, &m);
     ASSERT_TRUE(s.ok()) << s.message();

@@ -84,6 +84,47 @@ TEST(MoeRouting, GroupLimitedRoutingUsesTheBestGroups) {
   EXPECT_EQ(ids[2], 3);  // ties go to the lower index: 2 and 3 before 4 and 5
 }
 
+// Verification's routing rule: a backend may choose other experts only where the reference's
+// selection scores are within rounding (tol) of a tie.
+TEST(MoeRouting, AFlipIsAcceptedOnlyWithinTheMargin) {
+  const MoeSpec moe = Moe(6, 2);
+  const double sel[] = {0.1, 0.5, 0.2, 0.4, 0.05, 0.39};
+  const int64_t own[] = {1, 3};
+  const int64_t same[] = {1, 3}, near_tie[] = {1, 5}, far[] = {1, 4};
+  std::vector<double> tol(6, 0.006);  // 0.4 - 0.006 < 0.39 + 0.006: experts 3 and 5 may swap
+  EXPECT_TRUE(FlipWithinMargin(moe, sel, tol.data(), own, same));
+  EXPECT_TRUE(FlipWithinMargin(moe, sel, tol.data(), own, near_tie));
+  EXPECT_FALSE(FlipWithinMargin(moe, sel, tol.data(), own, far));  // 0.05 is no tie of 0.4
+  std::fill(tol.begin(), tol.end(), 0.004);                        // 0.396 > 0.394: no longer
+  EXPECT_FALSE(FlipWithinMargin(moe, sel, tol.data(), own, near_tie));
+}
+
+TEST(MoeRouting, AFlipIntoAnotherGroupNeedsTheGroupsTied) {
+  // 4 groups of 2, top-2 groups: g0 0.9 + 0.0 and g1 0.5 + 0.5 kept, g2 0.44 + 0.44 out.
+  MoeSpec moe = Moe(8, 3);
+  moe.num_groups = 4;
+  moe.topk_groups = 2;
+  const double sel[] = {0.9, 0.0, 0.5, 0.5, 0.44, 0.44, 0.1, 0.1};
+  const int64_t own[] = {0, 2, 3}, into_g2[] = {0, 2, 4};
+  // Experts 4 and 3 tie within 0.035 each; group g2 (0.88 + 0.07) reaches g0 (0.9 - 0.07).
+  const std::vector<double> tol(8, 0.035);
+  EXPECT_TRUE(FlipWithinMargin(moe, sel, tol.data(), own, into_g2));
+  // Expert 4 still ties expert 3, but its group (0.48 + 0.1) is far below g1 (0.5 + 0.5).
+  const double far_group[] = {0.9, 0.3, 0.5, 0.5, 0.48, 0.1, 0.1, 0.1};
+  EXPECT_FALSE(FlipWithinMargin(moe, far_group, tol.data(), own, into_g2));
+}
+
+TEST(MoeRouting, ToleranceFollowsTheScoringFunction) {
+  MoeSpec moe = Moe(3, 1);
+  const double scores[] = {0.5, 0.3, 0.2}, dev[] = {0.01, 0.04, 0.02};
+  double tol[3];
+  RoutingTolerance(moe, scores, dev, tol);  // softmax: s (d_e + max d), 25% for second order
+  EXPECT_NEAR(tol[0], 1.25 * 0.5 * (0.01 + 0.04), 1e-15);
+  moe.scoring = "sigmoid";
+  RoutingTolerance(moe, scores, dev, tol);  // sigmoid: s (1 - s) d_e
+  EXPECT_NEAR(tol[0], 1.25 * 0.25 * 0.01, 1e-15);
+}
+
 TEST(MoeRouting, ParseRouting) {
   const ModelSpec moe = Preset("tiny-moe-gqa"), dense = Preset("tiny");
   double s = -1;
@@ -127,12 +168,12 @@ TEST(MoeOpStream, WeightsAddUpToTheParameterCount) {
     ASSERT_TRUE(st.ok()) << st.message();
     EXPECT_EQ(StreamElements(s), m.TotalParams()) << name;
   }
-  // DeepSeek-V3 with 4 layers (3 dense, 1 MoE): the stream's weights are the first 4 layers.
+  // DeepSeek-V3 with 4 layers: its representative layers 0 (dense), 3, 4, 5 (MoE).
   const ModelSpec ds = Preset("deepseek-v3");
   OpStream s;
   ASSERT_TRUE(BuildDenseDecoderStream(ds, {}, 4, &s).ok());
   int64_t want = 2 * ds.vocab_size * ds.hidden_size + ds.hidden_size;
-  for (int l = 0; l < 4; ++l) want += ds.LayerParams(l);
+  for (int l : {0, 3, 4, 5}) want += ds.LayerParams(l);
   EXPECT_EQ(StreamElements(s), want);
 }
 
@@ -213,7 +254,7 @@ TEST(MoeOpCost, CountsActiveExpertsOnly) {
 TEST(MoeOpCost, MlaKvBytesAreTheCompressedCache) {
   const ModelSpec m = Preset("deepseek-v3");
   OpStream s;
-  ASSERT_TRUE(BuildDenseDecoderStream(m, {}, 1, &s).ok());
+  ASSERT_TRUE(BuildDenseDecoderStream(m, {}, 2, &s).ok());
   for (const Op& op : s.ops) {
     if (op.kind != OpKind::kMlaAttention) continue;
     const OpCost c = CostOfOp(s, op, Step(2, 999, 1), DType::kBF16);
