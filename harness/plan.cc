@@ -3,9 +3,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "backends/endpoint/endpoint_url.h"
 #include "harness/core/limits.h"
 #include "harness/core/text_file.h"
-#include "backends/endpoint/endpoint_url.h"
 #include "harness/endpoint/endpoint_fields.h"
 #include "harness/scenarios/serving_fields.h"
 #include "workloads/json_fields.h"

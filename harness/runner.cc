@@ -159,8 +159,8 @@ std::string ExtrapolationMethod(const LayerPlan& plan) {
 
 /// Fills what the record knows before anything runs, including which layers run; `how`: how
 /// its figures are obtained.
-Status StartRecord(const WorkloadSpec& w, Device& device, const RunnerOptions& opts,
-                   RunRecord* rec, Provenance* how) {
+Status StartRecord(const WorkloadSpec& w, Device& device, const RunnerOptions& opts, RunRecord* rec,
+                   Provenance* how) {
   rec->workload = w;
   rec->device = device.Props();
   CB_RETURN_IF_ERROR(PlanLayers(w.model, w.LayersRun(), &rec->layer_plan));

@@ -100,18 +100,10 @@ Status VerifyAgainstReference(const WorkloadSpec& w, const OpStream& stream, Ses
       char message[400];
     } wire{};
     if (group->rank() == 0) {
-      wire = {out->max_abs_error,
-              out->max_rel_error,
-              out->tolerance,
-              out->argmax_agreement,
-              out->route_logit_error,
-              out->sequences,
-              out->positions,
-              out->route_decisions,
-              out->route_flips,
-              out->status == "passed",
-              out->nan_found,
-              {}};
+      wire = {out->max_abs_error,      out->max_rel_error,     out->tolerance,
+              out->argmax_agreement,   out->route_logit_error, out->sequences,
+              out->positions,          out->route_decisions,   out->route_flips,
+              out->status == "passed", out->nan_found,         {}};
       std::snprintf(wire.message, sizeof wire.message, "%s", out->message.c_str());
     }
     CB_RETURN_IF_ERROR(group->Broadcast(&wire, sizeof wire, 0));

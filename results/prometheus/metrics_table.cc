@@ -41,7 +41,8 @@ const std::map<std::string, std::string>& HelpTexts() {
        "phase=decode generated (output) tokens."},
       {kLatency,
        "Latency of the run in seconds: kind=ttft time to first token, kind=tpot time per "
-       "output token, kind=e2e end to end, kind=itl inter-token latency of endpoint runs (gaps between streamed chunks) (offline: per repetition and decode step; serving: "
+       "output token, kind=e2e end to end, kind=itl inter-token latency of endpoint runs (gaps "
+       "between streamed chunks) (offline: per repetition and decode step; serving: "
        "per request, from its scheduled arrival). Mean is _sum / _count; quantile 0 and 1 are "
        "min and max."},
       {kFlops, "Achieved FLOP/s of the prefill step (FLOPs of a step / median step time)."},

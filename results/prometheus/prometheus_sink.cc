@@ -24,7 +24,6 @@ namespace {
 
 bool Interrupted() { return g_cancel_requested.load(std::memory_order_relaxed); }
 
-
 /// Fixed metric families, handed to prometheus::Gateway.
 class StaticCollectable : public prometheus::Collectable {
  public:

@@ -47,7 +47,7 @@ TEST(LayerPlan, ExtraLayersGoToTheKindsInProportion) {
   EXPECT_DOUBLE_EQ(p.Scale(0), 3.0);
   EXPECT_DOUBLE_EQ(p.Scale(1), 58.0 / 3);
   ASSERT_TRUE(PlanLayers(Preset("deepseek-v3"), 30, &p).ok());
-  EXPECT_EQ(p.kinds[0].run.size(), 1u);  // shares 30 x 3 / 61 = 1.48 and 28.52: MoE's remainder
+  EXPECT_EQ(p.kinds[0].run.size(), 1u);   // shares 30 x 3 / 61 = 1.48 and 28.52: MoE's remainder
   EXPECT_EQ(p.kinds[1].run.size(), 29u);  // is the larger
   ASSERT_TRUE(PlanLayers(Preset("kimi-k2"), 2, &p).ok());
   EXPECT_EQ(p.layers, (std::vector<int>{0, 1}));
