@@ -3,29 +3,26 @@
 #include <cmath>
 #include <limits>
 
+#include "results/json_number.h"
+
 namespace cb {
 namespace {
 
 using nlohmann::json;
 
-json Num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
-
-double NumOf(const json& j) {
-  return j.is_null() ? std::numeric_limits<double>::quiet_NaN() : j.get<double>();
-}
-
 json FigureJson(const CeilingFigure& f) {
-  return {{"before", Num(f.before)}, {"after", Num(f.after)},   {"drift", Num(f.drift)},
-          {"used", Num(f.used)},     {"cached", Num(f.cached)}, {"source", f.source}};
+  return {{"before", FiniteOrNull(f.before)}, {"after", FiniteOrNull(f.after)},
+          {"drift", FiniteOrNull(f.drift)},   {"used", FiniteOrNull(f.used)},
+          {"cached", FiniteOrNull(f.cached)}, {"source", f.source}};
 }
 
 CeilingFigure FigureOf(const json& j) {
   CeilingFigure f;
-  f.before = NumOf(j.at("before"));
-  f.after = NumOf(j.at("after"));
-  f.drift = NumOf(j.at("drift"));
-  f.used = NumOf(j.at("used"));
-  f.cached = NumOf(j.at("cached"));
+  f.before = NumberOrNaN(j.at("before"));
+  f.after = NumberOrNaN(j.at("after"));
+  f.drift = NumberOrNaN(j.at("drift"));
+  f.used = NumberOrNaN(j.at("used"));
+  f.cached = NumberOrNaN(j.at("cached"));
   j.at("source").get_to(f.source);
   return f;
 }
@@ -37,17 +34,17 @@ json CeilingCheckRecordToJson(const CeilingCheckRecord& c) {
   for (const CeilingProbeRecord& p : c.probes) {
     probes.push_back({{"rank", p.rank},
                       {"when", p.when},
-                      {"mem_read_bytes_per_s", Num(p.mem_read_bytes_per_s)},
-                      {"matmul_flops_per_s", Num(p.matmul_flops_per_s)},
-                      {"mem_read_s", Num(p.mem_read_s)},
-                      {"matmul_s", Num(p.matmul_s)}});
+                      {"mem_read_bytes_per_s", FiniteOrNull(p.mem_read_bytes_per_s)},
+                      {"matmul_flops_per_s", FiniteOrNull(p.matmul_flops_per_s)},
+                      {"mem_read_s", FiniteOrNull(p.mem_read_s)},
+                      {"matmul_s", FiniteOrNull(p.matmul_s)}});
   }
   return {{"method", c.method},
           {"dtype", c.dtype},
           {"devices", c.devices},
-          {"max_drift", Num(c.max_drift)},
-          {"max_ratio", Num(c.max_ratio)},
-          {"cache_bytes", Num(c.cache_bytes)},
+          {"max_drift", FiniteOrNull(c.max_drift)},
+          {"max_ratio", FiniteOrNull(c.max_ratio)},
+          {"cache_bytes", FiniteOrNull(c.cache_bytes)},
           {"probes", std::move(probes)},
           {"memory", FigureJson(c.memory)},
           {"matmul", FigureJson(c.matmul)},
@@ -64,17 +61,17 @@ Status CeilingCheckRecordFromJson(const json& j, const std::string& origin,
     j.at("method").get_to(c.method);
     j.at("dtype").get_to(c.dtype);
     j.at("devices").get_to(c.devices);
-    c.max_drift = NumOf(j.at("max_drift"));
-    c.max_ratio = NumOf(j.at("max_ratio"));
-    c.cache_bytes = NumOf(j.at("cache_bytes"));
+    c.max_drift = NumberOrNaN(j.at("max_drift"));
+    c.max_ratio = NumberOrNaN(j.at("max_ratio"));
+    c.cache_bytes = NumberOrNaN(j.at("cache_bytes"));
     for (const json& p : j.at("probes")) {
       CeilingProbeRecord r;
       p.at("rank").get_to(r.rank);
       p.at("when").get_to(r.when);
-      r.mem_read_bytes_per_s = NumOf(p.at("mem_read_bytes_per_s"));
-      r.matmul_flops_per_s = NumOf(p.at("matmul_flops_per_s"));
-      r.mem_read_s = NumOf(p.at("mem_read_s"));
-      r.matmul_s = NumOf(p.at("matmul_s"));
+      r.mem_read_bytes_per_s = NumberOrNaN(p.at("mem_read_bytes_per_s"));
+      r.matmul_flops_per_s = NumberOrNaN(p.at("matmul_flops_per_s"));
+      r.mem_read_s = NumberOrNaN(p.at("mem_read_s"));
+      r.matmul_s = NumberOrNaN(p.at("matmul_s"));
       c.probes.push_back(std::move(r));
     }
     c.memory = FigureOf(j.at("memory"));

@@ -3,15 +3,12 @@
 #include <cmath>
 #include <limits>
 
+#include "results/json_number.h"
+
 namespace cb {
 namespace {
 
 using nlohmann::json;
-
-json Num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
-double NumOf(const json& j) {
-  return j.is_null() ? std::numeric_limits<double>::quiet_NaN() : j.get<double>();
-}
 
 }  // namespace
 
@@ -41,11 +38,11 @@ json EndpointRecordToJson(const EndpointRecord& e) {
           {"ignore_eos", e.ignore_eos},
           {"api_key_env", e.api_key_env},
           {"length_source", e.length_source},
-          {"connect_timeout_s", Num(e.connect_timeout_s)},
-          {"request_timeout_s", Num(e.request_timeout_s)},
-          {"stall_timeout_s", Num(e.stall_timeout_s)},
-          {"run_timeout_s", Num(e.run_timeout_s)},
-          {"max_failure_ratio", Num(e.max_failure_ratio)},
+          {"connect_timeout_s", FiniteOrNull(e.connect_timeout_s)},
+          {"request_timeout_s", FiniteOrNull(e.request_timeout_s)},
+          {"stall_timeout_s", FiniteOrNull(e.stall_timeout_s)},
+          {"run_timeout_s", FiniteOrNull(e.run_timeout_s)},
+          {"max_failure_ratio", FiniteOrNull(e.max_failure_ratio)},
           {"requests_issued", e.requests_issued},
           {"requests_ok", e.requests_ok},
           {"requests_failed", e.requests_failed},
@@ -55,8 +52,8 @@ json EndpointRecordToJson(const EndpointRecord& e) {
           {"stopped_early", e.stopped_early},
           {"warmup_failed", e.warmup_failed},
           {"max_in_flight", e.max_in_flight},
-          {"client_cpu_s", Num(e.client_cpu_s)},
-          {"client_cpu_ratio", Num(e.client_cpu_ratio)},
+          {"client_cpu_s", FiniteOrNull(e.client_cpu_s)},
+          {"client_cpu_ratio", FiniteOrNull(e.client_cpu_ratio)},
           {"declared_hardware", e.declared_hardware},
           {"declared_devices", e.declared_devices},
           {"notes", e.notes},
@@ -79,11 +76,11 @@ Status EndpointRecordFromJson(const json& j, const std::string& origin, Endpoint
     j.at("ignore_eos").get_to(e.ignore_eos);
     j.at("api_key_env").get_to(e.api_key_env);
     j.at("length_source").get_to(e.length_source);
-    e.connect_timeout_s = NumOf(j.at("connect_timeout_s"));
-    e.request_timeout_s = NumOf(j.at("request_timeout_s"));
-    e.stall_timeout_s = NumOf(j.at("stall_timeout_s"));
-    e.run_timeout_s = NumOf(j.at("run_timeout_s"));
-    e.max_failure_ratio = NumOf(j.at("max_failure_ratio"));
+    e.connect_timeout_s = NumberOrNaN(j.at("connect_timeout_s"));
+    e.request_timeout_s = NumberOrNaN(j.at("request_timeout_s"));
+    e.stall_timeout_s = NumberOrNaN(j.at("stall_timeout_s"));
+    e.run_timeout_s = NumberOrNaN(j.at("run_timeout_s"));
+    e.max_failure_ratio = NumberOrNaN(j.at("max_failure_ratio"));
     j.at("requests_issued").get_to(e.requests_issued);
     j.at("requests_ok").get_to(e.requests_ok);
     j.at("requests_failed").get_to(e.requests_failed);
@@ -93,8 +90,8 @@ Status EndpointRecordFromJson(const json& j, const std::string& origin, Endpoint
     j.at("stopped_early").get_to(e.stopped_early);
     j.at("warmup_failed").get_to(e.warmup_failed);
     j.at("max_in_flight").get_to(e.max_in_flight);
-    e.client_cpu_s = NumOf(j.at("client_cpu_s"));
-    e.client_cpu_ratio = NumOf(j.at("client_cpu_ratio"));
+    e.client_cpu_s = NumberOrNaN(j.at("client_cpu_s"));
+    e.client_cpu_ratio = NumberOrNaN(j.at("client_cpu_ratio"));
     j.at("declared_hardware").get_to(e.declared_hardware);
     j.at("declared_devices").get_to(e.declared_devices);
     j.at("notes").get_to(e.notes);

@@ -2,6 +2,7 @@
 #include <limits>
 
 #include "results/energy_cost_record.h"
+#include "results/json_number.h"
 
 namespace cb {
 namespace {
@@ -13,8 +14,6 @@ constexpr const char* kCostFormula =
     "(amortization_years x 8760) + all_in_power_w / 1000 x pue x electricity_usd_per_kwh; "
     "cost_usd_per_million_<kind>_tokens = cost_per_device_hour_usd x devices / "
     "(<kind> tokens_per_second x 3600) x 1e6";
-
-json Num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
 /// Typed reads; every error names the origin and the dotted path.
 class R {
@@ -91,17 +90,17 @@ json EnergyRecordToJson(const EnergyRecord& e) {
   const EnergyReading& r = e.reading;
   json domains = json::array();
   for (const EnergyDomain& d : r.domains) {
-    domains.push_back(json{{"name", d.name}, {"id", d.id}, {"joules", Num(d.joules)}});
+    domains.push_back(json{{"name", d.name}, {"id", d.id}, {"joules", FiniteOrNull(d.joules)}});
   }
   return json{{"source", r.source},
-              {"joules", Num(r.joules)},
-              {"window_s", Num(r.window_s)},
-              {"sampling_interval_s", Num(r.sampling_interval_s)},
+              {"joules", FiniteOrNull(r.joules)},
+              {"window_s", FiniteOrNull(r.window_s)},
+              {"sampling_interval_s", FiniteOrNull(r.sampling_interval_s)},
               {"valid", r.valid},
               {"notes", r.notes},
               {"domains", std::move(domains)},
-              {"tokens", Num(e.tokens)},
-              {"attributed_s", Num(e.attributed_s)}};
+              {"tokens", FiniteOrNull(e.tokens)},
+              {"attributed_s", FiniteOrNull(e.attributed_s)}};
 }
 
 json CostRecordToJson(const CostRecord& c) {
@@ -109,23 +108,23 @@ json CostRecordToJson(const CostRecord& c) {
   for (const auto& [k, v] : c.sources) sources[k] = v;
   json out{{"basis", c.basis},
            {"devices", c.devices},
-           {"cost_per_device_hour_usd", Num(c.cost_per_device_hour_usd)},
+           {"cost_per_device_hour_usd", FiniteOrNull(c.cost_per_device_hour_usd)},
            {"formula", kCostFormula},
-           {"inputs", json{{"rental_usd_per_hour", Num(c.rental_usd_per_hour)},
-                           {"capex_usd", Num(c.capex_usd)},
-                           {"amortization_years", Num(c.amortization_years)},
-                           {"all_in_power_w", Num(c.all_in_power_w)},
-                           {"pue", Num(c.pue)},
-                           {"electricity_usd_per_kwh", Num(c.electricity_usd_per_kwh)}}},
+           {"inputs", json{{"rental_usd_per_hour", FiniteOrNull(c.rental_usd_per_hour)},
+                           {"capex_usd", FiniteOrNull(c.capex_usd)},
+                           {"amortization_years", FiniteOrNull(c.amortization_years)},
+                           {"all_in_power_w", FiniteOrNull(c.all_in_power_w)},
+                           {"pue", FiniteOrNull(c.pue)},
+                           {"electricity_usd_per_kwh", FiniteOrNull(c.electricity_usd_per_kwh)}}},
            {"sources", std::move(sources)},
            {"overridden", c.overridden},
            {"catalog", json{{"id", c.catalog_id},
                             {"name", c.catalog_name},
                             {"file", c.catalog_file},
                             {"matched_by", c.catalog_matched_by}}},
-           {"tokens_per_second", json{{"input", Num(c.input_tokens_per_second)},
-                                      {"output", Num(c.output_tokens_per_second)},
-                                      {"blended", Num(c.blended_tokens_per_second)}}},
+           {"tokens_per_second", json{{"input", FiniteOrNull(c.input_tokens_per_second)},
+                                      {"output", FiniteOrNull(c.output_tokens_per_second)},
+                                      {"blended", FiniteOrNull(c.blended_tokens_per_second)}}},
            {"notes", c.notes}};
   if (c.input_devices > 0) out["input_devices"] = c.input_devices;
   if (c.output_devices > 0) out["output_devices"] = c.output_devices;

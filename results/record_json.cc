@@ -7,13 +7,14 @@
 #include <optional>
 #include <utility>
 
+#include "results/json_number.h"
+
 namespace cb {
 namespace {
 
 using nlohmann::json;
 
 /// NaN and infinities have no JSON spelling: they are written as null (and read back as NaN).
-json Num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
 /// Parameter count of the model, 0 where the shape is too incomplete to compute it (a record of
 /// a run that failed before the model was resolved must still serialise).
@@ -26,7 +27,7 @@ int64_t SafeTotalParams(const ModelSpec& m) {
 json PerDType(const double (&v)[kDTypeCount]) {
   json o = json::object();
   for (int i = 0; i < kDTypeCount; ++i)
-    o[std::string(DTypeName(static_cast<DType>(i)))] = Num(v[i]);
+    o[std::string(DTypeName(static_cast<DType>(i)))] = FiniteOrNull(v[i]);
   return o;
 }
 
@@ -42,11 +43,11 @@ json ModelJson(const ModelSpec& m) {
                 {"ffn_size", m.ffn_size},
                 {"vocab_size", m.vocab_size},
                 {"max_context", m.max_context},
-                {"rope_theta", Num(m.rope_theta)},
-                {"norm_eps", Num(m.norm_eps)},
+                {"rope_theta", FiniteOrNull(m.rope_theta)},
+                {"norm_eps", FiniteOrNull(m.norm_eps)},
                 {"tie_embeddings", m.tie_embeddings},
                 {"qk_norm", m.qk_norm},
-                {"published_params", Num(m.published_params)},
+                {"published_params", FiniteOrNull(m.published_params)},
                 {"total_params", SafeTotalParams(m)}};
   if (m.moe.enabled() && SafeTotalParams(m) > 0) o["active_params"] = m.ActiveParams();
   if (m.published_active_params > 0) o["published_active_params"] = m.published_active_params;
@@ -60,11 +61,11 @@ json ModelJson(const ModelSpec& m) {
                     {"first_dense_layers", e.first_dense_layers},
                     {"router_scoring", e.scoring},
                     {"norm_topk_prob", e.norm_topk},
-                    {"routed_scaling_factor", Num(e.routed_scaling)},
+                    {"routed_scaling_factor", FiniteOrNull(e.routed_scaling)},
                     {"n_group", e.num_groups},
                     {"topk_group", e.topk_groups},
                     {"router_bias", e.router_bias},
-                    {"routing_zipf_s", Num(m.routing_zipf_s)}};
+                    {"routing_zipf_s", FiniteOrNull(m.routing_zipf_s)}};
   }
   if (m.mla.enabled()) {
     o["mla"] = json{{"q_lora_rank", m.mla.q_lora_rank},
@@ -78,14 +79,14 @@ json ModelJson(const ModelSpec& m) {
 
 json DistributionJson(const Distribution& d) {
   return json{{"count", static_cast<uint64_t>(d.count)},
-              {"mean", Num(d.mean)},
-              {"p50", Num(d.p50)},
-              {"p90", Num(d.p90)},
-              {"p99", Num(d.p99)},
-              {"min", Num(d.min)},
-              {"max", Num(d.max)},
-              {"stddev", Num(d.stddev)},
-              {"cv", Num(d.cv)}};
+              {"mean", FiniteOrNull(d.mean)},
+              {"p50", FiniteOrNull(d.p50)},
+              {"p90", FiniteOrNull(d.p90)},
+              {"p99", FiniteOrNull(d.p99)},
+              {"min", FiniteOrNull(d.min)},
+              {"max", FiniteOrNull(d.max)},
+              {"stddev", FiniteOrNull(d.stddev)},
+              {"cv", FiniteOrNull(d.cv)}};
 }
 
 /// Reads typed fields of a document; every error names the origin and the dotted field path.
@@ -576,7 +577,7 @@ json ToJson(const RunRecord& rec) {
                        {"uuid", d.uuid},
                        {"host", d.host},
                        {"peak_flops", PerDType(peak)},
-                       {"mem_bandwidth_bytes_per_s", Num(d.mem_bandwidth_bytes_per_s)},
+                       {"mem_bandwidth_bytes_per_s", FiniteOrNull(d.mem_bandwidth_bytes_per_s)},
                        {"mem_bytes", d.mem_bytes},
                        {"threads", d.threads},
                        {"isa", d.isa},
@@ -584,14 +585,16 @@ json ToJson(const RunRecord& rec) {
 
   const Ceilings& c = rec.ceilings;
   doc["ceilings"] = json{{"matmul_flops_per_s", PerDType(c.matmul_flops_per_s)},
-                         {"mem_read_bytes_per_s", Num(c.mem_read_bytes_per_s)},
+                         {"mem_read_bytes_per_s", FiniteOrNull(c.mem_read_bytes_per_s)},
                          {"source", c.source},
                          {"measured_at", c.measured_at}};
 
   json metrics = json::object();
   for (const Metric& m : rec.metrics) {
     if (metrics.contains(m.name)) continue;  // the first wins, as in FindMetric
-    json jm{{"value", Num(m.value)}, {"unit", m.unit}, {"how", std::string(ProvenanceName(m.how))}};
+    json jm{{"value", FiniteOrNull(m.value)},
+            {"unit", m.unit},
+            {"how", std::string(ProvenanceName(m.how))}};
     if (m.has_distribution) jm["distribution"] = DistributionJson(m.dist);
     metrics[m.name] = std::move(jm);
   }
@@ -600,11 +603,11 @@ json ToJson(const RunRecord& rec) {
   json samples = json::array();
   for (const RepetitionSample& s : rec.samples) {
     json steps = json::array();
-    for (double t : s.decode_step_s) steps.push_back(Num(t));
-    samples.push_back(json{{"prefill_s", Num(s.prefill_s)},
+    for (double t : s.decode_step_s) steps.push_back(FiniteOrNull(t));
+    samples.push_back(json{{"prefill_s", FiniteOrNull(s.prefill_s)},
                            {"decode_step_s", std::move(steps)},
-                           {"e2e_s", Num(s.e2e_s)},
-                           {"backend_s", Num(s.backend_s)}});
+                           {"e2e_s", FiniteOrNull(s.e2e_s)},
+                           {"backend_s", FiniteOrNull(s.backend_s)}});
   }
   doc["samples"] = std::move(samples);
 
@@ -613,15 +616,15 @@ json ToJson(const RunRecord& rec) {
                              {"message", v.message},
                              {"sequences", v.sequences},
                              {"positions", v.positions},
-                             {"max_abs_error", Num(v.max_abs_error)},
-                             {"max_rel_error", Num(v.max_rel_error)},
-                             {"tolerance", Num(v.tolerance)},
-                             {"argmax_agreement", Num(v.argmax_agreement)},
+                             {"max_abs_error", FiniteOrNull(v.max_abs_error)},
+                             {"max_rel_error", FiniteOrNull(v.max_rel_error)},
+                             {"tolerance", FiniteOrNull(v.tolerance)},
+                             {"argmax_agreement", FiniteOrNull(v.argmax_agreement)},
                              {"nan_found", v.nan_found}};
   if (v.route_decisions > 0) {
     doc["verification"]["route_decisions"] = v.route_decisions;
     doc["verification"]["route_flips"] = v.route_flips;
-    doc["verification"]["route_logit_error"] = Num(v.route_logit_error);
+    doc["verification"]["route_logit_error"] = FiniteOrNull(v.route_logit_error);
   }
   doc["generated_tokens"] = rec.generated_tokens;
   if (rec.energy) doc["energy"] = EnergyRecordToJson(*rec.energy);

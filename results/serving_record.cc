@@ -3,16 +3,12 @@
 #include <cmath>
 #include <limits>
 
+#include "results/json_number.h"
+
 namespace cb {
 namespace {
 
 using nlohmann::json;
-
-json Num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
-
-double NumOf(const json& j) {
-  return j.is_null() ? std::numeric_limits<double>::quiet_NaN() : j.get<double>();
-}
 
 template <typename Fn>
 Status Guard(const std::string& origin, const char* section, Fn fn) {
@@ -29,15 +25,15 @@ Status Guard(const std::string& origin, const char* section, Fn fn) {
 json ServingRecordToJson(const ServingRecord& s) {
   json reqs = json::array();
   for (const RequestSample& r : s.requests) {
-    reqs.push_back({{"arrival_s", Num(r.arrival_s)},
-                    {"admitted_s", Num(r.admitted_s)},
-                    {"first_token_s", Num(r.first_token_s)},
-                    {"finish_s", Num(r.finish_s)},
+    reqs.push_back({{"arrival_s", FiniteOrNull(r.arrival_s)},
+                    {"admitted_s", FiniteOrNull(r.admitted_s)},
+                    {"first_token_s", FiniteOrNull(r.first_token_s)},
+                    {"finish_s", FiniteOrNull(r.finish_s)},
                     {"prompt_len", r.prompt_len},
                     {"output_len", r.output_len}});
   }
   return {{"load", s.load},
-          {"target_rate", Num(s.target_rate)},
+          {"target_rate", FiniteOrNull(s.target_rate)},
           {"concurrency", s.concurrency},
           {"prompt_dist", s.prompt_dist},
           {"output_dist", s.output_dist},
@@ -50,10 +46,10 @@ json ServingRecordToJson(const ServingRecord& s) {
           {"warmup_requests", s.warmup_requests},
           {"steps", s.steps},
           {"max_step_prefill_tokens", s.max_step_prefill_tokens},
-          {"mean_running_batch", Num(s.mean_running_batch)},
-          {"duration_s", Num(s.duration_s)},
-          {"slo_ttft_s", Num(s.slo_ttft_s)},
-          {"slo_tpot_s", Num(s.slo_tpot_s)},
+          {"mean_running_batch", FiniteOrNull(s.mean_running_batch)},
+          {"duration_s", FiniteOrNull(s.duration_s)},
+          {"slo_ttft_s", FiniteOrNull(s.slo_ttft_s)},
+          {"slo_tpot_s", FiniteOrNull(s.slo_tpot_s)},
           {"replicas", s.replicas},
           {"requests", std::move(reqs)}};
 }
@@ -66,19 +62,19 @@ json ValidityRecordToJson(const ValidityRecord& v) {
                       {"samples", b.samples},
                       {"min_samples", b.min_samples},
                       {"bounded", b.bounded},
-                      {"upper_bound", b.bounded ? Num(b.upper_bound) : json(nullptr)}});
+                      {"upper_bound", b.bounded ? FiniteOrNull(b.upper_bound) : json(nullptr)}});
   }
   return {{"label", v.label},
           {"shortened", v.shortened},
           {"unstable", v.unstable},
           {"strict", v.strict},
           {"reasons", v.reasons},
-          {"min_duration_s", Num(v.min_duration_s)},
-          {"duration_s", Num(v.duration_s)},
+          {"min_duration_s", FiniteOrNull(v.min_duration_s)},
+          {"duration_s", FiniteOrNull(v.duration_s)},
           {"min_requests", v.min_requests},
           {"requests", v.requests},
-          {"max_cv", Num(v.max_cv)},
-          {"cv", Num(v.cv)},
+          {"max_cv", FiniteOrNull(v.max_cv)},
+          {"cv", FiniteOrNull(v.cv)},
           {"cv_of", v.cv_of},
           {"percentile_bounds", std::move(bounds)}};
 }
@@ -86,15 +82,15 @@ json ValidityRecordToJson(const ValidityRecord& v) {
 json SweepRecordToJson(const SweepRecord& s) {
   return {{"group", s.group},
           {"axis", s.axis},
-          {"value", Num(s.value)},
-          {"at_interactivity", Num(s.at_interactivity)}};
+          {"value", FiniteOrNull(s.value)},
+          {"at_interactivity", FiniteOrNull(s.at_interactivity)}};
 }
 
 Status ServingRecordFromJson(const json& j, const std::string& origin, ServingRecord* out) {
   return Guard(origin, "serving", [&] {
     ServingRecord s;
     j.at("load").get_to(s.load);
-    s.target_rate = NumOf(j.at("target_rate"));
+    s.target_rate = NumberOrNaN(j.at("target_rate"));
     j.at("concurrency").get_to(s.concurrency);
     j.at("prompt_dist").get_to(s.prompt_dist);
     j.at("output_dist").get_to(s.output_dist);
@@ -107,17 +103,17 @@ Status ServingRecordFromJson(const json& j, const std::string& origin, ServingRe
     j.at("warmup_requests").get_to(s.warmup_requests);
     j.at("steps").get_to(s.steps);
     j.at("max_step_prefill_tokens").get_to(s.max_step_prefill_tokens);
-    s.mean_running_batch = NumOf(j.at("mean_running_batch"));
-    s.duration_s = NumOf(j.at("duration_s"));
-    s.slo_ttft_s = NumOf(j.at("slo_ttft_s"));
-    s.slo_tpot_s = NumOf(j.at("slo_tpot_s"));
+    s.mean_running_batch = NumberOrNaN(j.at("mean_running_batch"));
+    s.duration_s = NumberOrNaN(j.at("duration_s"));
+    s.slo_ttft_s = NumberOrNaN(j.at("slo_ttft_s"));
+    s.slo_tpot_s = NumberOrNaN(j.at("slo_tpot_s"));
     s.replicas = j.value("replicas", int64_t{1});
     for (const json& r : j.at("requests")) {
       RequestSample q;
-      q.arrival_s = NumOf(r.at("arrival_s"));
-      q.admitted_s = NumOf(r.at("admitted_s"));
-      q.first_token_s = NumOf(r.at("first_token_s"));
-      q.finish_s = NumOf(r.at("finish_s"));
+      q.arrival_s = NumberOrNaN(r.at("arrival_s"));
+      q.admitted_s = NumberOrNaN(r.at("admitted_s"));
+      q.first_token_s = NumberOrNaN(r.at("first_token_s"));
+      q.finish_s = NumberOrNaN(r.at("finish_s"));
       r.at("prompt_len").get_to(q.prompt_len);
       r.at("output_len").get_to(q.output_len);
       s.requests.push_back(q);
@@ -134,12 +130,12 @@ Status ValidityRecordFromJson(const json& j, const std::string& origin, Validity
     j.at("unstable").get_to(v.unstable);
     j.at("strict").get_to(v.strict);
     j.at("reasons").get_to(v.reasons);
-    v.min_duration_s = NumOf(j.at("min_duration_s"));
-    v.duration_s = NumOf(j.at("duration_s"));
+    v.min_duration_s = NumberOrNaN(j.at("min_duration_s"));
+    v.duration_s = NumberOrNaN(j.at("duration_s"));
     j.at("min_requests").get_to(v.min_requests);
     j.at("requests").get_to(v.requests);
-    v.max_cv = NumOf(j.at("max_cv"));
-    v.cv = NumOf(j.at("cv"));
+    v.max_cv = NumberOrNaN(j.at("max_cv"));
+    v.cv = NumberOrNaN(j.at("cv"));
     j.at("cv_of").get_to(v.cv_of);
     for (const json& b : j.at("percentile_bounds")) {
       PercentileBound p;
@@ -148,7 +144,7 @@ Status ValidityRecordFromJson(const json& j, const std::string& origin, Validity
       b.at("samples").get_to(p.samples);
       b.at("min_samples").get_to(p.min_samples);
       b.at("bounded").get_to(p.bounded);
-      p.upper_bound = NumOf(b.at("upper_bound"));
+      p.upper_bound = NumberOrNaN(b.at("upper_bound"));
       v.percentile_bounds.push_back(p);
     }
     *out = std::move(v);
@@ -160,8 +156,8 @@ Status SweepRecordFromJson(const json& j, const std::string& origin, SweepRecord
     SweepRecord s;
     j.at("group").get_to(s.group);
     j.at("axis").get_to(s.axis);
-    s.value = NumOf(j.at("value"));
-    s.at_interactivity = NumOf(j.at("at_interactivity"));
+    s.value = NumberOrNaN(j.at("value"));
+    s.at_interactivity = NumberOrNaN(j.at("at_interactivity"));
     *out = s;
   });
 }

@@ -17,6 +17,7 @@
 #include "harness/plan.h"
 #include "harness/runner.h"
 #include "results/atomic_file.h"
+#include "results/json_number.h"
 #include "results/text_table.h"
 #include "workloads/json_fields.h"
 
@@ -31,8 +32,6 @@ std::string Fmt(double v, const char* f = "%.4g") {
   std::snprintf(buf, sizeof buf, f, v);
   return buf;
 }
-
-json Num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
 json PointJson(const LayoutPoint& p, int devices) {
   json pools = json::array();
@@ -51,16 +50,16 @@ json PointJson(const LayoutPoint& p, int devices) {
           {"overlap", p.deployment.overlap},
           {"sequences_per_rank", p.seqs_per_rank},
           {"prefill_chunk_tokens", p.prefill_chunk},
-          {"ttft_seconds", Num(p.ttft_s)},
-          {"tpot_seconds", Num(p.tpot_s)},
-          {"interactivity_tokens_per_second_per_user", Num(1 / p.tpot_s)},
-          {"output_tokens_per_second", Num(p.output_tokens_per_s)},
-          {"output_tokens_per_second_per_device", Num(p.output_tokens_per_s / devices)},
-          {"input_tokens_per_second", Num(p.input_tokens_per_s)},
-          {"cost_usd_per_million_output_tokens", Num(p.usd_per_mtok_output)},
-          {"cost_usd_per_million_input_tokens", Num(p.usd_per_mtok_input)},
-          {"energy_joules_per_output_token_all_in", Num(p.joules_per_output_token_all_in)},
-          {"output_tokens_per_second_per_megawatt", Num(p.output_tokens_per_s_per_mw)},
+          {"ttft_seconds", FiniteOrNull(p.ttft_s)},
+          {"tpot_seconds", FiniteOrNull(p.tpot_s)},
+          {"interactivity_tokens_per_second_per_user", FiniteOrNull(1 / p.tpot_s)},
+          {"output_tokens_per_second", FiniteOrNull(p.output_tokens_per_s)},
+          {"output_tokens_per_second_per_device", FiniteOrNull(p.output_tokens_per_s / devices)},
+          {"input_tokens_per_second", FiniteOrNull(p.input_tokens_per_s)},
+          {"cost_usd_per_million_output_tokens", FiniteOrNull(p.usd_per_mtok_output)},
+          {"cost_usd_per_million_input_tokens", FiniteOrNull(p.usd_per_mtok_input)},
+          {"energy_joules_per_output_token_all_in", FiniteOrNull(p.joules_per_output_token_all_in)},
+          {"output_tokens_per_second_per_megawatt", FiniteOrNull(p.output_tokens_per_s_per_mw)},
           {"meets_slo", p.meets_slo}};
 }
 
@@ -73,8 +72,8 @@ json ResultJson(const SystemResult& r) {
           {"status", r.status},
           {"message", r.message},
           {"cost_basis", r.cost_basis},
-          {"cost_per_device_hour_usd", Num(r.cost_per_device_hour_usd)},
-          {"all_in_power_w_per_device", Num(r.all_in_power_w)},
+          {"cost_per_device_hour_usd", FiniteOrNull(r.cost_per_device_hour_usd)},
+          {"all_in_power_w_per_device", FiniteOrNull(r.all_in_power_w)},
           {"best", r.points.empty() ? json(nullptr) : PointJson(r.best, r.devices)},
           {"points", points},
           {"how", "modelled"},
