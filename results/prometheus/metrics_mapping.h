@@ -43,6 +43,8 @@ struct SeriesLatest {
 /// in the order the series first appear, with the series' last success among `runs`.
 std::vector<SeriesLatest> LatestPerSeries(const std::vector<const RunRecord*>& runs);
 std::vector<SeriesLatest> LatestPerSeries(const std::vector<RunRecord>& runs);
+/// The result points into `runs`: a temporary would leave it dangling.
+std::vector<SeriesLatest> LatestPerSeries(std::vector<RunRecord>&& runs) = delete;
 
 /// End time of a run in Unix seconds (its start time when the end is unknown; NaN when both are).
 double RunEndSeconds(const RunRecord& r);

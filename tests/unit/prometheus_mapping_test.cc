@@ -264,7 +264,8 @@ TEST(PrometheusMapping, LatestPerSeriesCarriesTheLastSuccess) {
   RunRecord bad = ok;
   bad.status = "failed";
   bad.end_time = "2025-02-01T02:01:30Z";
-  const std::vector<SeriesLatest> latest = LatestPerSeries(std::vector<RunRecord>{bad, ok});
+  const std::vector<RunRecord> records{bad, ok};  // `latest` points into them
+  const std::vector<SeriesLatest> latest = LatestPerSeries(records);
   ASSERT_EQ(latest.size(), 1u);
   EXPECT_EQ(latest[0].latest->status, "failed");  // by end time, not order
   EXPECT_DOUBLE_EQ(latest[0].last_success_s, 1738288890.0);
