@@ -69,7 +69,10 @@ void AddThroughputMetrics(const WorkloadSpec& w, const std::vector<RankTimings>&
   const double decode_s = Median(decode_wall);
   M.push_back(Scalar("prefill_flops_per_second", "FLOP/s", how, prefill_cost.flops / prefill_s));
   M.push_back(Scalar("decode_bytes_per_second", "bytes/s", how, decode_cost.bytes / decode_s));
-  const double peak = ceilings.matmul_flops_per_s[static_cast<int>(w.dtype)] * devices;
+  // A weight-only run computes in bf16: its MFU is against the bf16 peak.
+  const bool weight_only = rec->precision.find("weight-only") != std::string::npos;
+  const DType compute = weight_only ? DType::kBF16 : w.dtype;
+  const double peak = ceilings.matmul_flops_per_s[static_cast<int>(compute)] * devices;
   const double bw = ceilings.mem_read_bytes_per_s * devices;
   if (peak > 0) {
     M.push_back(Scalar("mfu_prefill_ratio", "ratio", how, prefill_cost.flops / prefill_s / peak));

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "backends/cpu/matmul.h"
+#include "backends/cpu/quant_gemm.h"
 #include "backends/cpu/skinny_gemm.h"
 
 namespace cb::cpu {
@@ -37,6 +38,13 @@ MatmulRunner::MatmulRunner() : dnnl_(std::make_unique<OneDnn>()) {}
 MatmulRunner::~MatmulRunner() = default;
 
 Status MatmulRunner::CheckLayout(const PackedView& w) const {
+  if (w.dtype == DType::kInt8 && !Int8GemmAvailable()) {
+    return Status::Unsupported("int8 matmuls need AVX512_VNNI, which this CPU lacks");
+  }
+  if (w.dtype == DType::kFP8 && !Fp8GemmAvailable()) {
+    return Status::Unsupported("fp8 weight-only matmuls need AVX512_BF16, which this CPU lacks");
+  }
+  if (IsQuantized(w.dtype)) return Status::Ok();
   try {
     const size_t want = WeightsDesc(w).get_size();
     if (want != w.Bytes()) {
@@ -56,6 +64,8 @@ Status MatmulRunner::CheckLayout(const PackedView& w) const {
 }
 
 Status MatmulRunner::Reserve(int64_t rows, int64_t k_pad, DType dtype) {
+  if (dtype == DType::kInt8) quant_scale_.resize(std::max<size_t>(quant_scale_.size(), rows));
+  if (dtype == DType::kFP8) dtype = DType::kBF16;  // staged as bf16
   if (rows * k_pad * static_cast<int64_t>(DTypeBytes(dtype)) <=
       static_cast<int64_t>(staging_.size())) {
     return Status::Ok();
@@ -67,6 +77,7 @@ Status MatmulRunner::Reserve(int64_t rows, int64_t k_pad, DType dtype) {
 Status MatmulRunner::Run(const PackedView& w, const void* x, DType x_dtype, int64_t ldx,
                          int64_t rows, float* y, int64_t ldy) {
   if (rows <= 0) return Status::Ok();
+  if (IsQuantized(w.dtype)) return RunQuantized(w, x, x_dtype, ldx, rows, y, ldy);
   const bool skinny = w.dtype == DType::kBF16 && SkinnyGemmWins(rows);
   // Stage the input when its dtype differs from the weights', or when the skinny kernel needs
   // it zero-padded to k_pad.
@@ -97,6 +108,38 @@ Status MatmulRunner::Run(const PackedView& w, const void* x, DType x_dtype, int6
     return Status::Ok();
   }
   return RunOneDnn(w, x, ldx, rows, y, ldy);
+}
+
+Status MatmulRunner::RunQuantized(const PackedView& w, const void* x, DType x_dtype, int64_t ldx,
+                                  int64_t rows, float* y, int64_t ldy) {
+  if (x_dtype != MatmulInputDType(w.dtype)) {
+    return Status::Internal("a " + std::string(DTypeName(w.dtype)) + " matmul reads " +
+                            std::string(DTypeName(MatmulInputDType(w.dtype))) + " inputs, not " +
+                            std::string(DTypeName(x_dtype)));
+  }
+  const int64_t staged = rows * w.k_pad * (w.dtype == DType::kInt8 ? 1 : 2);
+  if (staged > static_cast<int64_t>(staging_.size()) ||
+      (w.dtype == DType::kInt8 && rows > static_cast<int64_t>(quant_scale_.size()))) {
+    return Status::Internal("matmul staging buffer too small (Reserve at Load)");
+  }
+  if (w.dtype == DType::kInt8) {
+    uint8_t* xu = staging_.as<uint8_t>();
+    QuantizeRowsU8(static_cast<const float*>(x), ldx, rows, w.k, w.k_pad, xu, quant_scale_.data());
+    Int8Gemm(w, xu, quant_scale_.data(), rows, y, ldy);
+    return Status::Ok();
+  }
+  if (w.k != w.k_pad) {  // the kernel reads k_pad values, zero beyond k
+    uint16_t* st = staging_.as<uint16_t>();
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint16_t* xr = static_cast<const uint16_t*>(x) + r * ldx;
+      std::copy_n(xr, w.k, st + r * w.k_pad);
+      std::fill(st + r * w.k_pad + w.k, st + (r + 1) * w.k_pad, uint16_t{0});
+    }
+    x = st;
+    ldx = w.k_pad;
+  }
+  Fp8WeightOnlyGemm(w, static_cast<const uint16_t*>(x), ldx, rows, y, ldy);
+  return Status::Ok();
 }
 
 Status MatmulRunner::RunOneDnn(const PackedView& w, const void* x, int64_t ldx, int64_t rows,
