@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "backends/cpu/host_info.h"
 #include "backends/cpu/vec_math.h"
@@ -77,10 +78,25 @@ inline __m512i Fp8ToBf16(__m256i codes) {
   return _mm512_or_si512(r, _mm512_slli_epi16(_mm512_and_si512(w, _mm512_set1_epi16(0x80)), 8));
 }
 
-/// Rows [0, M) of one fp8 block into y.
+/// The weights of one step (64 columns x 2 k) as 4 vectors of bf16 pairs: converted from the
+/// fp8 block, or loaded from a block converted before (`bf16`).
+inline void StepWeights(const uint8_t* wb, const uint16_t* bf16, int64_t s, __m512bh (&wv)[4]) {
+  if (bf16 != nullptr) {
+    for (int j = 0; j < 4; ++j) {
+      wv[j] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(bf16 + s * kFp8Step + 32 * j));
+    }
+    return;
+  }
+  const __m256i* wp = reinterpret_cast<const __m256i*>(wb + s * kFp8Step);
+  for (int j = 0; j < 4; ++j) {
+    wv[j] = reinterpret_cast<__m512bh>(Fp8ToBf16(_mm256_load_si256(wp + j)));
+  }
+}
+
+/// Rows [0, M) of one fp8 block into y; `bf16`: the block already converted (many rows).
 template <int M>
-void Fp8Rows(const PackedView& w, int64_t b, const uint16_t* x, int64_t ldx, float* y,
-             int64_t ldy) {
+void Fp8Rows(const PackedView& w, int64_t b, const uint16_t* bf16, const uint16_t* x, int64_t ldx,
+             float* y, int64_t ldy) {
   const uint8_t* wb = static_cast<const uint8_t*>(w.data) + b * w.BlockElems();
   const int64_t groups = w.k_pad / kFp8Block;
   __m512 acc[M][4];
@@ -93,10 +109,8 @@ void Fp8Rows(const PackedView& w, int64_t b, const uint16_t* x, int64_t ldx, flo
       for (int j = 0; j < 4; ++j) part[m][j] = _mm512_setzero_ps();
     }
     for (int64_t s = g * kFp8Block / 2; s < (g + 1) * kFp8Block / 2; ++s) {
-      const __m256i* wp = reinterpret_cast<const __m256i*>(wb + s * kFp8Step);
       __m512bh wv[4];
-      for (int j = 0; j < 4; ++j)
-        wv[j] = reinterpret_cast<__m512bh>(Fp8ToBf16(_mm256_load_si256(wp + j)));
+      StepWeights(wb, bf16, s, wv);
       for (int m = 0; m < M; ++m) {
         int32_t pair;
         std::memcpy(&pair, x + m * ldx + 2 * s, sizeof pair);
@@ -187,20 +201,36 @@ void Int8Gemm(const PackedView& w, const uint8_t* xu, const float* scale, int64_
 void Fp8WeightOnlyGemm(const PackedView& w, const uint16_t* x, int64_t ldx, int64_t rows, float* y,
                        int64_t ldy) {
   const int64_t blocks = w.n_pad / kPackN;
-#pragma omp parallel for schedule(static) if (blocks > 1)
-  for (int64_t b = 0; b < blocks; ++b) {
-    ForRowGroups<kFp8Rows>(rows, [&](int64_t r0, int64_t m) {
-      const uint16_t* xr = x + r0 * ldx;
-      float* yr = y + r0 * ldy;
-      switch (m) {
-        case 1:
-          return Fp8Rows<1>(w, b, xr, ldx, yr, ldy);
-        case 2:
-          return Fp8Rows<2>(w, b, xr, ldx, yr, ldy);
-        default:
-          return Fp8Rows<3>(w, b, xr, ldx, yr, ldy);
+  // More rows than one pass takes: each block is converted to bf16 once, into a per-thread
+  // buffer the passes then read from cache.
+  const bool convert = rows > kFp8Rows;
+#pragma omp parallel if (blocks > 1)
+  {
+    std::vector<uint16_t> block(convert ? static_cast<size_t>(w.BlockElems()) : 0);
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint16_t* bf16 = nullptr;
+      if (convert) {
+        const uint8_t* wb = static_cast<const uint8_t*>(w.data) + b * w.BlockElems();
+        for (int64_t i = 0; i < w.BlockElems(); i += 32) {
+          const __m256i codes = _mm256_load_si256(reinterpret_cast<const __m256i*>(wb + i));
+          _mm512_storeu_si512(block.data() + i, Fp8ToBf16(codes));
+        }
+        bf16 = block.data();
       }
-    });
+      ForRowGroups<kFp8Rows>(rows, [&](int64_t r0, int64_t m) {
+        const uint16_t* xr = x + r0 * ldx;
+        float* yr = y + r0 * ldy;
+        switch (m) {
+          case 1:
+            return Fp8Rows<1>(w, b, bf16, xr, ldx, yr, ldy);
+          case 2:
+            return Fp8Rows<2>(w, b, bf16, xr, ldx, yr, ldy);
+          default:
+            return Fp8Rows<3>(w, b, bf16, xr, ldx, yr, ldy);
+        }
+      });
+    }
   }
 }
 
