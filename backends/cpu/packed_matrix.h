@@ -41,7 +41,8 @@ inline constexpr int64_t PackGroup(DType dtype) {
 /// horizontal reductions, and oneDNN uses the same bytes with no reorder. n and k are padded
 /// with zeros to whole blocks.
 /// Quantised (quant_matrix.cc): int8 [k_pad / 4][64][4] per n-block with a scale and
-/// 128 x sum(row) (the u8 activations' offset) per row; fp8 e4m3 [k_pad / 2][64][2] with the
+/// 128 x sum(row) (the u8 activations' offset) per row; fp8 e4m3 [k_pad / 2][128 bytes: 64
+/// rows x 2, interleaved as Fp8StepOffset says] with the
 /// scale of each n-block's 128-column blocks (within one 128 x 128 block), [n-block][k_pad / 128].
 /// A packed matrix's blocks without their storage: the whole of a PackedMatrix, or a run of its
 /// 64-row blocks (one head's rows of a matrix that stacks every head).
@@ -67,7 +68,16 @@ struct PackedMatrix {
     const int64_t bk = PackK(dtype), g = PackGroup(dtype);
     const int64_t block = ((row / kPackN) * (k_pad / bk) + col / bk) * kPackN * bk;
     const int64_t r = row % kPackN, c = col % bk;
+    if (dtype == DType::kFP8) return block + (c / 2) * (kPackN * 2) + Fp8StepOffset(r, c % 2);
     return block + (c / g) * (kPackN * g) + r * g + (c % g);
+  }
+  /// fp8: byte of (row r, k parity p) in a step's 128 bytes. Each 64-byte half holds 32 rows;
+  /// its dword j is [row j, p 0 | row j + 16, p 0 | row j, p 1 | row j + 16, p 1], so the low
+  /// bytes of its 16-bit words are rows j's k-pairs and the high bytes rows j + 16's: two
+  /// shifts give the bf16 pairs of 16 rows each (quant_gemm.cc).
+  static int64_t Fp8StepOffset(int64_t r, int64_t p) {
+    const int64_t half = r / 32, rr = r % 32;
+    return half * 64 + (rr % 16) * 4 + p * 2 + rr / 16;
   }
   /// Elements of one n-block (64 rows over all of k_pad).
   int64_t BlockElems() const { return kPackN * k_pad; }

@@ -3,11 +3,13 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "backends/cpu/host_info.h"
 #include "backends/cpu/vec_math.h"
+#include "harness/core/dtype.h"
 #include "workloads/quant.h"
 
 namespace cb::cpu {
@@ -64,10 +66,9 @@ void Int8Rows(const PackedView& w, int64_t b, const uint8_t* x, const float* sx,
   }
 }
 
-/// An e4m3 code per 16-bit lane (32 codes) as bf16: exact. Normal codes move their exponent
-/// (bias 7 -> 127), subnormals (exponent 0: m x 2^-9) come from a table.
-inline __m512i Fp8ToBf16(__m256i codes) {
-  const __m512i w = _mm512_cvtepu8_epi16(codes);
+/// e4m3 codes in the low byte of each 16-bit lane (high byte 0) as bf16, exactly: normal codes
+/// move their exponent (bias 7 -> 127), subnormals (exponent 0: m x 2^-9) come from a table.
+inline __m512i Fp8WordsToBf16(__m512i w) {
   const __m512i mag = _mm512_and_si512(w, _mm512_set1_epi16(0x7f));
   __m512i r = _mm512_add_epi16(_mm512_slli_epi16(mag, 4), _mm512_set1_epi16(120 << 7));
   const __m512i sub =
@@ -78,49 +79,120 @@ inline __m512i Fp8ToBf16(__m256i codes) {
   return _mm512_or_si512(r, _mm512_slli_epi16(_mm512_and_si512(w, _mm512_set1_epi16(0x80)), 8));
 }
 
-/// The weights of one step (64 columns x 2 k) as 4 vectors of bf16 pairs: converted from the
-/// fp8 block, or loaded from a block converted before (`bf16`).
-inline void StepWeights(const uint8_t* wb, const uint16_t* bf16, int64_t s, __m512bh (&wv)[4]) {
-  if (bf16 != nullptr) {
-    for (int j = 0; j < 4; ++j) {
-      wv[j] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(bf16 + s * kFp8Step + 32 * j));
-    }
-    return;
-  }
-  const __m256i* wp = reinterpret_cast<const __m256i*>(wb + s * kFp8Step);
-  for (int j = 0; j < 4; ++j) {
-    wv[j] = reinterpret_cast<__m512bh>(Fp8ToBf16(_mm256_load_si256(wp + j)));
+/// 64 bytes of a step (32 rows x 2 k, packed_matrix.h's Fp8StepOffset) as the bf16 pairs of
+/// rows [0, 16) and [16, 32) of the half, exactly.
+inline void ExactHalf(__m512i v, __m512i* lo, __m512i* hi) {
+  *lo = Fp8WordsToBf16(_mm512_and_si512(v, _mm512_set1_epi16(0xff)));
+  *hi = Fp8WordsToBf16(_mm512_srli_epi16(v, 8));
+}
+
+/// The same as value x 2^-120 in 7 operations: the code's 7 magnitude bits placed under the
+/// bf16 exponent and mantissa unchanged (e4m3's exponent field becomes bf16's, so normal codes
+/// are normal bf16 numbers 2^-120 times their value). Subnormal codes become bf16 subnormals,
+/// which vdpbf16ps reads as zero: SubnormalMask finds them for a correction.
+inline void ScaledHalf(__m512i v, __m512i* lo, __m512i* hi) {
+  const __m512i mag = _mm512_set1_epi16(0x07f0), sign = _mm512_set1_epi16(-0x8000);
+  constexpr int kAOrBAndC = 0xf8;  // a | (b & c)
+  *lo = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_slli_epi16(v, 4), mag),
+                                  _mm512_slli_epi16(v, 8), sign, kAOrBAndC);
+  *hi =
+      _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v, 4), mag), v, sign, kAOrBAndC);
+}
+
+/// Bytes of `v` that are subnormal codes (exponent 0, mantissa not 0).
+inline __mmask64 SubnormalMask(__m512i v) {
+  return _mm512_testn_epi8_mask(v, _mm512_set1_epi8(0x78)) &
+         _mm512_test_epi8_mask(v, _mm512_set1_epi8(0x07));
+}
+
+/// Exact bf16 pairs of only the subnormal codes of a half (zero elsewhere).
+inline void SubnormalHalf(__m512i v, __m512i* lo, __m512i* hi) {
+  const __m512i w[2] = {_mm512_and_si512(v, _mm512_set1_epi16(0xff)), _mm512_srli_epi16(v, 8)};
+  __m512i* out[2] = {lo, hi};
+  for (int i = 0; i < 2; ++i) {
+    const __mmask32 m = _mm512_testn_epi16_mask(w[i], _mm512_set1_epi16(0x78)) &
+                        _mm512_test_epi16_mask(w[i], _mm512_set1_epi16(0x07));
+    *out[i] = _mm512_maskz_mov_epi16(m, Fp8WordsToBf16(w[i]));
   }
 }
 
-/// Rows [0, M) of one fp8 block into y; `bf16`: the block already converted (many rows).
+/// Decode inputs are multiplied by 2^kXShift (exact in bf16) to meet ScaledHalf's 2^-120:
+/// products are w x 2^-20, far from fp32's limits for any activation below 2^28.
+constexpr int kXShift = 100, kProductShift = 120 - kXShift;
+
+inline __m512bh Bcast(const uint16_t* x, int64_t s) {
+  int32_t pair;
+  std::memcpy(&pair, x + 2 * s, sizeof pair);
+  return reinterpret_cast<__m512bh>(_mm512_set1_epi32(pair));
+}
+
+/// One 128-column group of rows [0, M) against one fp8 block. Converted block (`bf16`): its
+/// exact pairs times x. Otherwise the scaled conversion times xs (x x 2^kXShift) into `part`,
+/// and the exact products of subnormal codes times x into `corr` (rare, kept in memory).
 template <int M>
-void Fp8Rows(const PackedView& w, int64_t b, const uint16_t* bf16, const uint16_t* x, int64_t ldx,
-             float* y, int64_t ldy) {
+inline void Fp8Group(const uint8_t* wb, const uint16_t* bf16, int64_t s0, int64_t s1,
+                     const uint16_t* x, const uint16_t* xs, int64_t ldx, __m512 (&part)[M][4],
+                     float (&corr)[M][64], bool* any_corr) {
+  for (int64_t s = s0; s < s1; ++s) {
+    __m512i wv[4];
+    if (bf16 != nullptr) {
+      for (int j = 0; j < 4; ++j) wv[j] = _mm512_loadu_si512(bf16 + s * kFp8Step + 32 * j);
+    } else {
+      for (int h = 0; h < 2; ++h) {
+        const __m512i v = _mm512_load_si512(wb + s * kFp8Step + 64 * h);
+        ScaledHalf(v, &wv[2 * h], &wv[2 * h + 1]);
+        if (SubnormalMask(v) == 0) continue;
+        __m512i lo, hi;
+        SubnormalHalf(v, &lo, &hi);
+        for (int m = 0; m < M; ++m) {
+          const __m512bh xb = Bcast(x + m * ldx, s);
+          for (int j = 0; j < 2; ++j) {
+            float* c = corr[m] + 16 * (2 * h + j);
+            const __m512bh wj = reinterpret_cast<__m512bh>(j == 0 ? lo : hi);
+            _mm512_storeu_ps(c, _mm512_dpbf16_ps(_mm512_loadu_ps(c), wj, xb));
+          }
+        }
+        *any_corr = true;
+      }
+    }
+    for (int m = 0; m < M; ++m) {
+      const __m512bh xb = Bcast((bf16 != nullptr ? x : xs) + m * ldx, s);
+      for (int j = 0; j < 4; ++j) {
+        part[m][j] = _mm512_dpbf16_ps(part[m][j], reinterpret_cast<__m512bh>(wv[j]), xb);
+      }
+    }
+  }
+}
+
+/// Rows [0, M) of one fp8 block into y; `bf16`: the block already converted exactly (many
+/// rows), else `xs` holds the rows times 2^kXShift.
+template <int M>
+void Fp8Rows(const PackedView& w, int64_t b, const uint16_t* bf16, const uint16_t* x,
+             const uint16_t* xs, int64_t ldx, float* y, int64_t ldy) {
   const uint8_t* wb = static_cast<const uint8_t*>(w.data) + b * w.BlockElems();
   const int64_t groups = w.k_pad / kFp8Block;
+  const float unscale = bf16 != nullptr ? 1.0f : std::ldexp(1.0f, kProductShift);
   __m512 acc[M][4];
   for (int m = 0; m < M; ++m) {
     for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_ps();
   }
   for (int64_t g = 0; g < groups; ++g) {
     __m512 part[M][4];
+    alignas(64) float corr[M][64] = {};
+    bool any_corr = false;
     for (int m = 0; m < M; ++m) {
       for (int j = 0; j < 4; ++j) part[m][j] = _mm512_setzero_ps();
     }
-    for (int64_t s = g * kFp8Block / 2; s < (g + 1) * kFp8Block / 2; ++s) {
-      __m512bh wv[4];
-      StepWeights(wb, bf16, s, wv);
-      for (int m = 0; m < M; ++m) {
-        int32_t pair;
-        std::memcpy(&pair, x + m * ldx + 2 * s, sizeof pair);
-        const __m512bh xb = reinterpret_cast<__m512bh>(_mm512_set1_epi32(pair));
-        for (int j = 0; j < 4; ++j) part[m][j] = _mm512_dpbf16_ps(part[m][j], wv[j], xb);
-      }
-    }
-    const __m512 sc = _mm512_set1_ps(w.scales[b * groups + g]);
+    const int64_t s0 = g * kFp8Block / 2;
+    Fp8Group<M>(wb, bf16, s0, s0 + kFp8Block / 2, x, xs, ldx, part, corr, &any_corr);
+    const float scale = w.scales[b * groups + g];
+    const __m512 sc = _mm512_set1_ps(scale * unscale), sc_corr = _mm512_set1_ps(scale);
     for (int m = 0; m < M; ++m) {
-      for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_fmadd_ps(part[m][j], sc, acc[m][j]);
+      for (int j = 0; j < 4; ++j) {
+        acc[m][j] = _mm512_fmadd_ps(part[m][j], sc, acc[m][j]);
+        if (any_corr)
+          acc[m][j] = _mm512_fmadd_ps(_mm512_load_ps(corr[m] + 16 * j), sc_corr, acc[m][j]);
+      }
     }
   }
   const int64_t n0 = b * kPackN, n_valid = std::min<int64_t>(kPackN, w.n - n0);
@@ -201,9 +273,21 @@ void Int8Gemm(const PackedView& w, const uint8_t* xu, const float* scale, int64_
 void Fp8WeightOnlyGemm(const PackedView& w, const uint16_t* x, int64_t ldx, int64_t rows, float* y,
                        int64_t ldy) {
   const int64_t blocks = w.n_pad / kPackN;
-  // More rows than one pass takes: each block is converted to bf16 once, into a per-thread
-  // buffer the passes then read from cache.
+  // Few rows (decode): each step converted in registers (ScaledHalf), inputs scaled once here.
+  // More rows than one pass takes: each block converted exactly to bf16 once, into a
+  // per-thread buffer the passes then read from cache.
   const bool convert = rows > kFp8Rows;
+  thread_local std::vector<uint16_t> scaled;
+  if (!convert) {
+    scaled.resize(static_cast<size_t>(rows * ldx));
+    const float f = std::ldexp(1.0f, kXShift);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < w.k_pad; ++c) {
+        scaled[r * ldx + c] = FloatToBf16(Bf16ToFloat(x[r * ldx + c]) * f);  // exact
+      }
+    }
+  }
+  const uint16_t* xs = scaled.data();
 #pragma omp parallel if (blocks > 1)
   {
     std::vector<uint16_t> block(convert ? static_cast<size_t>(w.BlockElems()) : 0);
@@ -212,22 +296,25 @@ void Fp8WeightOnlyGemm(const PackedView& w, const uint16_t* x, int64_t ldx, int6
       const uint16_t* bf16 = nullptr;
       if (convert) {
         const uint8_t* wb = static_cast<const uint8_t*>(w.data) + b * w.BlockElems();
-        for (int64_t i = 0; i < w.BlockElems(); i += 32) {
-          const __m256i codes = _mm256_load_si256(reinterpret_cast<const __m256i*>(wb + i));
-          _mm512_storeu_si512(block.data() + i, Fp8ToBf16(codes));
+        for (int64_t i = 0; i < w.BlockElems(); i += 64) {  // half-steps, in the pairs' order
+          __m512i lo, hi;
+          ExactHalf(_mm512_load_si512(wb + i), &lo, &hi);
+          _mm512_storeu_si512(block.data() + i, lo);
+          _mm512_storeu_si512(block.data() + i + 32, hi);
         }
         bf16 = block.data();
       }
       ForRowGroups<kFp8Rows>(rows, [&](int64_t r0, int64_t m) {
         const uint16_t* xr = x + r0 * ldx;
+        const uint16_t* xsr = xs + r0 * ldx;
         float* yr = y + r0 * ldy;
         switch (m) {
           case 1:
-            return Fp8Rows<1>(w, b, bf16, xr, ldx, yr, ldy);
+            return Fp8Rows<1>(w, b, bf16, xr, xsr, ldx, yr, ldy);
           case 2:
-            return Fp8Rows<2>(w, b, bf16, xr, ldx, yr, ldy);
+            return Fp8Rows<2>(w, b, bf16, xr, xsr, ldx, yr, ldy);
           default:
-            return Fp8Rows<3>(w, b, bf16, xr, ldx, yr, ldy);
+            return Fp8Rows<3>(w, b, bf16, xr, xsr, ldx, yr, ldy);
         }
       });
     }

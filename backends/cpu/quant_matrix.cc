@@ -17,7 +17,7 @@ Status PackQuantBlock(const std::vector<const WeightDesc*>& parts,
                       const std::vector<int64_t>& starts, const WeightSource& source,
                       PackedMatrix* out, int64_t nb, std::vector<uint8_t>* row) {
   const DType dt = out->dtype;
-  const int64_t g = PackGroup(dt), k_pad = out->k_pad, groups = k_pad / kFp8Block;
+  const int64_t k_pad = out->k_pad, groups = k_pad / kFp8Block;
   uint8_t* block = out->data.as<uint8_t>() + nb * out->BlockElems();
   row->resize(static_cast<size_t>(out->k));
   for (int64_t r = 0; r < kPackN; ++r) {
@@ -32,7 +32,7 @@ Status PackQuantBlock(const std::vector<const WeightDesc*>& parts,
     }
     for (int64_t c = 0; c < k_pad; ++c) {
       const uint8_t q = c < out->k ? (*row)[c] : 0;
-      block[(c / g) * (kPackN * g) + r * g + c % g] = q;
+      block[out->Offset(r, c)] = q;
       sum += static_cast<int8_t>(q);
     }
     if (dt == DType::kInt8) {
