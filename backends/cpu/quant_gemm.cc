@@ -244,6 +244,22 @@ void QuantizeRowsU8(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_
   }
 }
 
+void Int8Epilogue(const PackedView& w, const float* scale, int64_t rows, float* y, int64_t ldy) {
+#pragma omp parallel for schedule(static) if (rows * w.n > (1 << 16))
+  for (int64_t m = 0; m < rows; ++m) {
+    float* row = y + m * ldy;
+    const __m512 sx = _mm512_set1_ps(scale[m]);
+    for (int64_t n = 0; n < w.n; n += 16) {
+      const __mmask16 k = TailMask(w.n - n);
+      const __m512i acc = _mm512_maskz_loadu_epi32(k, row + n);
+      const __m512 v =
+          _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, _mm512_maskz_loadu_epi32(k, w.comp + n)));
+      Store16(row + n, _mm512_mul_ps(v, _mm512_mul_ps(sx, _mm512_maskz_loadu_ps(k, w.scales + n))),
+              k);
+    }
+  }
+}
+
 void Int8Gemm(const PackedView& w, const uint8_t* xu, const float* scale, int64_t rows, float* y,
               int64_t ldy) {
   const int64_t blocks = w.n_pad / kPackN;

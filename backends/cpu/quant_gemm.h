@@ -22,6 +22,10 @@ void QuantizeRowsU8(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_
 void Int8Gemm(const PackedView& w, const uint8_t* xu, const float* scale, int64_t rows, float* y,
               int64_t ldy);
 
+/// In place: y[m, n] holds the int32 sum over u8 codes x s8 weights (oneDNN's output, same
+/// bytes); it becomes (sum - 128 x row sum) x scale[m] x s_w[n] in fp32, as Int8Gemm gives.
+void Int8Epilogue(const PackedView& w, const float* scale, int64_t rows, float* y, int64_t ldy);
+
 /// y[m, 0:n) = x[m, :] . W^T for packed fp8 W, weight-only: each e4m3 code becomes bf16 in
 /// registers (exact), vdpbf16ps accumulates each 128-column block in fp32, times the block's
 /// scale. x: bf16 rows (stride ldx) of k_pad values, zero beyond k.
