@@ -23,16 +23,15 @@ constexpr int kFp8Rows = 3;
 constexpr int64_t kInt8Step = 4 * kPackN, kFp8Step = 2 * kPackN;
 constexpr int64_t kPrefetchBytes = 2048;
 
+/// acc[m][j] += x[m] quad q . step q's weights (columns 16j..16j+15) for q in [q0, q1).
 template <int M>
-void Int8Block(const int8_t* wb, int64_t quads, const uint8_t* x, int64_t ldx,
-               __m512i (&acc)[M][4]) {
-  for (int m = 0; m < M; ++m) {
-    for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_si512();
-  }
-  for (int64_t q = 0; q < quads; ++q) {
+inline void Int8Steps(const int8_t* wb, int64_t q0, int64_t q1, int64_t stride, const uint8_t* x,
+                      int64_t ldx, __m512i (&acc)[M][4]) {
+  for (int64_t q = q0; q < q1; q += stride) {
     const __m512i* wp = reinterpret_cast<const __m512i*>(wb + q * kInt8Step);
-    if constexpr (M > 1)
+    if constexpr (M > 1) {
       _mm_prefetch(reinterpret_cast<const char*>(wp) + kPrefetchBytes, _MM_HINT_T0);
+    }
     const __m512i w0 = _mm512_load_si512(wp), w1 = _mm512_load_si512(wp + 1);
     const __m512i w2 = _mm512_load_si512(wp + 2), w3 = _mm512_load_si512(wp + 3);
     for (int m = 0; m < M; ++m) {
@@ -44,6 +43,27 @@ void Int8Block(const int8_t* wb, int64_t quads, const uint8_t* x, int64_t ldx,
       acc[m][2] = _mm512_dpbusd_epi32(acc[m][2], xb, w2);
       acc[m][3] = _mm512_dpbusd_epi32(acc[m][3], xb, w3);
     }
+  }
+}
+
+template <int M>
+void Int8Block(const int8_t* wb, int64_t quads, const uint8_t* x, int64_t ldx,
+               __m512i (&acc)[M][4]) {
+  for (int m = 0; m < M; ++m) {
+    for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_si512();
+  }
+  if constexpr (M == 1) {
+    // One row: even and odd quads into separate accumulators (8 independent chains).
+    __m512i odd[1][4] = {{_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                          _mm512_setzero_si512()}};
+    for (int64_t q = 0; q + 1 < quads; q += 2) {
+      Int8Steps<1>(wb, q, q + 1, 1, x, ldx, acc);
+      Int8Steps<1>(wb, q + 1, q + 2, 1, x, ldx, odd);
+    }
+    if (quads % 2) Int8Steps<1>(wb, quads - 1, quads, 1, x, ldx, acc);
+    for (int j = 0; j < 4; ++j) acc[0][j] = _mm512_add_epi32(acc[0][j], odd[0][j]);
+  } else {
+    Int8Steps<M>(wb, 0, quads, 1, x, ldx, acc);
   }
 }
 
