@@ -47,6 +47,9 @@ struct SessionConfig {
   /// The KV cache's element type; unset: DefaultKvDType(dtype). A backend that cannot store
   /// the cache in this type refuses the session (kUnsupported).
   std::optional<DType> kv_dtype;
+  /// fp8/int8 with the weights quantised only: activations stay in bf16 and matmuls compute
+  /// in bf16 with the weights' scales (a device says so in Support::weight_only).
+  bool weight_only = false;
   int64_t max_sequences = 1;    ///< KV-cache slots
   int64_t max_context = 0;      ///< tokens per slot
   int64_t max_step_tokens = 0;  ///< most new tokens in one step (sum over sequences)
@@ -142,6 +145,8 @@ class EnergyMeter {
 struct Support {
   bool supported = true;
   std::string reason;
+  /// A quantised dtype the device runs weight-only (SessionConfig::weight_only).
+  bool weight_only = false;
 };
 
 class Device {

@@ -70,17 +70,21 @@ double MaxCeilingDrift(const WorkloadSpec& w) {
   return w.serving.max_ceiling_drift > 0 ? w.serving.max_ceiling_drift : kDefaultMaxCeilingDrift;
 }
 
-std::string SampleCeilingsBeside(const WorkloadSpec& w, const RunnerOptions& opts, bool before,
-                                 WindowProbes* probes) {
+DType MatmulDType(const WorkloadSpec& w, const RunRecord& rec) {
+  return rec.precision.find("weight-only") != std::string::npos ? DType::kBF16 : w.dtype;
+}
+
+std::string SampleCeilingsBeside(const WorkloadSpec& w, DType matmul_dtype,
+                                 const RunnerOptions& opts, bool before, WindowProbes* probes) {
   if (opts.ceiling_probe == nullptr || !w.serving.ceiling_probes) return "";
   if (!before && !probes->error.empty()) return "";  // the first probe failed: no pair
   CeilingSample& s = before ? probes->before : probes->after;
-  if (Status st = opts.ceiling_probe->Sample(w.dtype, &s); !st.ok()) {
+  if (Status st = opts.ceiling_probe->Sample(matmul_dtype, &s); !st.ok()) {
     probes->error = st.message();
     return "ceiling probe failed (" + st.message() + "); MFU/MBU against the cached ceilings";
   }
   probes->taken = !before;
-  return Describe(s, before ? "before" : "after", w.dtype);
+  return Describe(s, before ? "before" : "after", matmul_dtype);
 }
 
 CeilingPlan PlanCeilings(const CeilingPlanInput& in) {
@@ -166,7 +170,7 @@ void AddJudgedMetrics(const WorkloadSpec& w, const RunnerOptions& opts, bool sim
                       const OpCost& decode_cost, Provenance how, RunRecord* rec) {
   CeilingPlanInput in;
   in.cached = opts.ceilings;
-  in.dtype = w.dtype;
+  in.dtype = MatmulDType(w, *rec);
   in.devices = static_cast<int>(ranks.size());
   in.simulated = simulated;
   in.max_drift = MaxCeilingDrift(w);
@@ -176,7 +180,7 @@ void AddJudgedMetrics(const WorkloadSpec& w, const RunnerOptions& opts, bool sim
     in.method =
         "in-run probes turned off (--no-ceiling-probes); MFU/MBU against " + opts.ceilings.source;
   } else {
-    in.method = opts.ceiling_probe->Method(w.dtype);
+    in.method = opts.ceiling_probe->Method(in.dtype);
   }
   in.cache_bytes = opts.ceiling_probe != nullptr ? opts.ceiling_probe->CacheBytes() : 0;
   const double devices = static_cast<double>(std::max<size_t>(1, ranks.size()));

@@ -39,8 +39,12 @@ double MaxCeilingDrift(const WorkloadSpec& w);
 /// `opts.ceiling_probe` is set and the workload keeps probes on. A failed probe is kept in
 /// `probes->error` (the run then falls back on the cached ceilings). Returns a progress line,
 /// empty when nothing was sampled.
-std::string SampleCeilingsBeside(const WorkloadSpec& w, const RunnerOptions& opts, bool before,
-                                 WindowProbes* probes);
+std::string SampleCeilingsBeside(const WorkloadSpec& w, DType matmul_dtype,
+                                 const RunnerOptions& opts, bool before, WindowProbes* probes);
+
+/// The dtype whose matmul peak a run's MFU is judged against: bf16 for a weight-only run (its
+/// 8-bit weights become bf16 in registers and it computes in bf16), else the run's dtype.
+DType MatmulDType(const WorkloadSpec& w, const RunRecord& rec);
 
 /// What PlanCeilings needs.
 struct CeilingPlanInput {

@@ -136,9 +136,10 @@ bool TokensValid(const StepIO& io, int64_t vocab) {
 
 namespace {
 
-/// Records the failure of `what` in the run; only a cancellation stops the plan.
+/// Records the failure of `what` in the run; only a cancellation stops the plan. A combination
+/// the backend cannot run (a KV dtype, a quantised MoE model) is skipped, not failed.
 Status Fail(RunRecord* rec, const std::string& what, const Status& s) {
-  rec->status = "failed";
+  rec->status = s.code() == StatusCode::kUnsupported ? "skipped" : "failed";
   rec->status_message = what + ": " + s.message();
   return s.code() == StatusCode::kCancelled ? s : Status::Ok();
 }
@@ -195,14 +196,16 @@ Status CheckDeviceMemory(const WorkloadSpec& w, const ParallelContext& par,
 /// Every replica verifies on its own; the run is valid only if all of them passed. Leaves the
 /// record failed or invalid when the run must stop.
 Status VerifyReplicas(const WorkloadSpec& w, const ParallelContext& par, const OpStream& stream,
-                      Session& session, const WeightSource& weights, const RunnerOptions& opts,
-                      RunRecord* rec) {
+                      Session& session, const WeightSource& weights, bool weight_only,
+                      const RunnerOptions& opts, RunRecord* rec) {
   if (w.verify) {
     Progress(opts, "verifying against the reference backend");
     WorkloadSpec replica = w;  // this replica's share of the batch
     replica.batch = LocalBatch(w.batch, par.dp, par.dp_rank);
-    Status s =
-        VerifyAgainstReference(replica, stream, session, weights, par.tp_group, &rec->verification);
+    AccuracyRecord accuracy;
+    Status s = VerifyAgainstReference(replica, stream, session, weights, par.tp_group,
+                                      &rec->verification, weight_only, &accuracy);
+    if (s.ok() && IsQuantized(w.dtype) && accuracy.positions > 0) rec->accuracy = accuracy;
     if (!s.ok()) return Fail(rec, "verification", s);
   } else {
     rec->verification.status = "not_run";
@@ -304,7 +307,7 @@ Status MeasureRepetitions(const Window& win, MoeLoadSteps* moe_load, RankTimings
     const bool warm = rep < w.warmup;
     if (rep == w.warmup && probe) {
       if (Status s = barrier(); !s.ok()) return Fail(rec, "synchronising ranks", s);
-      Progress(opts, SampleCeilingsBeside(w, opts, /*before=*/true, &mine->probes));
+      Progress(opts, SampleCeilingsBeside(w, MatmulDType(w, *rec), opts, /*before=*/true, &mine->probes));
     }
     // Replicas start each repetition together, so the slowest one sets the cluster's time.
     if (Status s = barrier(); !s.ok()) return Fail(rec, "synchronising ranks", s);
@@ -335,7 +338,7 @@ Status MeasureRepetitions(const Window& win, MoeLoadSteps* moe_load, RankTimings
   ReadEnergy(opts, energy_started, mine, rec);
   if (probe) {
     if (Status s = barrier(); !s.ok()) return Fail(rec, "synchronising ranks", s);
-    Progress(opts, SampleCeilingsBeside(w, opts, /*before=*/false, &mine->probes));
+    Progress(opts, SampleCeilingsBeside(w, MatmulDType(w, *rec), opts, /*before=*/false, &mine->probes));
   }
   return Status::Ok();
 }
@@ -387,6 +390,7 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
     rec->status_message = support.reason;
     return Status::Ok();
   }
+  rec->precision = PrecisionLabel(w.dtype, support.weight_only);
   // A single process (opts.parallel null) is a job of one rank with a one-rank TP group.
   static SingleRankCommunicator single_rank;
   static const ParallelContext kSingle = [] {
@@ -405,6 +409,8 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
 
   SessionConfig cfg;
   cfg.dtype = w.dtype;
+  cfg.kv_dtype = w.kv_dtype;
+  cfg.weight_only = support.weight_only;
   cfg.max_sequences = local_batch;
   cfg.max_context = w.prompt_len + w.gen_len;
   cfg.max_step_tokens = local_batch * w.prompt_len;
@@ -421,7 +427,7 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   const WeightSource weights(w.seed);
   if (Status s = session->Load(stream, weights); !s.ok()) return Fail(rec, "loading weights", s);
   load_progress.Done(session->AllocatedBytes());
-  if (Status s = VerifyReplicas(w, par, stream, *session, weights, opts, rec);
+  if (Status s = VerifyReplicas(w, par, stream, *session, weights, support.weight_only, opts, rec);
       !s.ok() || rec->status != "ok") {
     return s;
   }

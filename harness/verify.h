@@ -8,7 +8,10 @@ namespace cb {
 
 /// Largest error, relative to max |reference logit|, accepted for a dtype. A wrong kernel
 /// gives errors of order 1; these bounds leave room for bf16 rounding over many layers.
-double VerifyTolerance(DType dtype);
+double VerifyTolerance(DType dtype, bool weight_only = false);
+
+/// "int8 (W8A8)", "fp8 (W8A8)" or "fp8 (weight-only)"; empty for unquantised dtypes.
+std::string PrecisionLabel(DType dtype, bool weight_only);
 
 /// Sequences and teacher-forced positions a verification of `w` uses.
 struct VerifyShape {
@@ -26,7 +29,16 @@ VerifyShape VerifyShapeFor(const WorkloadSpec& w);
 /// workload's batch and context. Under tensor parallelism every rank of `group` runs the backend's
 /// steps (they are collective) and only the group's rank 0 runs the reference and compares; the
 /// outcome is then broadcast to the group. `group` may be null for a single rank.
+/// A quantised dtype (int8, fp8) is compared with the reference quantised the same way
+/// (`weight_only`: weights only, SessionConfig::weight_only); with `accuracy`, the backend's
+/// logits are also compared with the unquantised (bf16) reference's (AccuracyOf).
 Status VerifyAgainstReference(const WorkloadSpec& w, const OpStream& stream, Session& session,
-                              const WeightSource& weights, Communicator* group, Verification* out);
+                              const WeightSource& weights, Communicator* group, Verification* out,
+                              bool weight_only = false, AccuracyRecord* accuracy = nullptr);
+
+/// Top-1 agreement and mean KL(baseline || run) of the softmax of each row of `vocab` logits;
+/// both are lists of steps of rows.
+AccuracyRecord AccuracyOf(const std::vector<std::vector<float>>& baseline,
+                          const std::vector<std::vector<float>>& run, int64_t vocab);
 
 }  // namespace cb

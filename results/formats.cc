@@ -135,6 +135,20 @@ std::string VerifyCell(const RunRecord& r) {
   return s.empty() ? kMissing : s;
 }
 
+/// The dtype, with how a quantised one ran: "fp8 (weight-only)".
+std::string DTypeCell(const RunRecord& r) {
+  return r.precision.empty() ? std::string(DTypeName(r.workload.dtype)) : r.precision;
+}
+
+/// A quantised run's accuracy against the unquantised model: "top1 94% KL 0.0031".
+std::string AccuracyCell(const RunRecord& r) {
+  if (!r.accuracy) return kMissing;
+  char s[64];
+  std::snprintf(s, sizeof s, "top1 %.0f%% KL %.2g", 100 * r.accuracy->top1_agreement,
+                r.accuracy->mean_kl_divergence);
+  return s;
+}
+
 enum class Pick { kValue, kP50, kP99 };
 
 /// A metric figure for table and md: "-" when the run is not ok, the metric is missing or not
@@ -180,7 +194,7 @@ std::vector<Column> SummaryColumns() {
       {"model", false, ModelName},
       {"backend", false, BackendName},
       {"device", false, DeviceName},
-      {"dtype", false, [](const RunRecord& r) { return std::string(DTypeName(r.workload.dtype)); }},
+      {"dtype", false, DTypeCell},
       {"scenario", false, ScenarioCell},
       {"batch", true, [](const RunRecord& r) { return std::to_string(r.workload.batch); }},
       {"prompt/gen", true,
@@ -202,6 +216,7 @@ std::vector<Column> SummaryColumns() {
       metric("$/Mtok in", "cost_usd_per_million_input_tokens", Pick::kValue, 1),
       metric("$/Mtok out", "cost_usd_per_million_output_tokens", Pick::kValue, 1),
       {"verify", false, VerifyCell},
+      {"accuracy vs bf16", false, AccuracyCell},
   };
 }
 
@@ -384,6 +399,13 @@ std::string RenderCsv(const std::vector<RunRecord>& runs) {
       {"verification", [](const RunRecord& r) { return r.verification.status; }},
       {"verification_max_rel_error",
        [](const RunRecord& r) { return RawNumber(r.verification.max_rel_error); }},
+      {"precision", [](const RunRecord& r) { return r.precision; }},
+      {"accuracy_top1_agreement",
+       [](const RunRecord& r) { return r.accuracy ? RawNumber(r.accuracy->top1_agreement) : ""; }},
+      {"accuracy_mean_kl_divergence",
+       [](const RunRecord& r) {
+         return r.accuracy ? RawNumber(r.accuracy->mean_kl_divergence) : "";
+       }},
       {"energy_source",
        [](const RunRecord& r) { return r.energy ? r.energy->reading.source : std::string(); }},
       {"energy_valid",

@@ -525,6 +525,22 @@ Status ReadVerification(const Reader& r, const json& doc, Verification* v) {
   return r.Bool(*o, p, "nan_found", &v->nan_found);
 }
 
+Status ReadAccuracy(const Reader& r, const json& doc, RunRecord* rec) {
+  if (doc.contains("precision"))
+    CB_RETURN_IF_ERROR(r.String(doc, "", "precision", &rec->precision));
+  if (!doc.contains("accuracy")) return Status::Ok();
+  const json* o;
+  CB_RETURN_IF_ERROR(r.Object(doc, "", "accuracy", &o));
+  const std::string p = "accuracy";
+  AccuracyRecord a;
+  CB_RETURN_IF_ERROR(r.String(*o, p, "baseline_dtype", &a.baseline_dtype));
+  CB_RETURN_IF_ERROR(r.Integer<int64_t>(*o, p, "positions", &a.positions, 0));
+  CB_RETURN_IF_ERROR(r.Number(*o, p, "top1_agreement", &a.top1_agreement));
+  CB_RETURN_IF_ERROR(r.Number(*o, p, "mean_kl_divergence", &a.mean_kl_divergence));
+  rec->accuracy = a;
+  return Status::Ok();
+}
+
 }  // namespace
 
 json ToJson(const RunRecord& rec) {
@@ -626,6 +642,13 @@ json ToJson(const RunRecord& rec) {
     doc["verification"]["route_flips"] = v.route_flips;
     doc["verification"]["route_logit_error"] = FiniteOrNull(v.route_logit_error);
   }
+  if (!rec.precision.empty()) doc["precision"] = rec.precision;
+  if (rec.accuracy) {
+    doc["accuracy"] = json{{"baseline_dtype", rec.accuracy->baseline_dtype},
+                           {"positions", rec.accuracy->positions},
+                           {"top1_agreement", Num(rec.accuracy->top1_agreement)},
+                           {"mean_kl_divergence", Num(rec.accuracy->mean_kl_divergence)}};
+  }
   doc["generated_tokens"] = rec.generated_tokens;
   if (rec.energy) doc["energy"] = EnergyRecordToJson(*rec.energy);
   if (rec.cluster) doc["cluster"] = ClusterRecordToJson(*rec.cluster);
@@ -660,6 +683,7 @@ Status FromJson(const json& doc, const std::string& origin, RunRecord* out) {
   CB_RETURN_IF_ERROR(ReadMetrics(r, doc, &rec.metrics));
   CB_RETURN_IF_ERROR(ReadSamples(r, doc, &rec.samples));
   CB_RETURN_IF_ERROR(ReadVerification(r, doc, &rec.verification));
+  CB_RETURN_IF_ERROR(ReadAccuracy(r, doc, &rec));
   const json* tokens;
   CB_RETURN_IF_ERROR(r.Array(doc, "", "generated_tokens", &tokens));
   rec.generated_tokens.resize(tokens->size());

@@ -17,7 +17,8 @@
 
 namespace cb {
 
-/// 1.1 added energy and cost; 1.2 the fp8/int8 dtypes, kv_dtype and the simulated deployment.
+/// 1.1 added energy and cost; 1.2 the fp8/int8 dtypes, kv_dtype and the simulated deployment
+/// (and, optional within 1.2, a quantised run's `precision` and `accuracy`).
 inline constexpr const char* kSchemaVersion = "1.2";
 
 /// How a figure was obtained. Every metric in a result carries one.
@@ -66,6 +67,16 @@ struct Verification {
   double route_logit_error = 0;
 };
 
+/// What a quantised run's precision costs: its next-token distributions against the
+/// unquantised model's (the reference in `baseline_dtype`) on the verification's teacher-forced
+/// prefix.
+struct AccuracyRecord {
+  std::string baseline_dtype = "bf16";
+  int64_t positions = 0;          ///< distributions compared (sequences x positions)
+  double top1_agreement = 0;      ///< share whose argmax is the baseline's
+  double mean_kl_divergence = 0;  ///< mean KL(baseline || run) in nats
+};
+
 /// A device's ceilings (matmul peak per dtype, memory read bandwidth). In a record: the
 /// micro-suite's cached figures for the host (or a GPU's, measured in the process), the
 /// reference figure; MFU and MBU divide by the figures `ceiling_check` says were used.
@@ -103,6 +114,10 @@ struct RunRecord {
   std::vector<Metric> metrics;
   std::vector<RepetitionSample> samples;
   Verification verification;
+  /// How a quantised dtype ran: "int8 (W8A8)", "fp8 (W8A8)", "fp8 (weight-only)"; empty for
+  /// other dtypes.
+  std::string precision;
+  std::optional<AccuracyRecord> accuracy;  ///< quantised runs that verified
   std::vector<int32_t> generated_tokens;   ///< greedy tokens of the first sequence, last rep
   std::optional<EnergyRecord> energy;      ///< absent when no meter ran (failed runs, --energy off)
   std::optional<CostRecord> cost;          ///< absent when the run is not ok

@@ -3,6 +3,7 @@
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/cpu_session.h"
 #include "backends/cpu/host_info.h"
+#include "backends/cpu/quant_gemm.h"
 
 namespace cb {
 namespace {
@@ -38,9 +39,15 @@ class CpuDevice final : public Device {
         return {};
       case DType::kF16:
         return {false, "the cpu backend does not run fp16"};
-      case DType::kFP8:
+      case DType::kFP8:  // x86 has no fp8 arithmetic: fp8 weights, bf16 compute
+        if (!cpu::Fp8GemmAvailable()) {
+          return {false, "fp8 weight-only needs AVX512_BF16, which this CPU lacks"};
+        }
+        return {true, "", /*weight_only=*/true};
       case DType::kInt8:
-        return {false, "the cpu backend does not run " + std::string(DTypeName(dtype)) + " yet"};
+        if (!cpu::Int8GemmAvailable())
+          return {false, "int8 needs AVX512_VNNI, which this CPU lacks"};
+        return {};
     }
     return {false, "unknown dtype"};
   }
@@ -53,6 +60,10 @@ class CpuDevice final : public Device {
     }
     const Support s = Supports(config.dtype);
     if (!s.supported) return Status::Unsupported(s.reason);
+    if (s.weight_only && !config.weight_only) {
+      return Status::Unsupported("the cpu backend runs " + std::string(DTypeName(config.dtype)) +
+                                 " weight-only (x86 has no fp8 arithmetic)");
+    }
     if (config.max_sequences < 1 || config.max_context < 1 || config.max_step_tokens < 1) {
       return Status::InvalidInput(
           "SessionConfig needs max_sequences, max_context and max_step_tokens of at least 1 "

@@ -25,7 +25,7 @@ DType SessionBufDType(Buf b, DType dtype) {
     case Buf::kHLast:
     case Buf::kSharedAct:
     case Buf::kQaNorm:
-      return dtype;
+      return MatmulInputDType(dtype);
     default:
       return DType::kF32;
   }
@@ -46,6 +46,7 @@ Status CpuSession::Load(const OpStream& stream, const WeightSource& weights) {
   dense_f32_.clear();
   mla_weights_.clear();
   CB_RETURN_IF_ERROR(CheckStream(stream));
+  if (IsQuantized(cfg_.dtype)) CB_RETURN_IF_ERROR(CheckQuantizedStream(stream));
   dims_ = stream.dims;
   layers_ = stream.layers;
   tp_size_ = stream.shard.tp_size;
@@ -79,7 +80,7 @@ Status CpuSession::Load(const OpStream& stream, const WeightSource& weights) {
 uint64_t CpuSession::AllocatedBytes() const {
   uint64_t bytes = kv_.AllocatedBytes() + attn_scratch_.AllocatedBytes() + rope_.size() +
                    matmul_.AllocatedBytes();
-  for (const auto& m : matrices_) bytes += m->data.size();
+  for (const auto& m : matrices_) bytes += m->data.size() + m->scales.size() + m->comp.size();
   for (const auto& e : embeds_) bytes += e->plain.size();
   for (const auto& [name, g] : gains_) bytes += g.size() * sizeof(float);
   for (const auto& b : bufs_) bytes += b.mem.size();

@@ -19,8 +19,8 @@ namespace cb::cpu {
 
 inline constexpr int kBufCount = static_cast<int>(Buf::kNextTokens) + 1;
 
-/// A buffer's element type in a session of `dtype`: matmul inputs in the session dtype, the
-/// rest fp32.
+/// A buffer's element type in a session of `dtype`: matmul inputs in the dtype its matmuls read
+/// (MatmulInputDType: the session dtype, bf16 for fp8, fp32 for int8), the rest fp32.
 DType SessionBufDType(Buf b, DType dtype);
 
 /// One model instance on the CPU. Load allocates everything (packed weights, KV cache,
@@ -84,6 +84,8 @@ class CpuSession final : public Session {
 
   // cpu_session_check.cc
   Status CheckStream(const OpStream& stream) const;
+  /// What the cpu backend runs in int8/fp8: dense GQA models on one rank.
+  Status CheckQuantizedStream(const OpStream& stream) const;
   // cpu_session_dense.cc
   Status PlanWeights(const OpStream& stream, const WeightSource& weights);
   Status AllocateBuffers(const OpStream& stream);

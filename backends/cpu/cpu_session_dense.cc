@@ -6,6 +6,7 @@
 
 #include "backends/cpu/cpu_session.h"
 #include "backends/cpu/skinny_gemm.h"
+#include "workloads/quant.h"
 
 namespace cb::cpu {
 namespace {
@@ -45,7 +46,9 @@ Status CpuSession::PlanWeights(const OpStream& s, const WeightSource& weights) {
       std::vector<const WeightDesc*> parts;
       for (const auto& w : op.weights) parts.push_back(s.FindWeight(w));
       auto m = std::make_unique<PackedMatrix>();
-      CB_RETURN_IF_ERROR(PackWeights(parts, weights, cfg_.dtype, m.get()));
+      CB_RETURN_IF_ERROR(IsQuantized(cfg_.dtype)
+                             ? PackQuantized(parts, weights, cfg_.dtype, m.get())
+                             : PackWeights(parts, weights, cfg_.dtype, m.get()));
       if (m->n != op.n || m->k != op.k) {
         return Status::InvalidInput(OpName(op) + ": weights are " + std::to_string(m->n) + " x " +
                                     std::to_string(m->k) + ", the op says " + std::to_string(op.n) +
@@ -64,7 +67,9 @@ Status CpuSession::PlanWeights(const OpStream& s, const WeightSource& weights) {
       const WeightDesc& d = *s.FindWeight(op.weights[0]);
       auto table = std::make_unique<EmbedTable>();
       table->vocab = d.rows;
-      for (size_t j = 0; j < s.ops.size() && table->packed == nullptr; ++j) {
+      // A quantised LM head is no embedding table: the embedding stays in bf16.
+      for (size_t j = 0; j < s.ops.size() && table->packed == nullptr && !IsQuantized(cfg_.dtype);
+           ++j) {
         const Op& m = s.ops[j];
         if (m.kind == OpKind::kMatMul && m.weights.size() == 1 &&
             WeightIdentity(*s.FindWeight(m.weights[0])) == WeightIdentity(d)) {
@@ -72,8 +77,8 @@ Status CpuSession::PlanWeights(const OpStream& s, const WeightSource& weights) {
         }
       }
       if (table->packed == nullptr) {
-        table->dtype = cfg_.dtype;
-        CB_RETURN_IF_ERROR(FillPlain(d, weights, cfg_.dtype, &table->plain));
+        table->dtype = HighPrecisionOf(cfg_.dtype);
+        CB_RETURN_IF_ERROR(FillPlain(d, weights, table->dtype, &table->plain));
         Progress(table->plain.size());
       }
       plans_[i].embed = table.get();
@@ -86,7 +91,7 @@ Status CpuSession::PlanWeights(const OpStream& s, const WeightSource& weights) {
           const WeightDesc& d = *s.FindWeight(op.weights[w]);
           std::vector<float> g(static_cast<size_t>(d.Elements()));
           weights.FillRows(d, 0, d.rows, g.data());
-          for (float& v : g) v = RoundTo(cfg_.dtype, v);
+          for (float& v : g) v = RoundTo(HighPrecisionOf(cfg_.dtype), v);
           it = gains_.emplace(op.weights[w], std::move(g)).first;
         }
         plans_[i].gain[w] = it->second.data();
@@ -127,7 +132,8 @@ Status CpuSession::AllocateBuffers(const OpStream& s) {
   if (dims_.Mla()) return Status::Ok();  // the latent cache replaces K and V (PlanMla)
   const AttentionShape shape{dims_.heads, dims_.kv_heads, dims_.head_dim};
   CB_RETURN_IF_ERROR(kv_.Allocate(std::max(layers_, 1), cfg_.max_sequences, dims_.kv_heads,
-                                  cfg_.max_context, dims_.head_dim, cfg_.dtype));
+                                  cfg_.max_context, dims_.head_dim,
+                                  cfg_.kv_dtype.value_or(DefaultKvDType(cfg_.dtype))));
   CB_RETURN_IF_ERROR(attn_scratch_.Allocate(omp_get_max_threads(), shape, cfg_.max_context));
 
   CB_RETURN_IF_ERROR(

@@ -231,10 +231,6 @@ class ReferenceDevice final : public Device {
     if (dtype == DType::kF16) {
       return {false, "the reference backend does not model fp16 rounding"};
     }
-    if (IsQuantized(dtype)) {
-      return {false, "the reference backend does not quantise to " + std::string(DTypeName(dtype)) +
-                         " yet"};
-    }
     return {};
   }
   Status Open(const SessionConfig& config, std::unique_ptr<Session>* out) override {

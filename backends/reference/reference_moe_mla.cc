@@ -6,6 +6,7 @@
 
 #include "backends/reference/reference_session.h"
 #include "workloads/moe_routing.h"
+#include "workloads/quant.h"
 
 namespace cb {
 
@@ -76,7 +77,7 @@ Status ReferenceSession::RouterOp(const Op& op, StepIO& io) {
   };
   const float* replay = layer_rows(io.replay_routes, 2 * k);
   const float* backend_logits = replay ? layer_rows(io.replay_logits, e) : nullptr;
-  const double u = cfg_.dtype == DType::kBF16 ? 0x1p-8 : 0x1p-24;  // unit roundoff
+  const double u = HighPrecisionOf(cfg_.dtype) == DType::kBF16 ? 0x1p-8 : 0x1p-24;  // unit roundoff
   for (int64_t t = 0; t < tokens_; ++t) {
     double* scores = logits.data() + t * e;
     if (backend_logits != nullptr) {
@@ -143,6 +144,8 @@ Status ReferenceSession::MoeExpertsOp(const Op& op) {
   // Expert by expert (its weights made once), the tokens routed to it; a token's experts are
   // added in route order, as the loop over experts in ascending id visits them.
   std::vector<double> acc(tokens_ * hidden, 0.0);
+  std::vector<QuantRow> hq(tokens_);
+  for (int64_t t = 0; t < tokens_; ++t) QuantizeInput(act_, h + t * hidden, hidden, &hq[t]);
   for (int64_t e = 0; e < dims_.local_experts; ++e) {
     std::vector<int64_t> tokens;
     std::vector<double> weight;
@@ -156,6 +159,7 @@ Status ReferenceSession::MoeExpertsOp(const Op& op) {
     if (tokens.empty()) continue;
     const int64_t n = static_cast<int64_t>(tokens.size());
     std::vector<double> act(n * f);
+    std::vector<QuantRow> aq(act_ == ActQuant::kNone ? 0 : n);
 #pragma omp parallel
     {
       std::vector<float> sg, su;
@@ -164,9 +168,15 @@ Status ReferenceSession::MoeExpertsOp(const Op& op) {
         const float* g = gate_up.Rows(e * 2 * f + i, 1, &sg);
         const float* u = gate_up.Rows(e * 2 * f + f + i, 1, &su);
         for (int64_t m = 0; m < n; ++m) {
-          const double gv = Dot(h + tokens[m] * hidden, g, hidden);
-          act[m * f + i] = gv / (1.0 + std::exp(-gv)) * Dot(h + tokens[m] * hidden, u, hidden);
+          const double gv = gate_up.scale() * QDot(hq[tokens[m]], g);
+          act[m * f + i] = gv / (1.0 + std::exp(-gv)) * gate_up.scale() * QDot(hq[tokens[m]], u);
         }
+      }
+      // A quantised session quantises each SwiGLU row (as fp32) for the down projection.
+#pragma omp for schedule(static)
+      for (int64_t m = 0; m < static_cast<int64_t>(aq.size()); ++m) {
+        std::vector<float> row(act.begin() + m * f, act.begin() + (m + 1) * f);
+        QuantizeInput(act_, row.data(), f, &aq[m]);
       }
       std::vector<float> sd;
 #pragma omp for schedule(static)
@@ -174,7 +184,11 @@ Status ReferenceSession::MoeExpertsOp(const Op& op) {
         const float* d = down.Rows(e * hidden + r, 1, &sd);
         for (int64_t m = 0; m < n; ++m) {
           double y = 0;
-          for (int64_t i = 0; i < f; ++i) y += act[m * f + i] * d[i];
+          if (aq.empty()) {
+            for (int64_t i = 0; i < f; ++i) y += act[m * f + i] * d[i];
+          } else {
+            y = down.scale() * QDot(aq[m], d);
+          }
           acc[tokens[m] * hidden + r] += weight[m] * y;
         }
       }

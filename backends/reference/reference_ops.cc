@@ -3,8 +3,47 @@
 #include <cmath>
 
 #include "backends/reference/reference_session.h"
+#include "workloads/quant.h"
 
 namespace cb {
+
+ActQuant ActQuantOf(const SessionConfig& config) {
+  if (!IsQuantized(config.dtype)) return ActQuant::kNone;
+  if (config.weight_only) return ActQuant::kBf16;
+  return config.dtype == DType::kInt8 ? ActQuant::kInt8 : ActQuant::kFp8;
+}
+
+void QuantizeInput(ActQuant mode, const float* x, int64_t k, QuantRow* out) {
+  out->v.assign(x, x + k);
+  out->group = mode == ActQuant::kFp8 ? kFp8Block : k;
+  out->scale.clear();
+  for (int64_t g = 0; g < k; g += out->group) {
+    const int64_t n = std::min(out->group, k - g);
+    float* v = out->v.data() + g;
+    float s = 1.0f;
+    if (mode == ActQuant::kInt8) {
+      s = AbsMaxScale(v, n, kInt8Max);
+      for (int64_t i = 0; i < n; ++i) v[i] = QuantizeInt8(v[i], s);
+    } else if (mode == ActQuant::kFp8) {
+      s = AbsMaxScale(v, n, kFp8Max);
+      for (int64_t i = 0; i < n; ++i) v[i] = Fp8ToFloat(QuantizeFp8(v[i], s));
+    } else if (mode == ActQuant::kBf16) {
+      for (int64_t i = 0; i < n; ++i) v[i] = RoundTo(DType::kBF16, v[i]);
+    }
+    out->scale.push_back(s);
+  }
+}
+
+double QDot(const QuantRow& x, const float* w) {
+  const int64_t k = static_cast<int64_t>(x.v.size());
+  if (x.scale.size() == 1) return x.scale[0] * Dot(x.v.data(), w, k);
+  double acc = 0;
+  for (size_t g = 0; g < x.scale.size(); ++g) {
+    const int64_t c = static_cast<int64_t>(g) * x.group;
+    acc += x.scale[g] * Dot(x.v.data() + c, w + c, std::min(x.group, k - c));
+  }
+  return acc;
+}
 
 Status ReferenceSession::EmbeddingOp(const Op& op) {
   const RefWeights::Entry& table = W(op.weights.at(0));
@@ -46,6 +85,8 @@ Status ReferenceSession::MatMulOp(const Op& op) {
   const float* in;
   CB_RETURN_IF_ERROR(Input(op.in, k, &in));
   float* out = Output(op.out, n);
+  std::vector<QuantRow> x(m_rows);
+  for (int64_t m = 0; m < m_rows; ++m) QuantizeInput(act_, in + m * k, k, &x[m]);
   int64_t n0 = 0;  // first output column of the current weight
   for (const std::string& name : op.weights) {
     const RefWeights::Entry& w = W(name);
@@ -59,7 +100,7 @@ Status ReferenceSession::MatMulOp(const Op& op) {
       for (int64_t r = 0; r < rows; ++r) {
         const float* wr = w.Rows(r, 1, &scratch);
         for (int64_t m = 0; m < m_rows; ++m) {
-          out[m * n + n0 + r] = static_cast<float>(Dot(in + m * k, wr, k));
+          out[m * n + n0 + r] = static_cast<float>(w.scale() * QDot(x[m], wr));
         }
       }
     }
@@ -139,8 +180,16 @@ Status ReferenceSession::AttentionOp(const Op& op, const StepIO& io) {
     }
     for (int64_t j = 0; j < s.new_tokens; ++j) {
       const float* r = qkv + (row0 + j) * width;
-      std::copy_n(r + heads * hd, kv_w, kv.k.data() + (s.past_len + j) * kv_w);
-      std::copy_n(r + (heads + kvh) * hd, kv_w, kv.v.data() + (s.past_len + j) * kv_w);
+      float* k_row = kv.k.data() + (s.past_len + j) * kv_w;
+      float* v_row = kv.v.data() + (s.past_len + j) * kv_w;
+      std::copy_n(r + heads * hd, kv_w, k_row);
+      std::copy_n(r + (heads + kvh) * hd, kv_w, v_row);
+      if (act_ != ActQuant::kNone) {  // a quantised session's cache is bf16 (DefaultKvDType)
+        for (int64_t i = 0; i < kv_w; ++i) {
+          k_row[i] = RoundTo(DType::kBF16, k_row[i]);
+          v_row[i] = RoundTo(DType::kBF16, v_row[i]);
+        }
+      }
     }
     kv.valid = len;
 #pragma omp parallel for collapse(2) schedule(static)

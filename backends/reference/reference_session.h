@@ -21,13 +21,29 @@ inline double Dot(const float* x, const float* w, int64_t n) {
   return acc;
 }
 
+/// How a matmul reads its input rows (workloads/quant.h): as they are, rounded to bf16
+/// (weight-only fp8/int8), or quantised per token (int8) or per group of 128 columns (fp8).
+enum class ActQuant { kNone, kBf16, kInt8, kFp8 };
+ActQuant ActQuantOf(const SessionConfig& config);
+
+/// One input row as a matmul reads it: its values (the codes' values when quantised) and the
+/// scale of each group of `group` columns.
+struct QuantRow {
+  std::vector<float> v, scale;
+  int64_t group = 0;
+};
+void QuantizeInput(ActQuant mode, const float* x, int64_t k, QuantRow* out);
+/// sum over groups g of scale_g * Dot(x_g, w_g): with the weight's scale, the exact value of
+/// the quantised dot product (integer and e4m3 products are exact in double).
+double QDot(const QuantRow& x, const float* w);
+
 /// The reference session (reference_backend.h): reference_backend.cc holds Load, Run and the
 /// buffers, reference_ops.cc the dense ops, reference_moe_mla.cc the router, the experts and
 /// MLA.
 class ReferenceSession final : public Session {
  public:
   ReferenceSession(const SessionConfig& config, const ReferenceOptions& options)
-      : cfg_(config), options_(options) {}
+      : cfg_(config), options_(options), act_(ActQuantOf(config)) {}
 
   Status Load(const OpStream& stream, const WeightSource& weights) override;
   Status Run(const OpStream& stream, OpRange range, StepIO& io) override;
@@ -78,6 +94,7 @@ class ReferenceSession final : public Session {
 
   SessionConfig cfg_;
   ReferenceOptions options_;
+  ActQuant act_ = ActQuant::kNone;
   bool loaded_ = false;
   LocalDims dims_;
   double eps_ = 1e-5, theta_ = 10000.0;

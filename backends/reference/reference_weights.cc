@@ -1,6 +1,9 @@
 #include "backends/reference/reference_weights.h"
 
 #include <algorithm>
+#include <set>
+
+#include "workloads/quant.h"
 
 namespace cb {
 namespace {
@@ -16,12 +19,23 @@ std::string WeightIdentity(const WeightDesc& w) {
 
 }  // namespace
 
+void RefWeights::Entry::Generate(int64_t row, int64_t count, float* out) const {
+  const size_t n = static_cast<size_t>(count * desc_.cols);
+  if (quantized()) {
+    std::vector<uint8_t> codes(n);
+    QuantizedWeightRows(desc_, *source_, quant_, row, count, codes.data());
+    for (size_t i = 0; i < n; ++i) out[i] = Dequantize(quant_, codes[i], 1.0f);
+    return;
+  }
+  source_->FillRows(desc_, row, count, out);
+  for (size_t i = 0; i < n; ++i) out[i] = RoundTo(dtype_, out[i]);
+}
+
 const float* RefWeights::Entry::Rows(int64_t row, int64_t count,
                                      std::vector<float>* scratch) const {
   if (held_) return held_->data() + row * desc_.cols;
   scratch->resize(static_cast<size_t>(count * desc_.cols));
-  source_->FillRows(desc_, row, count, scratch->data());
-  for (float& v : *scratch) v = RoundTo(dtype_, v);
+  Generate(row, count, scratch->data());
   return scratch->data();
 }
 
@@ -30,17 +44,22 @@ void RefWeights::Load(const OpStream& stream, const WeightSource& source, DType 
   source_ = source;
   entries_.clear();
   std::map<std::string, std::shared_ptr<const std::vector<float>>> by_identity;
+  const std::set<std::string> quantized =
+      IsQuantized(dtype) ? QuantizedWeightNames(stream) : std::set<std::string>{};
   for (const WeightDesc& d : stream.weights) {
     Entry& e = entries_[d.name];
     e.desc_ = d;
     e.source_ = &source_;
-    e.dtype_ = dtype;
+    e.dtype_ = HighPrecisionOf(dtype);
+    if (quantized.count(d.name)) {
+      e.quant_ = dtype;
+      e.scale_ = WeightQuantScale(d, dtype);
+    }
     if (d.Elements() > hold_limit) continue;
-    auto& held = by_identity[WeightIdentity(d)];
+    auto& held = by_identity[WeightIdentity(d) + (e.quantized() ? "|q" : "")];
     if (!held) {
       auto values = std::make_shared<std::vector<float>>(static_cast<size_t>(d.Elements()));
-      source_.FillRows(d, 0, d.rows, values->data());
-      for (float& v : *values) v = RoundTo(dtype, v);
+      e.Generate(0, d.rows, values->data());
       held = values;
     }
     e.held_ = held;

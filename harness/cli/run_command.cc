@@ -82,7 +82,31 @@ Status ListValue(const std::string& flag, const std::string& text, bool integers
   return Status::Ok();
 }
 
+/// --dtype (a comma-separated list) and --kv-dtype name known dtypes: the error names the flag.
+Status CheckDTypeFlags(const RunFlags& f) {
+  if (f.given.at("dtype")->count()) {
+    size_t start = 0;
+    for (;;) {
+      const size_t comma = f.dtype.find(',', start);
+      const std::string item = f.dtype.substr(start, comma - start);
+      if (!ParseDType(item)) {
+        return Status::InvalidInput("--dtype: unknown dtype '" + item +
+                                    "'; allowed values: " + kDTypeNames);
+      }
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
+  const auto kv = ParseDType(f.kv_dtype);
+  if (f.given.at("kv_dtype")->count() && (!kv || *kv == DType::kF16 || *kv == DType::kF32)) {
+    return Status::InvalidInput("--kv-dtype: unknown KV-cache dtype '" + f.kv_dtype +
+                                "'; allowed values: bf16, fp8, int8");
+  }
+  return Status::Ok();
+}
+
 Status BuildOverrides(const RunFlags& f, json* overrides) {
+  CB_RETURN_IF_ERROR(CheckDTypeFlags(f));
   struct Field {
     const char* key;
     const std::string* text;

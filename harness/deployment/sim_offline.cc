@@ -76,8 +76,6 @@ Status Verify(const WorkloadSpec& w, const SimTarget& t, const RunnerOptions& op
   if (t.deployment.TotalDevices() > 1) {
     why = "a deployment of " + std::to_string(t.deployment.TotalDevices()) +
           " devices is simulated analytically; verify the stream with --devices 1";
-  } else if (IsQuantized(w.dtype)) {
-    why = "the reference backend does not quantise to " + std::string(DTypeName(w.dtype)) + " yet";
   } else if (static_cast<double>(mem.verification) > sim::kMaxNumericsBytes) {
     why = "the sim computes numerics only for models up to 4 GiB of fp32 weights";
   }
@@ -429,6 +427,7 @@ Status RunSimulatedOffline(const WorkloadSpec& w, const SimTarget& t, const Runn
   rec->ceilings.mem_read_bytes_per_s = rec->device.mem_bandwidth_bytes_per_s;
   rec->ceilings.source =
       std::string(sim::kModelVersion) + ": the simulated device's modelled peaks";
+  rec->precision = PrecisionLabel(w.dtype, false);  // the simulator models W8A8 compute
   CB_RETURN_IF_ERROR(Verify(w, t, opts, rec));
   if (rec->status == "invalid") return Status::Ok();
   if (!opts.quiet) {

@@ -6,6 +6,7 @@
 
 #include "harness/micro/ceilings_cache.h"
 #include "harness/micro/host_info.h"
+#include "harness/micro/matmul_kernel.h"
 #include "harness/micro/micro_benchmarks.h"
 
 namespace cb {
@@ -61,10 +62,11 @@ Status MeasureCeilings(Ceilings* out) {
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::fprintf(stderr,
-               "ceilings: fp32 %.3f TFLOP/s, bf16 %.3f TFLOP/s, memory read %.1f GB/s "
-               "(%.1f s)\n",
+               "ceilings: fp32 %.3f TFLOP/s, bf16 %.3f TFLOP/s, int8 %.3f TOP/s, memory read "
+               "%.1f GB/s (%.1f s)\n",
                c.matmul_flops_per_s[static_cast<int>(DType::kF32)] / 1e12,
                c.matmul_flops_per_s[static_cast<int>(DType::kBF16)] / 1e12,
+               c.matmul_flops_per_s[static_cast<int>(DType::kInt8)] / 1e12,
                c.mem_read_bytes_per_s / 1e9, secs);
   c.source = "measured by clusterbench micro on " + CurrentHostInfo().host + " at " +
              c.measured_at + " (not cached)";
@@ -75,10 +77,11 @@ Status MeasureCeilings(Ceilings* out) {
 std::string FormatCeilings(const Ceilings& c) {
   std::string out;
   char buf[128];
-  for (DType t : {DType::kF32, DType::kBF16, DType::kF16}) {
+  for (DType t : {DType::kF32, DType::kBF16, DType::kF16, DType::kInt8, DType::kFP8}) {
     const double v = c.matmul_flops_per_s[static_cast<int>(t)];
     if (v <= 0) continue;
-    std::snprintf(buf, sizeof(buf), "matmul %-5s %10.3f TFLOP/s\n", DTypeName(t).data(), v / 1e12);
+    std::snprintf(buf, sizeof(buf), "matmul %-5s %10.3f %s\n", DTypeName(t).data(), v / 1e12,
+                  IsQuantized(t) ? "TOP/s" : "TFLOP/s");
     out += buf;
   }
   std::snprintf(buf, sizeof(buf), "memory read  %10.1f GB/s\n", c.mem_read_bytes_per_s / 1e9);
@@ -88,7 +91,16 @@ std::string FormatCeilings(const Ceilings& c) {
 }
 
 Status LoadOrMeasureCeilings(const std::string& results_dir, bool remeasure, Ceilings* out) {
-  return LoadOrMeasureCeilingsWith(results_dir, remeasure, CurrentHostInfo(), MeasureCeilings, out);
+  CB_RETURN_IF_ERROR(
+      LoadOrMeasureCeilingsWith(results_dir, remeasure, CurrentHostInfo(), MeasureCeilings, out));
+  // A cache written before the int8 peak existed: measure again rather than leave int8 runs
+  // without MFU.
+  if (!remeasure && out->matmul_flops_per_s[static_cast<int>(DType::kInt8)] <= 0 &&
+      MatmulKernel::Supported(DType::kInt8)) {
+    std::fprintf(stderr, "ceilings: the cache has no int8 matmul peak; re-measuring\n");
+    return LoadOrMeasureCeilingsWith(results_dir, true, CurrentHostInfo(), MeasureCeilings, out);
+  }
+  return Status::Ok();
 }
 
 }  // namespace cb

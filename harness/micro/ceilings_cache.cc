@@ -11,7 +11,7 @@
 namespace cb {
 namespace {
 
-constexpr DType kAllDTypes[] = {DType::kF32, DType::kBF16, DType::kF16};
+constexpr DType kAllDTypes[] = {DType::kF32, DType::kBF16, DType::kF16, DType::kFP8, DType::kInt8};
 
 bool PositiveFinite(double v) { return std::isfinite(v) && v > 0; }
 

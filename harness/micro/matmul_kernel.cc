@@ -17,8 +17,14 @@ struct MatmulKernel::State {
 
 namespace {
 
-dnnl::memory::data_type DnnlType(DType t) {
-  return t == DType::kBF16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
+/// What a tensor of a matmul of `t` holds: int8 is u8 activations x s8 weights -> s32 (the
+/// VNNI instruction's operands), the others one type throughout.
+enum class Role { kSrc, kWeights, kDst };
+dnnl::memory::data_type DnnlType(DType t, Role role = Role::kSrc) {
+  using dt = dnnl::memory::data_type;
+  if (t == DType::kInt8)
+    return role == Role::kSrc ? dt::u8 : role == Role::kWeights ? dt::s8 : dt::s32;
+  return t == DType::kBF16 ? dt::bf16 : dt::f32;
 }
 
 /// Deterministic values in [-1, 1): a cheap integer hash of (salt, index).
@@ -32,11 +38,18 @@ float PatternValue(uint64_t salt, uint64_t i) {
 
 /// Writes `values` (or the pattern when empty) into a plain row-major memory of `dtype`.
 void FillPlain(dnnl::memory& mem, DType dtype, int64_t count, const std::vector<float>& values,
-               uint64_t salt) {
+               uint64_t salt, Role role) {
   void* p = mem.get_data_handle();
   for (int64_t i = 0; i < count; ++i) {
     const float v = values.empty() ? PatternValue(salt, static_cast<uint64_t>(i)) : values[i];
-    if (dtype == DType::kBF16) {
+    if (dtype == DType::kInt8) {  // [-1, 1) -> u8 [0, 254] or s8 [-127, 127]
+      const int q = static_cast<int>(std::lround(std::clamp(v, -1.0f, 1.0f) * 127));
+      if (role == Role::kSrc) {
+        static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(q + 127);
+      } else {
+        static_cast<int8_t*>(p)[i] = static_cast<int8_t>(q);
+      }
+    } else if (dtype == DType::kBF16) {
       static_cast<uint16_t*>(p)[i] = FloatToBf16(v);
     } else {
       static_cast<float*>(p)[i] = v;
@@ -48,8 +61,12 @@ void FillPlain(dnnl::memory& mem, DType dtype, int64_t count, const std::vector<
 
 bool MatmulKernel::Supported(DType dtype) {
   if (dtype == DType::kF32) return true;
-  if (dtype != DType::kBF16) return false;
   const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  if (dtype == DType::kInt8) {
+    const auto vnni = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_vnni);
+    return (isa & vnni) == vnni;
+  }
+  if (dtype != DType::kBF16) return false;
   const auto bf16 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
   return (isa & bf16) == bf16;
 }
@@ -89,10 +106,9 @@ Status MatmulKernel::Create(const MatmulConfig& c, std::unique_ptr<MatmulKernel>
     auto st = std::make_unique<State>();
     st->engine = dnnl::engine(dnnl::engine::kind::cpu, 0);
     st->stream = dnnl::stream(st->engine);
-    const auto dt = DnnlType(dtype);
-    const memory::desc src_md({m, k}, dt, memory::format_tag::ab);
-    const memory::desc any_wei_md({k, n}, dt, memory::format_tag::any);
-    const memory::desc dst_md({m, n}, dt, memory::format_tag::ab);
+    const memory::desc src_md({m, k}, DnnlType(dtype, Role::kSrc), memory::format_tag::ab);
+    const memory::desc any_wei_md({k, n}, DnnlType(dtype, Role::kWeights), memory::format_tag::any);
+    const memory::desc dst_md({m, n}, DnnlType(dtype, Role::kDst), memory::format_tag::ab);
     const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, any_wei_md, dst_md),
                                           st->engine);
     kernel->impl_ = pd.impl_info_str();
@@ -100,10 +116,11 @@ Status MatmulKernel::Create(const MatmulConfig& c, std::unique_ptr<MatmulKernel>
 
     st->src = memory(pd.src_desc(), st->engine);
     st->dst = memory(pd.dst_desc(), st->engine);
-    FillPlain(st->src, dtype, m * k, c.src, 0x5eed5eedull);
+    FillPlain(st->src, dtype, m * k, c.src, 0x5eed5eedull, Role::kSrc);
 
-    memory user_wei(memory::desc({k, n}, dt, memory::format_tag::ab), st->engine);
-    FillPlain(user_wei, dtype, k * n, c.weights, 0xfeedbeefull);
+    memory user_wei(memory::desc({k, n}, DnnlType(dtype, Role::kWeights), memory::format_tag::ab),
+                    st->engine);
+    FillPlain(user_wei, dtype, k * n, c.weights, 0xfeedbeefull, Role::kWeights);
     for (int i = 0; i < c.weight_copies; ++i) {
       st->weights.emplace_back(pd.weights_desc(), st->engine);
       dnnl::reorder(user_wei, st->weights.back()).execute(st->stream, user_wei, st->weights.back());
@@ -132,14 +149,17 @@ std::vector<float> MatmulKernel::Output() const {
   std::vector<float> out(static_cast<size_t>(m_ * n_));
   const void* p = state_->dst.get_data_handle();
   for (size_t i = 0; i < out.size(); ++i) {
-    out[i] = dtype_ == DType::kBF16 ? Bf16ToFloat(static_cast<const uint16_t*>(p)[i])
-                                    : static_cast<const float*>(p)[i];
+    out[i] = dtype_ == DType::kBF16   ? Bf16ToFloat(static_cast<const uint16_t*>(p)[i])
+             : dtype_ == DType::kInt8 ? static_cast<float>(static_cast<const int32_t*>(p)[i])
+                                      : static_cast<const float*>(p)[i];
   }
   return out;
 }
 
 double MatmulKernel::Bytes() const {
-  return static_cast<double>(m_ * k_ + k_ * n_ + m_ * n_) * static_cast<double>(DTypeBytes(dtype_));
+  const double dst = dtype_ == DType::kInt8 ? 4.0 : static_cast<double>(DTypeBytes(dtype_));
+  return static_cast<double>(m_ * k_ + k_ * n_) * static_cast<double>(DTypeBytes(dtype_)) +
+         static_cast<double>(m_ * n_) * dst;
 }
 
 }  // namespace cb

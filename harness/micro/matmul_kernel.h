@@ -23,13 +23,15 @@ struct MatmulConfig {
   std::vector<float> src, weights;
 };
 
-/// dst[M,N] = src[M,K] x weights[K,N] with oneDNN, src/weights/dst all of one dtype.
+/// dst[M,N] = src[M,K] x weights[K,N] with oneDNN, src/weights/dst all of one dtype; int8:
+/// u8 src x s8 weights -> s32 dst (AVX512_VNNI), the operands of a W8A8 matmul.
 /// The primitive is created once; weights are reordered once into the blocked layout the
 /// primitive prefers (format_tag::any), so Run() times only the matmul itself.
 class MatmulKernel {
  public:
   /// True where oneDNN has a native kernel for `dtype` on this CPU (fp32 always; bf16 from
-  /// avx512_core_bf16 up, so emulated bf16 is never mistaken for a ceiling).
+  /// avx512_core_bf16 up, so emulated bf16 is never mistaken for a ceiling; int8 from
+  /// avx512_core_vnni up).
   static bool Supported(DType dtype);
 
   /// Creates the primitive and its buffers.

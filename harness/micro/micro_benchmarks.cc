@@ -9,6 +9,7 @@
 #include "harness/micro/matmul_kernel.h"
 #include "harness/micro/memory_kernels.h"
 #include "harness/micro/micro_reporter.h"
+#include "harness/micro/quant_gemv_kernel.h"
 #include "harness/micro/weight_gen_kernel.h"
 
 namespace cb {
@@ -50,9 +51,11 @@ struct SuiteState {
   std::unique_ptr<MatmulKernel> kernel;
   std::unique_ptr<BandwidthBuffer> a, b;
   std::unique_ptr<WeightGenKernel> gen;
+  std::unique_ptr<QuantGemvKernel> gemv;
 
   void Release() {
     kernel.reset();
+    gemv.reset();
     a.reset();
     b.reset();
     gen.reset();
@@ -99,6 +102,11 @@ struct SuiteState {
         }
         break;
       }
+      case MicroKind::kQuantGemv: {
+        Status s = QuantGemvKernel::Create(spec.dtype, spec.n, spec.k, spec.weight_copies, &gemv);
+        if (!s.ok()) setup_error = s.message();
+        break;
+      }
       case MicroKind::kWeightGen: {
         gen = std::make_unique<WeightGenKernel>(spec.dtype, spec.n, spec.k);
         if (Status s = gen->Run(); !s.ok()) setup_error = s.message();  // allocates, touches
@@ -136,6 +144,14 @@ void RunOne(benchmark::State& state, const MicroBenchSpec& spec, SuiteState& sui
       flops = k.Flops();
       bytes = k.Bytes();
       state.SetLabel(k.impl());
+      break;
+    }
+    case MicroKind::kQuantGemv: {
+      QuantGemvKernel& k = *suite.gemv;
+      for (auto _ : state) k.Run();
+      flops = k.Flops();
+      bytes = k.Bytes();
+      state.SetLabel(k.Label());
       break;
     }
     case MicroKind::kMemRead: {
@@ -186,13 +202,15 @@ std::string_view MicroKindName(MicroKind k) {
       return "mem_copy";
     case MicroKind::kWeightGen:
       return "weight_gen";
+    case MicroKind::kQuantGemv:
+      return "quant_gemv";
   }
   return "?";
 }
 
 std::string MicroShapeString(const MicroBenchSpec& s) {
   if (s.kind == MicroKind::kWeightGen) return std::to_string(s.n) + "x" + std::to_string(s.k);
-  if (s.kind != MicroKind::kMatmul) {
+  if (s.kind != MicroKind::kMatmul && s.kind != MicroKind::kQuantGemv) {
     const double gib = static_cast<double>(s.buffer_bytes) / kGiB;
     char buf[48];
     std::snprintf(buf, sizeof(buf), "%g GiB%s", gib, s.kind == MicroKind::kMemCopy ? " x2" : "");
@@ -224,7 +242,7 @@ std::vector<MicroBenchSpec> AllMicroBenchmarks() {
     gen.n = gen.k = 4096;
     out.push_back(gen);
   }
-  for (DType dt : {DType::kBF16, DType::kF32}) {
+  for (DType dt : {DType::kBF16, DType::kF32, DType::kInt8}) {
     if (!MatmulKernel::Supported(dt)) continue;
     auto add = [&](int64_t m, int64_t n, int64_t k, const char* role, bool ceiling) {
       MicroBenchSpec s;
@@ -247,6 +265,24 @@ std::vector<MicroBenchSpec> AllMicroBenchmarks() {
       for (const auto& p : kProjections) add(m, p.n, p.k, p.role, false);
     }
     for (int64_t s : kSquare) add(s, s, s, "peak", true);
+  }
+  // The cpu backend's decode kernels for the 8-bit dtypes (int8 W8A8, fp8 weight-only).
+  for (DType dt : {DType::kInt8, DType::kFP8}) {
+    if (!QuantGemvKernel::Supported(dt)) continue;
+    for (const auto& p : kProjections) {
+      MicroBenchSpec s;
+      s.name = "gemv/" + std::string(dt == DType::kFP8 ? "fp8-weight-only" : "int8") + "/n" +
+               std::to_string(p.n) + "_k" + std::to_string(p.k);
+      s.kind = MicroKind::kQuantGemv;
+      s.dtype = dt;
+      s.m = 1;
+      s.n = p.n;
+      s.k = p.k;
+      s.role = p.role;
+      s.weight_copies =
+          MatmulKernel::CopiesForFootprint(dt, p.n, p.k, kColdWeightBytes, kMaxWeightCopies);
+      out.push_back(s);
+    }
   }
   return out;
 }
@@ -271,7 +307,7 @@ Status RunMicroBenchmarks(const std::vector<MicroBenchSpec>& specs, const MicroR
         ->Unit(benchmark::kMillisecond);
   }
   MicroReporter reporter(specs, on_result);
-  benchmark::RunSpecifiedBenchmarks(&reporter, "^(matmul|mem|gen)/");
+  benchmark::RunSpecifiedBenchmarks(&reporter, "^(matmul|mem|gen|gemv)/");
   benchmark::ClearRegisteredBenchmarks();
   suite.Release();
   *results = reporter.Results();

@@ -105,7 +105,7 @@ std::string FormatMicroJson(const std::vector<MicroResult>& results, const Micro
     b["kind"] = r.kind;
     b["shape"] = r.shape;
     if (!r.dtype.empty()) b["dtype"] = r.dtype;
-    if (r.kind == "matmul") {
+    if (r.kind == "matmul" || r.kind == "quant_gemv") {
       b["m"] = r.m;
       b["n"] = r.n;
       b["k"] = r.k;

@@ -89,6 +89,7 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
     rec->status_message = support.reason;
     return Status::Ok();
   }
+  rec->precision = PrecisionLabel(w.dtype, support.weight_only);
   if (opts.parallel != nullptr && !opts.parallel->virtual_cluster &&
       (opts.parallel->world_size > 1 || opts.parallel->tp > 1 || opts.parallel->dp > 1)) {
     return Status::InvalidInput(w.scenario +
@@ -137,8 +138,8 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
                                std::max(pages_per_slot, pool_tokens / sv.kv_page_tokens));
   pc.concurrency = Concurrency(w);
 
-  auto fail = [&](const std::string& what, const Status& s) {
-    rec->status = "failed";
+  auto fail = [&](const std::string& what, const Status& s) {  // kUnsupported: skipped
+    rec->status = s.code() == StatusCode::kUnsupported ? "skipped" : "failed";
     rec->status_message = what + ": " + s.message();
     return s.code() == StatusCode::kCancelled ? s : Status::Ok();
   };
@@ -150,6 +151,7 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   cfg.max_sequences = std::max(slots, verify_batch);
   cfg.max_context = max_context;
   cfg.kv_dtype = w.kv_dtype;
+  cfg.weight_only = support.weight_only;
   cfg.max_step_tokens = std::max(pc.max_prefill_tokens + slots, verify_batch * w.prompt_len);
   std::unique_ptr<Session> session;
   if (Status s = device.Open(cfg, &session); !s.ok()) return fail("opening a session", s);
@@ -160,11 +162,13 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
     Progress(opts, "verifying against the reference backend");
     WorkloadSpec vw = w;
     vw.batch = verify_batch;
-    if (Status s =
-            VerifyAgainstReference(vw, stream, *session, weights, nullptr, &rec->verification);
+    AccuracyRecord accuracy;
+    if (Status s = VerifyAgainstReference(vw, stream, *session, weights, nullptr,
+                                          &rec->verification, support.weight_only, &accuracy);
         !s.ok()) {
       return fail("verification", s);
     }
+    if (IsQuantized(w.dtype) && accuracy.positions > 0) rec->accuracy = accuracy;
     if (rec->verification.status == "failed") {
       rec->status = "invalid";
       rec->status_message = "verification failed: " + rec->verification.message;

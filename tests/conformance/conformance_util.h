@@ -88,9 +88,11 @@ struct SessionPair {
   std::unique_ptr<Session> cpu, ref;
 };
 
+/// fp8 runs weight-only (the cpu backend's only fp8 mode) on both sides.
 inline SessionConfig Config(DType dtype, int64_t sequences, int64_t context, int64_t step_tokens) {
   SessionConfig c;
   c.dtype = dtype;
+  c.weight_only = dtype == DType::kFP8;
   c.max_sequences = sequences;
   c.max_context = context;
   c.max_step_tokens = step_tokens;

@@ -338,7 +338,7 @@ TEST(SimCli, BadDeploymentsExitTwoNamingTheField) {
       {{"--model", "deepseek-v3", "--backend", "sim:nvidia-h100-sxm", "--devices", "8", "--ep", "8",
         "--dtype", "fp8", "--batch", "8"},
        "GiB per device"},
-      {{"--model", "tiny", "--kv-dtype", "fp4"}, "kv_dtype"},
+      {{"--model", "tiny", "--kv-dtype", "fp4"}, "--kv-dtype"},
       {{"--model", "tiny", "--mtp-acceptance", "1.5"}, "mtp_acceptance"},
   };
   for (const Case& c : cases) {

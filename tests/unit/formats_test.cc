@@ -166,6 +166,22 @@ RunRecord SimRecord() {
   return r;
 }
 
+TEST(FormatsTest, TableShowsAQuantisedRunsPrecisionAndAccuracy) {
+  RunRecord q = PopulatedRecord();
+  q.workload.dtype = DType::kFP8;
+  q.precision = "fp8 (weight-only)";
+  q.accuracy = AccuracyRecord{"bf16", 12, 0.9166, 0.0031};
+  std::vector<std::string> notes;
+  const std::vector<Row> rows = ParseTable(Render({q, PopulatedRecord()}, "table"), &notes);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].at("dtype"), "fp8 (weight-only)");
+  EXPECT_EQ(rows[0].at("accuracy vs bf16"), "top1 92% KL 0.0031");
+  EXPECT_EQ(rows[1].at("accuracy vs bf16"), "-");
+  const std::string csv = Render({q}, "csv");
+  EXPECT_NE(csv.find("accuracy_top1_agreement"), std::string::npos);
+  EXPECT_NE(csv.find("fp8 (weight-only)"), std::string::npos);
+}
+
 TEST(FormatsTest, TableShowsFiguresMarksAndStatus) {
   std::vector<std::string> notes;
   const std::string text = Render({PopulatedRecord(), InvalidRecord(), SimRecord()}, "table");

@@ -76,6 +76,20 @@ TEST(MicroCeilingsCache, PathIsPerHostUnderCeilingsDir) {
   EXPECT_EQ(CeilingsCachePath("/r", ".."), "/r/ceilings/_...json");
 }
 
+// The int8 peak is cached and read back like the others (a cache without it is measured again
+// by LoadOrMeasureCeilings, so dropping it would re-measure on every run).
+TEST(MicroCeilingsCache, Int8PeakRoundTrips) {
+  Ceilings c;
+  c.matmul_flops_per_s[static_cast<int>(DType::kF32)] = 1e11;
+  c.matmul_flops_per_s[static_cast<int>(DType::kInt8)] = 9e11;
+  c.mem_read_bytes_per_s = 5e10;
+  c.measured_at = "2026-01-01T00:00:00Z";
+  Ceilings back;
+  HostInfo h;
+  ASSERT_TRUE(ParseCeilingsCache(CeilingsCacheJson(c, TestHost()), &back, &h).ok());
+  EXPECT_DOUBLE_EQ(back.matmul_flops_per_s[static_cast<int>(DType::kInt8)], 9e11);
+}
+
 TEST(MicroCeilingsCache, MeasuresOnceThenReadsBack) {
   TempDir dir;
   const HostInfo host = TestHost();

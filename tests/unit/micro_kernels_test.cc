@@ -70,6 +70,31 @@ TEST(MicroMatmulKernel, Bf16MatchesReferenceWhereSupported) {
   CheckMatmul(DType::kBF16, 17, 64, 129, 1e-2);
 }
 
+// The int8 peak's matmul: u8 src (value x 127 + 127) x s8 weights (value x 127) -> exact s32.
+TEST(MicroMatmulKernel, Int8IsTheExactIntegerProductWhereSupported) {
+  if (!MatmulKernel::Supported(DType::kInt8)) GTEST_SKIP() << "no AVX512_VNNI on this CPU";
+  const int64_t m = 5, n = 40, k = 70;
+  MatmulConfig c;
+  c.dtype = DType::kInt8;
+  c.m = m;
+  c.n = n;
+  c.k = k;
+  for (int64_t i = 0; i < m * k; ++i) c.src.push_back(static_cast<float>(i % 9 - 4) / 127);
+  for (int64_t i = 0; i < k * n; ++i) c.weights.push_back(static_cast<float>(i % 7 - 3) / 127);
+  std::unique_ptr<MatmulKernel> kernel;
+  ASSERT_TRUE(MatmulKernel::Create(c, &kernel).ok());
+  EXPECT_DOUBLE_EQ(kernel->Bytes(), static_cast<double>(m * k + k * n) + 4.0 * m * n);
+  kernel->Run();
+  const std::vector<float> got = kernel->Output();
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      int64_t want = 0;
+      for (int64_t p = 0; p < k; ++p) want += (((i * k + p) % 9 - 4) + 127) * ((p * n + j) % 7 - 3);
+      ASSERT_EQ(got[i * n + j], static_cast<float>(want)) << i << "," << j;
+    }
+  }
+}
+
 TEST(MicroMatmulKernel, RejectsBadInput) {
   auto create = [](DType dt, int64_t m, std::vector<float> src, int copies) {
     MatmulConfig c;

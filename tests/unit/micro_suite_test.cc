@@ -6,6 +6,7 @@
 
 #include "harness/micro/matmul_kernel.h"
 #include "harness/micro/micro_reporter.h"
+#include "harness/micro/quant_gemv_kernel.h"
 
 namespace cb {
 namespace {
@@ -98,7 +99,7 @@ TEST(MicroSuite, FilterSelectsByRegex) {
   ASSERT_EQ(specs.size(), 1u);
   EXPECT_EQ(specs[0].name, "mem/read");
 
-  ASSERT_TRUE(SelectMicroBenchmarks("-^(matmul|gen)", &specs).ok());
+  ASSERT_TRUE(SelectMicroBenchmarks("-^(matmul|gen|gemv)", &specs).ok());
   ASSERT_EQ(specs.size(), 2u);
   for (const auto& s : specs) EXPECT_NE(s.kind, MicroKind::kMatmul);
 
@@ -107,6 +108,19 @@ TEST(MicroSuite, FilterSelectsByRegex) {
 
   EXPECT_EQ(SelectMicroBenchmarks("([", &specs).code(), StatusCode::kInvalidInput);
   EXPECT_EQ(SelectMicroBenchmarks("no-such-benchmark", &specs).code(), StatusCode::kInvalidInput);
+}
+
+// The int8 peak (oneDNN u8 x s8, a ceiling like the bf16 one) and the cpu backend's int8 and
+// fp8 weight-only decode GEMVs, where the CPU has the instructions.
+TEST(MicroSuite, QuantisedKernelsWhereSupported) {
+  int int8_peak = 0, gemv_int8 = 0, gemv_fp8 = 0;
+  for (const auto& s : AllMicroBenchmarks()) {
+    if (s.kind == MicroKind::kMatmul && s.dtype == DType::kInt8 && s.ceiling) ++int8_peak;
+    if (s.kind == MicroKind::kQuantGemv) (s.dtype == DType::kInt8 ? gemv_int8 : gemv_fp8)++;
+  }
+  if (MatmulKernel::Supported(DType::kInt8)) EXPECT_GT(int8_peak, 0);
+  if (QuantGemvKernel::Supported(DType::kInt8)) EXPECT_EQ(gemv_int8, 3);
+  if (QuantGemvKernel::Supported(DType::kFP8)) EXPECT_EQ(gemv_fp8, 3);
 }
 
 TEST(MicroSuite, ParseFormat) {

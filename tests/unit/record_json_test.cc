@@ -59,6 +59,34 @@ TEST(RecordJsonTest, RoundTripIsLossless) {
   EXPECT_TRUE(back.verification.nan_found);
 }
 
+// A quantised run's precision and accuracy, and their schema entries.
+TEST(RecordJsonTest, QuantisedRunRoundTripsPrecisionAndAccuracy) {
+  RunRecord original = PopulatedRecord();
+  original.workload.dtype = DType::kFP8;
+  original.precision = "fp8 (weight-only)";
+  original.accuracy = AccuracyRecord{"bf16", 12, 0.9166666666666666, 0.00312};
+  const json doc = ToJson(original);
+  RunRecord back;
+  ASSERT_TRUE(FromJson(json::parse(doc.dump()), "mem.json", &back).ok());
+  EXPECT_EQ(ToJson(back), doc);
+  EXPECT_EQ(back.precision, "fp8 (weight-only)");
+  ASSERT_TRUE(back.accuracy.has_value());
+  EXPECT_EQ(back.accuracy->positions, 12);
+  EXPECT_EQ(back.accuracy->top1_agreement, 0.9166666666666666);
+  EXPECT_EQ(back.accuracy->mean_kl_divergence, 0.00312);
+
+  std::ifstream in(std::string(CLUSTERBENCH_SOURCE_DIR) + "/results/schema/run.schema.json");
+  const json schema = json::parse(in);
+  const json& acc = schema["properties"]["accuracy"];
+  for (auto f = doc["accuracy"].begin(); f != doc["accuracy"].end(); ++f) {
+    EXPECT_TRUE(acc["properties"].contains(f.key())) << f.key();
+  }
+  EXPECT_TRUE(schema["properties"].contains("precision"));
+  // Unquantised runs write neither.
+  EXPECT_FALSE(ToJson(PopulatedRecord()).contains("accuracy"));
+  EXPECT_FALSE(ToJson(PopulatedRecord()).contains("precision"));
+}
+
 TEST(RecordJsonTest, LayoutUsesDocumentedNames) {
   const json doc = ToJson(PopulatedRecord());
   EXPECT_EQ(doc["schema_version"], "1.0");
