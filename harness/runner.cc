@@ -307,7 +307,8 @@ Status MeasureRepetitions(const Window& win, MoeLoadSteps* moe_load, RankTimings
     const bool warm = rep < w.warmup;
     if (rep == w.warmup && probe) {
       if (Status s = barrier(); !s.ok()) return Fail(rec, "synchronising ranks", s);
-      Progress(opts, SampleCeilingsBeside(w, MatmulDType(w, *rec), opts, /*before=*/true, &mine->probes));
+      Progress(opts,
+               SampleCeilingsBeside(w, MatmulDType(w, *rec), opts, /*before=*/true, &mine->probes));
     }
     // Replicas start each repetition together, so the slowest one sets the cluster's time.
     if (Status s = barrier(); !s.ok()) return Fail(rec, "synchronising ranks", s);
@@ -338,7 +339,8 @@ Status MeasureRepetitions(const Window& win, MoeLoadSteps* moe_load, RankTimings
   ReadEnergy(opts, energy_started, mine, rec);
   if (probe) {
     if (Status s = barrier(); !s.ok()) return Fail(rec, "synchronising ranks", s);
-    Progress(opts, SampleCeilingsBeside(w, MatmulDType(w, *rec), opts, /*before=*/false, &mine->probes));
+    Progress(opts,
+             SampleCeilingsBeside(w, MatmulDType(w, *rec), opts, /*before=*/false, &mine->probes));
   }
   return Status::Ok();
 }

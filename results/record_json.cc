@@ -646,8 +646,8 @@ json ToJson(const RunRecord& rec) {
   if (rec.accuracy) {
     doc["accuracy"] = json{{"baseline_dtype", rec.accuracy->baseline_dtype},
                            {"positions", rec.accuracy->positions},
-                           {"top1_agreement", Num(rec.accuracy->top1_agreement)},
-                           {"mean_kl_divergence", Num(rec.accuracy->mean_kl_divergence)}};
+                           {"top1_agreement", FiniteOrNull(rec.accuracy->top1_agreement)},
+                           {"mean_kl_divergence", FiniteOrNull(rec.accuracy->mean_kl_divergence)}};
   }
   doc["generated_tokens"] = rec.generated_tokens;
   if (rec.energy) doc["energy"] = EnergyRecordToJson(*rec.energy);
