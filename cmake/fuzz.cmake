@@ -11,12 +11,16 @@ add_executable(plan_fuzzer
   harness/plan.cc
   harness/scenarios/serving_fields.cc
   harness/scenarios/distributions.cc
+  harness/endpoint/endpoint_fields.cc
+  backends/endpoint/endpoint_url.cc
+  backends/endpoint/openai_protocol.cc
   workloads/json_fields.cc
   workloads/model_spec.cc
   workloads/op_stream.cc
   workloads/op_cost.cc
   workloads/deployment.cc
   workloads/moe_routing.cc
+  workloads/layer_plan.cc
   workloads/weights.cc)
 target_compile_options(plan_fuzzer PRIVATE ${sanitize})
 target_link_options(plan_fuzzer PRIVATE ${sanitize})
