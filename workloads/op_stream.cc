@@ -465,4 +465,10 @@ Status BuildDenseDecoderStream(const ModelSpec& m, const ShardSpec& shard, int l
   return Status::Ok();
 }
 
+std::string OpName(const Op& op) {
+  std::string s(OpKindName(op.kind));
+  if (op.layer >= 0) s += " of layer " + std::to_string(op.layer);
+  return s;
+}
+
 }  // namespace cb

@@ -94,6 +94,9 @@ struct Op {
   int64_t k = 0;                     ///< input width (matmul)
 };
 
+/// An op for messages: its kind, and its layer where it has one ("matmul of layer 3").
+std::string OpName(const Op& op);
+
 enum class WeightInit {
   kUniform,  ///< U(-scale, scale)
   kNearOne,  ///< 1 + U(-scale, scale), for norm gains

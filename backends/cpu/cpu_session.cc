@@ -7,15 +7,6 @@
 #include "backends/step_check.h"
 
 namespace cb::cpu {
-namespace {
-
-std::string OpName(const Op& op) {
-  std::string s(OpKindName(op.kind));
-  if (op.layer >= 0) s += " of layer " + std::to_string(op.layer);
-  return s;
-}
-
-}  // namespace
 
 DType SessionBufDType(Buf b, DType dtype) {
   switch (b) {

@@ -6,12 +6,6 @@
 namespace cb::cpu {
 namespace {
 
-std::string OpName(const Op& op) {
-  std::string s(OpKindName(op.kind));
-  if (op.layer >= 0) s += " of layer " + std::to_string(op.layer);
-  return s;
-}
-
 /// Checks of one op against the stream, with the session's buffer dtypes.
 class OpCheck {
  public:

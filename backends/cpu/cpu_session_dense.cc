@@ -11,12 +11,6 @@
 namespace cb::cpu {
 namespace {
 
-std::string OpName(const Op& op) {
-  std::string s(OpKindName(op.kind));
-  if (op.layer >= 0) s += " of layer " + std::to_string(op.layer);
-  return s;
-}
-
 /// Identity of a weight's values: an embedding and a tied LM head have the same.
 std::string WeightIdentity(const WeightDesc& w) {
   return (w.key.empty() ? w.name : w.key) + "|" + std::to_string(w.rows) + "x" +

@@ -13,12 +13,6 @@ namespace {
 constexpr int kBufCount = static_cast<int>(Buf::kNextTokens) + 1;
 constexpr int kPinnedSlots = 4;  ///< per-step copies in flight (metadata and tokens, two steps)
 
-std::string OpName(const Op& op) {
-  std::string s(OpKindName(op.kind));
-  if (op.layer >= 0) s += " of layer " + std::to_string(op.layer);
-  return s;
-}
-
 /// The rotary table: [max_context][head_dim], the cosines then the sines of each position.
 std::vector<float> RopeTable(int64_t max_context, int64_t hd, double theta) {
   const int64_t half = hd / 2;

@@ -9,12 +9,6 @@
 namespace cb::cuda {
 namespace {
 
-std::string OpName(const Op& op) {
-  std::string s(OpKindName(op.kind));
-  if (op.layer >= 0) s += " of layer " + std::to_string(op.layer);
-  return s;
-}
-
 class StreamChecker {
  public:
   StreamChecker(const OpStream& s, DType dtype, bool narrow)
