@@ -71,14 +71,22 @@ static Status Compare(const WorkloadSpec& w, const OpStream& stream, const OpStr
                       bool weight_only, AccuracyRecord* accuracy);
 
 /// Quantised runs compare with the reference quantised the same way. Weight-only: the same
-/// codes and bf16 inputs on both sides, only fp32 accumulation order differs (1e-2). With
+/// codes and bf16 inputs on both sides, only fp32 accumulation order differs (1e-2), except in
+/// MLA models, whose absorbed form keeps bf16 intermediates (the queries in latent space, the
+/// attended latent) that the reference's naive form holds in double, as in a bf16 run. With
 /// quantised activations, the last-ulp differences of the ops before a matmul (fp32 against
 /// double) now and then move an activation code by one step (1/127 of the token's largest
-/// value), and later layers carry it: tiny models differ by up to 3.2e-2 (100 seeds), while
-/// op by op the kernels agree to 1e-4 (tests/conformance/quant_conformance_test.cc).
-double VerifyTolerance(DType dtype, bool weight_only) {
+/// value), and later layers carry it: tiny dense models differ by up to 3.2e-2 (100 seeds),
+/// while op by op the kernels agree to 1e-4 (tests/conformance/quant_conformance_test.cc,
+/// MoE and MLA streams included). MLA models quantise four more, narrow, inputs per layer
+/// (q_a, q_b, kv_a, o on 32..64 columns in the tiny model), so a flip weighs more: over 1,000
+/// conformance runs of tiny-moe-mla in int8 the median error is 2.5e-7 (no flip), but a run
+/// with a flip reaches 5e-2 in the logits and 8e-2 in the router's (p99 6.6e-2, largest seen
+/// 1.08e-1), hence 1.5e-1 there; a wrong kernel, scale or expert gives errors of order 1.
+double VerifyTolerance(DType dtype, bool weight_only, bool mla) {
   if (dtype == DType::kF32) return 2e-3;
-  if (IsQuantized(dtype) && weight_only) return 1e-2;
+  if (IsQuantized(dtype) && weight_only && !mla) return 1e-2;
+  if (IsQuantized(dtype) && !weight_only && mla) return 1.5e-1;
   return 5e-2;
 }
 
@@ -208,7 +216,7 @@ static Status Compare(const WorkloadSpec& w, const OpStream& stream, const OpStr
   *out = Verification{};
   out->sequences = shape.sequences;
   out->positions = shape.decode_steps + 1;
-  out->tolerance = VerifyTolerance(w.dtype, weight_only);
+  out->tolerance = VerifyTolerance(w.dtype, weight_only, stream.dims.Mla());
 
   // The backend first: under tensor parallelism its steps are collective, and the other ranks
   // of the group must not wait while this one runs the reference.

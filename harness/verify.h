@@ -8,7 +8,7 @@ namespace cb {
 
 /// Largest error, relative to max |reference logit|, accepted for a dtype. A wrong kernel
 /// gives errors of order 1; these bounds leave room for bf16 rounding over many layers.
-double VerifyTolerance(DType dtype, bool weight_only = false);
+double VerifyTolerance(DType dtype, bool weight_only = false, bool mla = false);
 
 /// "int8 (W8A8)", "fp8 (W8A8)" or "fp8 (weight-only)"; empty for unquantised dtypes.
 std::string PrecisionLabel(DType dtype, bool weight_only);

@@ -40,9 +40,7 @@ Status CpuSession::PlanWeights(const OpStream& s, const WeightSource& weights) {
       std::vector<const WeightDesc*> parts;
       for (const auto& w : op.weights) parts.push_back(s.FindWeight(w));
       auto m = std::make_unique<PackedMatrix>();
-      CB_RETURN_IF_ERROR(IsQuantized(cfg_.dtype)
-                             ? PackQuantized(parts, weights, cfg_.dtype, m.get())
-                             : PackWeights(parts, weights, cfg_.dtype, m.get()));
+      CB_RETURN_IF_ERROR(PackWeights(parts, weights, cfg_.dtype, m.get()));
       if (m->n != op.n || m->k != op.k) {
         return Status::InvalidInput(OpName(op) + ": weights are " + std::to_string(m->n) + " x " +
                                     std::to_string(m->k) + ", the op says " + std::to_string(op.n) +
@@ -110,7 +108,7 @@ Status CpuSession::AllocateBuffers(const OpStream& s) {
   // Inputs to convert (dtype differs from the weights') or pad (k not a multiple of 16).
   for (size_t i = 0; i < s.ops.size(); ++i) {
     const Op& op = s.ops[i];
-    if (op.kind != OpKind::kMatMul) continue;
+    if (op.kind != OpKind::kMatMul && op.kind != OpKind::kRouter) continue;
     const PackedMatrix& m = *plans_[i].matrix;
     int64_t rows = 0;
     if (BufDType(op.in) != m.dtype) {

@@ -6,6 +6,7 @@
 
 #include "backends/cpu/cpu_session.h"
 #include "workloads/moe_routing.h"
+#include "workloads/quant.h"
 
 namespace cb::cpu {
 
@@ -15,7 +16,12 @@ Status CpuSession::PlanMoe(const OpStream& s, const WeightSource& weights) {
     const Op& op = s.ops[i];
     if (op.kind == OpKind::kRouter) {
       auto m = std::make_unique<PackedMatrix>();
-      CB_RETURN_IF_ERROR(PackWeights({s.FindWeight(op.weights[0])}, weights, cfg_.dtype, m.get()));
+      // The router is never quantised: bf16 values in an int8 or fp8 session, as the reference
+      // holds them, in the dtype of its input (fp32 in int8 sessions, where rounding the
+      // input to bf16 would move the route weights and with them the next layer's int8 codes).
+      CB_RETURN_IF_ERROR(
+          PackWeights({s.FindWeight(op.weights[0])}, weights, BufDType(op.in), m.get()));
+      if (IsQuantized(cfg_.dtype)) RoundValuesToBf16(m.get());
       CB_RETURN_IF_ERROR(matmul_.CheckLayout(*m));
       Progress(m->data.size());
       plans_[i].matrix = m.get();
@@ -24,7 +30,7 @@ Status CpuSession::PlanMoe(const OpStream& s, const WeightSource& weights) {
         const WeightDesc& d = *s.FindWeight(op.weights[1]);
         std::vector<float> v(static_cast<size_t>(d.Elements()));
         weights.FillRows(d, 0, d.rows, v.data());
-        for (float& x : v) x = RoundTo(cfg_.dtype, x);
+        for (float& x : v) x = RoundTo(HighPrecisionOf(cfg_.dtype), x);
         plans_[i].gain[0] = dense_f32_.emplace(d.name, std::move(v)).first->second.data();
       }
     } else if (op.kind == OpKind::kMoeExperts) {
@@ -54,9 +60,9 @@ Status CpuSession::EnsureMoePairs(int64_t pairs) {
   if (pairs <= moe_pairs_) return Status::Ok();
   moe_pairs_ = pairs;
   const ExpertShape shape{dims_.local_experts, dims_.hidden, dims_.expert_ffn};
-  return moe_act_.Allocate(
-      static_cast<size_t>(std::max<int64_t>(pairs, 1) * shape.FfnPad()) * DTypeBytes(cfg_.dtype),
-      "expert SwiGLU rows");
+  return moe_act_.Allocate(static_cast<size_t>(std::max<int64_t>(pairs, 1) * shape.FfnPad()) *
+                               DTypeBytes(MatmulInputDType(cfg_.dtype)),
+                           "expert SwiGLU rows");
 }
 
 Status CpuSession::RunRouter(const Op& op, const OpPlan& plan, StepIO& io) {

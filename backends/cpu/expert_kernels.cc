@@ -1,5 +1,6 @@
-// The oneDNN expert format (any dtype: each expert's rows gathered, then MatmulRunner), the
-// choice of format, and the combine shared by every format and by expert parallelism.
+// The per-expert format (any dtype: each expert's rows gathered, then MatmulRunner: oneDNN,
+// or the int8/fp8 kernels of quant_gemm.h), the choice of format, and the combine shared by
+// every format and by expert parallelism.
 
 #include "backends/cpu/expert_kernels.h"
 
@@ -19,7 +20,11 @@ int64_t PaddedRows(int64_t rows) { return rows <= kSkinnyMaxRows ? rows : (rows 
 
 class OneDnnExperts final : public ExpertKernels {
  public:
-  OneDnnExperts(DType dtype, MatmulRunner* matmul) : dtype_(dtype), matmul_(matmul) {}
+  OneDnnExperts(DType dtype, MatmulRunner* matmul)
+      : dtype_(dtype),
+        act_dtype_(MatmulInputDType(dtype)),
+        y_dtype_(IsQuantized(dtype) ? DType::kF32 : dtype),
+        matmul_(matmul) {}
   Status Load(const ExpertShape& shape, const WeightDesc& gate_up, const WeightDesc& down,
               const WeightSource& source);
   Status GateUp(const void* x, int64_t ld_x, const ExpertRows& rows, void* act) override;
@@ -32,7 +37,9 @@ class OneDnnExperts final : public ExpertKernels {
   Status DownRows(const void* act, const ExpertRows& rows, int64_t e);
   Status Reserve(int64_t rows);
 
-  DType dtype_;
+  DType dtype_;      ///< the weights'
+  DType act_dtype_;  ///< inputs and act rows: fp32 for int8, bf16 for fp8
+  DType y_dtype_;    ///< results: fp32 for int8 and fp8 (as their dense matmuls give)
   MatmulRunner* matmul_;
   ExpertShape shape_;
   int64_t k_pad_ = 0;
@@ -48,37 +55,44 @@ Status OneDnnExperts::Load(const ExpertShape& shape, const WeightDesc& gate_up,
   down_.resize(shape.experts);
   for (int64_t e = 0; e < shape.experts; ++e) {
     const RowMap gu = [&](int64_t p) { return RowSource{&gate_up, e * 2 * shape.ffn + p}; };
-    CB_RETURN_IF_ERROR(PackRows(2 * shape.ffn, shape.hidden, gu, source, dtype_, &gate_up_[e]));
     const RowMap dn = [&](int64_t p) { return RowSource{&down, e * shape.hidden + p}; };
-    CB_RETURN_IF_ERROR(PackRows(shape.hidden, shape.ffn, dn, source, dtype_, &down_[e]));
+    if (IsQuantized(dtype_)) {
+      CB_RETURN_IF_ERROR(
+          PackQuantizedRows(2 * shape.ffn, shape.hidden, gu, source, dtype_, &gate_up_[e]));
+      CB_RETURN_IF_ERROR(PackQuantizedRows(shape.hidden, shape.ffn, dn, source, dtype_, &down_[e]));
+    } else {
+      CB_RETURN_IF_ERROR(PackRows(2 * shape.ffn, shape.hidden, gu, source, dtype_, &gate_up_[e]));
+      CB_RETURN_IF_ERROR(PackRows(shape.hidden, shape.ffn, dn, source, dtype_, &down_[e]));
+    }
   }
   CB_RETURN_IF_ERROR(matmul_->CheckLayout(gate_up_[0]));
   CB_RETURN_IF_ERROR(matmul_->CheckLayout(down_[0]));
   k_pad_ = gate_up_[0].k_pad;
-  CB_RETURN_IF_ERROR(matmul_->Reserve(kSkinnyMaxRows, std::max(k_pad_, down_[0].k_pad), dtype_));
   return Reserve(16);
 }
 
 Status OneDnnExperts::Reserve(int64_t rows) {
   if (rows <= capacity_) return Status::Ok();
   capacity_ = PaddedRows(rows);
-  const size_t dt = DTypeBytes(dtype_);
+  const size_t dt = DTypeBytes(act_dtype_);
   const int64_t width = std::max(k_pad_, shape_.FfnPad());
+  CB_RETURN_IF_ERROR(matmul_->Reserve(std::max(capacity_, kSkinnyMaxRows),
+                                      std::max(k_pad_, down_[0].k_pad), dtype_));
   CB_RETURN_IF_ERROR(x_.Allocate(capacity_ * width * dt, "expert input rows"));
   CB_RETURN_IF_ERROR(gu_.Allocate(capacity_ * 2 * shape_.ffn * sizeof(float), "expert gate/up"));
   CB_RETURN_IF_ERROR(y32_.Allocate(capacity_ * shape_.hidden * sizeof(float), "expert results"));
-  return y_.Allocate(capacity_ * shape_.hidden * dt, "expert output rows");
+  return y_.Allocate(capacity_ * shape_.hidden * DTypeBytes(y_dtype_), "expert output rows");
 }
 
 uint64_t OneDnnExperts::AllocatedBytes() const {
   uint64_t bytes = x_.size() + gu_.size() + y32_.size() + y_.size();
-  for (const auto& m : gate_up_) bytes += m.data.size();
-  for (const auto& m : down_) bytes += m.data.size();
+  for (const auto& m : gate_up_) bytes += m.data.size() + m.scales.size() + m.comp.size();
+  for (const auto& m : down_) bytes += m.data.size() + m.scales.size() + m.comp.size();
   return bytes;
 }
 
 Status OneDnnExperts::GateUp(const void* x, int64_t ld_x, const ExpertRows& rows, void* act) {
-  const size_t dt = DTypeBytes(dtype_);
+  const size_t dt = DTypeBytes(act_dtype_);
   const int64_t f = shape_.ffn, f_pad = shape_.FfnPad();
   for (int64_t e = 0; e < rows.experts; ++e) {
     const int64_t begin = rows.offset[e], n = rows.offset[e + 1] - begin;
@@ -95,19 +109,19 @@ Status OneDnnExperts::GateUp(const void* x, int64_t ld_x, const ExpertRows& rows
       }
     }
     CB_RETURN_IF_ERROR(
-        matmul_->Run(gate_up_[e], xe, dtype_, k_pad_, padded, gu_.as<float>(), 2 * f));
+        matmul_->Run(gate_up_[e], xe, act_dtype_, k_pad_, padded, gu_.as<float>(), 2 * f));
     char* a = static_cast<char*>(act) + begin * f_pad * dt;
     for (int64_t r = 0; r < n; ++r) std::memset(a + (r * f_pad + f) * dt, 0, (f_pad - f) * dt);
     // SwiGLU row by row into the act rows (stride f_pad).
     for (int64_t r = 0; r < n; ++r) {
-      SwiGlu(gu_.as<float>() + r * 2 * f, {a + r * f_pad * dt, dtype_}, 1, f);
+      SwiGlu(gu_.as<float>() + r * 2 * f, {a + r * f_pad * dt, act_dtype_}, 1, f);
     }
   }
   return Status::Ok();
 }
 
 Status OneDnnExperts::DownRows(const void* act, const ExpertRows& rows, int64_t e) {
-  const size_t dt = DTypeBytes(dtype_);
+  const size_t dt = DTypeBytes(act_dtype_);
   const int64_t begin = rows.offset[e], n = rows.offset[e + 1] - begin, f_pad = shape_.FfnPad();
   CB_RETURN_IF_ERROR(Reserve(n));
   const int64_t padded = PaddedRows(n);
@@ -120,10 +134,10 @@ Status OneDnnExperts::DownRows(const void* act, const ExpertRows& rows, int64_t 
     in = x_.data();
   }
   CB_RETURN_IF_ERROR(
-      matmul_->Run(down_[e], in, dtype_, f_pad, padded, y32_.as<float>(), shape_.hidden));
+      matmul_->Run(down_[e], in, act_dtype_, f_pad, padded, y32_.as<float>(), shape_.hidden));
   for (int64_t r = 0; r < n; ++r) {
     const float* src = y32_.as<float>() + r * shape_.hidden;
-    if (dtype_ == DType::kBF16) {
+    if (y_dtype_ == DType::kBF16) {
       CopyRow(src, y_.as<bf16_t>() + r * shape_.hidden, shape_.hidden);
     } else {
       std::memcpy(y_.as<float>() + r * shape_.hidden, src, shape_.hidden * sizeof(float));
@@ -138,7 +152,7 @@ Status OneDnnExperts::DownCombine(const void* act, const ExpertRows& rows, float
     const int64_t begin = rows.offset[e], n = rows.offset[e + 1] - begin;
     if (n == 0) continue;
     CB_RETURN_IF_ERROR(DownRows(act, rows, e));
-    CombineRows(y_.data(), dtype_, shape_.hidden, rows.row + begin, rows.weight + begin, n,
+    CombineRows(y_.data(), y_dtype_, shape_.hidden, rows.row + begin, rows.weight + begin, n,
                 shape_.hidden, out, ld_out);
   }
   return Status::Ok();
@@ -146,7 +160,7 @@ Status OneDnnExperts::DownCombine(const void* act, const ExpertRows& rows, float
 
 Status OneDnnExperts::DownStore(const void* act, const ExpertRows& rows, void* out,
                                 int64_t ld_out) {
-  const size_t dt = DTypeBytes(dtype_);
+  const size_t dt = DTypeBytes(y_dtype_);
   for (int64_t e = 0; e < rows.experts; ++e) {
     const int64_t begin = rows.offset[e], n = rows.offset[e + 1] - begin;
     if (n == 0) continue;

@@ -24,7 +24,7 @@ Status LatentCache::Allocate(int layers, int64_t slots, int64_t max_context, int
       "the MLA latent cache");
 }
 
-Status PackMlaWeights(const WeightDesc& kv_b, const MlaShape& s, DType dtype,
+Status PackMlaWeights(const WeightDesc& kv_b, const MlaShape& s, DType dtype, bool bf16_values,
                       const WeightSource& source, MlaWeights* out) {
   if (kv_b.rows != s.heads * (s.nope + s.v) || kv_b.cols != s.kv_lora) {
     return Status::InvalidInput("kv_b is " + std::to_string(kv_b.rows) + " x " +
@@ -44,6 +44,10 @@ Status PackMlaWeights(const WeightDesc& kv_b, const MlaShape& s, DType dtype,
     return r < s.v ? RowSource{&kv_b, h * (s.nope + s.v) + s.nope + r} : RowSource{};
   };
   CB_RETURN_IF_ERROR(PackRows(s.heads * v_rows, s.kv_lora, uv, source, dtype, &out->uv));
+  if (bf16_values && dtype == DType::kF32) {
+    RoundValuesToBf16(&out->uk_t);
+    RoundValuesToBf16(&out->uv);
+  }
   out->uk_t_heads.clear();
   out->uv_heads.clear();
   for (int64_t h = 0; h < s.heads; ++h) {
@@ -126,6 +130,11 @@ Status MlaKernel::PerHead(const std::vector<PackedView>& w, const void* x, int64
   if (dtype_ == DType::kBF16 && SkinnyGemmBf16Available()) {
     GroupedGemmBf16(w.data(), s_.heads, static_cast<const uint16_t*>(x), rows_ * ldx, ldx, rows_, y,
                     y_stride, ldy);
+    return Status::Ok();
+  }
+  if (dtype_ == DType::kF32) {
+    GroupedGemmF32(w.data(), s_.heads, static_cast<const float*>(x), rows_ * ldx, ldx, rows_, y,
+                   y_stride, ldy);
     return Status::Ok();
   }
   for (int64_t h = 0; h < s_.heads; ++h) {
@@ -246,7 +255,7 @@ Status MlaAttention(const float* q, const float* kva, int64_t rows, const RowPos
                     const MlaShape& shape, const MlaWeights& w, MatmulRunner& matmul,
                     LatentCache& cache, int layer, View out, MlaScratch& scratch) {
   if (rows > scratch.rows()) return Status::Internal("MLA scratch holds fewer rows than the step");
-  MlaKernel k(shape, w, matmul, cache, layer, scratch, rows, out.dtype);
+  MlaKernel k(shape, w, matmul, cache, layer, scratch, rows, w.uk_t.dtype);
   // Append first: a row may attend to rows of the same step.
   k.Append(kva, row_pos);
   CB_RETURN_IF_ERROR(k.LatentQueries(q));

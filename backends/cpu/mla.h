@@ -41,15 +41,17 @@ struct MlaShape {
 };
 
 /// kv_b [heads * (nope + v), kv_lora] of one layer split per head for the absorbed form, packed
-/// in the session dtype: W_uk^T (n = kv_lora, k = nope: takes q_nope into the latent space)
-/// and W_uv (n = v, k = kv_lora: takes the attended latent out). Every head's matrix is a run
-/// of 64-row blocks of one stacked matrix (one allocation, huge pages, one stream).
+/// in `dtype` (the dtype MLA's matmuls run in; with `bf16_values`, fp32 holding bf16 values, as
+/// an int8 session, whose activations are fp32, holds its unquantised weights): W_uk^T (n =
+/// kv_lora, k = nope: takes q_nope into the latent space) and W_uv (n = v, k = kv_lora: takes the
+/// attended latent out). Every head's matrix is a run of 64-row blocks of one stacked matrix (one
+/// allocation, huge pages, one stream).
 struct MlaWeights {
   PackedMatrix uk_t, uv;
   std::vector<PackedView> uk_t_heads, uv_heads;
   uint64_t AllocatedBytes() const { return uk_t.data.size() + uv.data.size(); }
 };
-Status PackMlaWeights(const WeightDesc& kv_b, const MlaShape& shape, DType dtype,
+Status PackMlaWeights(const WeightDesc& kv_b, const MlaShape& shape, DType dtype, bool bf16_values,
                       const WeightSource& source, MlaWeights* out);
 
 /// Working memory of MlaAttention for up to `rows` new tokens.

@@ -143,7 +143,16 @@ Status PackWeights(const std::vector<const WeightDesc*>& parts, const WeightSour
     const size_t i = std::upper_bound(starts.begin(), starts.end(), row) - starts.begin() - 1;
     return RowSource{parts[i], row - starts[i]};
   };
-  return PackRows(n, k, concatenated, source, dtype, out);
+  return IsQuantized(dtype) ? PackQuantizedRows(n, k, concatenated, source, dtype, out)
+                            : PackRows(n, k, concatenated, source, dtype, out);
+}
+
+void RoundValuesToBf16(PackedMatrix* m) {
+  if (m->dtype != DType::kF32) return;
+  float* v = m->data.as<float>();
+  const int64_t n = static_cast<int64_t>(m->data.size() / sizeof(float));
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) v[i] = RoundTo(DType::kBF16, v[i]);
 }
 
 Status FillPlain(const WeightDesc& desc, const WeightSource& source, DType dtype,

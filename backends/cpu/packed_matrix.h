@@ -109,14 +109,21 @@ using RowMap = std::function<RowSource(int64_t)>;
 Status PackRows(int64_t n, int64_t k, const RowMap& rows, const WeightSource& source, DType dtype,
                 PackedMatrix* out);
 
-/// Packs the weights `parts` (concatenated along rows; all with the same cols).
+/// Generates the matrix of n rows (row p from rows(p), never transposed) and k columns
+/// quantised in `dtype` (int8 or fp8: the codes and per-tensor scales of workloads/quant.h)
+/// straight into the packed layout, with its scales (quant_matrix.cc).
+Status PackQuantizedRows(int64_t n, int64_t k, const RowMap& rows, const WeightSource& source,
+                         DType dtype, PackedMatrix* out);
+
+/// Packs the weights `parts` (concatenated along rows; all with the same cols) in `dtype`:
+/// PackRows for fp32/bf16, PackQuantizedRows for int8/fp8.
 Status PackWeights(const std::vector<const WeightDesc*>& parts, const WeightSource& source,
                    DType dtype, PackedMatrix* out);
 
-/// Packs the weights `parts` quantised in `dtype` (int8 or fp8, workloads/quant.h), with their
-/// scales (quant_matrix.cc).
-Status PackQuantized(const std::vector<const WeightDesc*>& parts, const WeightSource& source,
-                     DType dtype, PackedMatrix* out);
+/// Rounds the values of a packed fp32 matrix to bf16 in place: the unquantised weights of an
+/// int8 session (bf16 values, HighPrecisionOf) for matmuls whose inputs are fp32, so that no
+/// input is rounded to bf16 (padding stays zero).
+void RoundValuesToBf16(PackedMatrix* m);
 
 /// Generates `desc` row-major in `dtype` into `out` (an embedding table), in parallel.
 Status FillPlain(const WeightDesc& desc, const WeightSource& source, DType dtype,

@@ -13,22 +13,24 @@ int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 /// One n-block: the codes of its rows (zeros for padding) scattered into the layout, and the
 /// rows' scales (and int8 offsets).
-Status PackQuantBlock(const std::vector<const WeightDesc*>& parts,
-                      const std::vector<int64_t>& starts, const WeightSource& source,
-                      PackedMatrix* out, int64_t nb, std::vector<uint8_t>* row) {
+Status PackQuantBlock(const RowMap& rows, const WeightSource& source, PackedMatrix* out, int64_t nb,
+                      std::vector<uint8_t>* row) {
   const DType dt = out->dtype;
   const int64_t k_pad = out->k_pad, groups = k_pad / kFp8Block;
   uint8_t* block = out->data.as<uint8_t>() + nb * out->BlockElems();
   row->resize(static_cast<size_t>(out->k));
+  const WeightDesc* first = nullptr;
   for (int64_t r = 0; r < kPackN; ++r) {
     const int64_t p = nb * kPackN + r;
     float scale = 0;
     int32_t sum = 0;
     std::fill(row->begin(), row->end(), 0);
-    if (p < out->n) {
-      const size_t i = std::upper_bound(starts.begin(), starts.end(), p) - starts.begin() - 1;
-      QuantizedWeightRows(*parts[i], source, dt, p - starts[i], 1, row->data());
-      scale = WeightQuantScale(*parts[i], dt);
+    const RowSource src = p < out->n ? rows(p) : RowSource{};
+    if (src.desc != nullptr) {
+      if (src.transposed) return Status::Unsupported("quantised weights are packed by rows");
+      QuantizedWeightRows(*src.desc, source, dt, src.row, 1, row->data());
+      scale = WeightQuantScale(*src.desc, dt);
+      if (first == nullptr) first = src.desc;
     }
     for (int64_t c = 0; c < k_pad; ++c) {
       const uint8_t q = c < out->k ? (*row)[c] : 0;
@@ -42,7 +44,7 @@ Status PackQuantBlock(const std::vector<const WeightDesc*>& parts,
       float* s = out->scales.as<float>() + nb * groups;
       if (r > 0 && s[0] != scale) {
         return Status::Unsupported("fp8 weights of different scales share a block of 64 rows (" +
-                                   parts[0]->name + ")");
+                                   first->name + ")");
       }
       std::fill(s, s + groups, scale);
     }
@@ -52,25 +54,17 @@ Status PackQuantBlock(const std::vector<const WeightDesc*>& parts,
 
 }  // namespace
 
-Status PackQuantized(const std::vector<const WeightDesc*>& parts, const WeightSource& source,
-                     DType dtype, PackedMatrix* out) {
-  if (!IsQuantized(dtype)) return Status::InvalidInput("PackQuantized takes int8 or fp8");
-  if (parts.empty()) return Status::InvalidInput("a matmul needs at least one weight");
-  std::vector<int64_t> starts;
-  int64_t n = 0;
-  for (const WeightDesc* p : parts) {
-    if (p->cols != parts[0]->cols) {
-      return Status::InvalidInput("weights of one matmul differ in width: " + p->name);
-    }
-    starts.push_back(n);
-    n += p->rows;
-  }
+Status PackQuantizedRows(int64_t n, int64_t k, const RowMap& rows, const WeightSource& source,
+                         DType dtype, PackedMatrix* out) {
+  if (!IsQuantized(dtype)) return Status::InvalidInput("PackQuantizedRows takes int8 or fp8");
+  if (n <= 0 || k <= 0) return Status::InvalidInput("a packed matrix needs rows and columns");
   out->dtype = dtype;
   out->n = n;
-  out->k = parts[0]->cols;
+  out->k = k;
   out->n_pad = RoundUp(n, kPackN);
-  out->k_pad = RoundUp(out->k, PackK(dtype));
-  const char* what = parts[0]->name.c_str();
+  out->k_pad = RoundUp(k, PackK(dtype));
+  const RowSource first = rows(0);
+  const char* what = first.desc != nullptr ? first.desc->name.c_str() : "quantised weights";
   CB_RETURN_IF_ERROR(
       out->data.AllocateUninitialized(static_cast<size_t>(out->n_pad * out->k_pad), what));
   const int64_t scales =
@@ -86,7 +80,7 @@ Status PackQuantized(const std::vector<const WeightDesc*>& parts, const WeightSo
     std::vector<uint8_t> row;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t nb = 0; nb < blocks; ++nb) {
-      Status s = PackQuantBlock(parts, starts, source, out, nb, &row);
+      Status s = PackQuantBlock(rows, source, out, nb, &row);
       if (!s.ok()) {
 #pragma omp critical
         status = s;

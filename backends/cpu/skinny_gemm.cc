@@ -121,6 +121,34 @@ void StoreGroup(const uint16_t* wb, int64_t steps, const uint16_t* x, int64_t ld
 
 #endif  // __AVX512BF16__
 
+/// Rows [r0, r0 + M) of one fp32 block ([k_pad][64]) against all its k, stored to y rows.
+template <int M>
+void StoreGroupF32(const float* wb, int64_t k_pad, const float* x, int64_t ldx, int64_t r0,
+                   float* y, int64_t ldy, int64_t n_valid) {
+  __m512 acc[M][4];
+  for (int m = 0; m < M; ++m) {
+    for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_ps();
+  }
+  const float* xr = x + r0 * ldx;
+  for (int64_t c = 0; c < k_pad; ++c) {
+    const float* wc = wb + c * kPackN;
+    const __m512 w0 = _mm512_load_ps(wc), w1 = _mm512_load_ps(wc + 16),
+                 w2 = _mm512_load_ps(wc + 32), w3 = _mm512_load_ps(wc + 48);
+    for (int m = 0; m < M; ++m) {
+      const __m512 xv = _mm512_set1_ps(xr[m * ldx + c]);
+      acc[m][0] = _mm512_fmadd_ps(xv, w0, acc[m][0]);
+      acc[m][1] = _mm512_fmadd_ps(xv, w1, acc[m][1]);
+      acc[m][2] = _mm512_fmadd_ps(xv, w2, acc[m][2]);
+      acc[m][3] = _mm512_fmadd_ps(xv, w3, acc[m][3]);
+    }
+  }
+  for (int m = 0; m < M; ++m) {
+    for (int j = 0; j < 4; ++j) {
+      Store16(y + (r0 + m) * ldy + 16 * j, acc[m][j], TailMask(n_valid - 16 * j));
+    }
+  }
+}
+
 }  // namespace
 
 bool SkinnyGemmBf16Available() {
@@ -188,6 +216,37 @@ void GroupedGemmBf16(const PackedView* w, int64_t groups, const uint16_t* x, int
   (void)w, (void)groups, (void)x, (void)x_stride, (void)ldx, (void)rows, (void)y, (void)y_stride,
       (void)ldy;
 #endif
+}
+
+void GroupedGemmF32(const PackedView* w, int64_t groups, const float* x, int64_t x_stride,
+                    int64_t ldx, int64_t rows, float* y, int64_t y_stride, int64_t ldy) {
+  if (groups <= 0 || rows <= 0) return;
+  const int64_t blocks = w[0].n_pad / kPackN, k_pad = w[0].k_pad;
+#pragma omp parallel for schedule(static) if (groups * blocks > 1)
+  for (int64_t item = 0; item < groups * blocks; ++item) {
+    const int64_t g = item / blocks, b = item % blocks;
+    const PackedView& m = w[g];
+    const float* wb = static_cast<const float*>(m.data) + b * m.BlockElems();
+    const float* xg = x + g * x_stride;
+    float* yg = y + g * y_stride + b * kPackN;
+    const int64_t n_valid = std::min<int64_t>(kPackN, m.n - b * kPackN);
+    for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+      switch (std::min<int64_t>(4, rows - r0)) {
+        case 1:
+          StoreGroupF32<1>(wb, k_pad, xg, ldx, r0, yg, ldy, n_valid);
+          break;
+        case 2:
+          StoreGroupF32<2>(wb, k_pad, xg, ldx, r0, yg, ldy, n_valid);
+          break;
+        case 3:
+          StoreGroupF32<3>(wb, k_pad, xg, ldx, r0, yg, ldy, n_valid);
+          break;
+        default:
+          StoreGroupF32<4>(wb, k_pad, xg, ldx, r0, yg, ldy, n_valid);
+          break;
+      }
+    }
+  }
 }
 
 }  // namespace cb::cpu

@@ -34,4 +34,10 @@ void SkinnyGemmBf16(const PackedView& w, const uint16_t* x, int64_t ldx, int64_t
 void GroupedGemmBf16(const PackedView* w, int64_t groups, const uint16_t* x, int64_t x_stride,
                      int64_t ldx, int64_t rows, float* y, int64_t y_stride, int64_t ldy);
 
+/// GroupedGemmBf16 for packed fp32 matrices and fp32 x (AVX-512F only): MLA's per-head
+/// projections in an int8 session, whose activations are fp32. Rows go four at a time
+/// against each block, which then stays in cache.
+void GroupedGemmF32(const PackedView* w, int64_t groups, const float* x, int64_t x_stride,
+                    int64_t ldx, int64_t rows, float* y, int64_t y_stride, int64_t ldy);
+
 }  // namespace cb::cpu

@@ -264,6 +264,11 @@ Status ReferenceSession::MlaAttentionOp(const Op& op, const StepIO& io) {
     const int64_t len = s.past_len + s.new_tokens;
     if (static_cast<int64_t>(kv.k.size()) < len * c_w) kv.k.resize(len * c_w);
     std::copy_n(kva + row0 * c_w, s.new_tokens * c_w, kv.k.data() + s.past_len * c_w);
+    if (act_ != ActQuant::kNone) {  // a quantised session's latent cache is bf16, as the GQA one
+      for (int64_t i = s.past_len * c_w; i < len * c_w; ++i) {
+        kv.k[i] = RoundTo(DType::kBF16, kv.k[i]);
+      }
+    }
     kv.valid = len;
     // Naive form: up-project every cached latent into each head's K (nope part) and V.
     std::vector<double> keys(len * heads * nope), vals(len * heads * v);

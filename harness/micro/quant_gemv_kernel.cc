@@ -43,7 +43,7 @@ Status QuantGemvKernel::Create(DType dtype, int64_t n, int64_t k, int copies,
   const WeightSource source(1);
   for (int c = 0; c < copies; ++c) {
     auto m = std::make_unique<cpu::PackedMatrix>();
-    CB_RETURN_IF_ERROR(cpu::PackQuantized({&d}, source, dtype, m.get()));
+    CB_RETURN_IF_ERROR(cpu::PackWeights({&d}, source, dtype, m.get()));
     impl->copies.push_back(std::move(m));
   }
   const int64_t k_pad = impl->copies[0]->k_pad;

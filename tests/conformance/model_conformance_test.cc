@@ -28,14 +28,20 @@ namespace {
 constexpr double kF32ModelTol = 1e-4;
 constexpr double kBf16ModelTol = 5e-2;
 /// fp8 (weight-only) against the reference quantised the same way: the same codes and bf16
-/// inputs, fp32 accumulation order only. int8 (W8A8) keeps the bf16 bound: an activation code
-/// that a last-ulp difference moves by one step changes later layers (max 3.2e-2 observed over
-/// 100 seeds x 4 models); op by op the kernels agree to 1e-4 (quant_conformance_test.cc).
+/// inputs, fp32 accumulation order only; in MLA models the bf16 bound, since the absorbed form
+/// keeps bf16 intermediates that the reference's naive form holds in double (VerifyTolerance).
+/// int8 (W8A8) keeps the bf16 bound: an activation code that a last-ulp difference moves by
+/// one step changes later layers (max 3.2e-2 observed over 100 seeds x 4 models); op by op the
+/// kernels agree to 1e-4 (quant_conformance_test.cc). In MLA models 1.5e-1: more and
+/// narrower quantised inputs per layer; a run without a flip differs by ~1e-7, one with a flip
+/// by up to 1.08e-1 (1,000 runs; harness/verify.cc has the figures).
 constexpr double kFp8WeightOnlyModelTol = 1e-2;
+constexpr double kInt8MlaModelTol = 1.5e-1;
 
-double ModelTol(DType dt) {
+double ModelTol(DType dt, const ModelSpec& spec) {
   if (dt == DType::kF32) return kF32ModelTol;
-  return dt == DType::kFP8 ? kFp8WeightOnlyModelTol : kBf16ModelTol;
+  if (dt == DType::kInt8 && spec.mla.enabled()) return kInt8MlaModelTol;
+  return dt == DType::kFP8 && !spec.mla.enabled() ? kFp8WeightOnlyModelTol : kBf16ModelTol;
 }
 
 struct ModelCase {
@@ -65,7 +71,7 @@ TEST_P(ModelConformance, PrefillThenDecodeMatchesReference) {
   const ModelCase& c = GetParam();
   const uint64_t seed = FreshSeed();
   CB_TRACE_SEED(seed);
-  const double tol = ModelTol(c.dtype);
+  const double tol = ModelTol(c.dtype, c.spec);
   SessionPair p;
   OpenPair(c.spec, Config(c.dtype, 2, 16, 10), seed, &p);
   if (HasFatalFailure()) return;
@@ -97,11 +103,11 @@ TEST_P(ModelConformance, PrefillThenDecodeMatchesReference) {
         io.tokens.push_back(j == 0 && k > 0 ? last_token[s.slot] : random_token(rng));
       }
     }
-    // bf16 MoE: rounding flips the odd near-tied routing decision, and a token sent to
-    // another expert differs by O(1). The reference replays the cpu's experts (its weights
+    // bf16 and 8-bit MoE: rounding flips the odd near-tied routing decision, and a token sent
+    // to another expert differs by O(1). The reference replays the cpu's experts (its weights
     // stay its own) and judges each decision where its own choice differed by the router's
     // margin (verification's rule); fp32 is strict.
-    const bool replay = c.dtype == DType::kBF16 && c.spec.moe.enabled();
+    const bool replay = c.dtype != DType::kF32 && c.spec.moe.enabled();
     io.record_routes = replay;
     StepIO io_ref = io;
     if (k == 3) {
@@ -159,7 +165,7 @@ TEST_P(ModelConformance, PrefillThenDecodeMatchesReference) {
   if (c.dtype == DType::kF32) {
     EXPECT_GE(checked_tokens, total_tokens - 1);
   }
-  if (c.dtype == DType::kBF16 && c.spec.moe.enabled()) {
+  if (c.dtype != DType::kF32 && c.spec.moe.enabled()) {
     // Every routed token of every step was replayed; a flip is only ever a near-tie.
     EXPECT_GT(route_decisions, 0);
     EXPECT_EQ(route_beyond_margin, 0) << "of " << route_decisions << " routing decisions";
@@ -196,15 +202,18 @@ std::vector<ModelCase> Cases() {
       cases.push_back({name, m, dt});
     }
   }
-  // The quantised dtypes run dense GQA models on cpu (MoE and MLA are skipped there).
   for (DType dt : {DType::kInt8, DType::kFP8}) {
     const std::string d(DTypeName(dt));
     cases.push_back({"llama_" + d, TinySpec(false, false), dt});
     cases.push_back({"qwen3_tied_" + d, TinySpec(true, true), dt});
     cases.push_back({"odd_shapes_" + d, OddSpec(true, true), dt});
-    ModelSpec tiny;
-    EXPECT_TRUE(LoadModelSpec("tiny", &tiny).ok());
-    cases.push_back({"tiny_" + d, tiny, dt});
+    for (const char* name : {"tiny", "tiny-moe-mla", "tiny-moe-gqa"}) {
+      ModelSpec m;
+      EXPECT_TRUE(LoadModelSpec(name, &m).ok()) << name;
+      std::string id = std::string(name) + "_" + d;
+      std::replace(id.begin(), id.end(), '-', '_');
+      cases.push_back({id, m, dt});
+    }
   }
   return cases;
 }

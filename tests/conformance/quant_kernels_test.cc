@@ -65,7 +65,7 @@ TEST(QuantKernels, Fp8WeightOnlyWithSubnormalCodes) {
   const WeightSource src(seed);
   const WeightDesc d = Desc(400, 1000);  // ~14 subnormal codes expected
   PackedMatrix w;
-  ASSERT_TRUE(cpu::PackQuantized({&d}, src, DType::kFP8, &w).ok());
+  ASSERT_TRUE(cpu::PackWeights({&d}, src, DType::kFP8, &w).ok());
   std::mt19937_64 rng(seed);
   for (int64_t rows : {1, 2, 3, 4, 7}) {
     std::vector<float> x = RandomValues(rng, rows * d.cols, 3.0f);
@@ -100,7 +100,7 @@ TEST(QuantKernels, Fp8SubnormalCodeAlone) {
   }
   if (at < 0) GTEST_SKIP() << "no subnormal code in this draw";
   PackedMatrix w;
-  ASSERT_TRUE(cpu::PackQuantized({&d}, src, DType::kFP8, &w).ok());
+  ASSERT_TRUE(cpu::PackWeights({&d}, src, DType::kFP8, &w).ok());
   std::vector<uint16_t> x(w.k_pad, 0);
   x[at % d.cols] = FloatToBf16(1.0f);
   std::vector<float> y(d.rows);
@@ -117,7 +117,7 @@ TEST(QuantKernels, Int8RowsOfEveryGroupSize) {
   const WeightSource src(seed);
   const WeightDesc d = Desc(130, 300);
   PackedMatrix w;
-  ASSERT_TRUE(cpu::PackQuantized({&d}, src, DType::kInt8, &w).ok());
+  ASSERT_TRUE(cpu::PackWeights({&d}, src, DType::kInt8, &w).ok());
   cpu::MatmulRunner runner;
   ASSERT_TRUE(runner.Reserve(13, w.k_pad, DType::kInt8).ok());
   std::mt19937_64 rng(seed);

@@ -61,6 +61,22 @@ TEST(QuantCli, Int8AndFp8RunsCarryPrecisionAndAccuracy) {
   }
 }
 
+// MoE (experts quantised, the router in bf16) and MLA (kv_b and the latent cache in bf16).
+TEST(QuantCli, MoeAndMlaModelsRunAndVerifyInInt8AndFp8) {
+  for (const char* dtype : {"int8", "fp8"}) {
+    SCOPED_TRACE(dtype);
+    const std::string out = FreshDir(std::string("quant_moe_") + dtype);
+    const CliResult r = RunCli(RunArgs(out, {"--model", "tiny-moe-mla", "--dtype", dtype}));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const json doc = OnlyRecord(out);
+    EXPECT_NE(doc["run"]["status"], "skipped") << doc["run"];
+    EXPECT_NE(doc["run"]["status"], "invalid") << doc["run"];
+    EXPECT_EQ(doc["verification"]["status"], "passed") << doc["verification"];
+    EXPECT_GT(doc["verification"]["route_decisions"].get<int>(), 0);
+    EXPECT_GT(doc["accuracy"]["positions"].get<int>(), 0);
+  }
+}
+
 TEST(QuantCli, ReferenceBackendRunsSimulatedQuantisation) {
   const std::string out = FreshDir("quant_reference");
   const CliResult r =
@@ -78,7 +94,6 @@ TEST(QuantCli, WhatTheCpuBackendCannotRunIsSkippedWithTheReason) {
   };
   const Case cases[] = {
       {{"--model", "tiny", "--dtype", "int8", "--kv-dtype", "fp8"}, "KV cache in bf16, not fp8"},
-      {{"--model", "tiny-moe-gqa", "--dtype", "int8"}, "dense GQA models only"},
   };
   for (const Case& c : cases) {
     const std::string out = FreshDir("quant_skipped");
