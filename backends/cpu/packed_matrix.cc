@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string>
 
+#include "backends/cpu/packed_lanes.h"
 #include "backends/cpu/vec_math.h"
 #include "workloads/weight_gen_avx512.h"
 
@@ -11,17 +12,27 @@ namespace {
 
 int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-/// Generator state of each lane of one n-block: in bf16 a step is a k-pair and lane l is row
-/// l / 2, column 2 step + l % 2; in fp32 a step is one k and lane l is row l.
-struct BlockLanes {
-  static constexpr int kMax = 2 * kPackN;
-  alignas(64) int64_t stream[kMax];
-  alignas(64) int64_t base[kMax];    ///< generator index of the lane's element at step 0
-  alignas(64) int64_t stride[kMax];  ///< generator index distance of consecutive columns
-  alignas(64) float scale[kMax];
-  alignas(64) float offset[kMax];
-  alignas(64) int32_t col[kMax];  ///< column of the lane at step 0
-};
+/// One n-block: bf16 [k_pad / 2][64][2] or fp32 [k_pad][64], written in memory order.
+void PackBlock(const BlockLanes& ln, int64_t k, int64_t k_pad, DType dtype, void* out) {
+  if (dtype == DType::kBF16) {
+    bf16_t* o = static_cast<bf16_t*>(out);
+    for (int64_t s = 0; s < k_pad / 2; ++s) {
+      for (int l = 0; l < 2 * kPackN; l += 16) {
+        const __m512 v = _mm512_insertf32x8(_mm512_castps256_ps512(LaneValues(ln, l, s, 2, k)),
+                                            LaneValues(ln, l + 8, s, 2, k), 1);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(o + s * 2 * kPackN + l), ToBf16(v));
+      }
+    }
+    return;
+  }
+  float* o = static_cast<float*>(out);
+  for (int64_t s = 0; s < k_pad; ++s) {
+    for (int l = 0; l < kPackN; l += 8)
+      _mm256_store_ps(o + s * kPackN + l, LaneValues(ln, l, s, 1, k));
+  }
+}
+
+}  // namespace
 
 void FillLanes(int64_t nb, int64_t n, const RowMap& rows, const WeightSource& source, int width,
                BlockLanes* lanes) {
@@ -53,43 +64,6 @@ void FillLanes(int64_t nb, int64_t n, const RowMap& rows, const WeightSource& so
     }
   }
 }
-
-/// 8 lanes [l, l + 8) at step s: their values, zero for columns at or beyond k.
-inline __m256 LaneValues(const BlockLanes& ln, int l, int64_t s, int width, int64_t k) {
-  const __m512i idx = _mm512_add_epi64(
-      _mm512_load_si512(ln.base + l),
-      _mm512_mullo_epi64(_mm512_load_si512(ln.stride + l), _mm512_set1_epi64(s * width)));
-  const __m256 v = weight_gen::Values8(_mm512_load_si512(ln.stream + l), idx,
-                                       _mm256_load_ps(ln.scale + l), _mm256_load_ps(ln.offset + l));
-  if (s * width + width <= k) return v;
-  const __m256i col =
-      _mm256_add_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(ln.col + l)),
-                       _mm256_set1_epi32(static_cast<int>(s * width)));
-  const __mmask8 valid = _mm256_cmplt_epi32_mask(col, _mm256_set1_epi32(static_cast<int>(k)));
-  return _mm256_maskz_mov_ps(valid, v);
-}
-
-/// One n-block: bf16 [k_pad / 2][64][2] or fp32 [k_pad][64], written in memory order.
-void PackBlock(const BlockLanes& ln, int64_t k, int64_t k_pad, DType dtype, void* out) {
-  if (dtype == DType::kBF16) {
-    bf16_t* o = static_cast<bf16_t*>(out);
-    for (int64_t s = 0; s < k_pad / 2; ++s) {
-      for (int l = 0; l < 2 * kPackN; l += 16) {
-        const __m512 v = _mm512_insertf32x8(_mm512_castps256_ps512(LaneValues(ln, l, s, 2, k)),
-                                            LaneValues(ln, l + 8, s, 2, k), 1);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(o + s * 2 * kPackN + l), ToBf16(v));
-      }
-    }
-    return;
-  }
-  float* o = static_cast<float*>(out);
-  for (int64_t s = 0; s < k_pad; ++s) {
-    for (int l = 0; l < kPackN; l += 8)
-      _mm256_store_ps(o + s * kPackN + l, LaneValues(ln, l, s, 1, k));
-  }
-}
-
-}  // namespace
 
 Status PackRows(int64_t n, int64_t k, const RowMap& rows, const WeightSource& source, DType dtype,
                 PackedMatrix* out) {

@@ -115,6 +115,10 @@ Status PackRows(int64_t n, int64_t k, const RowMap& rows, const WeightSource& so
 Status PackQuantizedRows(int64_t n, int64_t k, const RowMap& rows, const WeightSource& source,
                          DType dtype, PackedMatrix* out);
 
+/// workloads/quant.h's FloatToFp8 of n values, 8 at a time with AVX-512 (the packer's encoder,
+/// exposed for its test).
+void EncodeFp8(const float* x, int64_t n, uint8_t* out);
+
 /// Packs the weights `parts` (concatenated along rows; all with the same cols) in `dtype`:
 /// PackRows for fp32/bf16, PackQuantizedRows for int8/fp8.
 Status PackWeights(const std::vector<const WeightDesc*>& parts, const WeightSource& source,

@@ -1,8 +1,11 @@
 // Quantised weights straight into the packed layout (packed_matrix.h): the codes of
-// workloads/quant.h, so every backend and shard sees the same numbers.
+// workloads/quant.h, generated 8 elements at a time as PackRows generates fp32 and bf16, so
+// every backend and shard sees the same numbers.
 #include <algorithm>
+#include <cstring>
 #include <string>
 
+#include "backends/cpu/packed_lanes.h"
 #include "backends/cpu/packed_matrix.h"
 #include "workloads/quant.h"
 
@@ -11,43 +14,119 @@ namespace {
 
 int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-/// One n-block: the codes of its rows (zeros for padding) scattered into the layout, and the
-/// rows' scales (and int8 offsets).
+/// QuantizeInt8 of 8 lanes, bit for bit: x / scale in fp32, rounded to nearest even, clamped.
+inline __m256i Int8Codes8(__m256 x, __m256 scale) {
+  const __m256 q =
+      _mm256_roundscale_ps(_mm256_div_ps(x, scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 c =
+      _mm256_min_ps(_mm256_max_ps(q, _mm256_set1_ps(-kInt8Max)), _mm256_set1_ps(kInt8Max));
+  return _mm256_cvtps_epi32(c);
+}
+
+/// FloatToFp8 of 8 lanes, bit for bit (e4m3fn, saturating, NaN -> 0x7f): with e the binade of
+/// |x| (at least -6, the subnormals'), units = rne(|x| 2^(3 - e)) and code = units +
+/// (e + 6) x 8, which also carries a rounding up to 16 units into the next binade.
+inline __m256i Fp8Codes8(__m256 x) {
+  const __m256i bits = _mm256_castps_si256(x);
+  const __m256i sign = _mm256_and_si256(_mm256_srli_epi32(bits, 24), _mm256_set1_epi32(0x80));
+  const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+  const __m256i biased = _mm256_srli_epi32(_mm256_castps_si256(a), 23);
+  const __m256i e =
+      _mm256_max_epi32(_mm256_sub_epi32(biased, _mm256_set1_epi32(127)), _mm256_set1_epi32(-6));
+  // 2^(3 - e) (e in [-6, 127]: 3 - e >= -124 stays a normal float for e <= 129).
+  const __m256 pow2 =
+      _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_sub_epi32(_mm256_set1_epi32(130), e), 23));
+  const __m256 units =
+      _mm256_roundscale_ps(_mm256_mul_ps(a, pow2), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256i code = _mm256_add_epi32(_mm256_cvtps_epi32(units),
+                                  _mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(6)), 3));
+  code = _mm256_min_epi32(code, _mm256_set1_epi32(0x7e));
+  const __mmask8 big = _mm256_cmp_ps_mask(a, _mm256_set1_ps(kFp8Max), _CMP_GE_OQ);
+  code = _mm256_mask_mov_epi32(code, big, _mm256_set1_epi32(0x7e));
+  const __mmask8 nan = _mm256_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+  return _mm256_mask_mov_epi32(_mm256_or_si256(code, sign), nan, _mm256_set1_epi32(0x7f));
+}
+
+/// The 8 low bytes of 8 int32 lanes.
+inline uint64_t Bytes8(__m256i v) {
+  return static_cast<uint64_t>(_mm_cvtsi128_si64(_mm256_cvtepi32_epi8(v)));
+}
+
+/// One int8 n-block [k_pad / 4][64][4]: codes in lane order, each row's scale and offset.
+void PackInt8Block(const BlockLanes& ln, const float* row_scale, int64_t k, int64_t k_pad,
+                   uint8_t* out, int32_t* row_sum) {
+  __m256i sums[4 * kPackN / 8];
+  for (auto& s : sums) s = _mm256_setzero_si256();
+  __m256 scale[4 * kPackN / 8];
+  for (int l = 0; l < 4 * kPackN; l += 8) {
+    const __m256i row = _mm256_srli_epi32(
+        _mm256_add_epi32(_mm256_set1_epi32(l), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), 2);
+    scale[l / 8] = _mm256_i32gather_ps(row_scale, row, 4);
+  }
+  for (int64_t s = 0; s < k_pad / 4; ++s) {
+    for (int l = 0; l < 4 * kPackN; l += 8) {
+      const __m256i q = Int8Codes8(LaneValues(ln, l, s, 4, k), scale[l / 8]);
+      sums[l / 8] = _mm256_add_epi32(sums[l / 8], q);
+      const uint64_t b = Bytes8(q);
+      std::memcpy(out + s * 4 * kPackN + l, &b, 8);
+    }
+  }
+  alignas(32) int32_t lane_sums[8];
+  for (int r = 0; r < kPackN; ++r) row_sum[r] = 0;
+  for (int l = 0; l < 4 * kPackN; l += 8) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lane_sums), sums[l / 8]);
+    for (int j = 0; j < 8; ++j) row_sum[(l + j) / 4] += lane_sums[j];
+  }
+}
+
+/// One fp8 n-block [k_pad / 2][128 bytes, PackedMatrix::Fp8StepOffset]; `scale` is the block's.
+void PackFp8Block(const BlockLanes& ln, float scale, int64_t k, int64_t k_pad, uint8_t* out) {
+  uint8_t at[2 * kPackN];  // lane l (row l / 2, parity l % 2) -> byte in the step
+  for (int l = 0; l < 2 * kPackN; ++l) at[l] = PackedMatrix::Fp8StepOffset(l / 2, l % 2);
+  const __m256 inv = _mm256_set1_ps(scale);
+  for (int64_t s = 0; s < k_pad / 2; ++s) {
+    uint8_t* step = out + s * 2 * kPackN;
+    for (int l = 0; l < 2 * kPackN; l += 8) {
+      const uint64_t b = Bytes8(Fp8Codes8(_mm256_div_ps(LaneValues(ln, l, s, 2, k), inv)));
+      for (int j = 0; j < 8; ++j) step[at[l + j]] = static_cast<uint8_t>(b >> (8 * j));
+    }
+  }
+}
+
+/// One n-block: generated, quantised and stored, with its scales (and int8 row offsets).
 Status PackQuantBlock(const RowMap& rows, const WeightSource& source, PackedMatrix* out, int64_t nb,
-                      std::vector<uint8_t>* row) {
+                      BlockLanes* lanes) {
   const DType dt = out->dtype;
-  const int64_t k_pad = out->k_pad, groups = k_pad / kFp8Block;
   uint8_t* block = out->data.as<uint8_t>() + nb * out->BlockElems();
-  row->resize(static_cast<size_t>(out->k));
+  alignas(64) float row_scale[kPackN];
   const WeightDesc* first = nullptr;
   for (int64_t r = 0; r < kPackN; ++r) {
     const int64_t p = nb * kPackN + r;
-    float scale = 0;
-    int32_t sum = 0;
-    std::fill(row->begin(), row->end(), 0);
     const RowSource src = p < out->n ? rows(p) : RowSource{};
-    if (src.desc != nullptr) {
-      if (src.transposed) return Status::Unsupported("quantised weights are packed by rows");
-      QuantizedWeightRows(*src.desc, source, dt, src.row, 1, row->data());
-      scale = WeightQuantScale(*src.desc, dt);
-      if (first == nullptr) first = src.desc;
+    if (src.desc != nullptr && src.transposed) {
+      return Status::Unsupported("quantised weights are packed by rows");
     }
-    for (int64_t c = 0; c < k_pad; ++c) {
-      const uint8_t q = c < out->k ? (*row)[c] : 0;
-      block[out->Offset(r, c)] = q;
-      sum += static_cast<int8_t>(q);
+    // Padding rows: scale 1 (their codes are zero whatever it is), reported as 0.
+    row_scale[r] = src.desc != nullptr ? WeightQuantScale(*src.desc, dt) : 1.0f;
+    if (first == nullptr && src.desc != nullptr) first = src.desc;
+    if (dt == DType::kFP8 && src.desc != nullptr && row_scale[r] != row_scale[0]) {
+      return Status::Unsupported("fp8 weights of different scales share a block of 64 rows (" +
+                                 first->name + ")");
     }
-    if (dt == DType::kInt8) {
-      out->scales.as<float>()[p] = scale;
-      out->comp.as<int32_t>()[p] = 128 * sum;
-    } else if (p < out->n) {  // one scale per 64 rows x 128 columns (inside a 128 x 128 block)
-      float* s = out->scales.as<float>() + nb * groups;
-      if (r > 0 && s[0] != scale) {
-        return Status::Unsupported("fp8 weights of different scales share a block of 64 rows (" +
-                                   first->name + ")");
-      }
-      std::fill(s, s + groups, scale);
+  }
+  FillLanes(nb, out->n, rows, source, dt == DType::kInt8 ? 4 : 2, lanes);
+  if (dt == DType::kInt8) {
+    int32_t row_sum[kPackN];
+    PackInt8Block(*lanes, row_scale, out->k, out->k_pad, block, row_sum);
+    for (int64_t r = 0; r < kPackN; ++r) {
+      const int64_t p = nb * kPackN + r;
+      out->scales.as<float>()[p] = p < out->n ? row_scale[r] : 0.0f;
+      out->comp.as<int32_t>()[p] = 128 * row_sum[r];
     }
+  } else {  // one scale per 64 rows x 128 columns (inside a 128 x 128 block)
+    PackFp8Block(*lanes, row_scale[0], out->k, out->k_pad, block);
+    const int64_t groups = out->k_pad / kFp8Block;
+    std::fill_n(out->scales.as<float>() + nb * groups, groups, row_scale[0]);
   }
   return Status::Ok();
 }
@@ -77,10 +156,10 @@ Status PackQuantizedRows(int64_t n, int64_t k, const RowMap& rows, const WeightS
   Status status = Status::Ok();
 #pragma omp parallel
   {
-    std::vector<uint8_t> row;
+    BlockLanes lanes;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t nb = 0; nb < blocks; ++nb) {
-      Status s = PackQuantBlock(rows, source, out, nb, &row);
+      Status s = PackQuantBlock(rows, source, out, nb, &lanes);
       if (!s.ok()) {
 #pragma omp critical
         status = s;
@@ -88,6 +167,15 @@ Status PackQuantizedRows(int64_t n, int64_t k, const RowMap& rows, const WeightS
     }
   }
   return status;
+}
+
+void EncodeFp8(const float* x, int64_t n, uint8_t* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const uint64_t b = Bytes8(Fp8Codes8(_mm256_loadu_ps(x + i)));
+    std::memcpy(out + i, &b, 8);
+  }
+  for (; i < n; ++i) out[i] = FloatToFp8(x[i]);
 }
 
 }  // namespace cb::cpu

@@ -234,7 +234,7 @@ std::vector<MicroBenchSpec> AllMicroBenchmarks() {
   copy.buffer_bytes = kGiB / 2;
   out.push_back(copy);
 
-  for (DType dt : {DType::kBF16, DType::kF32}) {
+  for (DType dt : {DType::kBF16, DType::kF32, DType::kInt8, DType::kFP8}) {
     MicroBenchSpec gen;
     gen.name = "gen/" + std::string(DTypeName(dt));
     gen.kind = MicroKind::kWeightGen;

@@ -3,8 +3,11 @@
 // bit, padding zero: plain, concatenated, interleaved (rows from a map) and transposed rows.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "backends/cpu/packed_matrix.h"
 #include "tests/conformance/conformance_util.h"
+#include "workloads/quant.h"
 
 namespace cb::conformance {
 namespace {
@@ -52,6 +55,72 @@ TEST_P(PackedWeights, PackedValuesAreTheGeneratorsRounded) {
 
 INSTANTIATE_TEST_SUITE_P(DTypes, PackedWeights, ::testing::Values(DType::kF32, DType::kBF16),
                          [](const auto& info) { return std::string(DTypeName(info.param)); });
+
+/// Code of W[row, col] in a packed int8 or fp8 matrix.
+uint8_t PackedCode(const cpu::PackedMatrix& m, int64_t row, int64_t col) {
+  return m.data.as<uint8_t>()[m.Offset(row, col)];
+}
+
+class PackedQuantWeights : public ::testing::TestWithParam<DType> {};
+
+// The vectorised packer writes QuantizedWeightRows' codes (the scalar definition) with their
+// scales, and int8's row offsets; padding is zero.
+TEST_P(PackedQuantWeights, PackedCodesAreQuantizedWeightRows) {
+  const uint64_t seed = FreshSeed();
+  CB_TRACE_SEED(seed);
+  const DType dt = GetParam();
+  const WeightSource source(seed);
+  // 70 x 300 (n and k padded), the second part a shard of a wider tensor of the same scale.
+  const WeightDesc a{"a", "", 70, 300, 70, 300, 0, 0, WeightInit::kUniform, 0.3f};
+  const WeightDesc b{"b", "", 58, 300, 116, 600, 58, 300, WeightInit::kUniform, 0.3f};
+  cpu::PackedMatrix m;
+  ASSERT_TRUE(cpu::PackWeights({&a, &b}, source, dt, &m).ok());
+  ASSERT_EQ(m.n, 128);
+  std::vector<uint8_t> want(300);
+  for (int64_t r = 0; r < m.n_pad; ++r) {
+    const WeightDesc* d = r < 70 ? &a : r < 128 ? &b : nullptr;
+    if (d != nullptr) QuantizedWeightRows(*d, source, dt, r < 70 ? r : r - 70, 1, want.data());
+    int32_t sum = 0;
+    for (int64_t c = 0; c < m.k_pad; ++c) {
+      const uint8_t code = d != nullptr && c < 300 ? want[c] : 0;
+      ASSERT_EQ(PackedCode(m, r, c), code) << "(" << r << ", " << c << ")";
+      sum += static_cast<int8_t>(code);
+    }
+    if (dt == DType::kInt8) {
+      EXPECT_EQ(m.scales.as<float>()[r], d != nullptr ? WeightQuantScale(*d, dt) : 0.0f);
+      EXPECT_EQ(m.comp.as<int32_t>()[r], 128 * sum);
+    }
+  }
+  if (dt == DType::kFP8) {
+    const int64_t groups = m.k_pad / kFp8Block;
+    for (int64_t i = 0; i < m.n_pad / cpu::kPackN * groups; ++i) {
+      EXPECT_EQ(m.scales.as<float>()[i], WeightQuantScale(a, dt));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(DTypes, PackedQuantWeights, ::testing::Values(DType::kInt8, DType::kFP8),
+                         [](const auto& info) { return std::string(DTypeName(info.param)); });
+
+// The packer's fp8 encoder against FloatToFp8 over a sweep of every 61st float bit pattern of
+// both signs (subnormals, every binade, the rounding carries, saturation, infinities, NaNs).
+TEST(PackedQuantWeights, VectorFp8EncoderIsFloatToFp8) {
+  std::vector<float> x;
+  for (uint64_t bits = 0; bits <= 0xffffffffull; bits += 61) {
+    const uint32_t b = static_cast<uint32_t>(bits);
+    float f;
+    std::memcpy(&f, &b, sizeof f);
+    x.push_back(f);
+  }
+  for (float f : {0.0f, -0.0f, 448.0f, 464.0f, 0x1p-9f, 0x1.8p-10f, 0x1p-10f, 0x1.ep-7f}) {
+    x.push_back(f);
+  }
+  std::vector<uint8_t> got(x.size());
+  cpu::EncodeFp8(x.data(), static_cast<int64_t>(x.size()), got.data());
+  for (size_t i = 0; i < x.size(); ++i) {
+    ASSERT_EQ(got[i], FloatToFp8(x[i])) << "x = " << x[i] << " (" << i << ")";
+  }
+}
 
 }  // namespace
 }  // namespace cb::conformance
