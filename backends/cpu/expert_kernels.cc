@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "backends/cpu/kernels.h"
+#include "backends/cpu/quant_gemm.h"
 #include "backends/cpu/skinny_gemm.h"
 #include "backends/cpu/vec_math.h"
 
@@ -37,6 +38,18 @@ class OneDnnExperts final : public ExpertKernels {
   Status DownRows(const void* act, const ExpertRows& rows, int64_t e);
   Status Reserve(int64_t rows);
 
+  /// int8: experts with at most kSkinnyMaxRows pairs (every expert of a decode step) run
+  /// together, one parallel region per projection (Int8GemmGrouped); larger ones one by one.
+  bool Grouped(int64_t pairs) const { return dtype_ == DType::kInt8 && pairs <= kSkinnyMaxRows; }
+  /// The grouped experts' matrices of `mats`, their row offsets and the pairs of their rows.
+  Status SelectGrouped(const ExpertRows& rows, const std::vector<PackedMatrix>& mats);
+  /// Quantises fp32 rows `src(j)` (k values) of the grouped pairs and runs the grouped GEMM
+  /// into gy_ (row stride ldy).
+  template <typename RowOf>
+  void RunGrouped(RowOf src, int64_t k, int64_t ldy);
+  Status GateUpGrouped(const void* x, int64_t ld_x, const ExpertRows& rows, void* act);
+  Status DownGrouped(const void* act, const ExpertRows& rows);
+
   DType dtype_;      ///< the weights'
   DType act_dtype_;  ///< inputs and act rows: fp32 for int8, bf16 for fp8
   DType y_dtype_;    ///< results: fp32 for int8 and fp8 (as their dense matmuls give)
@@ -46,6 +59,10 @@ class OneDnnExperts final : public ExpertKernels {
   std::vector<PackedMatrix> gate_up_, down_;  ///< gate rows, then up rows, per expert
   AlignedBuffer x_, gu_, y32_, y_;            ///< one expert's gathered rows and results
   int64_t capacity_ = 0;
+  std::vector<PackedView> g_views_;
+  std::vector<int64_t> g_offset_, g_pair_;
+  AlignedBuffer g_x_, g_y_;  ///< grouped pairs' u8 rows and fp32 results
+  std::vector<float> g_scale_;
 };
 
 Status OneDnnExperts::Load(const ExpertShape& shape, const WeightDesc& gate_up,
@@ -85,18 +102,75 @@ Status OneDnnExperts::Reserve(int64_t rows) {
 }
 
 uint64_t OneDnnExperts::AllocatedBytes() const {
-  uint64_t bytes = x_.size() + gu_.size() + y32_.size() + y_.size();
+  uint64_t bytes = x_.size() + gu_.size() + y32_.size() + y_.size() + g_x_.size() + g_y_.size();
   for (const auto& m : gate_up_) bytes += m.data.size() + m.scales.size() + m.comp.size();
   for (const auto& m : down_) bytes += m.data.size() + m.scales.size() + m.comp.size();
   return bytes;
 }
 
+Status OneDnnExperts::SelectGrouped(const ExpertRows& rows, const std::vector<PackedMatrix>& mats) {
+  g_views_.clear();
+  g_pair_.clear();
+  g_offset_.assign(1, 0);
+  for (int64_t e = 0; e < rows.experts; ++e) {
+    const int64_t begin = rows.offset[e], n = rows.offset[e + 1] - begin;
+    if (n == 0 || !Grouped(n)) continue;
+    g_views_.push_back(mats[e]);
+    for (int64_t i = begin; i < begin + n; ++i) g_pair_.push_back(i);
+    g_offset_.push_back(static_cast<int64_t>(g_pair_.size()));
+  }
+  const size_t pairs = g_pair_.size();
+  const int64_t width = std::max(k_pad_, down_[0].k_pad);
+  const int64_t out = std::max(2 * shape_.ffn, shape_.hidden);
+  if (g_scale_.size() < pairs) g_scale_.resize(pairs);
+  if (g_x_.size() < pairs * width) CB_RETURN_IF_ERROR(g_x_.Allocate(pairs * width, "expert rows"));
+  if (g_y_.size() < pairs * out * sizeof(float)) {
+    CB_RETURN_IF_ERROR(g_y_.Allocate(pairs * out * sizeof(float), "expert results"));
+  }
+  return Status::Ok();
+}
+
+template <typename RowOf>
+void OneDnnExperts::RunGrouped(RowOf src, int64_t k, int64_t ldy) {
+  const int64_t k_pad = g_views_[0].k_pad;
+  for (size_t j = 0; j < g_pair_.size(); ++j) {
+    QuantizeRowsU8(src(j), k, 1, k, k_pad, g_x_.as<uint8_t>() + j * k_pad, &g_scale_[j]);
+  }
+  Int8GemmGrouped(g_views_.data(), static_cast<int64_t>(g_views_.size()), g_offset_.data(),
+                  g_x_.as<uint8_t>(), g_scale_.data(), g_y_.as<float>(), ldy);
+}
+
+Status OneDnnExperts::GateUpGrouped(const void* x, int64_t ld_x, const ExpertRows& rows,
+                                    void* act) {
+  CB_RETURN_IF_ERROR(SelectGrouped(rows, gate_up_));
+  if (g_pair_.empty()) return Status::Ok();
+  const int64_t f = shape_.ffn, f_pad = shape_.FfnPad();
+  const float* xf = static_cast<const float*>(x);
+  RunGrouped([&](size_t j) { return xf + rows.row[g_pair_[j]] * ld_x; }, shape_.hidden, 2 * f);
+  for (size_t j = 0; j < g_pair_.size(); ++j) {
+    float* a = static_cast<float*>(act) + g_pair_[j] * f_pad;
+    SwiGlu(g_y_.as<float>() + j * 2 * f, {a, DType::kF32}, 1, f);
+    std::fill(a + f, a + f_pad, 0.0f);
+  }
+  return Status::Ok();
+}
+
+Status OneDnnExperts::DownGrouped(const void* act, const ExpertRows& rows) {
+  CB_RETURN_IF_ERROR(SelectGrouped(rows, down_));
+  if (g_pair_.empty()) return Status::Ok();
+  const float* a = static_cast<const float*>(act);
+  const int64_t f_pad = shape_.FfnPad();
+  RunGrouped([&](size_t j) { return a + g_pair_[j] * f_pad; }, shape_.ffn, shape_.hidden);
+  return Status::Ok();
+}
+
 Status OneDnnExperts::GateUp(const void* x, int64_t ld_x, const ExpertRows& rows, void* act) {
   const size_t dt = DTypeBytes(act_dtype_);
   const int64_t f = shape_.ffn, f_pad = shape_.FfnPad();
+  if (dtype_ == DType::kInt8) CB_RETURN_IF_ERROR(GateUpGrouped(x, ld_x, rows, act));
   for (int64_t e = 0; e < rows.experts; ++e) {
     const int64_t begin = rows.offset[e], n = rows.offset[e + 1] - begin;
-    if (n == 0) continue;
+    if (n == 0 || Grouped(n)) continue;
     CB_RETURN_IF_ERROR(Reserve(n));
     const int64_t padded = PaddedRows(n);
     char* xe = static_cast<char*>(x_.data());
@@ -148,12 +222,20 @@ Status OneDnnExperts::DownRows(const void* act, const ExpertRows& rows, int64_t 
 
 Status OneDnnExperts::DownCombine(const void* act, const ExpertRows& rows, float* out,
                                   int64_t ld_out) {
+  if (dtype_ == DType::kInt8) CB_RETURN_IF_ERROR(DownGrouped(act, rows));
+  int64_t grouped = 0;  // the next grouped pair's row in g_y_
   for (int64_t e = 0; e < rows.experts; ++e) {
     const int64_t begin = rows.offset[e], n = rows.offset[e + 1] - begin;
     if (n == 0) continue;
-    CB_RETURN_IF_ERROR(DownRows(act, rows, e));
-    CombineRows(y_.data(), y_dtype_, shape_.hidden, rows.row + begin, rows.weight + begin, n,
-                shape_.hidden, out, ld_out);
+    const void* y = g_y_.as<float>() + grouped * shape_.hidden;
+    if (Grouped(n)) {
+      grouped += n;
+    } else {
+      CB_RETURN_IF_ERROR(DownRows(act, rows, e));
+      y = y_.data();
+    }
+    CombineRows(y, y_dtype_, shape_.hidden, rows.row + begin, rows.weight + begin, n, shape_.hidden,
+                out, ld_out);
   }
   return Status::Ok();
 }
@@ -161,13 +243,21 @@ Status OneDnnExperts::DownCombine(const void* act, const ExpertRows& rows, float
 Status OneDnnExperts::DownStore(const void* act, const ExpertRows& rows, void* out,
                                 int64_t ld_out) {
   const size_t dt = DTypeBytes(y_dtype_);
+  if (dtype_ == DType::kInt8) CB_RETURN_IF_ERROR(DownGrouped(act, rows));
+  int64_t grouped = 0;
   for (int64_t e = 0; e < rows.experts; ++e) {
     const int64_t begin = rows.offset[e], n = rows.offset[e + 1] - begin;
     if (n == 0) continue;
-    CB_RETURN_IF_ERROR(DownRows(act, rows, e));
+    const char* y = g_y_.as<char>() + grouped * shape_.hidden * dt;
+    if (Grouped(n)) {
+      grouped += n;
+    } else {
+      CB_RETURN_IF_ERROR(DownRows(act, rows, e));
+      y = static_cast<const char*>(y_.data());
+    }
     for (int64_t r = 0; r < n; ++r) {
       std::memcpy(static_cast<char*>(out) + rows.row[begin + r] * ld_out * dt,
-                  static_cast<const char*>(y_.data()) + r * shape_.hidden * dt, shape_.hidden * dt);
+                  y + r * shape_.hidden * dt, shape_.hidden * dt);
     }
   }
   return Status::Ok();

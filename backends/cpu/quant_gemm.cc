@@ -280,29 +280,48 @@ void Int8Epilogue(const PackedView& w, const float* scale, int64_t rows, float* 
   }
 }
 
+namespace {
+
+/// Rows [0, rows) of block b of w (any count, in groups of up to kInt8Rows).
+void Int8BlockRows(const PackedView& w, int64_t b, const uint8_t* xu, const float* scale,
+                   int64_t rows, float* y, int64_t ldy) {
+  ForRowGroups<kInt8Rows>(rows, [&](int64_t r0, int64_t m) {
+    const uint8_t* x = xu + r0 * w.k_pad;
+    float* yr = y + r0 * ldy;
+    switch (m) {
+      case 1:
+        return Int8Rows<1>(w, b, x, scale + r0, yr, ldy);
+      case 2:
+        return Int8Rows<2>(w, b, x, scale + r0, yr, ldy);
+      case 3:
+        return Int8Rows<3>(w, b, x, scale + r0, yr, ldy);
+      case 4:
+        return Int8Rows<4>(w, b, x, scale + r0, yr, ldy);
+      case 5:
+        return Int8Rows<5>(w, b, x, scale + r0, yr, ldy);
+      default:
+        return Int8Rows<6>(w, b, x, scale + r0, yr, ldy);
+    }
+  });
+}
+
+}  // namespace
+
 void Int8Gemm(const PackedView& w, const uint8_t* xu, const float* scale, int64_t rows, float* y,
               int64_t ldy) {
   const int64_t blocks = w.n_pad / kPackN;
 #pragma omp parallel for schedule(static) if (blocks > 1)
-  for (int64_t b = 0; b < blocks; ++b) {
-    ForRowGroups<kInt8Rows>(rows, [&](int64_t r0, int64_t m) {
-      const uint8_t* x = xu + r0 * w.k_pad;
-      float* yr = y + r0 * ldy;
-      switch (m) {
-        case 1:
-          return Int8Rows<1>(w, b, x, scale + r0, yr, ldy);
-        case 2:
-          return Int8Rows<2>(w, b, x, scale + r0, yr, ldy);
-        case 3:
-          return Int8Rows<3>(w, b, x, scale + r0, yr, ldy);
-        case 4:
-          return Int8Rows<4>(w, b, x, scale + r0, yr, ldy);
-        case 5:
-          return Int8Rows<5>(w, b, x, scale + r0, yr, ldy);
-        default:
-          return Int8Rows<6>(w, b, x, scale + r0, yr, ldy);
-      }
-    });
+  for (int64_t b = 0; b < blocks; ++b) Int8BlockRows(w, b, xu, scale, rows, y, ldy);
+}
+
+void Int8GemmGrouped(const PackedView* w, int64_t groups, const int64_t* offset, const uint8_t* xu,
+                     const float* scale, float* y, int64_t ldy) {
+  if (groups <= 0) return;
+  const int64_t blocks = w[0].n_pad / kPackN, k_pad = w[0].k_pad;
+#pragma omp parallel for schedule(static) if (groups * blocks > 1)
+  for (int64_t item = 0; item < groups * blocks; ++item) {
+    const int64_t g = item / blocks, b = item % blocks, r0 = offset[g];
+    Int8BlockRows(w[g], b, xu + r0 * k_pad, scale + r0, offset[g + 1] - r0, y + r0 * ldy, ldy);
   }
 }
 

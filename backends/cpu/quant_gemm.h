@@ -22,6 +22,13 @@ void QuantizeRowsU8(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_
 void Int8Gemm(const PackedView& w, const uint8_t* xu, const float* scale, int64_t rows, float* y,
               int64_t ldy);
 
+/// Int8Gemm of several same-shaped matrices at once (a step's routed experts): matrix g takes
+/// rows [offset[g], offset[g + 1]) of xu (stride w[0].k_pad; scales likewise) into the same
+/// rows of y. One parallel region over (matrix, 64-column block), so every core streams
+/// weights however few rows each matrix has.
+void Int8GemmGrouped(const PackedView* w, int64_t groups, const int64_t* offset, const uint8_t* xu,
+                     const float* scale, float* y, int64_t ldy);
+
 /// In place: y[m, n] holds the int32 sum over u8 codes x s8 weights (oneDNN's output, same
 /// bytes); it becomes (sum - 128 x row sum) x scale[m] x s_w[n] in fp32, as Int8Gemm gives.
 void Int8Epilogue(const PackedView& w, const float* scale, int64_t rows, float* y, int64_t ldy);

@@ -1,8 +1,10 @@
 // The routed experts' kernels (backends/cpu/expert_kernels.h) against the reference, on shapes
 // that are no multiple of the kernels' blocks (hidden 72, expert FFN 40), with routes that
 // leave experts empty, send every token to one expert (row groups with a remainder) and run a
-// single token (decode), in fp32 (oneDNN format) and bf16 (own AVX-512 BF16 format); and the
-// two formats against each other and the expert-parallel combine against the fused one.
+// single token (decode), in fp32 (oneDNN format), bf16 (own AVX-512 BF16 format), int8 (the
+// grouped VNNI GEMM for experts of up to 8 rows, oneDNN's int8 above) and fp8 (weight-only,
+// per expert); and the two bf16 formats against each other and the expert-parallel combine
+// against the fused one.
 #include "backends/cpu/expert_kernels.h"
 
 #include <gtest/gtest.h>
@@ -89,13 +91,16 @@ TEST_P(ExpertKernelsConformance, OddShapesEmptyExpertsAndOneHotExpertMatchRefere
       std::vector<float> got, want;
       ASSERT_TRUE(p.cpu->ReadBuffer(Buf::kProj, rows, &got).ok());
       ASSERT_TRUE(p.ref->ReadBuffer(Buf::kProj, rows, &want).ok());
-      EXPECT_LE(MaxRelError(got, want), dtype == DType::kBF16 ? kBf16Tol : kF32Tol);
+      // int8 quantises the same fp32 rows as the reference (op tolerance 1e-4, as
+      // quant_conformance_test.cc); fp8 weight-only stores its act rows in bf16.
+      const bool bf16_rows = dtype == DType::kBF16 || dtype == DType::kFP8;
+      EXPECT_LE(MaxRelError(got, want), bf16_rows ? kBf16Tol : kF32Tol);
     }
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(DTypes, ExpertKernelsConformance,
-                         ::testing::Values(DType::kF32, DType::kBF16),
+                         ::testing::Values(DType::kF32, DType::kBF16, DType::kInt8, DType::kFP8),
                          [](const auto& info) { return std::string(DTypeName(info.param)); });
 
 /// Both bf16 formats on the same rows, and the expert-parallel path (DownStore, then
