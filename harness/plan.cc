@@ -156,6 +156,7 @@ Status Resolve(const json& obj, const std::string& where, WorkloadSpec* w) {
   CB_RETURN_IF_ERROR(f.Int("warmup", false, &warmup));
   CB_RETURN_IF_ERROR(f.Int("verify_len", false, &verify_len));
   CB_RETURN_IF_ERROR(f.Bool("verify", false, &w->verify));
+  CB_RETURN_IF_ERROR(f.Bool("op_breakdown", false, &w->op_breakdown));
   CB_RETURN_IF_ERROR(ReadCostOverrides(f, &w->cost));
   CB_RETURN_IF_ERROR(ReadServingFields(obj, f, &w->serving));
   CB_RETURN_IF_ERROR(ReadEndpointFields(obj, f, w->backend, &w->endpoint));

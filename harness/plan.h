@@ -12,7 +12,7 @@ namespace cb {
 /// docs/suites.md may be JSON arrays; an entry expands to the cartesian product of its lists.
 inline constexpr const char* kWorkloadFields[] = {
     "model", "backend", "scenario", "dtype", "batch", "prompt_len", "gen_len", "layers", "seed",
-    "repetitions", "warmup", "verify", "verify_len", "routing", "kv_dtype",
+    "repetitions", "warmup", "verify", "verify_len", "routing", "kv_dtype", "op_breakdown",
     // the simulated backend's deployment (workloads/deployment.h)
     "system", "devices", "tp", "dp", "ep", "disaggregate", "redundant_experts", "mtp",
     "mtp_acceptance", "overlap",

@@ -9,6 +9,7 @@
 #include "harness/cancel.h"
 #include "harness/ceiling_check.h"
 #include "harness/load_progress.h"
+#include "harness/op_breakdown.h"
 #include "harness/parallel.h"
 #include "harness/progress.h"
 #include "harness/run_metrics.h"
@@ -457,6 +458,20 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   MoeLoadSteps moe_load(stream.dims, par.ep_group);
   if (Status s = MeasureRepetitions(win, &moe_load, &mine, rec); !s.ok() || rec->status != "ok") {
     return s;
+  }
+  if (w.op_breakdown && !rec->device.simulated) {
+    if (par.world_size > 1) {
+      Progress(opts, "op breakdown: single-rank runs only; not measured");
+    } else {
+      Progress(opts, "op breakdown: timing one prefill and the decode steps op by op");
+      OpBreakdownRecord b;
+      if (Status s = MeasureOpBreakdown(*session, device.clock(), stream, w, win.vocab,
+                                        win.first_seq, local_batch, &b);
+          !s.ok()) {
+        return Fail(rec, "the op breakdown", s);
+      }
+      rec->op_breakdown = std::move(b);
+    }
   }
   std::vector<RankTimings> ranks;
   if (Status s = GatherTimings(par, mine, &ranks); !s.ok()) {

@@ -292,6 +292,16 @@ std::vector<std::string> Notes(const std::vector<RunRecord>& runs) {
     }
     notes.push_back(line);
   }
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const RunRecord& r = runs[i];
+    if (!r.op_breakdown) continue;
+    const std::string run = "run " + std::to_string(i + 1) + " (" + ModelName(r) + ", " +
+                            BackendName(r) + ") op breakdown, share of the step, ";
+    notes.push_back(run + "prefill: " + OpSharesLine(r.op_breakdown->prefill));
+    if (!r.op_breakdown->decode.empty()) {
+      notes.push_back(run + "decode: " + OpSharesLine(r.op_breakdown->decode));
+    }
+  }
   // Endpoint runs that stayed valid despite failed requests say how many failed.
   for (size_t i = 0; i < runs.size(); ++i) {
     const RunRecord& r = runs[i];

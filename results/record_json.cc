@@ -659,6 +659,7 @@ json ToJson(const RunRecord& rec) {
   if (rec.sweep) doc["sweep"] = SweepRecordToJson(*rec.sweep);
   if (rec.endpoint) doc["endpoint"] = EndpointRecordToJson(*rec.endpoint);
   if (rec.ceiling_check) doc["ceiling_check"] = CeilingCheckRecordToJson(*rec.ceiling_check);
+  if (rec.op_breakdown) doc["op_breakdown"] = OpBreakdownRecordToJson(*rec.op_breakdown);
   return doc;
 }
 
@@ -734,6 +735,11 @@ Status FromJson(const json& doc, const std::string& origin, RunRecord* out) {
     EndpointRecord e;
     CB_RETURN_IF_ERROR(EndpointRecordFromJson(doc["endpoint"], origin, &e));
     rec.endpoint = std::move(e);
+  }
+  if (doc.contains("op_breakdown")) {
+    OpBreakdownRecord b;
+    CB_RETURN_IF_ERROR(OpBreakdownRecordFromJson(doc["op_breakdown"], origin, &b));
+    rec.op_breakdown = std::move(b);
   }
   if (doc.contains("ceiling_check")) {  // offline runs since the in-run ceiling probes
     CeilingCheckRecord c;

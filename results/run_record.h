@@ -7,6 +7,7 @@
 
 #include "backends/backend.h"
 #include "results/ceiling_check_record.h"
+#include "results/op_breakdown_record.h"
 #include "results/cluster_record.h"
 #include "results/deployment_record.h"
 #include "results/endpoint_record.h"
@@ -130,6 +131,8 @@ struct RunRecord {
   /// Offline runs on real devices: the ceilings MFU/MBU were judged against, sampled beside
   /// the measured window, and the verdict (harness/ceiling_check.h).
   std::optional<CeilingCheckRecord> ceiling_check;
+  /// `--op-breakdown`: where a step's time goes, op kind by op kind (harness/op_breakdown.h).
+  std::optional<OpBreakdownRecord> op_breakdown;
 
   /// True when the run may be published as a valid result: status ok and, where validity
   /// rules were applied, labelled valid (not shortened or unstable).

@@ -30,6 +30,7 @@ struct WorkloadSpec {
   int warmup = 1;
   int verify_len = 0;  ///< teacher-forced tokens checked against the reference; 0 = auto
   bool verify = true;
+  bool op_breakdown = false;  ///< time one extra step op by op (harness/op_breakdown.h)
   CostOverrides cost;         ///< cost-model inputs given in the suite or on the command line
   ServingSpec serving;        ///< single-stream/server/sweep settings and validity rules
   DeploymentSpec deployment;  ///< simulated backend: system, devices and their layout

@@ -31,7 +31,7 @@ struct RunFlags {
   double mtp_acceptance = 0.85;
   bool overlap = false;
   int repetitions = 0, warmup = 0, verify_len = 0;
-  bool no_verify = false, remeasure = false, quiet = false;
+  bool no_verify = false, remeasure = false, quiet = false, op_breakdown = false;
   std::string results_dir = "results", out, inject_fault;
   std::string cluster_name;             ///< --cluster-name: the `cluster` label of measured runs
   std::shared_ptr<OutputFlags> output;  ///< --format, -o/--output
@@ -145,6 +145,7 @@ Status BuildOverrides(const RunFlags& f, json* overrides) {
   if (f.given.at("warmup")->count()) (*overrides)["warmup"] = f.warmup;
   if (f.given.at("verify_len")->count()) (*overrides)["verify_len"] = f.verify_len;
   if (f.no_verify) (*overrides)["verify"] = false;
+  if (f.op_breakdown) (*overrides)["op_breakdown"] = true;
   CB_RETURN_IF_ERROR(ServingFlagsToOverrides(f.serving, overrides));
   EndpointFlagsToOverrides(f.endpoint, overrides);
   return CostFlagsToOverrides(f.cost, overrides);
@@ -325,6 +326,9 @@ CommandFn AddRunCommand(CLI::App& app) {
       cmd->add_option("--verify-len", f->verify_len,
                       "Teacher-forced tokens checked against the reference (0 = auto)");
   cmd->add_flag("--no-verify", f->no_verify, "Skip the reference check (results say not_run)");
+  cmd->add_flag("--op-breakdown", f->op_breakdown,
+                "After the measured window, time one prefill and a few decode steps op by op and "
+                "report each op kind's share of the step (single-rank runs on a real device)");
   cmd->add_option("--results-dir", f->results_dir, "Results root (ceilings cache lives here)")
       ->default_val("results");
   f->out_opt =

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
+#include <string>
 
 #include "tests/integration/cli_harness.h"
 
@@ -50,6 +52,40 @@ TEST(LayersCli, TwoLayersOfADeepSeekShapedModelAreOneDenseAndOneMoeLayer) {
   EXPECT_TRUE(w["extrapolated"].get<bool>());
   EXPECT_NE(w["extrapolation_method"].get<std::string>().find("mla/dense x 3, mla/moe x 58"),
             std::string::npos);
+}
+
+// --op-breakdown: every op kind of the layers run, with its time per step (each layer weighted
+// by the model layers it stands for) and its share, largest first; the table's notes show it.
+TEST(LayersCli, OpBreakdownSharesEveryOpKindOfTheStep) {
+  const std::string out = FreshDir("layers_breakdown");
+  const CliResult r = RunCli({"run", "--model", DeepSeekKindsModel(), "--layers", "2",
+                              "--results-dir", SharedResultsDir(), "--out", out, "--prompt-len",
+                              "8", "--gen-len", "3", "--repetitions", "1", "--op-breakdown"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto files = ListFiles(out);
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(ValidateAgainstSchema(files), 0);
+  const json b = json::parse(ReadText(files[0]))["op_breakdown"];
+  ASSERT_TRUE(b.is_object());
+  EXPECT_EQ(b["decode_steps"], 3);
+  for (const char* phase : {"prefill", "decode"}) {
+    SCOPED_TRACE(phase);
+    double sum = 0, last = 1e9;
+    std::set<std::string> ops;
+    for (const json& s : b[phase]) {
+      const double seconds = s["seconds"].get<double>();
+      EXPECT_GT(seconds, 0.0);
+      EXPECT_LE(seconds, last);  // largest first
+      last = seconds;
+      sum += s["share"].get<double>();
+      ops.insert(s["op"].get<std::string>());
+    }
+    EXPECT_NEAR(sum, 1.0, 1e-9);
+    for (const char* op : {"router", "moe_experts", "mla_attention", "matmul wq_a", "embedding"}) {
+      EXPECT_TRUE(ops.count(op)) << op;
+    }
+  }
+  EXPECT_NE(r.out.find("op breakdown, share of the step, decode: "), std::string::npos) << r.out;
 }
 
 TEST(LayersCli, FewerLayersThanKindsIsBadInput) {
