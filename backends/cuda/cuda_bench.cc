@@ -6,7 +6,10 @@
 //  - prefill of --prompt tokens (batch 1): tokens/s and MFU = step FLOPs / time / GEMM peak;
 //  - decode at batch 1 after that prompt: tokens/s and MBU = weight bytes of a step / step
 //    time / copy bandwidth;
-//  - decode at --batch sequences of --batch-prompt tokens: tokens/s.
+//  - decode at --batch sequences of --batch-prompt tokens: tokens/s;
+//  - with --quant-gemm ROWS, the int8 and fp8 GEMMs (quant_gemm.h) of ROWS x 8192 by
+//    8192 x 8192 weights: TFLOP/s of QuantGemm::Run, activation quantisation and epilogue
+//    included, for int8 and for each fp8 path this GPU can take.
 // FLOPs and weight bytes come from workloads/op_cost (the same figures the harness uses). It
 // also reports which paths ran ($CB_CUDA_DISABLE, counts by route) and whether decode steps
 // were replayed as CUDA graphs, and why not. A phase that fails is reported and the later ones
@@ -24,7 +27,11 @@
 
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/cuda_ceilings.h"
+#include "backends/cuda/cuda_check.h"
 #include "backends/cuda/cuda_session.h"
+#include "backends/cuda/kernels.h"
+#include "backends/cuda/quant_gemm.h"
+#include "backends/cuda/quant_kernels.h"
 #include "workloads/model_spec.h"
 #include "workloads/op_cost.h"
 #include "workloads/op_stream.h"
@@ -39,15 +46,18 @@ struct Flags {
   std::string model = "llama-3.1-8b";
   std::string dtype = "bf16";
   int64_t prompt = 2048, gen = 64, batch = 32, batch_prompt = 128;
-  int layers = 0;  ///< 0: all
+  int layers = 0;          ///< 0: all
+  int64_t quant_gemm = 0;  ///< rows of the int8 / fp8 GEMM measurement; 0: not measured
   std::string out;
 };
 
 int Usage(const std::string& why) {
-  std::fprintf(stderr,
-               "cuda_bench: %s\nusage: cuda_bench [--model NAME|FILE] [--dtype bf16|fp16|fp32] "
-               "[--prompt N] [--gen N] [--batch N] [--batch-prompt N] [--layers N] [--out FILE]\n",
-               why.c_str());
+  std::fprintf(
+      stderr,
+      "cuda_bench: %s\nusage: cuda_bench [--model NAME|FILE] [--dtype bf16|fp16|fp32] "
+      "[--prompt N] [--gen N] [--batch N] [--batch-prompt N] [--layers N] [--quant-gemm ROWS] "
+      "[--out FILE]\n",
+      why.c_str());
   return 2;
 }
 
@@ -82,6 +92,8 @@ std::string ParseFlags(int argc, char** argv, Flags* f) {
       f->batch_prompt = n;
     } else if (a == "--layers") {
       f->layers = static_cast<int>(n);
+    } else if (a == "--quant-gemm") {
+      f->quant_gemm = n;
     } else {
       return "unknown flag " + a;
     }
@@ -183,6 +195,135 @@ json PathReport(const Session& s) {
           {"enabled", cs->paths().EnabledList()},
           {"counts", cs->path_counts()},
           {"graphs", graphs}};
+}
+
+/// Device memory of one measurement, freed with it.
+struct DeviceScratch {
+  std::vector<void*> ptrs;
+  ~DeviceScratch() {
+    for (void* p : ptrs) cudaFree(p);
+  }
+  Status Get(void** p, uint64_t bytes, const std::string& what) {
+    CB_RETURN_IF_ERROR(cuda::CudaStatus(cudaMalloc(p, bytes), ("cudaMalloc for " + what).c_str()));
+    ptrs.push_back(*p);
+    return Status::Ok();
+  }
+};
+
+/// Weights [n, k] of random codes: uniform fp32 quantised per row by the activation quantiser
+/// (int8: per-channel scales as the packer makes them; fp8: one block scale everywhere).
+Status RandomQuantWeights(DType dtype, int64_t n, int64_t k, DeviceScratch* mem,
+                          cuda::QuantWeights* w) {
+  w->dtype = dtype;
+  w->n = w->n_pad = n;  // multiples of 16 here
+  w->k = w->k_pad = k;
+  const int64_t groups = (k + cuda::kQuantBlock - 1) / cuda::kQuantBlock;
+  w->scale_ld = cuda::QuantRoundUp(groups, 4);
+  void *f32 = nullptr, *codes = nullptr, *scales = nullptr, *row_scales = nullptr;
+  CB_RETURN_IF_ERROR(mem->Get(&f32, n * k * sizeof(float), "random weights"));
+  CB_RETURN_IF_ERROR(mem->Get(&codes, n * k, "weight codes"));
+  CB_RETURN_IF_ERROR(mem->Get(&row_scales, groups * n * sizeof(float), "weight scales"));
+  CB_CUDA(cuda::LaunchFillUniform(f32, DType::kF32, n * k, 5, 0.05f, nullptr));
+  cuda::QuantizeArgs q;
+  q.x = f32;
+  q.x_ld = k;
+  q.rows = q.rows_pad = n;
+  q.k = q.k_pad = k;
+  q.q = static_cast<uint8_t*>(codes);
+  q.scales = static_cast<float*>(row_scales);
+  CB_CUDA(dtype == DType::kInt8 ? cuda::LaunchQuantizeInt8(q, nullptr)
+                                : cuda::LaunchQuantizeFp8(q, nullptr));
+  scales = row_scales;
+  if (dtype == DType::kFP8) {
+    const std::vector<float> block(static_cast<size_t>(n / cuda::kQuantBlock * w->scale_ld),
+                                   0.05f / 448.0f);
+    CB_RETURN_IF_ERROR(mem->Get(&scales, block.size() * sizeof(float), "block scales"));
+    CB_CUDA(cudaMemcpy(scales, block.data(), block.size() * sizeof(float), cudaMemcpyHostToDevice));
+  }
+  CB_CUDA(cudaDeviceSynchronize());
+  w->codes = static_cast<const uint8_t*>(codes);
+  w->scales = static_cast<const float*>(scales);
+  return Status::Ok();
+}
+
+/// Seconds per QuantGemm::Run of rows x k by the weights: 3 warm-up runs, then the median of
+/// 5 windows of 10 runs timed with events.
+Status TimeQuantGemm(cuda::QuantGemm& gemm, const cuda::QuantGemmArgs& a, double* seconds) {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  CB_CUDA(cudaEventCreate(&start));
+  CB_CUDA(cudaEventCreate(&stop));
+  std::vector<double> windows;
+  Status st = Status::Ok();
+  for (int i = 0; i < 3 && st.ok(); ++i) st = gemm.Run(a, nullptr);
+  for (int w = 0; w < 5 && st.ok(); ++w) {
+    cudaEventRecord(start, nullptr);
+    for (int i = 0; i < 10 && st.ok(); ++i) st = gemm.Run(a, nullptr);
+    cudaEventRecord(stop, nullptr);
+    float ms = 0;
+    if (st.ok()) st = cuda::CudaStatus(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    if (st.ok()) st = cuda::CudaStatus(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsed");
+    windows.push_back(ms * 1e-3 / 10);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  *seconds = Median(windows);
+  return st;
+}
+
+/// The int8 GEMM and each fp8 path this GPU takes, rows x 8192 by 8192 x 8192.
+json MeasureQuantGemms(int64_t rows) {
+  constexpr int64_t kN = 8192, kK = 8192;
+  json out = {{"rows", rows},
+              {"n", kN},
+              {"k", kK},
+              {"how",
+               "median of 5 windows of 10 QuantGemm::Run (quantise x, cuBLASLt, epilogue); "
+               "fp32 x and y; random codes"}};
+  int dev = 0, major = 0, minor = 0;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+  struct Case {
+    const char* name;
+    DType dtype;
+    cuda::Fp8Path path;
+  };
+  for (const Case& c : {Case{"int8", DType::kInt8, cuda::Fp8Path::kAuto},
+                        Case{"fp8_block_scaled", DType::kFP8, cuda::Fp8Path::kBlockScaled},
+                        Case{"fp8_k_sliced", DType::kFP8, cuda::Fp8Path::kSliced}}) {
+    std::string why;
+    if (!cuda::QuantGemmSupported(c.dtype, major, minor, &why)) {
+      out[c.name] = {{"skipped", why}};
+      continue;
+    }
+    DeviceScratch mem;
+    cuda::QuantWeights w;
+    cuda::QuantGemm gemm;
+    cuda::QuantGemmArgs a;
+    void *x = nullptr, *y = nullptr;
+    Status st = RandomQuantWeights(c.dtype, kN, kK, &mem, &w);
+    if (st.ok()) st = mem.Get(&x, rows * kK * sizeof(float), "x");
+    if (st.ok()) st = mem.Get(&y, rows * kN * sizeof(float), "y");
+    if (st.ok())
+      st = cuda::CudaStatus(cuda::LaunchFillUniform(x, DType::kF32, rows * kK, 9, 1.0f, nullptr),
+                            "fill x");
+    if (st.ok()) st = gemm.Init(rows, kN, kK);
+    gemm.set_fp8_path(c.path);
+    a.w = &w;
+    a.x = x;
+    a.x_ld = kK;
+    a.rows = rows;
+    a.y = static_cast<float*>(y);
+    a.y_ld = kN;
+    double seconds = 0;
+    if (st.ok()) st = TimeQuantGemm(gemm, a, &seconds);
+    if (!st.ok()) {
+      out[c.name] = {{st.code() == StatusCode::kUnsupported ? "skipped" : "error", st.message()}};
+      continue;
+    }
+    out[c.name] = {{"seconds", seconds}, {"tflops", 2.0 * rows * kN * kK / seconds / 1e12}};
+  }
+  return out;
 }
 
 /// Loads the model and runs the three phases into `out`, recording each phase's failure.
@@ -297,6 +438,11 @@ int Main(int argc, char** argv) {
     out["copy_bandwidth_bytes_per_s"] = copy_bw;
     out["gemm_flops_per_s"] = gemm;
     ok = RunModel(f, dtype, stream, *dev, copy_bw, gemm, &out) && st.ok();
+    if (f.quant_gemm > 0) {
+      std::fprintf(stderr, "cuda_bench: int8 / fp8 GEMMs of %lld rows...\n",
+                   static_cast<long long>(f.quant_gemm));
+      out["quant_gemm"] = MeasureQuantGemms(f.quant_gemm);
+    }
   }
   const std::string text = out.dump(2) + "\n";
   std::fputs(text.c_str(), stdout);

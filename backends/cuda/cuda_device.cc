@@ -109,6 +109,12 @@ class CudaDevice final : public Device {
                          std::string(prop_.name) + " is compute capability " +
                          std::to_string(prop_.major) + "." + std::to_string(prop_.minor)};
     }
+    if (IsQuantized(dtype)) {  // the GEMMs exist (quant_gemm.h); the session path does not
+      return {false, "the cuda backend runs fp32, bf16 and fp16, not " +
+                         std::string(DTypeName(dtype)) +
+                         ": its int8 and fp8 GEMMs (backends/cuda/quant_gemm.h) are not wired "
+                         "into sessions yet"};
+    }
     if (dtype != DType::kF32 && dtype != DType::kBF16 && dtype != DType::kF16) {
       return {false,
               "the cuda backend runs fp32, bf16 and fp16, not " + std::string(DTypeName(dtype))};
