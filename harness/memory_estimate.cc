@@ -5,6 +5,7 @@
 #include "backends/reference/reference_backend.h"
 #include "harness/runner.h"
 #include "workloads/layer_plan.h"
+#include "workloads/quant.h"
 
 namespace cb {
 namespace {
@@ -15,6 +16,19 @@ uint64_t SaturatingBytes(double bytes) {
   constexpr double kMax = 1.8e19;
   if (!(bytes > 0)) return 0;
   return bytes >= kMax ? std::numeric_limits<uint64_t>::max() : static_cast<uint64_t>(bytes);
+}
+
+/// Bytes of one token's KV cache over every layer of the model, in the workload's KV dtype (an
+/// 8-bit cache's scales included, KvHeadBytes); MLA models cache their latent.
+double KvBytesPerToken(const WorkloadSpec& w) {
+  const ModelSpec& m = w.model;
+  const DType kv = w.KvDType();
+  if (m.mla.enabled()) {
+    return static_cast<double>(m.KvBytesPerToken(1)) * static_cast<double>(DTypeBytes(kv));
+  }
+  const int64_t hd = m.head_dim > 0 ? m.head_dim : m.hidden_size / m.num_heads;
+  return 2.0 * static_cast<double>(m.num_layers) * static_cast<double>(m.num_kv_heads) *
+         static_cast<double>(KvHeadBytes(kv, hd));
 }
 
 }  // namespace
@@ -36,8 +50,8 @@ MemoryEstimate EstimateMemory(const WorkloadSpec& w) {
   for (int l : plan.layers) params += static_cast<double>(m.LayerParams(l));
   e.weights = SaturatingBytes(params * dt);
   e.kv_cache =
-      SaturatingBytes(static_cast<double>(m.KvBytesPerToken(1)) * dt * layers / m.num_layers *
-                      static_cast<double>(w.batch) * static_cast<double>(w.prompt_len + w.gen_len));
+      SaturatingBytes(KvBytesPerToken(w) * layers / m.num_layers * static_cast<double>(w.batch) *
+                      static_cast<double>(w.prompt_len + w.gen_len));
   const double tokens = static_cast<double>(w.batch) * w.prompt_len;
   const double per_token =
       4.0 *

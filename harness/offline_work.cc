@@ -43,12 +43,12 @@ Segments SplitByLayer(const OpStream& s) {
   return seg;
 }
 
-OpCost ExtrapolatedCost(const OpStream& stream, const StepIO& io, DType dtype) {
+OpCost ExtrapolatedCost(const OpStream& stream, const StepIO& io, DType dtype, DType kv_dtype) {
   const Segments seg = SplitByLayer(stream);
-  OpCost c = CostOfOps(stream, seg.head.begin, seg.head.end, io, dtype);
-  c += CostOfOps(stream, seg.tail.begin, seg.tail.end, io, dtype);
+  OpCost c = CostOfOps(stream, seg.head.begin, seg.head.end, io, dtype, kv_dtype);
+  c += CostOfOps(stream, seg.tail.begin, seg.tail.end, io, dtype, kv_dtype);
   for (size_t i = 0; i < seg.layers.size(); ++i) {
-    OpCost layer = CostOfOps(stream, seg.layers[i].begin, seg.layers[i].end, io, dtype);
+    OpCost layer = CostOfOps(stream, seg.layers[i].begin, seg.layers[i].end, io, dtype, kv_dtype);
     const double scale = stream.plan.Scale(static_cast<int>(i));
     layer.flops *= scale;
     layer.bytes *= scale;
@@ -83,11 +83,11 @@ void JobWork(const WorkloadSpec& w, const OpStream& full, int64_t vocab, const P
   for (int d = 0; d < par.dp; ++d) {
     const int64_t count = LocalBatch(w.batch, par.dp, d);
     StepIO shape = PrefillIO(w, vocab, FirstSequence(w.batch, par.dp, d), count);
-    *prefill_cost += ExtrapolatedCost(full, shape, w.dtype);
+    *prefill_cost += ExtrapolatedCost(full, shape, w.dtype, w.KvDType());
     shape.next_tokens.assign(count, 0);
     for (int64_t g = 0; g < w.gen_len; ++g) {
       AdvanceToDecode(shape);
-      *decode_cost += ExtrapolatedCost(full, shape, w.dtype);
+      *decode_cost += ExtrapolatedCost(full, shape, w.dtype, w.KvDType());
     }
   }
   if (par.ep > 1) {

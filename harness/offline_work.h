@@ -22,8 +22,12 @@ Segments SplitByLayer(const OpStream& s);
 
 /// Work (FLOPs, bytes) of one step of the whole model: every layer of `stream` times the model
 /// layers it stands for (stream.plan: per kind, the kind's count / its layers run), the same
-/// way step times are extrapolated; a full stream counts each layer once.
-OpCost ExtrapolatedCost(const OpStream& stream, const StepIO& io, DType dtype);
+/// way step times are extrapolated; a full stream counts each layer once. The KV cache in
+/// `kv_dtype` (the 3-argument form: DefaultKvDType(dtype)).
+OpCost ExtrapolatedCost(const OpStream& stream, const StepIO& io, DType dtype, DType kv_dtype);
+inline OpCost ExtrapolatedCost(const OpStream& stream, const StepIO& io, DType dtype) {
+  return ExtrapolatedCost(stream, io, dtype, DefaultKvDType(dtype));
+}
 
 /// Prompts of sequences [first, first + count) of the workload, in cache slots 0..count-1.
 StepIO PrefillIO(const WorkloadSpec& w, int64_t vocab, int64_t first, int64_t count);

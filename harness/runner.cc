@@ -206,7 +206,8 @@ Status VerifyReplicas(const WorkloadSpec& w, const ParallelContext& par, const O
     AccuracyRecord accuracy;
     Status s = VerifyAgainstReference(replica, stream, session, weights, par.tp_group,
                                       &rec->verification, weight_only, &accuracy);
-    if (s.ok() && IsQuantized(w.dtype) && accuracy.positions > 0) rec->accuracy = accuracy;
+    const bool quantized = IsQuantized(w.dtype) || IsQuantized(w.KvDType());
+    if (s.ok() && quantized && accuracy.positions > 0) rec->accuracy = accuracy;
     if (!s.ok()) return Fail(rec, "verification", s);
   } else {
     rec->verification.status = "not_run";

@@ -1,14 +1,18 @@
 #pragma once
 
+#include <optional>
+
 #include "backends/backend.h"
 #include "results/run_record.h"
 #include "workloads/workload_spec.h"
 
 namespace cb {
 
-/// Largest error, relative to max |reference logit|, accepted for a dtype. A wrong kernel
-/// gives errors of order 1; these bounds leave room for bf16 rounding over many layers.
-double VerifyTolerance(DType dtype, bool weight_only = false, bool mla = false);
+/// Largest error, relative to max |reference logit|, accepted for a dtype (and a KV-cache
+/// dtype; unset: DefaultKvDType). A wrong kernel gives errors of order 1; these bounds leave
+/// room for bf16 rounding over many layers.
+double VerifyTolerance(DType dtype, bool weight_only = false, bool mla = false,
+                       std::optional<DType> kv_dtype = std::nullopt);
 
 /// "int8 (W8A8)", "fp8 (W8A8)" or "fp8 (weight-only)"; empty for unquantised dtypes.
 std::string PrecisionLabel(DType dtype, bool weight_only);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "workloads/quant.h"
+
 namespace cb {
 
 std::vector<double> ExpectedExpertShares(const ModelSpec& m) {
@@ -75,9 +77,10 @@ OpCost CostOfOp(const OpStream& stream, const Op& op, const StepSummary& step, D
       break;
     case OpKind::kAttention: {
       // Per attended position QK^T and PV, 2 flops per multiply-add each.
-      const double kv_width = static_cast<double>(d.kv_heads * d.head_dim);
+      // K and V of every cached position, an 8-bit cache's scales included (KvHeadBytes).
+      const double kv_row = static_cast<double>(d.kv_heads * KvHeadBytes(kv_dtype, d.head_dim));
       c.flops = 4.0 * d.heads * d.head_dim * step.attended;
-      c.kv_bytes = 2.0 * kv_width * kvb * step.cached;
+      c.kv_bytes = 2.0 * kv_row * step.cached;
       c.bytes = c.kv_bytes + tokens * (d.heads * d.head_dim) * dt * 2.0;
       break;
     }
@@ -147,9 +150,15 @@ OpCost CostOfOp(const OpStream& stream, const Op& op, const StepSummary& step, D
 }
 
 OpCost CostOfOps(const OpStream& stream, size_t begin, size_t end, const StepIO& io, DType dtype) {
+  return CostOfOps(stream, begin, end, io, dtype, DefaultKvDType(dtype));
+}
+
+OpCost CostOfOps(const OpStream& stream, size_t begin, size_t end, const StepIO& io, DType dtype,
+                 DType kv_dtype) {
+  const StepSummary step = SummarizeStep(io);
   OpCost total;
   for (size_t i = begin; i < end && i < stream.ops.size(); ++i) {
-    total += CostOfOp(stream, stream.ops[i], io, dtype);
+    total += CostOfOp(stream, stream.ops[i], step, dtype, kv_dtype);
   }
   return total;
 }

@@ -45,14 +45,18 @@ struct StepSummary {
 };
 StepSummary SummarizeStep(const StepIO& io);
 
-/// Cost of one op for a step; `kv_dtype` is the KV cache's element type.
+/// Cost of one op for a step; `kv_dtype` is the KV cache's element type (an 8-bit cache also
+/// reads a scale per cached token and KV head, workloads/quant.h's KvHeadBytes).
 OpCost CostOfOp(const OpStream& stream, const Op& op, const StepSummary& step, DType dtype,
                 DType kv_dtype);
 /// Cost of one op for the step described by `io` (its seqs; tokens need not be filled), with
 /// the KV cache in DefaultKvDType(dtype).
 OpCost CostOfOp(const OpStream& stream, const Op& op, const StepIO& io, DType dtype);
 
-/// Cost of ops [begin, end) of the stream for one step.
+/// Cost of ops [begin, end) of the stream for one step (the KV cache in `kv_dtype`, or in
+/// DefaultKvDType(dtype)).
 OpCost CostOfOps(const OpStream& stream, size_t begin, size_t end, const StepIO& io, DType dtype);
+OpCost CostOfOps(const OpStream& stream, size_t begin, size_t end, const StepIO& io, DType dtype,
+                 DType kv_dtype);
 
 }  // namespace cb

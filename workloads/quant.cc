@@ -78,6 +78,25 @@ void FakeQuantizeActivationRow(DType dtype, float* x, int64_t k) {
   }
 }
 
+float QuantizeKvHead(DType kv, const float* x, int64_t n, uint8_t* codes) {
+  const float s = AbsMaxScale(x, n, KvQuantMax(kv));
+  for (int64_t i = 0; i < n; ++i) {
+    codes[i] =
+        kv == DType::kInt8 ? static_cast<uint8_t>(QuantizeInt8(x[i], s)) : QuantizeFp8(x[i], s);
+  }
+  return s;
+}
+
+void RoundKvHead(DType kv, float* x, int64_t n) {
+  if (IsQuantized(kv)) {
+    std::vector<uint8_t> codes(static_cast<size_t>(n));
+    const float s = QuantizeKvHead(kv, x, n, codes.data());
+    for (int64_t i = 0; i < n; ++i) x[i] = Dequantize(kv, codes[i], s);
+  } else if (kv == DType::kBF16) {
+    for (int64_t i = 0; i < n; ++i) x[i] = RoundTo(DType::kBF16, x[i]);
+  }
+}
+
 float WeightQuantScale(const WeightDesc& desc, DType dtype) {
   return desc.scale / (dtype == DType::kInt8 ? kInt8Max : kFp8Max);
 }

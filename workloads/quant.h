@@ -61,6 +61,27 @@ inline DType HighPrecisionOf(DType dtype) { return IsQuantized(dtype) ? DType::k
 void QuantizedWeightRows(const WeightDesc& desc, const WeightSource& source, DType dtype,
                          int64_t row, int64_t count, uint8_t* out);
 
+/// The 8-bit KV cache (--kv-dtype int8 / fp8), the same on every backend that stores one: each
+/// token's K (and V) of one KV head, head_dim values, has its own fp32 scale
+/// s = max|x| / qmax (1 for an all-zero vector; qmax 127 for int8, 448 for fp8) and codes
+/// QuantizeInt8(x, s) or QuantizeFp8(x, s); a kernel reads code x s.
+inline constexpr int64_t kKvScaleBytes = sizeof(float);
+inline float KvQuantMax(DType kv) { return kv == DType::kInt8 ? kInt8Max : kFp8Max; }
+
+/// Quantises one head's n values (int8 or fp8 `kv`) into `codes`; returns their scale.
+float QuantizeKvHead(DType kv, const float* x, int64_t n, uint8_t* codes);
+
+/// What a KV cache of `kv` gives back for one head's n values, in place: the dequantised codes
+/// (int8, fp8: Dequantize(code) with QuantizeKvHead's scale), bf16-rounded values (bf16) or
+/// the values themselves (fp32).
+void RoundKvHead(DType kv, float* x, int64_t n);
+
+/// Bytes one token's K (or V) of one KV head of `head_dim` values takes in a `kv` cache: the
+/// values, plus the scale of an 8-bit cache.
+inline int64_t KvHeadBytes(DType kv, int64_t head_dim) {
+  return head_dim * static_cast<int64_t>(DTypeBytes(kv)) + (IsQuantized(kv) ? kKvScaleBytes : 0);
+}
+
 /// The value of code `q` of `dtype` times `scale`.
 inline float Dequantize(DType dtype, uint8_t q, float scale) {
   return (dtype == DType::kInt8 ? static_cast<float>(static_cast<int8_t>(q)) : Fp8ToFloat(q)) *

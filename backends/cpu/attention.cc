@@ -4,9 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
+#include <type_traits>
 
+#include "backends/cpu/quant_codes.h"
 #include "backends/cpu/vec_math.h"
 
 namespace cb::cpu {
@@ -18,11 +21,68 @@ constexpr int64_t kScoreHeads = 4;
 inline void StoreScalar(float* p, float v) { *p = v; }
 inline void StoreScalar(bf16_t* p, float v) { *p = FloatToBf16(v); }
 
+/// An 8-bit cache (codes and scales) and its dtype.
+template <typename TC>
+inline constexpr bool kCodes = std::is_same_v<TC, int8_t> || std::is_same_v<TC, fp8_t>;
+template <typename TC>
+inline constexpr DType kCodeDType = std::is_same_v<TC, int8_t> ? DType::kInt8 : DType::kFP8;
+
+/// AbsMaxScale(x, n, KvQuantMax(kv)), vectorised (a maximum is exact in any order).
+float KvHeadScale(DType kv, const float* x, int64_t n) {
+  __m512 m = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    m = _mm512_max_ps(m, _mm512_abs_ps(Load16(x + i, TailMask(n - i))));
+  }
+  const float mx = _mm512_reduce_max_ps(m);
+  return mx > 0 ? mx / KvQuantMax(kv) : 1.0f;
+}
+
+/// QuantizeInt8 / QuantizeFp8 of n values with `scale`, 8 at a time.
+void EncodeKvCodes(DType kv, const float* x, int64_t n, float scale, uint8_t* codes) {
+  const __m256 s = _mm256_set1_ps(scale);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const uint64_t b =
+        Bytes8(kv == DType::kInt8 ? Int8Codes8(v, s) : Fp8Codes8(_mm256_div_ps(v, s)));
+    std::memcpy(codes + i, &b, sizeof b);
+  }
+  for (; i < n; ++i) {
+    codes[i] = kv == DType::kInt8 ? static_cast<uint8_t>(QuantizeInt8(x[i], scale))
+                                  : QuantizeFp8(x[i], scale);
+  }
+}
+
+/// Appends one token's K (`ks`, into its tile, transposed) and V (`vs`, a row) of kv head `g`.
+template <typename TC>
+void AppendKv(const float* ks, const float* vs, int64_t hd, int64_t pos, KvCache& cache, int layer,
+              int64_t slot, int64_t g) {
+  TC* kt = static_cast<TC*>(cache.K(layer, slot, g)) + (pos / kKTile) * hd * kKTile + pos % kKTile;
+  TC* vr = static_cast<TC*>(cache.V(layer, slot, g)) + pos * hd;
+  if constexpr (kCodes<TC>) {
+    constexpr DType kv = kCodeDType<TC>;
+    const float k_scale = KvHeadScale(kv, ks, hd);
+    cache.KScale(layer, slot, g)[pos] = k_scale;
+    constexpr int64_t kChunk = 64;
+    uint8_t codes[kChunk];
+    for (int64_t d0 = 0; d0 < hd; d0 += kChunk) {
+      const int64_t n = std::min(kChunk, hd - d0);
+      EncodeKvCodes(kv, ks + d0, n, k_scale, codes);
+      for (int64_t d = 0; d < n; ++d) kt[(d0 + d) * kKTile] = static_cast<TC>(codes[d]);
+    }
+    cache.VScale(layer, slot, g)[pos] = EncodeKvHead(kv, vs, hd, reinterpret_cast<uint8_t*>(vr));
+  } else {
+    for (int64_t d = 0; d < hd; ++d) StoreScalar(kt + d * kKTile, ks[d]);
+    CopyRow(vs, vr, hd);
+  }
+}
+
 /// scores[i * stride + t] = scale * q_i . K[t], t < len, for IC heads q_i = q + i * hd: per
-/// tile of 16 positions, one K vector per d against a broadcast of each head's q[d].
+/// tile of 16 positions, one K vector per d against a broadcast of each head's q[d]. An 8-bit
+/// cache's dot products are of the codes, then times each position's scale (`k_scale`).
 template <typename TC, int IC>
-void ScoreHeads(const float* q, int64_t hd, const TC* k, int64_t len, float scale, float* scores,
-                int64_t stride) {
+void ScoreHeads(const float* q, int64_t hd, const TC* k, const float* k_scale, int64_t len,
+                float scale, float* scores, int64_t stride) {
   const __m512 sc = _mm512_set1_ps(scale);
   for (int64_t t0 = 0; t0 < len; t0 += kKTile) {
     const TC* tile = k + t0 * hd;  // tile t0 / 16 starts at (t0 / 16) * hd * 16
@@ -33,28 +93,30 @@ void ScoreHeads(const float* q, int64_t hd, const TC* k, int64_t len, float scal
       for (int i = 0; i < IC; ++i) a[i] = _mm512_fmadd_ps(_mm512_set1_ps(q[i * hd + d]), kv, a[i]);
     }
     const __mmask16 m = TailMask(len - t0);
-    for (int i = 0; i < IC; ++i) Store16(scores + i * stride + t0, _mm512_mul_ps(a[i], sc), m);
+    __m512 st = sc;
+    if constexpr (kCodes<TC>) st = _mm512_mul_ps(sc, Load16(k_scale + t0, m));
+    for (int i = 0; i < IC; ++i) Store16(scores + i * stride + t0, _mm512_mul_ps(a[i], st), m);
   }
 }
 
 template <typename TC>
-void Scores(const float* q, int64_t group, int64_t hd, const TC* k, int64_t len, float scale,
-            float* scores, int64_t stride) {
+void Scores(const float* q, int64_t group, int64_t hd, const TC* k, const float* k_scale,
+            int64_t len, float scale, float* scores, int64_t stride) {
   for (int64_t i0 = 0; i0 < group; i0 += kScoreHeads) {
     const float* qi = q + i0 * hd;
     float* si = scores + i0 * stride;
     switch (std::min(kScoreHeads, group - i0)) {
       case 1:
-        ScoreHeads<TC, 1>(qi, hd, k, len, scale, si, stride);
+        ScoreHeads<TC, 1>(qi, hd, k, k_scale, len, scale, si, stride);
         break;
       case 2:
-        ScoreHeads<TC, 2>(qi, hd, k, len, scale, si, stride);
+        ScoreHeads<TC, 2>(qi, hd, k, k_scale, len, scale, si, stride);
         break;
       case 3:
-        ScoreHeads<TC, 3>(qi, hd, k, len, scale, si, stride);
+        ScoreHeads<TC, 3>(qi, hd, k, k_scale, len, scale, si, stride);
         break;
       default:
-        ScoreHeads<TC, 4>(qi, hd, k, len, scale, si, stride);
+        ScoreHeads<TC, 4>(qi, hd, k, k_scale, len, scale, si, stride);
         break;
     }
   }
@@ -132,19 +194,41 @@ void WeightedSum(const float* p, int64_t stride, const float* inv_sum, int64_t g
   }
 }
 
+/// p[i * stride + t] *= v_scale[t] for the `group` rows of softmax numerators: an 8-bit
+/// cache's V rows are then sums of codes.
+void ScaleWeights(float* p, int64_t stride, int64_t group, int64_t len, const float* v_scale) {
+  for (int64_t t = 0; t < len; t += 16) {
+    const __mmask16 m = TailMask(len - t);
+    const __m512 vs = Load16(v_scale + t, m);
+    for (int64_t i = 0; i < group; ++i) {
+      float* pi = p + i * stride + t;
+      Store16(pi, _mm512_mul_ps(Load16(pi, m), vs), m);
+    }
+  }
+}
+
+/// One (layer, slot, kv head) of the cache: its K tiles and V rows, with an 8-bit cache's
+/// per-position scales.
+template <typename TC>
+struct KvHead {
+  const TC *k = nullptr, *v = nullptr;
+  const float *k_scale = nullptr, *v_scale = nullptr;
+};
+
 /// Attention of one new row for the `group` query heads of kv head `g` over positions
 /// [0, len).
 template <typename TC, typename TO>
 void AttendRow(const float* qkv_row, int64_t g, int64_t len, const AttentionShape& shape,
-               const TC* k, const TC* v, TO* out_row, float* scratch, int64_t stride) {
+               const KvHead<TC>& kv, TO* out_row, float* scratch, int64_t stride) {
   const int64_t hd = shape.head_dim, group = shape.heads / shape.kv_heads;
   float* scores = scratch;                // [group][stride]
   float* acc = scratch + group * stride;  // [group][hd]
   float* inv_sum = acc + group * hd;      // [group]
-  Scores(qkv_row + g * group * hd, group, hd, k, len, 1.0f / std::sqrt(static_cast<float>(hd)),
-         scores, stride);
+  Scores(qkv_row + g * group * hd, group, hd, kv.k, kv.k_scale, len,
+         1.0f / std::sqrt(static_cast<float>(hd)), scores, stride);
   for (int64_t i = 0; i < group; ++i) inv_sum[i] = SoftmaxNumerators(scores + i * stride, len);
-  WeightedSum(scores, stride, inv_sum, group, len, hd, v, out_row + g * group * hd, acc);
+  if constexpr (kCodes<TC>) ScaleWeights(scores, stride, group, len, kv.v_scale);
+  WeightedSum(scores, stride, inv_sum, group, len, hd, kv.v, out_row + g * group * hd, acc);
 }
 
 template <typename TC, typename TO>
@@ -154,19 +238,14 @@ void AttentionT(const float* qkv, int64_t rows, const RowPos* row_pos, const Att
   const int64_t width = (heads + 2 * kvh) * hd, out_w = heads * hd;
   const int64_t stride = cache.capacity();
 
-  // 1. Append the step's K (into its tile, transposed) and V (every row first: later rows of
-  //    a sequence attend to earlier ones of the same step).
+  // 1. Append the step's K and V (every row first: later rows of a sequence attend to earlier
+  //    ones of the same step).
 #pragma omp parallel for collapse(2) schedule(static) if (rows * kvh * hd >= 8192)
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t g = 0; g < kvh; ++g) {
       const float* src = qkv + r * width;
-      const int64_t pos = row_pos[r].pos;
-      TC* kt = static_cast<TC*>(cache.K(layer, row_pos[r].slot, g)) + (pos / kKTile) * hd * kKTile +
-               pos % kKTile;
-      const float* ks = src + (heads + g) * hd;
-      for (int64_t d = 0; d < hd; ++d) StoreScalar(kt + d * kKTile, ks[d]);
-      CopyRow(src + (heads + kvh + g) * hd,
-              static_cast<TC*>(cache.V(layer, row_pos[r].slot, g)) + pos * hd, hd);
+      AppendKv<TC>(src + (heads + g) * hd, src + (heads + kvh + g) * hd, hd, row_pos[r].pos, cache,
+                   layer, row_pos[r].slot, g);
     }
   }
 
@@ -176,10 +255,25 @@ void AttentionT(const float* qkv, int64_t rows, const RowPos* row_pos, const Att
   for (int64_t task = 0; task < tasks; ++task) {
     const int64_t r = task / kvh, g = task % kvh;
     const RowPos& rp = row_pos[r];
-    AttendRow<TC, TO>(qkv + r * width, g, static_cast<int64_t>(rp.pos) + 1, shape,
-                      static_cast<const TC*>(cache.K(layer, rp.slot, g)),
-                      static_cast<const TC*>(cache.V(layer, rp.slot, g)), out + r * out_w,
-                      scratch.For(omp_get_thread_num()), stride);
+    const KvHead<TC> kv{static_cast<const TC*>(cache.K(layer, rp.slot, g)),
+                        static_cast<const TC*>(cache.V(layer, rp.slot, g)),
+                        cache.KScale(layer, rp.slot, g), cache.VScale(layer, rp.slot, g)};
+    AttendRow<TC, TO>(qkv + r * width, g, static_cast<int64_t>(rp.pos) + 1, shape, kv,
+                      out + r * out_w, scratch.For(omp_get_thread_num()), stride);
+  }
+}
+
+/// AttentionT for a cache of TC, into fp32 or bf16 output rows.
+template <typename TC>
+void AttentionOut(const float* qkv, int64_t rows, const RowPos* row_pos,
+                  const AttentionShape& shape, KvCache& cache, int layer, View out,
+                  AttentionScratch& scratch) {
+  if (out.dtype == DType::kBF16) {
+    AttentionT<TC, bf16_t>(qkv, rows, row_pos, shape, cache, layer, static_cast<bf16_t*>(out.data),
+                           scratch);
+  } else {
+    AttentionT<TC, float>(qkv, rows, row_pos, shape, cache, layer, static_cast<float*>(out.data),
+                          scratch);
   }
 }
 
@@ -192,12 +286,34 @@ Status KvCache::Allocate(int layers, int64_t slots, int64_t kv_heads, int64_t ma
   kv_heads_ = kv_heads;
   capacity_ = (max_context + kKTile - 1) / kKTile * kKTile;
   head_dim_ = head_dim;
-  const size_t bytes =
-      static_cast<size_t>(layers * slots * kv_heads * capacity_ * head_dim) * DTypeBytes(dtype);
+  const size_t positions = static_cast<size_t>(layers * slots * kv_heads * capacity_);
+  const size_t bytes = positions * static_cast<size_t>(head_dim) * DTypeBytes(dtype);
   CB_RETURN_IF_ERROR(k_.Allocate(bytes, "the K cache"));
   CB_RETURN_IF_ERROR(v_.Allocate(bytes, "the V cache"));
+  k_scale_.Reset();
+  v_scale_.Reset();
+  if (IsQuantized(dtype)) {
+    CB_RETURN_IF_ERROR(k_scale_.Allocate(positions * sizeof(float), "the K cache's scales"));
+    CB_RETURN_IF_ERROR(v_scale_.Allocate(positions * sizeof(float), "the V cache's scales"));
+  }
   valid_.assign(static_cast<size_t>(layers * slots), 0);
   return Status::Ok();
+}
+
+float EncodeKvHead(DType kv, const float* x, int64_t n, uint8_t* codes) {
+  const float s = KvHeadScale(kv, x, n);
+  EncodeKvCodes(kv, x, n, s, codes);
+  return s;
+}
+
+void DecodeKvCodes(DType kv, const uint8_t* codes, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = TailMask(n - i);
+    Store16(out + i,
+            kv == DType::kInt8 ? Load16(reinterpret_cast<const int8_t*>(codes + i), m)
+                               : Load16(reinterpret_cast<const fp8_t*>(codes + i), m),
+            m);
+  }
 }
 
 Status AttentionScratch::Allocate(int threads, const AttentionShape& shape, int64_t max_context) {
@@ -213,19 +329,15 @@ Status AttentionScratch::Allocate(int threads, const AttentionShape& shape, int6
 
 void Attention(const float* qkv, int64_t rows, const RowPos* row_pos, const AttentionShape& shape,
                KvCache& cache, int layer, View out, AttentionScratch& scratch) {
-  const bool cache_bf16 = cache.dtype() == DType::kBF16, out_bf16 = out.dtype == DType::kBF16;
-  if (cache_bf16 && out_bf16) {
-    AttentionT<bf16_t, bf16_t>(qkv, rows, row_pos, shape, cache, layer,
-                               static_cast<bf16_t*>(out.data), scratch);
-  } else if (cache_bf16) {
-    AttentionT<bf16_t, float>(qkv, rows, row_pos, shape, cache, layer,
-                              static_cast<float*>(out.data), scratch);
-  } else if (out_bf16) {
-    AttentionT<float, bf16_t>(qkv, rows, row_pos, shape, cache, layer,
-                              static_cast<bf16_t*>(out.data), scratch);
-  } else {
-    AttentionT<float, float>(qkv, rows, row_pos, shape, cache, layer, static_cast<float*>(out.data),
-                             scratch);
+  switch (cache.dtype()) {
+    case DType::kBF16:
+      return AttentionOut<bf16_t>(qkv, rows, row_pos, shape, cache, layer, out, scratch);
+    case DType::kInt8:
+      return AttentionOut<int8_t>(qkv, rows, row_pos, shape, cache, layer, out, scratch);
+    case DType::kFP8:
+      return AttentionOut<fp8_t>(qkv, rows, row_pos, shape, cache, layer, out, scratch);
+    default:
+      return AttentionOut<float>(qkv, rows, row_pos, shape, cache, layer, out, scratch);
   }
 }
 

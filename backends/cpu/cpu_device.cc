@@ -53,10 +53,9 @@ class CpuDevice final : public Device {
   }
 
   Status Open(const SessionConfig& config, std::unique_ptr<Session>* out) override {
-    if (config.kv_dtype && *config.kv_dtype != DefaultKvDType(config.dtype)) {
-      return Status::Unsupported("this backend keeps the KV cache in " +
-                                 std::string(DTypeName(DefaultKvDType(config.dtype))) + ", not " +
-                                 std::string(DTypeName(*config.kv_dtype)));
+    // fp32, bf16 and 8-bit KV caches with any compute dtype (MLA models: Load checks).
+    if (config.kv_dtype == DType::kF16) {
+      return Status::Unsupported("the cpu backend does not keep a KV cache in fp16");
     }
     const Support s = Supports(config.dtype);
     if (!s.supported) return Status::Unsupported(s.reason);

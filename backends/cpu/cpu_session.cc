@@ -37,6 +37,12 @@ Status CpuSession::Load(const OpStream& stream, const WeightSource& weights) {
   dense_f32_.clear();
   mla_weights_.clear();
   CB_RETURN_IF_ERROR(CheckStream(stream));
+  const DType kv = cfg_.kv_dtype.value_or(DefaultKvDType(cfg_.dtype));
+  if (stream.dims.Mla() && kv != DefaultKvDType(cfg_.dtype)) {  // LatentCache: PlanMla
+    return Status::Unsupported("this backend keeps an MLA model's latent KV cache in " +
+                               std::string(DTypeName(DefaultKvDType(cfg_.dtype))) + ", not " +
+                               std::string(DTypeName(kv)));
+  }
   if (IsQuantized(cfg_.dtype)) CB_RETURN_IF_ERROR(CheckQuantizedStream(stream));
   dims_ = stream.dims;
   layers_ = stream.layers;

@@ -7,50 +7,13 @@
 
 #include "backends/cpu/packed_lanes.h"
 #include "backends/cpu/packed_matrix.h"
+#include "backends/cpu/quant_codes.h"
 #include "workloads/quant.h"
 
 namespace cb::cpu {
 namespace {
 
 int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
-
-/// QuantizeInt8 of 8 lanes, bit for bit: x / scale in fp32, rounded to nearest even, clamped.
-inline __m256i Int8Codes8(__m256 x, __m256 scale) {
-  const __m256 q =
-      _mm256_roundscale_ps(_mm256_div_ps(x, scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m256 c =
-      _mm256_min_ps(_mm256_max_ps(q, _mm256_set1_ps(-kInt8Max)), _mm256_set1_ps(kInt8Max));
-  return _mm256_cvtps_epi32(c);
-}
-
-/// FloatToFp8 of 8 lanes, bit for bit (e4m3fn, saturating, NaN -> 0x7f): with e the binade of
-/// |x| (at least -6, the subnormals'), units = rne(|x| 2^(3 - e)) and code = units +
-/// (e + 6) x 8, which also carries a rounding up to 16 units into the next binade.
-inline __m256i Fp8Codes8(__m256 x) {
-  const __m256i bits = _mm256_castps_si256(x);
-  const __m256i sign = _mm256_and_si256(_mm256_srli_epi32(bits, 24), _mm256_set1_epi32(0x80));
-  const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
-  const __m256i biased = _mm256_srli_epi32(_mm256_castps_si256(a), 23);
-  const __m256i e =
-      _mm256_max_epi32(_mm256_sub_epi32(biased, _mm256_set1_epi32(127)), _mm256_set1_epi32(-6));
-  // 2^(3 - e) (e in [-6, 127]: 3 - e >= -124 stays a normal float for e <= 129).
-  const __m256 pow2 =
-      _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_sub_epi32(_mm256_set1_epi32(130), e), 23));
-  const __m256 units =
-      _mm256_roundscale_ps(_mm256_mul_ps(a, pow2), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256i code = _mm256_add_epi32(_mm256_cvtps_epi32(units),
-                                  _mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(6)), 3));
-  code = _mm256_min_epi32(code, _mm256_set1_epi32(0x7e));
-  const __mmask8 big = _mm256_cmp_ps_mask(a, _mm256_set1_ps(kFp8Max), _CMP_GE_OQ);
-  code = _mm256_mask_mov_epi32(code, big, _mm256_set1_epi32(0x7e));
-  const __mmask8 nan = _mm256_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-  return _mm256_mask_mov_epi32(_mm256_or_si256(code, sign), nan, _mm256_set1_epi32(0x7f));
-}
-
-/// The 8 low bytes of 8 int32 lanes.
-inline uint64_t Bytes8(__m256i v) {
-  return static_cast<uint64_t>(_mm_cvtsi128_si64(_mm256_cvtepi32_epi8(v)));
-}
 
 /// One int8 n-block [k_pad / 4][64][4]: codes in lane order, each row's scale and offset.
 void PackInt8Block(const BlockLanes& ln, const float* row_scale, int64_t k, int64_t k_pad,

@@ -46,6 +46,11 @@ Status ReferenceSession::Load(const OpStream& stream, const WeightSource& weight
     return Status::InvalidInput("rotary embedding needs an even head_dim, got " +
                                 std::to_string(stream.dims.head_dim));
   }
+  if (stream.dims.Mla() && kv_dtype_ != DefaultKvDType(cfg_.dtype)) {  // as the cpu backend
+    return Status::Unsupported("this backend keeps an MLA model's latent KV cache in " +
+                               std::string(DTypeName(DefaultKvDType(cfg_.dtype))) + ", not " +
+                               std::string(DTypeName(kv_dtype_)));
+  }
   weights_.Load(stream, weights, cfg_.dtype, options_.hold_limit);
   for (const Op& op : stream.ops) {
     for (const std::string& w : op.weights) {
@@ -234,10 +239,8 @@ class ReferenceDevice final : public Device {
     return {};
   }
   Status Open(const SessionConfig& config, std::unique_ptr<Session>* out) override {
-    if (config.kv_dtype && *config.kv_dtype != DefaultKvDType(config.dtype)) {
-      return Status::Unsupported("this backend keeps the KV cache in " +
-                                 std::string(DTypeName(DefaultKvDType(config.dtype))) + ", not " +
-                                 std::string(DTypeName(*config.kv_dtype)));
+    if (config.kv_dtype == DType::kF16) {
+      return Status::Unsupported("the reference backend does not model an fp16 KV cache");
     }
     const Support s = Supports(config.dtype);
     if (!s.supported) return Status::Unsupported(s.reason);

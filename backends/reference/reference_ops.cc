@@ -166,6 +166,8 @@ Status ReferenceSession::AttentionOp(const Op& op, const StepIO& io) {
   const int64_t width = dims_.QkvWidth(), kv_w = kvh * hd, out_w = heads * hd;
   const int64_t group = heads / kvh;
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  const bool kv_round =
+      IsQuantized(kv_dtype_) || (kv_dtype_ == DType::kBF16 && cfg_.dtype != DType::kBF16);
   const float* qkv;
   CB_RETURN_IF_ERROR(Input(op.in, width, &qkv));
   float* out = Output(op.out, out_w);
@@ -184,10 +186,10 @@ Status ReferenceSession::AttentionOp(const Op& op, const StepIO& io) {
       float* v_row = kv.v.data() + (s.past_len + j) * kv_w;
       std::copy_n(r + heads * hd, kv_w, k_row);
       std::copy_n(r + (heads + kvh) * hd, kv_w, v_row);
-      if (act_ != ActQuant::kNone) {  // a quantised session's cache is bf16 (DefaultKvDType)
-        for (int64_t i = 0; i < kv_w; ++i) {
-          k_row[i] = RoundTo(DType::kBF16, k_row[i]);
-          v_row[i] = RoundTo(DType::kBF16, v_row[i]);
+      if (kv_round) {  // per KV head: an 8-bit cache's scales are per (token, head)
+        for (int64_t g = 0; g < kvh; ++g) {
+          RoundKvHead(kv_dtype_, k_row + g * hd, hd);
+          RoundKvHead(kv_dtype_, v_row + g * hd, hd);
         }
       }
     }

@@ -43,7 +43,10 @@ double QDot(const QuantRow& x, const float* w);
 class ReferenceSession final : public Session {
  public:
   ReferenceSession(const SessionConfig& config, const ReferenceOptions& options)
-      : cfg_(config), options_(options), act_(ActQuantOf(config)) {}
+      : cfg_(config),
+        options_(options),
+        act_(ActQuantOf(config)),
+        kv_dtype_(config.kv_dtype.value_or(DefaultKvDType(config.dtype))) {}
 
   Status Load(const OpStream& stream, const WeightSource& weights) override;
   Status Run(const OpStream& stream, OpRange range, StepIO& io) override;
@@ -95,6 +98,11 @@ class ReferenceSession final : public Session {
   SessionConfig cfg_;
   ReferenceOptions options_;
   ActQuant act_ = ActQuant::kNone;
+  /// The KV cache's dtype. The cache holds what the cpu backend's would give back: 8-bit codes
+  /// times their scales (RoundKvHead); bf16-rounded values where the cpu backend's compute
+  /// dtype is not bf16 (its fp32 K and V rounded on the way in); the values themselves in
+  /// a bf16 session, whose activations the reference keeps in fp32 throughout.
+  DType kv_dtype_ = DType::kF32;
   bool loaded_ = false;
   LocalDims dims_;
   double eps_ = 1e-5, theta_ = 10000.0;

@@ -152,5 +152,125 @@ INSTANTIATE_TEST_SUITE_P(QuantDTypes, QuantOpConformance,
                          ::testing::Values(DType::kInt8, DType::kFP8),
                          [](const auto& info) { return std::string(DTypeName(info.param)); });
 
+// Attention over an 8-bit KV cache (--kv-dtype int8 / fp8) in every compute dtype, on every
+// head_dim path of the kernel: two uneven prefills (20 positions: a whole K tile and a tail),
+// a chunk, then decode steps. Both sides quantise the same fp32 K and V rows into the same
+// codes and scales (the cpu's encoder is QuantizeKvHead bit for bit, quant_kernels_test.cc).
+// What differs: the cpu's fp32 dot products of q with the codes (each product rounded by at
+// most 2^-24, at most 128 terms) times scale and the K scale, Exp16 (~2 ulp) and fp32 weighted
+// sums of the codes, against the reference's double sums of code x scale: measured up to
+// 1.9e-6 of the largest output (30 runs of each case, 6 shapes x 4 steps each), so 1e-4 as for
+// fp32 and the bf16 cache (AttentionTol), which still catches a wrong scale, code or position
+// (errors of 1e-2 and more). Outputs stored in bf16 (bf16 and fp8 weight-only sessions) add
+// their rounding, 2^-8 of the largest (measured up to 3.9e-3): 8e-3. Also fp32 compute with a
+// bf16 cache, which both sides round to bf16 as it is appended.
+struct KvCase {
+  DType dtype, kv;
+};
+
+class KvCacheConformance : public ::testing::TestWithParam<KvCase> {
+ protected:
+  void Feed(SessionPair& p, std::mt19937_64& rng, int64_t rows) {
+    std::vector<float> v = RandomValues(rng, rows * p.stream.dims.QkvWidth(), 2.5f), stored;
+    ASSERT_TRUE(p.cpu->WriteBuffer(Buf::kQkv, rows, v).ok());
+    ASSERT_TRUE(p.cpu->ReadBuffer(Buf::kQkv, rows, &stored).ok());
+    ASSERT_TRUE(p.ref->WriteBuffer(Buf::kQkv, rows, stored).ok());
+  }
+};
+
+TEST_P(KvCacheConformance, AttentionPrefillThenDecode) {
+  const KvCase c = GetParam();
+  const uint64_t seed = FreshSeed();
+  CB_TRACE_SEED(seed);
+  std::mt19937_64 rng(seed);
+  const double tol = cpu::SessionBufDType(Buf::kAttn, c.dtype) == DType::kBF16 ? 8e-3 : 1e-4;
+  for (const ModelSpec& spec : {TinySpec(false, false), OddSpec(false, false), HeadsSpec(4, 1, 64),
+                                HeadsSpec(8, 1, 32), HeadsSpec(6, 2, 128), HeadsSpec(5, 5, 40)}) {
+    SCOPED_TRACE(spec.name);
+    SessionConfig cfg = Config(c.dtype, 2, 48, 40);
+    cfg.kv_dtype = c.kv;
+    SessionPair p;
+    OpenPair(spec, cfg, seed, &p);
+    if (HasFatalFailure()) return;
+    size_t op = 0;
+    while (p.stream.ops[op].kind != OpKind::kAttention || p.stream.ops[op].layer != 1) ++op;
+    const std::vector<std::vector<SeqStep>> steps = {
+        {{0, 0, 20}, {1, 0, 5}}, {{1, 5, 3}, {0, 20, 1}}, {{0, 21, 1}, {1, 8, 1}}, {{1, 9, 1}}};
+    for (size_t k = 0; k < steps.size(); ++k) {
+      StepIO io;
+      io.seqs = steps[k];
+      const int64_t rows = io.TotalTokens();
+      Feed(p, rng, rows);
+      StepIO a = io, b = io;
+      ASSERT_TRUE(p.cpu->Run(p.stream, {op, op + 1}, a).ok());
+      ASSERT_TRUE(p.ref->Run(p.stream, {op, op + 1}, b).ok());
+      std::vector<float> got, want;
+      ASSERT_TRUE(p.cpu->ReadBuffer(Buf::kAttn, rows, &got).ok());
+      ASSERT_TRUE(p.ref->ReadBuffer(Buf::kAttn, rows, &want).ok());
+      EXPECT_LE(MaxRelError(got, want), tol) << "step " << k;
+    }
+  }
+}
+
+// The cache really is 8-bit: 1 byte per value plus a scale per (position, KV head), K and V.
+TEST_P(KvCacheConformance, CacheHoldsOneBytePerValuePlusScales) {
+  const KvCase c = GetParam();
+  const ModelSpec spec = TinySpec(false, false);
+  OpStream stream;
+  ASSERT_TRUE(BuildDenseDecoderStream(spec, ShardSpec{}, 2, &stream).ok());
+  uint64_t bytes[2] = {};
+  for (int i = 0; i < 2; ++i) {
+    SessionConfig cfg = Config(c.dtype, 2, 48, 40);
+    cfg.kv_dtype = i == 0 ? DType::kBF16 : c.kv;
+    std::unique_ptr<Session> s;
+    ASSERT_TRUE(MakeCpuDevice()->Open(cfg, &s).ok());
+    ASSERT_TRUE(s->Load(stream, WeightSource(1)).ok());
+    bytes[i] = s->AllocatedBytes();
+  }
+  // 2 layers x 2 slots x 2 KV heads x 48 positions, K and V: 16 values of 2 bytes in bf16,
+  // 16 codes and a 4-byte scale in 8 bits.
+  const int64_t heads_positions = 2 * 2 * 2 * 48 * 2;
+  const int64_t head_bytes = IsQuantized(c.kv) ? 16 + 4 : 32;
+  EXPECT_EQ(bytes[0] - bytes[1], static_cast<uint64_t>(heads_positions * (32 - head_bytes)));
+}
+
+std::vector<KvCase> KvCases() {
+  std::vector<KvCase> cases;
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kInt8, DType::kFP8}) {
+    for (DType kv : {DType::kInt8, DType::kFP8}) cases.push_back({dtype, kv});
+  }
+  cases.push_back({DType::kF32, DType::kBF16});  // fp32 compute, bf16 cache: rounded on both
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(ComputeAndKvDTypes, KvCacheConformance, ::testing::ValuesIn(KvCases()),
+                         [](const auto& info) {
+                           return std::string(DTypeName(info.param.dtype)) + "_kv_" +
+                                  std::string(DTypeName(info.param.kv));
+                         });
+
+// MLA models keep their latent cache in the high-precision dtype: both backends refuse an 8-bit
+// (or any other) KV dtype for them at Load, kUnsupported with the reason.
+TEST(KvCacheConformance, MlaModelsRefuseAnotherKvDType) {
+  ModelSpec spec;
+  ASSERT_TRUE(LoadModelSpec("tiny-moe-mla", &spec).ok());
+  OpStream stream;
+  ASSERT_TRUE(
+      BuildDenseDecoderStream(spec, ShardSpec{}, static_cast<int>(spec.num_layers), &stream).ok());
+  for (DType kv : {DType::kFP8, DType::kInt8}) {
+    SessionConfig cfg = Config(DType::kBF16, 1, 16, 16);
+    cfg.kv_dtype = kv;
+    for (int backend = 0; backend < 2; ++backend) {
+      const std::unique_ptr<Device> device = backend == 0 ? MakeCpuDevice() : MakeReferenceDevice();
+      std::unique_ptr<Session> s;
+      ASSERT_TRUE(device->Open(cfg, &s).ok());
+      const Status st = s->Load(stream, WeightSource(1));
+      EXPECT_EQ(st.code(), StatusCode::kUnsupported) << st.message();
+      EXPECT_EQ(st.message(), "this backend keeps an MLA model's latent KV cache in bf16, not " +
+                                  std::string(DTypeName(kv)));
+    }
+  }
+}
+
 }  // namespace
 }  // namespace cb::conformance

@@ -7,6 +7,7 @@
 
 #include <random>
 
+#include "backends/cpu/attention.h"
 #include "backends/cpu/matmul.h"
 #include "backends/cpu/packed_matrix.h"
 #include "backends/cpu/quant_gemm.h"
@@ -134,6 +135,57 @@ TEST(QuantKernels, Int8RowsOfEveryGroupSize) {
     std::vector<float> y(rows * d.rows);
     ASSERT_TRUE(runner.Run(w, x.data(), DType::kF32, d.cols, rows, y.data(), d.rows).ok());
     ExpectClose(y, want, "int8 rows " + std::to_string(rows));
+  }
+}
+
+// The 8-bit KV cache's vector encoder against QuantizeKvHead: head sizes with tails, values
+// from 1e-7 to 1e3 of the head's largest (e4m3 subnormal codes and int8 zeros among them),
+// exact ties, an all-zero head, and a head whose largest value is negative.
+TEST(KvCacheKernels, EncoderEqualsQuantizeKvHeadBitForBit) {
+  const uint64_t seed = FreshSeed();
+  CB_TRACE_SEED(seed);
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> mantissa(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> exponent(-24, 10);
+  for (DType kv : {DType::kInt8, DType::kFP8}) {
+    for (int64_t n : {1, 7, 8, 16, 24, 64, 100, 128, 256, 300}) {
+      for (int draw = 0; draw < 20; ++draw) {
+        std::vector<float> x(n);
+        for (float& v : x) v = std::ldexp(mantissa(rng), exponent(rng));
+        if (draw == 0) std::fill(x.begin(), x.end(), 0.0f);
+        if (draw == 1) {  // ties: int8 x / s = k + 1/2 (s = 1), fp8 1 + (k + 1/2) / 8 (s = 2)
+          for (int64_t i = 0; i < n; ++i) {
+            x[i] = kv == DType::kInt8 ? i % 9 + 0.5f : 2.0f * (1.0f + (i % 8 + 0.5f) / 8.0f);
+          }
+          x[0] = kv == DType::kInt8 ? -127.0f : -896.0f;
+        }
+        std::vector<uint8_t> want(n), got(n);
+        const float s_want = QuantizeKvHead(kv, x.data(), n, want.data());
+        const float s_got = cpu::EncodeKvHead(kv, x.data(), n, got.data());
+        ASSERT_EQ(s_got, s_want) << DTypeName(kv) << " n " << n << " draw " << draw;
+        ASSERT_EQ(got, want) << DTypeName(kv) << " n " << n << " draw " << draw;
+      }
+    }
+  }
+}
+
+// The kernel's loads of every code: int8 as its integer, e4m3 as Fp8ToFloat (subnormals and
+// both zeros included; 0x7f and 0xff, NaN, are never written).
+TEST(KvCacheKernels, DecoderReadsEveryCodeExactly) {
+  std::vector<uint8_t> codes(256 + 5);  // a tail of 5 after 16 whole vectors
+  for (size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<uint8_t>(i * 37 % 256);
+  for (int i = 0; i < 256; ++i) codes[i] = static_cast<uint8_t>(i);
+  for (DType kv : {DType::kInt8, DType::kFP8}) {
+    std::vector<float> got(codes.size());
+    cpu::DecodeKvCodes(kv, codes.data(), static_cast<int64_t>(codes.size()), got.data());
+    for (size_t i = 0; i < codes.size(); ++i) {
+      const uint8_t c = codes[i];
+      if (kv == DType::kFP8 && (c & 0x7f) == 0x7f) continue;
+      const float want =
+          kv == DType::kInt8 ? static_cast<float>(static_cast<int8_t>(c)) : Fp8ToFloat(c);
+      ASSERT_EQ(got[i], want) << DTypeName(kv) << " code 0x" << std::hex << int{c};
+      ASSERT_EQ(std::signbit(got[i]), std::signbit(want)) << "code 0x" << std::hex << int{c};
+    }
   }
 }
 

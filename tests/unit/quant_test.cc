@@ -101,6 +101,53 @@ WeightDesc Desc(int64_t rows, int64_t cols, int64_t row_offset, int64_t col_offs
 
 // The quantised weights are the same numbers for any shard split, and they quantise the
 // unquantised weights: |code x scale - w| <= scale / 2 for int8.
+// The 8-bit KV cache's quantiser on hand-computed heads: scale max|x| / qmax over the head,
+// round to nearest even, an all-zero head with scale 1.
+TEST(KvQuant, Int8HeadScaleAndCodes) {
+  const std::vector<float> x = {2.0f, -254.0f, 3.0f, 127.5f, 1.0f, 0.0f};
+  std::vector<uint8_t> q(x.size());
+  EXPECT_EQ(QuantizeKvHead(DType::kInt8, x.data(), 6, q.data()), 2.0f);  // 254 / 127
+  // 1, -127, 1.5 -> 2, 63.75 -> 64, 0.5 -> 0 (even), 0
+  const std::vector<int8_t> want = {1, -127, 2, 64, 0, 0};
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(static_cast<int8_t>(q[i]), want[i]) << i;
+  std::vector<float> r = x;
+  RoundKvHead(DType::kInt8, r.data(), 6);
+  EXPECT_EQ(r, (std::vector<float>{2.0f, -254.0f, 4.0f, 128.0f, 0.0f, 0.0f}));
+  const std::vector<float> zero(4, 0.0f);
+  EXPECT_EQ(QuantizeKvHead(DType::kInt8, zero.data(), 4, q.data()), 1.0f);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(q[i], 0);
+}
+
+TEST(KvQuant, Fp8HeadScaleAndCodes) {
+  const float tiny = std::ldexp(1.0f, -8);
+  const std::vector<float> x = {896.0f, -1.0f, 3.0f, 0.1f, tiny, 0.0f};
+  std::vector<uint8_t> q(x.size());
+  EXPECT_EQ(QuantizeKvHead(DType::kFP8, x.data(), 6, q.data()), 2.0f);  // 896 / 448
+  // 448 (largest), -0.5 (exponent -1), 1.5, 0.05 = 1.6 x 2^-5 -> mantissa 5 (1.625), 2^-9 (the
+  // smallest subnormal), 0.
+  const std::vector<uint8_t> want = {0x7e, 0xb0, 0x3c, 0x15, 0x01, 0x00};
+  EXPECT_EQ(q, want);
+  std::vector<float> r = x;
+  RoundKvHead(DType::kFP8, r.data(), 6);
+  EXPECT_EQ(r, (std::vector<float>{896.0f, -1.0f, 3.0f, 0.1015625f, tiny, 0.0f}));
+  const std::vector<float> neg = {-0.0f, -3.0f};  // the largest magnitude may be negative
+  EXPECT_EQ(QuantizeKvHead(DType::kFP8, neg.data(), 2, q.data()), 3.0f / 448.0f);
+  EXPECT_EQ(q[1], 0xfe);
+}
+
+TEST(KvQuant, Bf16AndFp32HeadsAndBytesPerHead) {
+  std::vector<float> x = {1.0f + std::ldexp(1.0f, -10), 3.0f};
+  RoundKvHead(DType::kBF16, x.data(), 2);
+  EXPECT_EQ(x, (std::vector<float>{1.0f, 3.0f}));
+  x = {1.0f + std::ldexp(1.0f, -10), 3.0f};
+  RoundKvHead(DType::kF32, x.data(), 2);
+  EXPECT_EQ(x[0], 1.0f + std::ldexp(1.0f, -10));
+  EXPECT_EQ(KvHeadBytes(DType::kInt8, 128), 132);  // codes + one fp32 scale
+  EXPECT_EQ(KvHeadBytes(DType::kFP8, 64), 68);
+  EXPECT_EQ(KvHeadBytes(DType::kBF16, 128), 256);
+  EXPECT_EQ(KvHeadBytes(DType::kF32, 16), 64);
+}
+
 TEST(QuantizedWeights, SameForAnyShardSplitAndCloseToTheWeights) {
   const WeightSource src(5);
   const WeightDesc whole = Desc(8, 300, 0, 0, 8, 300);

@@ -1,6 +1,10 @@
 // Work of a whole step as the runner counts it for MFU and MBU (harness/runner.h).
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <tuple>
+
+#include "harness/offline_work.h"
 #include "harness/runner.h"
 #include "workloads/model_spec.h"
 #include "workloads/op_stream.h"
@@ -66,6 +70,40 @@ TEST(ExtrapolatedCost, RepresentativeLayersOfAMixedModelCountTheWholeModel) {
     EXPECT_NEAR(extrapolated.bytes / exact.bytes, 1.0, 1e-9);
     EXPECT_NEAR(extrapolated.weight_bytes / exact.weight_bytes, 1.0, 1e-9);
     EXPECT_NEAR(extrapolated.kv_bytes / exact.kv_bytes, 1.0, 1e-9);
+  }
+}
+
+// An 8-bit KV cache moves 1 byte per cached value plus a 4-byte scale per (token, KV head),
+// for K and V (workloads/quant.h KvHeadBytes): the runner's decode work (MBU) and the memory
+// estimate count exactly that, whatever the compute dtype.
+TEST(ExtrapolatedCost, An8BitKvCacheCountsOneBytePerValuePlusScales) {
+  WorkloadSpec w;
+  ASSERT_TRUE(LoadModelSpec("tiny", &w.model).ok());
+  w.batch = 2;
+  w.prompt_len = 16;
+  w.gen_len = 4;
+  OpStream full;
+  ASSERT_TRUE(
+      BuildDenseDecoderStream(w.model, {}, static_cast<int>(w.model.num_layers), &full).ok());
+  const double layers = static_cast<double>(w.model.num_layers);
+  const double kvh = static_cast<double>(w.model.num_kv_heads), hd = full.dims.head_dim;
+  // Decode steps g = 1..4 read 16 + g positions of each of the 2 sequences.
+  const double positions = 2.0 * (17 + 18 + 19 + 20);
+  for (auto [dtype, kv, value_bytes] :
+       {std::tuple{DType::kBF16, std::optional<DType>(), 2.0 * hd},
+        std::tuple{DType::kBF16, std::optional(DType::kFP8), hd + 4},
+        std::tuple{DType::kInt8, std::optional(DType::kInt8), hd + 4},
+        std::tuple{DType::kF32, std::optional(DType::kInt8), hd + 4},
+        std::tuple{DType::kInt8, std::optional<DType>(), 2.0 * hd}}) {  // int8 keeps bf16 K/V
+    w.dtype = dtype;
+    w.kv_dtype = kv;
+    SCOPED_TRACE(std::string(DTypeName(dtype)) + " kv " + std::string(DTypeName(w.KvDType())));
+    OpCost prefill, decode;
+    JobWork(w, full, full.dims.vocab_full, ParallelContext{}, &prefill, &decode);
+    EXPECT_DOUBLE_EQ(decode.kv_bytes, layers * 2 * kvh * value_bytes * positions);
+    // Memory: batch x (prompt + gen) positions of every layer.
+    EXPECT_DOUBLE_EQ(static_cast<double>(EstimateMemory(w).kv_cache),
+                     layers * 2 * kvh * value_bytes * 2 * 20);
   }
 }
 
