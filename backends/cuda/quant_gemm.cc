@@ -109,7 +109,46 @@ struct QuantGemm::LtCall {
   bool block_scaled = false;  ///< A: BLK128x128_32F at a_scale, B: VEC128_32F at b_scale
   const float* a_scale = nullptr;
   const float* b_scale = nullptr;
+  void Fp8();  ///< e4m3 inputs, fp32 output and compute
 };
+
+/// W [n_pad, k_pad] (transposed) x the staged activations [rows_pad, k_pad] into the scratch
+/// product [rows_pad, n_pad]: int8 by default, `Fp8` for e4m3 with fp32 output.
+QuantGemm::LtCall QuantGemm::WeightsByActivations(const QuantWeights& w, int64_t rows_pad,
+                                                  const char* what) const {
+  LtCall c;
+  c.what = what;
+  c.m = w.n_pad;
+  c.n = rows_pad;
+  c.k = w.k_pad;
+  c.a = w.codes;
+  c.lda = w.k_pad;
+  c.b = act_;
+  c.ldb = w.k_pad;
+  c.d = product_;
+  c.ldd = w.n_pad;
+  return c;
+}
+
+void QuantGemm::LtCall::Fp8() {
+  ab_type = CUDA_R_8F_E4M3;
+  d_type = CUDA_R_32F;
+  compute = CUBLAS_COMPUTE_32F;
+  scale_type = CUDA_R_32F;
+}
+
+/// The epilogue from the scratch product into the caller's y (scales left to the caller).
+EpilogueArgs QuantGemm::EpilogueInto(const QuantGemmArgs& a) const {
+  EpilogueArgs e;
+  e.acc = product_;
+  e.acc_ld = a.w->n_pad;
+  e.y = a.y;
+  e.y_ld = a.y_ld;
+  e.rows = a.rows;
+  e.n = a.w->n;
+  e.accumulate = a.accumulate;
+  return e;
+}
 
 QuantGemm::~QuantGemm() {
   Free();
@@ -224,31 +263,13 @@ Status QuantGemm::Run(const QuantGemmArgs& a, cudaStream_t stream) {
 
 Status QuantGemm::RunInt8(const QuantGemmArgs& a, int64_t rows_pad, cudaStream_t stream) {
   const QuantWeights& w = *a.w;
-  LtCall c;
-  c.what = "int8 IMMA";
-  c.m = w.n_pad;
-  c.n = rows_pad;
-  c.k = w.k_pad;
-  c.a = w.codes;
-  c.lda = w.k_pad;
-  c.b = act_;
-  c.ldb = w.k_pad;
-  c.d = product_;
-  c.ldd = w.n_pad;
   bool unsupported = false;
-  CB_RETURN_IF_ERROR(Matmul(c, &unsupported, stream));
+  CB_RETURN_IF_ERROR(Matmul(WeightsByActivations(w, rows_pad, "int8 IMMA"), &unsupported, stream));
   if (unsupported) return Status::Unsupported("cuBLASLt offers no int8 IMMA algorithm");
-  EpilogueArgs e;
-  e.acc = product_;
+  EpilogueArgs e = EpilogueInto(a);
   e.acc_int32 = true;
-  e.acc_ld = w.n_pad;
   e.sx = act_scales_;
   e.sw = w.scales;
-  e.y = a.y;
-  e.y_ld = a.y_ld;
-  e.rows = a.rows;
-  e.n = w.n;
-  e.accumulate = a.accumulate;
   CB_CUDA(LaunchQuantEpilogue(e, stream));
   return Status::Ok();
 }
@@ -257,35 +278,14 @@ Status QuantGemm::RunInt8(const QuantGemmArgs& a, int64_t rows_pad, cudaStream_t
 Status QuantGemm::RunFp8Blocked(const QuantGemmArgs& a, int64_t rows_pad, bool* unsupported,
                                 cudaStream_t stream) {
   const QuantWeights& w = *a.w;
-  LtCall c;
-  c.what = "fp8 block-scaled";
-  c.ab_type = CUDA_R_8F_E4M3;
-  c.d_type = CUDA_R_32F;
-  c.compute = CUBLAS_COMPUTE_32F;
-  c.scale_type = CUDA_R_32F;
-  c.m = w.n_pad;
-  c.n = rows_pad;
-  c.k = w.k_pad;
-  c.a = w.codes;
-  c.lda = w.k_pad;
-  c.b = act_;
-  c.ldb = w.k_pad;
-  c.d = product_;
-  c.ldd = w.n_pad;
+  LtCall c = WeightsByActivations(w, rows_pad, "fp8 block-scaled");
+  c.Fp8();
   c.block_scaled = true;
   c.a_scale = w.scales;
   c.b_scale = act_scales_;
   CB_RETURN_IF_ERROR(Matmul(c, unsupported, stream));
   if (*unsupported) return Status::Ok();
-  EpilogueArgs e;
-  e.acc = product_;
-  e.acc_ld = w.n_pad;
-  e.y = a.y;
-  e.y_ld = a.y_ld;
-  e.rows = a.rows;
-  e.n = w.n;
-  e.accumulate = a.accumulate;
-  CB_CUDA(LaunchQuantEpilogue(e, stream));
+  CB_CUDA(LaunchQuantEpilogue(EpilogueInto(a), stream));
   return Status::Ok();
 }
 
@@ -296,37 +296,21 @@ Status QuantGemm::RunFp8Sliced(const QuantGemmArgs& a, int64_t rows_pad, cudaStr
   const QuantWeights& w = *a.w;
   const int64_t groups = CeilDiv(w.k, kQuantBlock);
   for (int64_t g = 0; g < groups; ++g) {
-    LtCall c;
-    c.what = "fp8 K-slice";
-    c.ab_type = CUDA_R_8F_E4M3;
-    c.d_type = CUDA_R_32F;
-    c.compute = CUBLAS_COMPUTE_32F;
-    c.scale_type = CUDA_R_32F;
-    c.m = w.n_pad;
-    c.n = rows_pad;
+    LtCall c = WeightsByActivations(w, rows_pad, "fp8 K-slice");
+    c.Fp8();
     c.k = std::min(kQuantBlock, w.k_pad - g * kQuantBlock);  // a multiple of 16
     c.a = w.codes + g * kQuantBlock;
-    c.lda = w.k_pad;
     c.b = act_ + g * kQuantBlock;
-    c.ldb = w.k_pad;
-    c.d = product_;
-    c.ldd = w.n_pad;
     bool unsupported = false;
     CB_RETURN_IF_ERROR(Matmul(c, &unsupported, stream));
     if (unsupported) return Status::Unsupported("cuBLASLt offers no fp8 algorithm for a K slice");
-    EpilogueArgs e;
-    e.acc = product_;
-    e.acc_ld = w.n_pad;
+    EpilogueArgs e = EpilogueInto(a);
     e.sx = act_scales_;
     e.sx_offset = g * rows_pad;
     e.sw = w.scales;
     e.sw_block = kQuantBlock;
     e.sw_stride = w.scale_ld;
     e.sw_offset = g;
-    e.y = a.y;
-    e.y_ld = a.y_ld;
-    e.rows = a.rows;
-    e.n = w.n;
     e.accumulate = a.accumulate || g > 0;
     CB_CUDA(LaunchQuantEpilogue(e, stream));
   }

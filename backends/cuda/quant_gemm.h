@@ -36,6 +36,8 @@
 
 namespace cb::cuda {
 
+struct EpilogueArgs;  // quant_kernels.h
+
 inline constexpr int64_t kQuantKAlign = 16;   ///< k_pad: 16-byte rows for 8-bit tensor cores
 inline constexpr int64_t kQuantNAlign = 16;   ///< n_pad
 inline constexpr int64_t kQuantRowAlign = 4;  ///< token rows: VEC128 scales need N % 4 == 0
@@ -43,8 +45,8 @@ inline constexpr int64_t kQuantBlock = 128;   ///< = workloads/quant.h kFp8Block
 
 inline int64_t QuantRoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-/// One matmul's quantised weights on the host (quant_weights.cc): the rows of `parts` stacked ([n, k]) as codes
-/// [n_pad, k_pad] (row-major, zero padding) and their scales.
+/// One matmul's quantised weights on the host (quant_weights.cc): the rows of `parts` stacked ([n,
+/// k]) as codes [n_pad, k_pad] (row-major, zero padding) and their scales.
 struct QuantHostWeights {
   DType dtype = DType::kInt8;
   int64_t n = 0, k = 0, n_pad = 0, k_pad = 0;
@@ -134,6 +136,8 @@ class QuantGemm {
                        cudaStream_t stream);
   Status RunFp8Sliced(const QuantGemmArgs& a, int64_t rows_pad, cudaStream_t stream);
   Status Matmul(const LtCall& c, bool* unsupported, cudaStream_t stream);
+  LtCall WeightsByActivations(const QuantWeights& w, int64_t rows_pad, const char* what) const;
+  EpilogueArgs EpilogueInto(const QuantGemmArgs& a) const;
   Status Malloc(void** p, uint64_t bytes);
   void Free();
 
