@@ -7,11 +7,11 @@
 
 #include "backends/backend.h"
 #include "results/ceiling_check_record.h"
-#include "results/op_breakdown_record.h"
 #include "results/cluster_record.h"
 #include "results/deployment_record.h"
 #include "results/endpoint_record.h"
 #include "results/energy_cost_record.h"
+#include "results/op_breakdown_record.h"
 #include "results/serving_record.h"
 #include "workloads/layer_plan.h"
 #include "workloads/workload_spec.h"
