@@ -226,6 +226,13 @@ Status ValidateWorkload(const WorkloadSpec& w, const std::string& where) {
   if (w.verify_len < 0 || w.verify_len > w.prompt_len + w.gen_len) {
     return bad("verify_len", "must be between 0 (auto) and prompt_len + gen_len");
   }
+  if (w.op_breakdown && (w.scenario != "offline" || w.backend.rfind("sim", 0) == 0 ||
+                         w.backend.rfind("endpoint", 0) == 0)) {
+    return bad("op_breakdown",
+               "times a measured device's ops: the offline scenario on the cpu, cuda or reference "
+               "backend only (got scenario '" +
+                   w.scenario + "', backend '" + w.backend + "')");
+  }
   CB_RETURN_IF_ERROR(ValidateScenario(w, where));
   return ValidateEndpoint(w, where);
 }

@@ -88,6 +88,16 @@ TEST(LayersCli, OpBreakdownSharesEveryOpKindOfTheStep) {
   EXPECT_NE(r.out.find("op breakdown, share of the step, decode: "), std::string::npos) << r.out;
 }
 
+TEST(LayersCli, OpBreakdownOfASimulatedDeviceIsBadInput) {
+  const std::string out = FreshDir("layers_breakdown_sim");
+  const CliResult r = RunCli({"run", "--model", "tiny", "--backend", "sim", "--results-dir",
+                              SharedResultsDir(), "--out", out, "--op-breakdown", "-q"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("field 'op_breakdown': times a measured device's ops"), std::string::npos)
+      << r.err;
+  EXPECT_TRUE(ListFiles(out).empty());
+}
+
 TEST(LayersCli, FewerLayersThanKindsIsBadInput) {
   const std::string out = FreshDir("layers_one");
   const CliResult r = RunCli({"run", "--model", DeepSeekKindsModel(), "--layers", "1",
