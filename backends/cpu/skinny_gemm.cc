@@ -149,6 +149,35 @@ void StoreGroupF32(const float* wb, int64_t k_pad, const float* x, int64_t ldx, 
   }
 }
 
+/// The work of a grouped GEMM: items (group g, 64-column block b) in parallel, each item's
+/// rows four at a time: f.template operator()<M>(g, b, r0, n_valid) for M = min(4, rows - r0).
+template <typename F>
+void ForGroupedBlocks(const PackedView* w, int64_t groups, int64_t rows, F&& f) {
+  if (groups <= 0 || rows <= 0) return;
+  const int64_t blocks = w[0].n_pad / kPackN;
+#pragma omp parallel for schedule(static) if (groups * blocks > 1)
+  for (int64_t item = 0; item < groups * blocks; ++item) {
+    const int64_t g = item / blocks, b = item % blocks;
+    const int64_t n_valid = std::min<int64_t>(kPackN, w[g].n - b * kPackN);
+    for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+      switch (std::min<int64_t>(4, rows - r0)) {
+        case 1:
+          f.template operator()<1>(g, b, r0, n_valid);
+          break;
+        case 2:
+          f.template operator()<2>(g, b, r0, n_valid);
+          break;
+        case 3:
+          f.template operator()<3>(g, b, r0, n_valid);
+          break;
+        default:
+          f.template operator()<4>(g, b, r0, n_valid);
+          break;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 bool SkinnyGemmBf16Available() {
@@ -184,34 +213,12 @@ void SkinnyGemmBf16(const PackedView& w, const uint16_t* x, int64_t ldx, int64_t
 void GroupedGemmBf16(const PackedView* w, int64_t groups, const uint16_t* x, int64_t x_stride,
                      int64_t ldx, int64_t rows, float* y, int64_t y_stride, int64_t ldy) {
 #if defined(__AVX512BF16__)
-  if (groups <= 0 || rows <= 0) return;
-  const int64_t blocks = w[0].n_pad / kPackN, steps = w[0].k_pad / 2;
-#pragma omp parallel for schedule(static) if (groups * blocks > 1)
-  for (int64_t item = 0; item < groups * blocks; ++item) {
-    const int64_t g = item / blocks, b = item % blocks;
-    const PackedView& m = w[g];
-    const uint16_t* wb = static_cast<const uint16_t*>(m.data) + b * m.BlockElems();
-    const uint16_t* xg = x + g * x_stride;
-    float* yg = y + g * y_stride + b * kPackN;
-    const int64_t n_valid = std::min<int64_t>(kPackN, m.n - b * kPackN);
-    for (int64_t r0 = 0; r0 < rows; r0 += 4) {
-      const bool prefetch = r0 == 0 && rows > 1;
-      switch (std::min<int64_t>(4, rows - r0)) {
-        case 1:
-          StoreGroup<1>(wb, steps, xg, ldx, r0, yg, ldy, n_valid, prefetch);
-          break;
-        case 2:
-          StoreGroup<2>(wb, steps, xg, ldx, r0, yg, ldy, n_valid, prefetch);
-          break;
-        case 3:
-          StoreGroup<3>(wb, steps, xg, ldx, r0, yg, ldy, n_valid, prefetch);
-          break;
-        default:
-          StoreGroup<4>(wb, steps, xg, ldx, r0, yg, ldy, n_valid, prefetch);
-          break;
-      }
-    }
-  }
+  const int64_t steps = w[0].k_pad / 2;
+  ForGroupedBlocks(w, groups, rows, [&]<int M>(int64_t g, int64_t b, int64_t r0, int64_t n_valid) {
+    const uint16_t* wb = static_cast<const uint16_t*>(w[g].data) + b * w[g].BlockElems();
+    StoreGroup<M>(wb, steps, x + g * x_stride, ldx, r0, y + g * y_stride + b * kPackN, ldy, n_valid,
+                  /*prefetch=*/r0 == 0 && rows > 1);
+  });
 #else
   (void)w, (void)groups, (void)x, (void)x_stride, (void)ldx, (void)rows, (void)y, (void)y_stride,
       (void)ldy;
@@ -220,33 +227,12 @@ void GroupedGemmBf16(const PackedView* w, int64_t groups, const uint16_t* x, int
 
 void GroupedGemmF32(const PackedView* w, int64_t groups, const float* x, int64_t x_stride,
                     int64_t ldx, int64_t rows, float* y, int64_t y_stride, int64_t ldy) {
-  if (groups <= 0 || rows <= 0) return;
-  const int64_t blocks = w[0].n_pad / kPackN, k_pad = w[0].k_pad;
-#pragma omp parallel for schedule(static) if (groups * blocks > 1)
-  for (int64_t item = 0; item < groups * blocks; ++item) {
-    const int64_t g = item / blocks, b = item % blocks;
-    const PackedView& m = w[g];
-    const float* wb = static_cast<const float*>(m.data) + b * m.BlockElems();
-    const float* xg = x + g * x_stride;
-    float* yg = y + g * y_stride + b * kPackN;
-    const int64_t n_valid = std::min<int64_t>(kPackN, m.n - b * kPackN);
-    for (int64_t r0 = 0; r0 < rows; r0 += 4) {
-      switch (std::min<int64_t>(4, rows - r0)) {
-        case 1:
-          StoreGroupF32<1>(wb, k_pad, xg, ldx, r0, yg, ldy, n_valid);
-          break;
-        case 2:
-          StoreGroupF32<2>(wb, k_pad, xg, ldx, r0, yg, ldy, n_valid);
-          break;
-        case 3:
-          StoreGroupF32<3>(wb, k_pad, xg, ldx, r0, yg, ldy, n_valid);
-          break;
-        default:
-          StoreGroupF32<4>(wb, k_pad, xg, ldx, r0, yg, ldy, n_valid);
-          break;
-      }
-    }
-  }
+  const int64_t k_pad = w[0].k_pad;
+  ForGroupedBlocks(w, groups, rows, [&]<int M>(int64_t g, int64_t b, int64_t r0, int64_t n_valid) {
+    const float* wb = static_cast<const float*>(w[g].data) + b * w[g].BlockElems();
+    StoreGroupF32<M>(wb, k_pad, x + g * x_stride, ldx, r0, y + g * y_stride + b * kPackN, ldy,
+                     n_valid);
+  });
 }
 
 }  // namespace cb::cpu

@@ -90,21 +90,39 @@ __device__ __forceinline__ float WarpMax(float v) {
   return v;
 }
 
-/// Sum over a block of kBlock threads; every thread gets the result.
-__device__ __forceinline__ float BlockSum(float v) {
-  __shared__ float partial[kBlock / 32];
+struct WarpSumOp {
+  __device__ float operator()(float v) const { return WarpSum(v); }
+};
+struct WarpMaxOp {
+  __device__ float operator()(float v) const { return WarpMax(v); }
+};
+
+/// `Warp` reduction over a block of `threads` threads (a multiple of 32, at most 1024): each
+/// warp's, then warp 0 over those (absent warps count as 0); every thread gets the result.
+template <typename Warp>
+__device__ __forceinline__ float BlockReduce(float v, int threads) {
+  __shared__ float partial[32];
   __shared__ float total;
-  v = WarpSum(v);
+  v = Warp()(v);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (lane == 0) partial[warp] = v;
   __syncthreads();
   if (warp == 0) {
-    float s = lane < kBlock / 32 ? partial[lane] : 0.0f;
-    s = WarpSum(s);
+    float s = lane < threads / 32 ? partial[lane] : 0.0f;
+    s = Warp()(s);
     if (lane == 0) total = s;
   }
   __syncthreads();
   return total;
+}
+
+/// Sum over a block of kBlock threads; every thread gets the result.
+__device__ __forceinline__ float BlockSum(float v) { return BlockReduce<WarpSumOp>(v, kBlock); }
+
+/// Max over a block of `threads` threads of non-negative values (absolute values: 0 is the
+/// identity); every thread gets the result.
+__device__ __forceinline__ float BlockMax(float v, int threads) {
+  return BlockReduce<WarpMaxOp>(v, threads);
 }
 
 /// Elements of T in one 16-byte vector.

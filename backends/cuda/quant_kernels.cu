@@ -12,28 +12,11 @@ namespace {
 
 using dev::Blocks;
 using dev::Dispatch;
+using dev::BlockMax;
 using dev::kBlock;
 using dev::ToF;
-using dev::WarpMax;
 
 constexpr int kGroup = 128;  ///< fp8 activation group (workloads/quant.h kFp8Block)
-
-/// Max over a block of `threads` (a multiple of 32, at most 1024) threads; all get it.
-__device__ __forceinline__ float BlockMax(float v, int threads) {
-  __shared__ float partial[32];
-  __shared__ float total;
-  v = WarpMax(v);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) partial[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    float m = lane < threads / 32 ? partial[lane] : 0.0f;
-    m = WarpMax(m);
-    if (lane == 0) total = m;
-  }
-  __syncthreads();
-  return total;
-}
 
 /// One block of kBlock threads per padded row; rows past `rows` read as zeros.
 template <typename T>
