@@ -297,7 +297,9 @@ std::vector<std::string> Notes(const std::vector<RunRecord>& runs) {
     if (!r.op_breakdown) continue;
     const std::string run = "run " + std::to_string(i + 1) + " (" + ModelName(r) + ", " +
                             BackendName(r) + ") op breakdown, share of the step, ";
-    notes.push_back(run + "prefill: " + OpSharesLine(r.op_breakdown->prefill));
+    notes.push_back(run + "prefill: " + OpSharesLine(r.op_breakdown->prefill) +
+                    " (measured, each op alone after the window; layers weighted by the model "
+                    "layers they stand for)");
     if (!r.op_breakdown->decode.empty()) {
       notes.push_back(run + "decode: " + OpSharesLine(r.op_breakdown->decode));
     }

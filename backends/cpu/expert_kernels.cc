@@ -19,9 +19,9 @@ namespace {
 /// sees few distinct shapes (each is a cached primitive).
 int64_t PaddedRows(int64_t rows) { return rows <= kSkinnyMaxRows ? rows : (rows + 15) / 16 * 16; }
 
-class OneDnnExperts final : public ExpertKernels {
+class PerExpertKernels final : public ExpertKernels {
  public:
-  OneDnnExperts(DType dtype, MatmulRunner* matmul)
+  PerExpertKernels(DType dtype, MatmulRunner* matmul)
       : dtype_(dtype),
         act_dtype_(MatmulInputDType(dtype)),
         y_dtype_(IsQuantized(dtype) ? DType::kF32 : dtype),
@@ -65,8 +65,8 @@ class OneDnnExperts final : public ExpertKernels {
   std::vector<float> g_scale_;
 };
 
-Status OneDnnExperts::Load(const ExpertShape& shape, const WeightDesc& gate_up,
-                           const WeightDesc& down, const WeightSource& source) {
+Status PerExpertKernels::Load(const ExpertShape& shape, const WeightDesc& gate_up,
+                              const WeightDesc& down, const WeightSource& source) {
   shape_ = shape;
   gate_up_.resize(shape.experts);
   down_.resize(shape.experts);
@@ -88,7 +88,7 @@ Status OneDnnExperts::Load(const ExpertShape& shape, const WeightDesc& gate_up,
   return Reserve(16);
 }
 
-Status OneDnnExperts::Reserve(int64_t rows) {
+Status PerExpertKernels::Reserve(int64_t rows) {
   if (rows <= capacity_) return Status::Ok();
   capacity_ = PaddedRows(rows);
   const size_t dt = DTypeBytes(act_dtype_);
@@ -101,14 +101,15 @@ Status OneDnnExperts::Reserve(int64_t rows) {
   return y_.Allocate(capacity_ * shape_.hidden * DTypeBytes(y_dtype_), "expert output rows");
 }
 
-uint64_t OneDnnExperts::AllocatedBytes() const {
+uint64_t PerExpertKernels::AllocatedBytes() const {
   uint64_t bytes = x_.size() + gu_.size() + y32_.size() + y_.size() + g_x_.size() + g_y_.size();
   for (const auto& m : gate_up_) bytes += m.data.size() + m.scales.size() + m.comp.size();
   for (const auto& m : down_) bytes += m.data.size() + m.scales.size() + m.comp.size();
   return bytes;
 }
 
-Status OneDnnExperts::SelectGrouped(const ExpertRows& rows, const std::vector<PackedMatrix>& mats) {
+Status PerExpertKernels::SelectGrouped(const ExpertRows& rows,
+                                       const std::vector<PackedMatrix>& mats) {
   g_views_.clear();
   g_pair_.clear();
   g_offset_.assign(1, 0);
@@ -131,23 +132,27 @@ Status OneDnnExperts::SelectGrouped(const ExpertRows& rows, const std::vector<Pa
 }
 
 template <typename RowOf>
-void OneDnnExperts::RunGrouped(RowOf src, int64_t k, int64_t ldy) {
+void PerExpertKernels::RunGrouped(RowOf src, int64_t k, int64_t ldy) {
   const int64_t k_pad = g_views_[0].k_pad;
-  for (size_t j = 0; j < g_pair_.size(); ++j) {
+  const int64_t pairs = static_cast<int64_t>(g_pair_.size());
+#pragma omp parallel for schedule(static) if (pairs > kSkinnyMaxRows)
+  for (int64_t j = 0; j < pairs; ++j) {
     QuantizeRowsU8(src(j), k, 1, k, k_pad, g_x_.as<uint8_t>() + j * k_pad, &g_scale_[j]);
   }
   Int8GemmGrouped(g_views_.data(), static_cast<int64_t>(g_views_.size()), g_offset_.data(),
                   g_x_.as<uint8_t>(), g_scale_.data(), g_y_.as<float>(), ldy);
 }
 
-Status OneDnnExperts::GateUpGrouped(const void* x, int64_t ld_x, const ExpertRows& rows,
-                                    void* act) {
+Status PerExpertKernels::GateUpGrouped(const void* x, int64_t ld_x, const ExpertRows& rows,
+                                       void* act) {
   CB_RETURN_IF_ERROR(SelectGrouped(rows, gate_up_));
   if (g_pair_.empty()) return Status::Ok();
   const int64_t f = shape_.ffn, f_pad = shape_.FfnPad();
   const float* xf = static_cast<const float*>(x);
   RunGrouped([&](size_t j) { return xf + rows.row[g_pair_[j]] * ld_x; }, shape_.hidden, 2 * f);
-  for (size_t j = 0; j < g_pair_.size(); ++j) {
+  const int64_t pairs = static_cast<int64_t>(g_pair_.size());
+#pragma omp parallel for schedule(static) if (pairs > kSkinnyMaxRows)
+  for (int64_t j = 0; j < pairs; ++j) {
     float* a = static_cast<float*>(act) + g_pair_[j] * f_pad;
     SwiGlu(g_y_.as<float>() + j * 2 * f, {a, DType::kF32}, 1, f);
     std::fill(a + f, a + f_pad, 0.0f);
@@ -155,7 +160,7 @@ Status OneDnnExperts::GateUpGrouped(const void* x, int64_t ld_x, const ExpertRow
   return Status::Ok();
 }
 
-Status OneDnnExperts::DownGrouped(const void* act, const ExpertRows& rows) {
+Status PerExpertKernels::DownGrouped(const void* act, const ExpertRows& rows) {
   CB_RETURN_IF_ERROR(SelectGrouped(rows, down_));
   if (g_pair_.empty()) return Status::Ok();
   const float* a = static_cast<const float*>(act);
@@ -164,7 +169,7 @@ Status OneDnnExperts::DownGrouped(const void* act, const ExpertRows& rows) {
   return Status::Ok();
 }
 
-Status OneDnnExperts::GateUp(const void* x, int64_t ld_x, const ExpertRows& rows, void* act) {
+Status PerExpertKernels::GateUp(const void* x, int64_t ld_x, const ExpertRows& rows, void* act) {
   const size_t dt = DTypeBytes(act_dtype_);
   const int64_t f = shape_.ffn, f_pad = shape_.FfnPad();
   if (dtype_ == DType::kInt8) CB_RETURN_IF_ERROR(GateUpGrouped(x, ld_x, rows, act));
@@ -194,7 +199,7 @@ Status OneDnnExperts::GateUp(const void* x, int64_t ld_x, const ExpertRows& rows
   return Status::Ok();
 }
 
-Status OneDnnExperts::DownRows(const void* act, const ExpertRows& rows, int64_t e) {
+Status PerExpertKernels::DownRows(const void* act, const ExpertRows& rows, int64_t e) {
   const size_t dt = DTypeBytes(act_dtype_);
   const int64_t begin = rows.offset[e], n = rows.offset[e + 1] - begin, f_pad = shape_.FfnPad();
   CB_RETURN_IF_ERROR(Reserve(n));
@@ -220,8 +225,8 @@ Status OneDnnExperts::DownRows(const void* act, const ExpertRows& rows, int64_t 
   return Status::Ok();
 }
 
-Status OneDnnExperts::DownCombine(const void* act, const ExpertRows& rows, float* out,
-                                  int64_t ld_out) {
+Status PerExpertKernels::DownCombine(const void* act, const ExpertRows& rows, float* out,
+                                     int64_t ld_out) {
   if (dtype_ == DType::kInt8) CB_RETURN_IF_ERROR(DownGrouped(act, rows));
   int64_t grouped = 0;  // the next grouped pair's row in g_y_
   for (int64_t e = 0; e < rows.experts; ++e) {
@@ -240,8 +245,8 @@ Status OneDnnExperts::DownCombine(const void* act, const ExpertRows& rows, float
   return Status::Ok();
 }
 
-Status OneDnnExperts::DownStore(const void* act, const ExpertRows& rows, void* out,
-                                int64_t ld_out) {
+Status PerExpertKernels::DownStore(const void* act, const ExpertRows& rows, void* out,
+                                   int64_t ld_out) {
   const size_t dt = DTypeBytes(y_dtype_);
   if (dtype_ == DType::kInt8) CB_RETURN_IF_ERROR(DownGrouped(act, rows));
   int64_t grouped = 0;
@@ -291,7 +296,7 @@ void CombineRows(const void* y, DType dtype, int64_t ld_y, const int32_t* row, c
 Status MakeOneDnnExpertKernels(DType dtype, const ExpertShape& shape, const WeightDesc& gate_up,
                                const WeightDesc& down, const WeightSource& source,
                                MatmulRunner* matmul, std::unique_ptr<ExpertKernels>* out) {
-  auto k = std::make_unique<OneDnnExperts>(dtype, matmul);
+  auto k = std::make_unique<PerExpertKernels>(dtype, matmul);
   CB_RETURN_IF_ERROR(k->Load(shape, gate_up, down, source));
   *out = std::move(k);
   return Status::Ok();
