@@ -27,32 +27,6 @@ inline constexpr bool kCodes = std::is_same_v<TC, int8_t> || std::is_same_v<TC, 
 template <typename TC>
 inline constexpr DType kCodeDType = std::is_same_v<TC, int8_t> ? DType::kInt8 : DType::kFP8;
 
-/// AbsMaxScale(x, n, KvQuantMax(kv)), vectorised (a maximum is exact in any order).
-float KvHeadScale(DType kv, const float* x, int64_t n) {
-  __m512 m = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n; i += 16) {
-    m = _mm512_max_ps(m, _mm512_abs_ps(Load16(x + i, TailMask(n - i))));
-  }
-  const float mx = _mm512_reduce_max_ps(m);
-  return mx > 0 ? mx / KvQuantMax(kv) : 1.0f;
-}
-
-/// QuantizeInt8 / QuantizeFp8 of n values with `scale`, 8 at a time.
-void EncodeKvCodes(DType kv, const float* x, int64_t n, float scale, uint8_t* codes) {
-  const __m256 s = _mm256_set1_ps(scale);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 v = _mm256_loadu_ps(x + i);
-    const uint64_t b =
-        Bytes8(kv == DType::kInt8 ? Int8Codes8(v, s) : Fp8Codes8(_mm256_div_ps(v, s)));
-    std::memcpy(codes + i, &b, sizeof b);
-  }
-  for (; i < n; ++i) {
-    codes[i] = kv == DType::kInt8 ? static_cast<uint8_t>(QuantizeInt8(x[i], scale))
-                                  : QuantizeFp8(x[i], scale);
-  }
-}
-
 /// Appends one token's K (`ks`, into its tile, transposed) and V (`vs`, a row) of kv head `g`.
 template <typename TC>
 void AppendKv(const float* ks, const float* vs, int64_t hd, int64_t pos, KvCache& cache, int layer,
@@ -61,13 +35,13 @@ void AppendKv(const float* ks, const float* vs, int64_t hd, int64_t pos, KvCache
   TC* vr = static_cast<TC*>(cache.V(layer, slot, g)) + pos * hd;
   if constexpr (kCodes<TC>) {
     constexpr DType kv = kCodeDType<TC>;
-    const float k_scale = KvHeadScale(kv, ks, hd);
+    const float k_scale = AbsMaxScaleOf(ks, hd, KvQuantMax(kv));
     cache.KScale(layer, slot, g)[pos] = k_scale;
     constexpr int64_t kChunk = 64;
     uint8_t codes[kChunk];
     for (int64_t d0 = 0; d0 < hd; d0 += kChunk) {
       const int64_t n = std::min(kChunk, hd - d0);
-      EncodeKvCodes(kv, ks + d0, n, k_scale, codes);
+      EncodeCodes(kv, ks + d0, n, k_scale, codes);
       for (int64_t d = 0; d < n; ++d) kt[(d0 + d) * kKTile] = static_cast<TC>(codes[d]);
     }
     cache.VScale(layer, slot, g)[pos] = EncodeKvHead(kv, vs, hd, reinterpret_cast<uint8_t*>(vr));
@@ -301,8 +275,8 @@ Status KvCache::Allocate(int layers, int64_t slots, int64_t kv_heads, int64_t ma
 }
 
 float EncodeKvHead(DType kv, const float* x, int64_t n, uint8_t* codes) {
-  const float s = KvHeadScale(kv, x, n);
-  EncodeKvCodes(kv, x, n, s, codes);
+  const float s = AbsMaxScaleOf(x, n, KvQuantMax(kv));
+  EncodeCodes(kv, x, n, s, codes);
   return s;
 }
 

@@ -6,6 +6,7 @@
 /// fp32. Only kernel sources include this (compiled with AVX-512 F/BW/VL/DQ).
 
 #include <cstdint>
+#include <cstring>
 
 #include "backends/cpu/vec_math.h"
 #include "workloads/quant.h"
@@ -51,6 +52,32 @@ inline __m256i Fp8Codes8(__m256 x) {
 /// The 8 low bytes of 8 int32 lanes.
 inline uint64_t Bytes8(__m256i v) {
   return static_cast<uint64_t>(_mm_cvtsi128_si64(_mm256_cvtepi32_epi8(v)));
+}
+
+/// AbsMaxScale(x, n, qmax), vectorised (a maximum is exact in any order).
+inline float AbsMaxScaleOf(const float* x, int64_t n, float qmax) {
+  __m512 m = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_maskz_loadu_ps(TailMask(n - i), x + i)));
+  }
+  const float mx = _mm512_reduce_max_ps(m);
+  return mx > 0 ? mx / qmax : 1.0f;
+}
+
+/// QuantizeInt8 / QuantizeFp8 (int8 or fp8 `dtype`) of n values with `scale`, 8 at a time.
+inline void EncodeCodes(DType dtype, const float* x, int64_t n, float scale, uint8_t* codes) {
+  const __m256 s = _mm256_set1_ps(scale);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const uint64_t b =
+        Bytes8(dtype == DType::kInt8 ? Int8Codes8(v, s) : Fp8Codes8(_mm256_div_ps(v, s)));
+    std::memcpy(codes + i, &b, sizeof b);
+  }
+  for (; i < n; ++i) {
+    codes[i] = dtype == DType::kInt8 ? static_cast<uint8_t>(QuantizeInt8(x[i], scale))
+                                     : QuantizeFp8(x[i], scale);
+  }
 }
 
 /// 16 int8 codes as fp32 (exact).

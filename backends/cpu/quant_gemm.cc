@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backends/cpu/host_info.h"
+#include "backends/cpu/quant_codes.h"
 #include "backends/cpu/vec_math.h"
 #include "harness/core/dtype.h"
 #include "workloads/quant.h"
@@ -244,12 +245,7 @@ void QuantizeRowsU8(const float* x, int64_t ldx, int64_t rows, int64_t k, int64_
   const __m512 lo = _mm512_set1_ps(-kInt8Max), hi = _mm512_set1_ps(kInt8Max);
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * ldx;
-    __m512 mx = _mm512_setzero_ps();
-    for (int64_t c = 0; c < k; c += 16) {
-      mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(TailMask(k - c), xr + c)));
-    }
-    const float amax = _mm512_reduce_max_ps(mx);
-    const float s = amax > 0 ? amax / kInt8Max : 1.0f;  // AbsMaxScale
+    const float s = AbsMaxScaleOf(xr, k, kInt8Max);
     scale[r] = s;
     const __m512 sv = _mm512_set1_ps(s);
     uint8_t* out = xu + r * k_pad;

@@ -133,12 +133,7 @@ Status PackQuantizedRows(int64_t n, int64_t k, const RowMap& rows, const WeightS
 }
 
 void EncodeFp8(const float* x, int64_t n, uint8_t* out) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const uint64_t b = Bytes8(Fp8Codes8(_mm256_loadu_ps(x + i)));
-    std::memcpy(out + i, &b, 8);
-  }
-  for (; i < n; ++i) out[i] = FloatToFp8(x[i]);
+  EncodeCodes(DType::kFP8, x, n, 1.0f, out);  // x / 1 is x: FloatToFp8's codes
 }
 
 }  // namespace cb::cpu
