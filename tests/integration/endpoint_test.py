@@ -24,19 +24,7 @@ import tempfile
 import time
 
 ARGS = None
-FAILURES = []
-
-
-def check(cond, what):
-    if not cond:
-        FAILURES.append(what)
-        print(f"FAIL: {what}", flush=True)
-    return cond
-
-
-def _die_with_parent():
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+from prom_common import FAILURES, _die_with_parent, check, run_in_scratch
 
 
 class Server:
@@ -397,21 +385,7 @@ def main():
     p.add_argument("--results-dir", required=True)
     ARGS = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))  # ctest's timeout: stop the children
-    os.makedirs(os.path.join(ARGS.results_dir, "scratch"), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f"endpoint_{ARGS.test}_",
-                           dir=os.path.join(ARGS.results_dir, "scratch"))
-    t0 = time.time()
-    try:
-        TESTS[ARGS.test](tmp)
-    except Exception as e:
-        FAILURES.append(f"{type(e).__name__}: {e}")
-        print(f"FAIL: {type(e).__name__}: {e}")
-    print(f"{ARGS.test}: {len(FAILURES)} failure(s) in {time.time() - t0:.1f} s")
-    if not FAILURES:
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        print(f"logs and files kept in {tmp}")
-    return 1 if FAILURES else 0
+    return run_in_scratch(ARGS.results_dir, f"endpoint_{ARGS.test}", TESTS[ARGS.test])
 
 
 if __name__ == "__main__":

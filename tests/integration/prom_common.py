@@ -5,9 +5,11 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -130,3 +132,22 @@ def prom_query(base, expr, at=None):
     if doc.get("status") != "success":
         raise RuntimeError(f"query {expr}: {body}")
     return doc["data"]
+
+
+def run_in_scratch(results_dir, prefix, fn):
+    """Runs fn(tmp) in a fresh directory under results_dir/scratch; an exception is a failure.
+    Removes the directory when nothing failed, else keeps it and says where. Exit status."""
+    os.makedirs(os.path.join(results_dir, "scratch"), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=prefix + "_", dir=os.path.join(results_dir, "scratch"))
+    t0 = time.time()
+    try:
+        fn(tmp)
+    except Exception as e:  # an error is a failure, with what the programs said
+        FAILURES.append(f"{type(e).__name__}: {e}")
+        print(f"FAIL: {type(e).__name__}: {e}")
+    print(f"{prefix}: {len(FAILURES)} failure(s) in {time.time() - t0:.1f} s")
+    if not FAILURES:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"logs and files kept in {tmp}")
+    return 1 if FAILURES else 0

@@ -31,7 +31,7 @@ import urllib.request
 import prom_dashboards as pdash
 import prom_samples
 from prom_common import (FAILURES, Proc, _die_with_parent, check, close, free_port, http_get,
-                         iso_to_unix, parse_exposition, prom_query, wait_http)
+                         iso_to_unix, parse_exposition, prom_query, run_in_scratch, wait_http)
 from prom_samples import check_readme, check_samples, find_sample, series_labels
 
 SKIP = 77
@@ -448,21 +448,7 @@ def main():
         return SKIP
     # ctest's timeout sends SIGTERM: unwind so the children are stopped.
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))
-    os.makedirs(os.path.join(ARGS.results_dir, "scratch"), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f"prometheus_{ARGS.test}_",
-                           dir=os.path.join(ARGS.results_dir, "scratch"))
-    t0 = time.time()
-    try:
-        TESTS[ARGS.test](tmp)
-    except Exception as e:  # an error is a failure, with what the programs said
-        FAILURES.append(f"{type(e).__name__}: {e}")
-        print(f"FAIL: {type(e).__name__}: {e}")
-    print(f"{ARGS.test}: {len(FAILURES)} failure(s) in {time.time() - t0:.1f} s")
-    if not FAILURES:
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        print(f"logs and files kept in {tmp}")
-    return 1 if FAILURES else 0
+    return run_in_scratch(ARGS.results_dir, f"prometheus_{ARGS.test}", TESTS[ARGS.test])
 
 
 if __name__ == "__main__":
