@@ -100,6 +100,28 @@ TEST(ExpertPlacement, UniformReachByHand) {
   EXPECT_NEAR(ExpertPlacement::ExpectedMaxNormal(2), 0.589, 1e-3);
 }
 
+// DeepEP's internode test (4,096 tokens, hidden 7168, FP8 with a scale per 128 values, top-8 of
+// 256 experts, random scores) reports 58 GB/s at EP32 over 4 nodes, counting every node a token
+// reaches, its own included (3.6 per token). The catalog's physical rates with the placement's
+// reach (remote nodes only) must give the same time: the two byte countings agree.
+TEST(ExpertPlacement, CatalogRatesReproduceDeepEpInternodeTimes) {
+  ModelSpec m = Preset("deepseek-v3");
+  const ExpertPlacement p(m, 32, 0, 8);
+  const double reached = 4 * (1 - std::pow(0.75, 8));  // nodes incl. the token's own
+  EXPECT_NEAR(p.remote_domains_per_token(), reached * 3 / 4, 1e-9);
+  const double row = 4096 * 7168 * (1 + 4.0 / 128);
+  const double measured = reached * row / 58e9;
+  const sim::Topology t = Links("nvidia-h100-sxm", 32);
+  const double modelled = p.remote_domains_per_token() * row / t.a2a_throughput.scale_out_bytes_s;
+  EXPECT_NEAR(modelled / measured, 1.0, 0.03);
+  // Intranode (EP8: dispatch 153 and combine 158 GB/s, counting the rows a rank sends itself):
+  // the mean NVLink share of the H800's 200 GB/s link, applied to this catalog's 450 GB/s.
+  const ExpertPlacement intra(m, 8, 0, 8);
+  const double counted = 8 * (1 - std::pow(7.0 / 8, 8));
+  const double share = intra.remote_ranks_per_token() / counted * (153e9 + 158e9) / 2 / 200e9;
+  EXPECT_NEAR(t.a2a_throughput.scale_up_bytes_s / 450e9, share, 0.005);
+}
+
 TEST(ExpertPlacement, SkewLoadsOneRankAndRedundantExpertsFlattenIt) {
   ModelSpec m = SmallMoe();
   m.routing_zipf_s = 1.2;
