@@ -25,26 +25,23 @@ inline __m256i Int8Codes8(__m256 x, __m256 scale) {
   return _mm256_cvtps_epi32(c);
 }
 
-/// FloatToFp8 of 8 lanes, bit for bit (e4m3fn, saturating, NaN -> 0x7f): with e the binade of
-/// |x| (at least -6, the subnormals'), units = rne(|x| 2^(3 - e)) and code = units +
-/// (e + 6) x 8, which also carries a rounding up to 16 units into the next binade.
+/// FloatToFp8 of 8 lanes, bit for bit (e4m3fn, saturating, NaN -> 0x7f). Normal codes round
+/// fp32's bits to 3 mantissa bits to nearest even in the integers (carries roll into the
+/// exponent) and rebias the exponent (127 -> 7); below 2^-6 the code counts subnormal units
+/// of 2^-9, rne(|x| 2^9) (cvtps2dq rounds to nearest even). Codes above 0x7e saturate.
 inline __m256i Fp8Codes8(__m256 x) {
   const __m256i bits = _mm256_castps_si256(x);
   const __m256i sign = _mm256_and_si256(_mm256_srli_epi32(bits, 24), _mm256_set1_epi32(0x80));
   const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
-  const __m256i biased = _mm256_srli_epi32(_mm256_castps_si256(a), 23);
-  const __m256i e =
-      _mm256_max_epi32(_mm256_sub_epi32(biased, _mm256_set1_epi32(127)), _mm256_set1_epi32(-6));
-  // 2^(3 - e) (e in [-6, 127]: 3 - e >= -124 stays a normal float for e <= 129).
-  const __m256 pow2 =
-      _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_sub_epi32(_mm256_set1_epi32(130), e), 23));
-  const __m256 units =
-      _mm256_roundscale_ps(_mm256_mul_ps(a, pow2), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256i code = _mm256_add_epi32(_mm256_cvtps_epi32(units),
-                                  _mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(6)), 3));
-  code = _mm256_min_epi32(code, _mm256_set1_epi32(0x7e));
-  const __mmask8 big = _mm256_cmp_ps_mask(a, _mm256_set1_ps(kFp8Max), _CMP_GE_OQ);
-  code = _mm256_mask_mov_epi32(code, big, _mm256_set1_epi32(0x7e));
+  const __m256i ab = _mm256_castps_si256(a);
+  const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(ab, 20), _mm256_set1_epi32(1));
+  const __m256i rounded = _mm256_add_epi32(_mm256_add_epi32(ab, _mm256_set1_epi32(0x7ffff)), odd);
+  const __m256i normal =
+      _mm256_sub_epi32(_mm256_srli_epi32(rounded, 20), _mm256_set1_epi32(120 << 3));
+  const __m256i sub = _mm256_cvtps_epi32(_mm256_mul_ps(a, _mm256_set1_ps(512.0f)));
+  const __mmask8 tiny = _mm256_cmplt_epi32_mask(ab, _mm256_set1_epi32(0x3c800000));  // 2^-6
+  __m256i code = _mm256_mask_mov_epi32(normal, tiny, sub);
+  code = _mm256_min_epu32(code, _mm256_set1_epi32(0x7e));
   const __mmask8 nan = _mm256_cmp_ps_mask(x, x, _CMP_UNORD_Q);
   return _mm256_mask_mov_epi32(_mm256_or_si256(code, sign), nan, _mm256_set1_epi32(0x7f));
 }

@@ -43,15 +43,24 @@ void PackInt8Block(const BlockLanes& ln, const float* row_scale, int64_t k, int6
 }
 
 /// One fp8 n-block [k_pad / 2][128 bytes, PackedMatrix::Fp8StepOffset]; `scale` is the block's.
+/// The lanes are put in the step's byte order first, so 8 codes are one 8-byte store.
 void PackFp8Block(const BlockLanes& ln, float scale, int64_t k, int64_t k_pad, uint8_t* out) {
-  uint8_t at[2 * kPackN];  // lane l (row l / 2, parity l % 2) -> byte in the step
-  for (int l = 0; l < 2 * kPackN; ++l) at[l] = PackedMatrix::Fp8StepOffset(l / 2, l % 2);
+  BlockLanes stored;  // lane at byte Fp8StepOffset(l / 2, l % 2) of a step: lane l of ln
+  for (int l = 0; l < 2 * kPackN; ++l) {
+    const int64_t at = PackedMatrix::Fp8StepOffset(l / 2, l % 2);
+    stored.stream[at] = ln.stream[l];
+    stored.base[at] = ln.base[l];
+    stored.stride[at] = ln.stride[l];
+    stored.scale[at] = ln.scale[l];
+    stored.offset[at] = ln.offset[l];
+    stored.col[at] = ln.col[l];
+  }
   const __m256 inv = _mm256_set1_ps(scale);
   for (int64_t s = 0; s < k_pad / 2; ++s) {
     uint8_t* step = out + s * 2 * kPackN;
-    for (int l = 0; l < 2 * kPackN; l += 8) {
-      const uint64_t b = Bytes8(Fp8Codes8(_mm256_div_ps(LaneValues(ln, l, s, 2, k), inv)));
-      for (int j = 0; j < 8; ++j) step[at[l + j]] = static_cast<uint8_t>(b >> (8 * j));
+    for (int at = 0; at < 2 * kPackN; at += 8) {
+      const uint64_t b = Bytes8(Fp8Codes8(_mm256_div_ps(LaneValues(stored, at, s, 2, k), inv)));
+      std::memcpy(step + at, &b, 8);
     }
   }
 }

@@ -115,6 +115,17 @@ TEST(PackedQuantWeights, VectorFp8EncoderIsFloatToFp8) {
   for (float f : {0.0f, -0.0f, 448.0f, 464.0f, 0x1p-9f, 0x1.8p-10f, 0x1p-10f, 0x1.ep-7f}) {
     x.push_back(f);
   }
+  auto push_bits = [&](uint32_t b) {
+    float f;
+    std::memcpy(&f, &b, sizeof f);
+    x.push_back(f);
+  };
+  // Every tie of the 3-bit rounding and its neighbours, in every binade and of both signs.
+  for (uint32_t high = 0; high < (1u << 12); ++high) {
+    for (uint32_t low : {0x7ffffu, 0x80000u, 0x80001u}) push_bits(high << 20 | low);
+  }
+  // Every pattern from 2^-10 to 2^-5: the subnormal codes and their boundary with the normals.
+  for (uint32_t b = 0x3a800000u; b <= 0x3d000000u; ++b) push_bits(b);
   std::vector<uint8_t> got(x.size());
   cpu::EncodeFp8(x.data(), static_cast<int64_t>(x.size()), got.data());
   for (size_t i = 0; i < x.size(); ++i) {
