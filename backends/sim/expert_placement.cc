@@ -4,6 +4,7 @@
 #include <cmath>
 #include <queue>
 
+#include "workloads/moe_routing.h"
 #include "workloads/op_cost.h"
 
 namespace cb::sim {
@@ -38,6 +39,32 @@ double ExpertPlacement::ExpectedMaxNormal(int n) {
   return NormalQuantile((n - 0.375) / (n + 0.25));
 }
 
+namespace {
+
+/// Replicas per expert: each redundant slot to the expert (of `experts`) with the most load
+/// per replica, as EPLB does.
+void AddReplicas(const std::vector<double>& pick, const std::vector<int64_t>& experts,
+                 int redundant, std::vector<int>* copies) {
+  using Entry = std::pair<double, int64_t>;  // load per replica, expert
+  std::priority_queue<Entry> heaviest;
+  for (int64_t e : experts) heaviest.push({pick[e] / (*copies)[e], e});
+  for (int r = 0; r < redundant; ++r) {
+    const auto [load, e] = heaviest.top();
+    heaviest.pop();
+    ++(*copies)[e];
+    heaviest.push({pick[e] / (*copies)[e], e});
+  }
+}
+
+/// Routing with group-limited top-k (DeepSeek-V3: the best topk_group of n_group groups are
+/// eligible) narrows a token's reach only where groups sit whole on domains.
+bool GroupLimited(const ModelSpec& m) {
+  return m.moe.num_groups > 1 && m.moe.topk_groups < m.moe.num_groups &&
+         m.moe.num_experts % m.moe.num_groups == 0;
+}
+
+}  // namespace
+
 ExpertPlacement::ExpertPlacement(const ModelSpec& m, int ep, int redundant, int domain)
     : ep_(std::max(1, ep)) {
   const std::vector<double> share = ExpectedExpertShares(m);
@@ -49,56 +76,106 @@ ExpertPlacement::ExpertPlacement(const ModelSpec& m, int ep, int redundant, int 
   for (double q : pick) picks_per_token_ += q;
   if (experts == 0 || picks_per_token_ <= 0) return;
 
-  // Replicas: each redundant slot to the expert with the most load per replica.
+  const int per_domain = std::clamp(domain, 1, ep_);
+  const int domains = (ep_ + per_domain - 1) / per_domain;
+  // Hierarchical placement (EPLB's policy where the domains divide the groups): each domain
+  // holds whole groups and its share of the redundant slots, so group-limited routing bounds
+  // the domains a token reaches. Else one global placement.
+  const int64_t groups = m.moe.num_groups;
+  hierarchical_ = GroupLimited(m) && domains > 1 && ep_ % per_domain == 0 &&
+                  groups % domains == 0 && redundant % domains == 0;
+  const int parts = hierarchical_ ? domains : 1;
+  const int ranks_per_part = ep_ / parts;
+  const int64_t experts_per_part = experts / parts;
+  const size_t slots = static_cast<size_t>((experts + redundant + ep_ - 1) / ep_);
   std::vector<int> copies(share.size(), 1);
-  using Entry = std::pair<double, int64_t>;  // load per replica, expert
-  std::priority_queue<Entry> heaviest;
-  for (int64_t e = 0; e < experts; ++e) heaviest.push({pick[e], e});
-  for (int r = 0; r < redundant; ++r) {
-    const auto [load, e] = heaviest.top();
-    heaviest.pop();
-    ++copies[e];
-    heaviest.push({pick[e] / copies[e], e});
-  }
-  // Pack replicas heaviest first onto the least loaded rank with a free slot.
-  std::vector<Entry> replicas;
-  for (int64_t e = 0; e < experts; ++e) {
-    for (int c = 0; c < copies[e]; ++c) replicas.push_back({pick[e] / copies[e], e});
-  }
-  std::sort(replicas.begin(), replicas.end(), std::greater<>());
-  const size_t slots = (replicas.size() + ep_ - 1) / ep_;
   std::vector<double> load(ep_, 0);
   slot_share_.assign(ep_, {});
-  // Ranks with a free slot, least loaded first (ties: lowest rank).
-  using Rank = std::pair<double, int>;
-  std::priority_queue<Rank, std::vector<Rank>, std::greater<>> open;
-  for (int r = 0; r < ep_; ++r) open.push({0.0, r});
-  for (const auto& [l, e] : replicas) {
-    const int best = open.top().second;
-    open.pop();
-    load[best] += l;
-    slot_share_[best].push_back(l / picks_per_token_);
-    if (slot_share_[best].size() < slots) open.push({load[best], best});
+  replica_ranks_.assign(share.size(), {});
+  for (int part = 0; part < parts; ++part) {
+    std::vector<int64_t> mine;
+    for (int64_t e = part * experts_per_part; e < (part + 1) * experts_per_part; ++e) {
+      mine.push_back(e);
+    }
+    AddReplicas(pick, mine, redundant / parts, &copies);
+    // Pack replicas heaviest first onto the part's least loaded rank with a free slot.
+    using Entry = std::pair<double, int64_t>;
+    std::vector<Entry> replicas;
+    for (int64_t e : mine) {
+      for (int c = 0; c < copies[e]; ++c) replicas.push_back({pick[e] / copies[e], e});
+    }
+    std::sort(replicas.begin(), replicas.end(), std::greater<>());
+    using Rank = std::pair<double, int>;  // ties: lowest rank
+    std::priority_queue<Rank, std::vector<Rank>, std::greater<>> open;
+    for (int r = part * ranks_per_part; r < (part + 1) * ranks_per_part; ++r) open.push({0.0, r});
+    for (const auto& [l, e] : replicas) {
+      const int best = open.top().second;
+      open.pop();
+      load[best] += l;
+      slot_share_[best].push_back(l / picks_per_token_);
+      replica_ranks_[e].push_back(best);
+      if (slot_share_[best].size() < slots) open.push({load[best], best});
+    }
   }
   rank_share_.resize(ep_);
   for (int r = 0; r < ep_; ++r) rank_share_[r] = load[r] / picks_per_token_;
 
-  // Reach of one token: ranks (and domains) holding at least one of its picks.
-  const int per_domain = std::clamp(domain, 1, ep_);
-  const int domains = (ep_ + per_domain - 1) / per_domain;
-  std::vector<double> domain_share(domains, 0);
-  double ranks_hit = 0;
-  for (int r = 0; r < ep_; ++r) {
-    ranks_hit += 1 - std::pow(1 - rank_share_[r], picks_per_token_);
-    domain_share[r / per_domain] += rank_share_[r];
+  double ranks_hit = 0, domains_hit = 0;
+  if (hierarchical_) {
+    ReachByRouting(m, share, per_domain, &ranks_hit, &domains_hit);
+  } else {
+    // Reach of one token: ranks (and domains) holding at least one of its picks.
+    std::vector<double> domain_share(domains, 0);
+    for (int r = 0; r < ep_; ++r) {
+      ranks_hit += 1 - std::pow(1 - rank_share_[r], picks_per_token_);
+      domain_share[r / per_domain] += rank_share_[r];
+    }
+    for (double s : domain_share) {
+      domains_hit += 1 - std::pow(1 - std::min(1.0, s), picks_per_token_);
+    }
   }
-  double domains_hit = 0;
-  for (double s : domain_share) domains_hit += 1 - std::pow(1 - std::min(1.0, s), picks_per_token_);
   remote_ranks_ = ranks_hit * (ep_ - 1) / ep_;
   remote_domains_ = domains > 1 ? domains_hit * (domains - 1) / domains : 0;
   // An average rank's picks: 1/ep stay home, (per_domain - 1)/ep stay in its domain.
   in_domain_share_ = static_cast<double>(per_domain - 1) / ep_;
   out_of_domain_share_ = static_cast<double>(ep_ - per_domain) / ep_;
+}
+
+void ExpertPlacement::ReachByRouting(const ModelSpec& m, const std::vector<double>& share,
+                                     int per_domain, double* ranks_hit, double* domains_hit) const {
+  // The model's own router (SelectExperts: groups by the sum of their top two scores, then
+  // top-k among the eligible) on scores log(share) + Gumbel noise, which picks experts in
+  // proportion to their shares; each pick goes to one of its expert's replicas in turn.
+  constexpr int kTokens = 4096;
+  const int64_t e = static_cast<int64_t>(share.size()), k = m.moe.experts_per_token;
+  std::vector<double> scores(e), weights(k), sel;
+  std::vector<int64_t> ids(k);
+  std::vector<char> eligible;
+  std::vector<int> next(e, 0);
+  uint64_t state = 0x853c49e6748fea9bULL;
+  auto uniform = [&state] {  // splitmix64 -> (0, 1)
+    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return (static_cast<double>((z ^ (z >> 31)) >> 11) + 0.5) * 0x1p-53;
+  };
+  std::vector<char> rank_seen(ep_), domain_seen(ep_ / per_domain + 1);
+  int64_t ranks = 0, domains = 0;
+  for (int t = 0; t < kTokens; ++t) {
+    for (int64_t i = 0; i < e; ++i) scores[i] = std::log(share[i]) - std::log(-std::log(uniform()));
+    SelectExperts<double>(m.moe, scores.data(), nullptr, ids.data(), weights.data(), sel, eligible);
+    std::fill(rank_seen.begin(), rank_seen.end(), 0);
+    std::fill(domain_seen.begin(), domain_seen.end(), 0);
+    for (int64_t id : ids) {
+      const std::vector<int>& at = replica_ranks_[id];
+      const int r = at[next[id]++ % at.size()];
+      ranks += !rank_seen[r];
+      domains += !domain_seen[r / per_domain];
+      rank_seen[r] = domain_seen[r / per_domain] = 1;
+    }
+  }
+  *ranks_hit = static_cast<double>(ranks) / kTokens;
+  *domains_hit = static_cast<double>(domains) / kTokens;
 }
 
 ExpertPlacement::RankLoad ExpertPlacement::SlowestRank(double tokens) const {

@@ -12,6 +12,11 @@ namespace cb::sim {
 /// Placement: each rank holds (experts + redundant) / ep expert slots. Redundant slots go
 /// one at a time to the expert with the most load per replica (as EPLB does), and replicas
 /// are packed onto ranks heaviest first, each onto the least loaded rank with a free slot.
+/// With group-limited routing (DeepSeek-V3) where the scale-up domains divide the groups and
+/// the redundant slots, placement is hierarchical, as EPLB's policy is then: each domain holds
+/// whole groups and its share of the redundant slots, so a token reaches at most topk_group
+/// groups' domains; its reach is then counted by running the model's router (SelectExperts)
+/// on 4,096 sampled tokens.
 ///
 /// Load of a step in which every rank routes T tokens: rank r receives N s_r of the N = ep T k
 /// (token, expert) picks, s_r being its share. Picks are independent draws, so a rank's count
@@ -40,6 +45,8 @@ class ExpertPlacement {
   double in_domain_remote_pick_share() const { return in_domain_share_; }
   double out_of_domain_pick_share() const { return out_of_domain_share_; }
   int ep() const { return ep_; }
+  /// Whole groups per scale-up domain (see above).
+  bool hierarchical() const { return hierarchical_; }
   /// Expected maximum of n independent standard normal variables (Blom's approximation).
   static double ExpectedMaxNormal(int n);
 
@@ -50,6 +57,11 @@ class ExpertPlacement {
   std::vector<std::vector<double>> slot_share_;  ///< per rank, per slot
   double remote_ranks_ = 0, remote_domains_ = 0;
   double in_domain_share_ = 0, out_of_domain_share_ = 0;
+  bool hierarchical_ = false;
+  std::vector<std::vector<int>> replica_ranks_;  ///< per expert, the ranks of its replicas
+
+  void ReachByRouting(const ModelSpec& m, const std::vector<double>& share, int per_domain,
+                      double* ranks_hit, double* domains_hit) const;
 };
 
 }  // namespace cb::sim

@@ -106,6 +106,7 @@ TEST(ExpertPlacement, UniformReachByHand) {
 // reach (remote nodes only) must give the same time: the two byte countings agree.
 TEST(ExpertPlacement, CatalogRatesReproduceDeepEpInternodeTimes) {
   ModelSpec m = Preset("deepseek-v3");
+  m.moe.num_groups = m.moe.topk_groups = 0;  // the test's routing: 4 nodes, no node limit
   const ExpertPlacement p(m, 32, 0, 8);
   const double reached = 4 * (1 - std::pow(0.75, 8));  // nodes incl. the token's own
   EXPECT_NEAR(p.remote_domains_per_token(), reached * 3 / 4, 1e-9);
@@ -120,6 +121,29 @@ TEST(ExpertPlacement, CatalogRatesReproduceDeepEpInternodeTimes) {
   const double counted = 8 * (1 - std::pow(7.0 / 8, 8));
   const double share = intra.remote_ranks_per_token() / counted * (153e9 + 158e9) / 2 / 200e9;
   EXPECT_NEAR(t.a2a_throughput.scale_up_bytes_s / 450e9, share, 0.005);
+}
+
+// DeepSeek-V3 routes each token to its best 4 of 8 groups of 32 experts. On 4 nodes of 8 ranks
+// (EP32) placement is hierarchical, two whole groups per node, so a token reaches the nodes of
+// its 4 groups: each chosen group gets at least one of the 8 picks, and a node is missed only
+// if neither of its groups is chosen, C(6,4)/C(8,4) = 15/70. On 9 nodes (EP72) the nodes do
+// not divide the groups: one global placement, and the reach is the unrestricted one.
+TEST(ExpertPlacement, GroupLimitedRoutingOnWholeGroupsPerDomainNarrowsTheReach) {
+  const ModelSpec m = Preset("deepseek-v3");
+  const ExpertPlacement p(m, 32, 32, 8);
+  ASSERT_TRUE(p.hierarchical());
+  EXPECT_NEAR(p.remote_domains_per_token(), 4 * (1 - 15.0 / 70) * 3 / 4, 0.03);
+  ModelSpec open = m;
+  open.moe.num_groups = open.moe.topk_groups = 0;
+  const ExpertPlacement q(open, 32, 32, 8);
+  EXPECT_FALSE(q.hierarchical());
+  EXPECT_NEAR(q.remote_domains_per_token(), 3 * (1 - std::pow(0.75, 8)), 1e-6);
+  EXPECT_LT(p.remote_ranks_per_token(), q.remote_ranks_per_token());
+  // Each node holds its share of the redundant slots: 72 slots per node.
+  const ExpertPlacement::RankLoad load = p.SlowestRank(4096);
+  EXPECT_EQ(load.slots, 9);
+  const ExpertPlacement wide(m, 72, 32, 8);
+  EXPECT_FALSE(wide.hierarchical());
 }
 
 TEST(ExpertPlacement, SkewLoadsOneRankAndRedundantExpertsFlattenIt) {
