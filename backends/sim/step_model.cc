@@ -147,9 +147,24 @@ void StepModel::AddExperts(const Pass& pass, std::vector<Item>* items, StepCost*
   combine.seconds[0] = AllToAllSeconds(micro.tokens, CombineBytes(cfg_.dtype), imbalance, kind);
   cost->comm_seconds += (dispatch.seconds[0] + combine.seconds[0]) * micros;
   cost->compute_seconds += experts.seconds[0] * micros;
+  // Overlapped low-latency kernels hold every SM while they send and receive (a share of
+  // their time) and none in flight: their send runs on the compute stream after the op before
+  // it, their receive before the op after it, as two-batch overlap orders them.
+  const double on_sms =
+      micros == 2 && kind == AllToAllKind::kLowLatency ? topo_.a2a_low_latency.compute_share : 0.0;
+  Item receive{false};
+  if (on_sms > 0) {
+    receive.seconds[0] = on_sms * combine.seconds[0] / 2;
+    if (items->empty() || items->back().comm) items->push_back(Item{false});
+    items->back().seconds[0] += on_sms * dispatch.seconds[0] / 2;
+    experts.seconds[0] += on_sms * (dispatch.seconds[0] + combine.seconds[0]) / 2;
+    dispatch.seconds[0] *= 1 - on_sms;
+    combine.seconds[0] *= 1 - on_sms;
+  }
   items->push_back(dispatch);
   items->push_back(experts);
   items->push_back(combine);
+  if (on_sms > 0) items->push_back(receive);
 }
 
 void StepModel::AddOp(size_t index, const Pass& pass, std::vector<Item>* items,

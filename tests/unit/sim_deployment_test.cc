@@ -255,7 +255,9 @@ TEST(StepModel, AllToAllBytesFollowTheRouting) {
 
 TEST(StepModel, OverlapHidesCommunicationBehindCompute) {
   const sim::DeviceModel d = Device("nvidia-h100-sxm");
-  const sim::Topology t = Links("nvidia-h100-sxm", 32);
+  // Kernels that hold no SM (the next test charges the share they do hold).
+  sim::Topology t = Links("nvidia-h100-sxm", 32);
+  t.a2a_low_latency.compute_share = 0;
   const ModelSpec m = Preset("deepseek-v3");
   // EP32 over four servers, 256 sequences a rank: the all-to-alls cross the network. (At small
   // EP the micro-batches would read the experts' weights twice and overlap would lose.)
@@ -287,6 +289,33 @@ TEST(StepModel, MultiTokenPredictionAddsTheDraftModule) {
   EXPECT_GT(b.seconds, a.seconds);         // verifying 2 tokens and drafting costs more
   EXPECT_LT(b.seconds, 1.85 * a.seconds);  // ... but less than 1.85 plain steps: MTP pays
   EXPECT_GT(b.work.flops, 2 * a.work.flops * 0.9);
+}
+
+// Overlapped low-latency all-to-alls hold the SMs for compute_share of their time: a larger
+// share never speeds an overlapped decode step, leaves the serial step as it is, and at 1
+// (every call on the SMs throughout) nothing is hidden, so overlap cannot beat serial by more
+// than the launch latencies it saves.
+TEST(StepModel, LowLatencyKernelsOnTheSmsHideLessCommunication) {
+  const ModelSpec m = Preset("deepseek-v3");
+  const sim::DeviceModel d = Device("nvidia-h100-sxm");
+  const PoolLayout pool{PoolRole::kDecode, 72, 1, 72};
+  const StepSummary s = Decode(256, 2000);
+  double last = 0;
+  double serial = -1;
+  for (double share : {0.0, 0.35, 0.7, 1.0}) {
+    sim::Topology t = Links("nvidia-h100-sxm", 72);
+    t.a2a_low_latency.compute_share = share;
+    const StepCost over =
+        Model(d, t, m, pool, DType::kFP8, true, 32)->Step(s, AllToAllKind::kLowLatency);
+    const StepCost plain =
+        Model(d, t, m, pool, DType::kFP8, false, 32)->Step(s, AllToAllKind::kLowLatency);
+    if (serial < 0) serial = plain.seconds;
+    EXPECT_DOUBLE_EQ(plain.seconds, serial) << share;
+    EXPECT_GE(over.seconds, last * (1 - 1e-12)) << share;
+    last = over.seconds;
+    if (share == 0.0) EXPECT_LT(over.seconds, 0.9 * serial);
+    if (share == 1.0) EXPECT_GE(over.seconds, 0.97 * serial);
+  }
 }
 
 /// A rank never reads more than it holds plus what it receives, and a step is never faster
