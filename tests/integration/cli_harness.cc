@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -85,8 +87,27 @@ int ValidateAgainstSchema(const std::vector<std::string>& files) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+namespace {
+/// This process's scratch root, scratch/<pid>: CTest runs tests in processes of their own,
+/// possibly at once (ctest -j), and each must not clear another's directories. The roots of
+/// processes that have exited are removed the first time.
+const fs::path& ScratchRoot() {
+  static const fs::path root = [] {
+    const fs::path all = fs::path(CLUSTERBENCH_TEST_RESULTS) / "scratch";
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(all, ec)) {
+      const std::string name = e.path().filename().string();
+      const bool pid = !name.empty() && std::all_of(name.begin(), name.end(), ::isdigit);
+      if (!pid || (kill(std::stoi(name), 0) != 0 && errno == ESRCH)) fs::remove_all(e.path(), ec);
+    }
+    return all / std::to_string(getpid());
+  }();
+  return root;
+}
+}  // namespace
+
 std::string FreshDir(const std::string& name) {
-  const fs::path p = fs::path(CLUSTERBENCH_TEST_RESULTS) / "scratch" / name;
+  const fs::path p = ScratchRoot() / name;
   fs::remove_all(p);
   fs::create_directories(p);
   return p.string();
