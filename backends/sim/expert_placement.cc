@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <mutex>
 #include <queue>
+#include <tuple>
 
 #include "workloads/moe_routing.h"
 #include "workloads/op_cost.h"
@@ -176,6 +179,19 @@ void ExpertPlacement::ReachByRouting(const ModelSpec& m, const std::vector<doubl
   }
   *ranks_hit = static_cast<double>(ranks) / kTokens;
   *domains_hit = static_cast<double>(domains) / kTokens;
+}
+
+ExpertPlacement ExpertPlacement::Shared(const ModelSpec& m, int ep, int redundant, int domain) {
+  // Everything the constructor reads of the model: the routing law and the router's shape.
+  const MoeSpec& e = m.moe;
+  const auto key = std::make_tuple(e.num_experts, e.experts_per_token, e.num_groups, e.topk_groups,
+                                   m.routing_zipf_s, ep, redundant, domain);
+  static std::mutex mu;
+  static std::map<decltype(key), ExpertPlacement> made;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = made.find(key);
+  if (it == made.end()) it = made.emplace(key, ExpertPlacement(m, ep, redundant, domain)).first;
+  return it->second;
 }
 
 ExpertPlacement::RankLoad ExpertPlacement::SlowestRank(double tokens) const {

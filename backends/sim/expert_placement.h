@@ -27,6 +27,9 @@ class ExpertPlacement {
   ExpertPlacement() = default;
   /// `domain`: ranks per scale-up domain (ranks are numbered domain by domain).
   ExpertPlacement(const ModelSpec& m, int ep, int redundant_experts, int domain);
+  /// The same, made once per routing-relevant model shape and layout in a process (a layout
+  /// search builds the same placements again and again; sampling the router takes ~30 ms).
+  static ExpertPlacement Shared(const ModelSpec& m, int ep, int redundant_experts, int domain);
 
   struct RankLoad {
     double assignments = 0;       ///< (token, expert) rows on the slowest rank

@@ -53,7 +53,7 @@ Status StepModel::Create(const DeviceModel& device, const Topology& topology,
       BuildDenseDecoderStream(model, ShardSpec{config.pool.tp, 0}, layers, &m->stream_));
   if (config.pool.ep > 1) {
     m->placement_ =
-        ExpertPlacement(model, config.pool.ep, config.redundant_experts, topology.domain);
+        ExpertPlacement::Shared(model, config.pool.ep, config.redundant_experts, topology.domain);
   }
   m->has_comm_ = config.pool.tp > 1 || config.pool.ep > 1;
   m->shared_device_ = device;
