@@ -12,6 +12,7 @@
 #include "harness/op_breakdown.h"
 #include "harness/parallel.h"
 #include "harness/progress.h"
+#include "harness/run_events.h"
 #include "harness/run_metrics.h"
 #include "harness/stats.h"
 #include "harness/verify.h"
@@ -116,10 +117,6 @@ class StepTimer {
   Segments seg_;
   bool extrapolate_;
 };
-
-void Progress(const RunnerOptions& o, const std::string& what, double fraction = -1) {
-  if (!o.quiet && !what.empty()) PlanProgress::Get().Step(o.progress_prefix, what, fraction);
-}
 
 std::string Gib(uint64_t bytes) {
   char buf[32];
@@ -280,17 +277,9 @@ Status Repetition(const Window& win, int rep, MoeLoadSteps* moe_load, Repetition
 /// Reads the energy meter started before the first measured repetition into the record.
 void ReadEnergy(const RunnerOptions& opts, const Status& started, RankTimings* mine,
                 RunRecord* rec) {
-  if (opts.energy == nullptr) return;
-  EnergyRecord energy;
-  Status s = started;
-  if (s.ok()) s = opts.energy->StopReading(&energy.reading);
-  if (!s.ok()) {
-    Progress(opts, "energy not measured: " + s.message());
-    return;
-  }
-  mine->energy_source = energy.reading.source;
-  mine->energy_joules = energy.reading.joules;
-  rec->energy = std::move(energy);
+  if (!RecordEnergy(opts, started, rec)) return;
+  mine->energy_source = rec->energy->reading.source;
+  mine->energy_joules = rec->energy->reading.joules;
 }
 
 /// The warm-up and measured repetitions, every repetition started by a barrier. The measured
@@ -314,7 +303,7 @@ Status MeasureRepetitions(const Window& win, MoeLoadSteps* moe_load, RankTimings
     }
     // Replicas start each repetition together, so the slowest one sets the cluster's time.
     if (Status s = barrier(); !s.ok()) return Fail(rec, "synchronising ranks", s);
-    if (rep == w.warmup && opts.energy != nullptr) energy_started = opts.energy->Start();
+    if (rep == w.warmup) energy_started = StartEnergy(opts);
     Progress(opts,
              warm ? "warm-up " + std::to_string(rep + 1) + "/" + std::to_string(w.warmup)
                   : "repetition " + std::to_string(rep - w.warmup + 1) + "/" +

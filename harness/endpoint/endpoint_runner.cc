@@ -8,6 +8,7 @@
 #include "harness/cost/energy_cost.h"
 #include "harness/endpoint/endpoint_probe.h"
 #include "harness/endpoint/endpoint_requests.h"
+#include "harness/run_events.h"
 #include "harness/scenarios/serving_metrics.h"
 #include "harness/scenarios/serving_runner.h"
 #include "harness/scenarios/validity.h"
@@ -15,10 +16,6 @@
 
 namespace cb {
 namespace {
-
-void Progress(const RunnerOptions& o, const std::string& what) {
-  if (!o.quiet) std::fprintf(stderr, "%s %s\n", o.progress_prefix.c_str(), what.c_str());
-}
 
 void Invalid(RunRecord* rec, const std::string& why) {
   rec->status = "invalid";
@@ -198,20 +195,10 @@ Status Measure(StreamClient& client, const WorkloadSpec& w, const EndpointTarget
                                       : w.serving.arrival + " arrivals at " +
                                             std::to_string(w.serving.rate) + " req/s") +
                      ")");
-  Status energy_started = Status::Unsupported("no energy meter");
-  if (opts.energy != nullptr) energy_started = opts.energy->Start();
+  const Status energy_started = StartEnergy(opts);
   EndpointPassResult res;
   CB_RETURN_IF_ERROR(RunEndpointPass(client, cfg, &reqs, &res));
-  if (opts.energy != nullptr) {
-    EnergyRecord energy;
-    Status s = energy_started;
-    if (s.ok()) s = opts.energy->StopReading(&energy.reading);
-    if (s.ok()) {
-      rec->energy = std::move(energy);
-    } else {
-      Progress(opts, "energy not measured: " + s.message());
-    }
-  }
+  RecordEnergy(opts, energy_started, rec);
   e.stopped_early = res.stopped_early;
   e.max_in_flight = res.max_in_flight;
   e.client_cpu_s = res.cpu_s;

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "harness/progress.h"
+#include "harness/run_events.h"
 #include "harness/scenarios/distributions.h"
 #include "harness/scenarios/serving_fields.h"
 #include "harness/scenarios/serving_metrics.h"
@@ -13,10 +14,6 @@
 
 namespace cb {
 namespace {
-
-void Progress(const RunnerOptions& o, const std::string& what) {
-  if (!o.quiet) PlanProgress::Get().Step(o.progress_prefix, what);
-}
 
 struct Dists {
   LengthDist prompt, output;
@@ -199,21 +196,11 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
                           ? "closed loop, " + std::to_string(pc.concurrency) + " in flight"
                           : sv.arrival + " arrivals at " + std::to_string(sv.rate) + " req/s") +
                      ", batch up to " + std::to_string(slots) + ")");
-  Status energy_started = Status::Unsupported("no energy meter");
-  if (opts.energy != nullptr) energy_started = opts.energy->Start();
+  const Status energy_started = StartEnergy(opts);
   if (Status s = RunServingPass(*session, clock, stream, pc, &reqs, &result); !s.ok()) {
     return fail("serving", s);
   }
-  if (opts.energy != nullptr) {
-    EnergyRecord energy;
-    Status s = energy_started;
-    if (s.ok()) s = opts.energy->StopReading(&energy.reading);
-    if (s.ok()) {
-      rec->energy = std::move(energy);
-    } else {
-      Progress(opts, "energy not measured: " + s.message());
-    }
-  }
+  RecordEnergy(opts, energy_started, rec);
   if (!result.tokens_valid) {
     rec->status = "invalid";
     rec->status_message = "the backend produced an out-of-range token (NaN logits?)";
