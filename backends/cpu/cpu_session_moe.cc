@@ -5,7 +5,6 @@
 #include <string>
 
 #include "backends/cpu/cpu_session.h"
-#include "backends/cpu/skinny_gemm.h"
 #include "workloads/moe_routing.h"
 #include "workloads/quant.h"
 
@@ -70,16 +69,8 @@ Status CpuSession::RunRouter(const Op& op, const OpPlan& plan, StepIO& io) {
   const ActBuffer& in = B(op.in);
   float* route = B(op.out).f32();
   float* logits = router_logits_.as<float>();
-  const PackedMatrix& gate = *plan.matrix;
-  if (gate.dtype == DType::kF32 && in.dtype == DType::kF32 && tokens_ <= kSkinnyMaxRows &&
-      gate.k == gate.k_pad) {
-    // A decode step's router in fp32 (int8 sessions): one small GEMV, below oneDNN's overhead
-    // (the kernel reads k_pad values of each row: only where that is k).
-    const PackedView view = gate;
-    GroupedGemmF32(&view, 1, in.f32(), 0, op.k, tokens_, logits, 0, op.n);
-  } else {
-    CB_RETURN_IF_ERROR(matmul_.Run(gate, in.mem.data(), in.dtype, op.k, tokens_, logits, op.n));
-  }
+  CB_RETURN_IF_ERROR(
+      matmul_.Run(*plan.matrix, in.mem.data(), in.dtype, op.k, tokens_, logits, op.n));
   RouteTokens(moe_, zipf_s_, logits, tokens_, plan.gain[0], route);
   CountExpertLoad(route, tokens_, dims_.top_k, dims_.experts, op.layer, layers_, &io.expert_load);
   if (io.record_routes) {

@@ -93,6 +93,14 @@ Status MatmulRunner::Run(const PackedView& w, const void* x, DType x_dtype, int6
                          int64_t rows, float* y, int64_t ldy) {
   if (rows <= 0) return Status::Ok();
   if (IsQuantized(w.dtype)) return RunQuantized(w, x, x_dtype, ldx, rows, y, ldy);
+  if (w.dtype == DType::kF32 && x_dtype == DType::kF32 && rows <= kSkinnyMaxRows &&
+      w.k == w.k_pad) {
+    // fp32 decode steps (fp32 sessions; the router of int8 sessions): one pass over the
+    // weights, below oneDNN's overhead. The kernel reads k_pad values of each row: only where
+    // that is k.
+    GroupedGemmF32(&w, 1, static_cast<const float*>(x), 0, ldx, rows, y, 0, ldy);
+    return Status::Ok();
+  }
   const bool skinny = w.dtype == DType::kBF16 && SkinnyGemmWins(rows);
   // Stage the input when its dtype differs from the weights', or when the skinny kernel needs
   // it zero-padded to k_pad.
