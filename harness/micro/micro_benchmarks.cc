@@ -6,10 +6,10 @@
 #include <memory>
 
 #include "harness/core/cancel_flag.h"
+#include "harness/micro/decode_gemv_kernel.h"
 #include "harness/micro/matmul_kernel.h"
 #include "harness/micro/memory_kernels.h"
 #include "harness/micro/micro_reporter.h"
-#include "harness/micro/quant_gemv_kernel.h"
 #include "harness/micro/weight_gen_kernel.h"
 
 namespace cb {
@@ -51,7 +51,7 @@ struct SuiteState {
   std::unique_ptr<MatmulKernel> kernel;
   std::unique_ptr<BandwidthBuffer> a, b;
   std::unique_ptr<WeightGenKernel> gen;
-  std::unique_ptr<QuantGemvKernel> gemv;
+  std::unique_ptr<DecodeGemvKernel> gemv;
 
   void Release() {
     kernel.reset();
@@ -102,8 +102,8 @@ struct SuiteState {
         }
         break;
       }
-      case MicroKind::kQuantGemv: {
-        Status s = QuantGemvKernel::Create(spec.dtype, spec.n, spec.k, spec.weight_copies, &gemv);
+      case MicroKind::kDecodeGemv: {
+        Status s = DecodeGemvKernel::Create(spec.dtype, spec.n, spec.k, spec.weight_copies, &gemv);
         if (!s.ok()) setup_error = s.message();
         break;
       }
@@ -146,8 +146,8 @@ void RunOne(benchmark::State& state, const MicroBenchSpec& spec, SuiteState& sui
       state.SetLabel(k.impl());
       break;
     }
-    case MicroKind::kQuantGemv: {
-      QuantGemvKernel& k = *suite.gemv;
+    case MicroKind::kDecodeGemv: {
+      DecodeGemvKernel& k = *suite.gemv;
       for (auto _ : state) k.Run();
       flops = k.Flops();
       bytes = k.Bytes();
@@ -202,7 +202,7 @@ std::string_view MicroKindName(MicroKind k) {
       return "mem_copy";
     case MicroKind::kWeightGen:
       return "weight_gen";
-    case MicroKind::kQuantGemv:
+    case MicroKind::kDecodeGemv:
       return "quant_gemv";
   }
   return "?";
@@ -210,7 +210,7 @@ std::string_view MicroKindName(MicroKind k) {
 
 std::string MicroShapeString(const MicroBenchSpec& s) {
   if (s.kind == MicroKind::kWeightGen) return std::to_string(s.n) + "x" + std::to_string(s.k);
-  if (s.kind != MicroKind::kMatmul && s.kind != MicroKind::kQuantGemv) {
+  if (s.kind != MicroKind::kMatmul && s.kind != MicroKind::kDecodeGemv) {
     const double gib = static_cast<double>(s.buffer_bytes) / kGiB;
     char buf[48];
     std::snprintf(buf, sizeof(buf), "%g GiB%s", gib, s.kind == MicroKind::kMemCopy ? " x2" : "");
@@ -266,14 +266,15 @@ std::vector<MicroBenchSpec> AllMicroBenchmarks() {
     }
     for (int64_t s : kSquare) add(s, s, s, "peak", true);
   }
-  // The cpu backend's decode kernels for the 8-bit dtypes (int8 W8A8, fp8 weight-only).
-  for (DType dt : {DType::kInt8, DType::kFP8}) {
-    if (!QuantGemvKernel::Supported(dt)) continue;
+  // The cpu backend's own decode kernels (the matmul rows above time oneDNN alone).
+  for (DType dt : {DType::kBF16, DType::kF32, DType::kInt8, DType::kFP8}) {
+    if (!DecodeGemvKernel::Supported(dt)) continue;
     for (const auto& p : kProjections) {
       MicroBenchSpec s;
-      s.name = "gemv/" + std::string(dt == DType::kFP8 ? "fp8-weight-only" : "int8") + "/n" +
-               std::to_string(p.n) + "_k" + std::to_string(p.k);
-      s.kind = MicroKind::kQuantGemv;
+      s.name = "gemv/" +
+               std::string(dt == DType::kFP8 ? "fp8-weight-only" : std::string(DTypeName(dt))) +
+               "/n" + std::to_string(p.n) + "_k" + std::to_string(p.k);
+      s.kind = MicroKind::kDecodeGemv;
       s.dtype = dt;
       s.m = 1;
       s.n = p.n;

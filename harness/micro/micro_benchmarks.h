@@ -12,7 +12,7 @@ namespace cb {
 
 /// kWeightGen: synthetic weights generated straight into the packed layout (the cpu backend's
 /// Load), into memory already touched, so the figure is the generator's, not page faults'.
-enum class MicroKind { kMatmul, kMemRead, kMemCopy, kWeightGen, kQuantGemv };
+enum class MicroKind { kMatmul, kMemRead, kMemCopy, kWeightGen, kDecodeGemv };
 /// "matmul", "mem_read", "mem_copy", "weight_gen"
 std::string_view MicroKindName(MicroKind k);
 

@@ -30,7 +30,7 @@ MicroResult BaseResult(const MicroBenchSpec& spec) {
   r.weight_copies = spec.weight_copies;
   switch (spec.kind) {
     case MicroKind::kMatmul:
-    case MicroKind::kQuantGemv:  // the operands' bytes (scales, int32/fp32 outputs not counted)
+    case MicroKind::kDecodeGemv:  // the operands' bytes (scales, int32/fp32 outputs not counted)
       r.flops_per_iter = 2.0 * spec.m * spec.n * spec.k;
       r.bytes_per_iter = static_cast<double>(spec.m * spec.k + spec.k * spec.n + spec.m * spec.n) *
                          DTypeBytes(spec.dtype);

@@ -2,11 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <nlohmann/json.hpp>
 
+#include "harness/micro/decode_gemv_kernel.h"
 #include "harness/micro/matmul_kernel.h"
 #include "harness/micro/micro_reporter.h"
-#include "harness/micro/quant_gemv_kernel.h"
 
 namespace cb {
 namespace {
@@ -110,17 +111,25 @@ TEST(MicroSuite, FilterSelectsByRegex) {
   EXPECT_EQ(SelectMicroBenchmarks("no-such-benchmark", &specs).code(), StatusCode::kInvalidInput);
 }
 
-// The int8 peak (oneDNN u8 x s8, a ceiling like the bf16 one) and the cpu backend's int8 and
-// fp8 weight-only decode GEMVs, where the CPU has the instructions.
-TEST(MicroSuite, QuantisedKernelsWhereSupported) {
-  int int8_peak = 0, gemv_int8 = 0, gemv_fp8 = 0;
+// The int8 peak (oneDNN u8 x s8, a ceiling like the bf16 one) and the cpu backend's decode
+// kernels (fp32, bf16, int8, fp8 weight-only: one per projection shape), where the CPU has the
+// instructions; each named by its dtype.
+TEST(MicroSuite, DecodeKernelsWhereSupported) {
+  int int8_peak = 0;
+  std::map<DType, int> gemv;
   for (const auto& s : AllMicroBenchmarks()) {
     if (s.kind == MicroKind::kMatmul && s.dtype == DType::kInt8 && s.ceiling) ++int8_peak;
-    if (s.kind == MicroKind::kQuantGemv) (s.dtype == DType::kInt8 ? gemv_int8 : gemv_fp8)++;
+    if (s.kind != MicroKind::kDecodeGemv) continue;
+    ++gemv[s.dtype];
+    const std::string want = s.dtype == DType::kFP8
+                                 ? "gemv/fp8-weight-only/"
+                                 : "gemv/" + std::string(DTypeName(s.dtype)) + "/";
+    EXPECT_EQ(s.name.rfind(want, 0), 0u) << s.name;
   }
   if (MatmulKernel::Supported(DType::kInt8)) EXPECT_GT(int8_peak, 0);
-  if (QuantGemvKernel::Supported(DType::kInt8)) EXPECT_EQ(gemv_int8, 3);
-  if (QuantGemvKernel::Supported(DType::kFP8)) EXPECT_EQ(gemv_fp8, 3);
+  for (DType dt : {DType::kF32, DType::kBF16, DType::kInt8, DType::kFP8}) {
+    EXPECT_EQ(gemv[dt], DecodeGemvKernel::Supported(dt) ? 3 : 0) << DTypeName(dt);
+  }
 }
 
 TEST(MicroSuite, ParseFormat) {

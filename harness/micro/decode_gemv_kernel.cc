@@ -1,15 +1,16 @@
-#include "harness/micro/quant_gemv_kernel.h"
+#include "harness/micro/decode_gemv_kernel.h"
 
 #include <vector>
 
 #include "backends/cpu/matmul.h"
 #include "backends/cpu/packed_matrix.h"
 #include "backends/cpu/quant_gemm.h"
+#include "backends/cpu/skinny_gemm.h"
 #include "workloads/weights.h"
 
 namespace cb {
 
-struct QuantGemvKernel::Impl {
+struct DecodeGemvKernel::Impl {
   DType dtype;
   int64_t n = 0, k = 0;
   std::vector<std::unique_ptr<cpu::PackedMatrix>> copies;
@@ -19,18 +20,19 @@ struct QuantGemvKernel::Impl {
   std::vector<uint16_t> x_bf16;
 };
 
-bool QuantGemvKernel::Supported(DType dtype) {
-  return (dtype == DType::kInt8 && cpu::Int8GemmAvailable()) ||
+bool DecodeGemvKernel::Supported(DType dtype) {
+  return dtype == DType::kF32 || (dtype == DType::kBF16 && cpu::SkinnyGemmBf16Available()) ||
+         (dtype == DType::kInt8 && cpu::Int8GemmAvailable()) ||
          (dtype == DType::kFP8 && cpu::Fp8GemmAvailable());
 }
 
-Status QuantGemvKernel::Create(DType dtype, int64_t n, int64_t k, int copies,
-                               std::unique_ptr<QuantGemvKernel>* out) {
+Status DecodeGemvKernel::Create(DType dtype, int64_t n, int64_t k, int copies,
+                                std::unique_ptr<DecodeGemvKernel>* out) {
   if (!Supported(dtype)) {
     return Status::Unsupported("gemv: the cpu backend has no " + std::string(DTypeName(dtype)) +
                                " kernel on this CPU");
   }
-  std::unique_ptr<QuantGemvKernel> kernel(new QuantGemvKernel());
+  std::unique_ptr<DecodeGemvKernel> kernel(new DecodeGemvKernel());
   auto impl = std::make_unique<Impl>();
   impl->dtype = dtype;
   impl->n = n;
@@ -57,30 +59,39 @@ Status QuantGemvKernel::Create(DType dtype, int64_t n, int64_t k, int copies,
   return Status::Ok();
 }
 
-QuantGemvKernel::~QuantGemvKernel() = default;
+DecodeGemvKernel::~DecodeGemvKernel() = default;
 
-void QuantGemvKernel::Run() {
+void DecodeGemvKernel::Run() {
   Impl& s = *impl_;
   const cpu::PackedMatrix& w = *s.copies[s.next];
   s.next = (s.next + 1) % s.copies.size();
-  if (s.dtype == DType::kInt8) {
+  // Inputs as decode steps give them: fp32 to the int8 and fp32 kernels, bf16 to the others.
+  if (s.dtype == DType::kInt8 || s.dtype == DType::kF32) {
     (void)s.runner.Run(w, s.x.data(), DType::kF32, s.k, 1, s.y.data(), s.n);
   } else {
     (void)s.runner.Run(w, s.x_bf16.data(), DType::kBF16, w.k_pad, 1, s.y.data(), s.n);
   }
 }
 
-double QuantGemvKernel::Flops() const { return 2.0 * static_cast<double>(impl_->n) * impl_->k; }
+double DecodeGemvKernel::Flops() const { return 2.0 * static_cast<double>(impl_->n) * impl_->k; }
 
-double QuantGemvKernel::Bytes() const {
+double DecodeGemvKernel::Bytes() const {
   const cpu::PackedMatrix& w = *impl_->copies[0];
   return static_cast<double>(w.data.size() + w.scales.size() + w.comp.size()) +
          4.0 * static_cast<double>(impl_->k + impl_->n);
 }
 
-std::string QuantGemvKernel::Label() const {
-  return impl_->dtype == DType::kInt8 ? "cpu int8 gemv (avx512_vnni)"
-                                      : "cpu fp8 weight-only gemv (e4m3 -> bf16, avx512_bf16)";
+std::string DecodeGemvKernel::Label() const {
+  switch (impl_->dtype) {
+    case DType::kInt8:
+      return "cpu int8 gemv (avx512_vnni)";
+    case DType::kFP8:
+      return "cpu fp8 weight-only gemv (e4m3 -> bf16, avx512_bf16)";
+    case DType::kBF16:
+      return "cpu bf16 skinny gemm (avx512_bf16)";
+    default:
+      return "cpu fp32 gemv (avx512f)";
+  }
 }
 
 }  // namespace cb
