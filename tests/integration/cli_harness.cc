@@ -90,15 +90,17 @@ int ValidateAgainstSchema(const std::vector<std::string>& files) {
 namespace {
 /// This process's scratch root, scratch/<pid>: CTest runs tests in processes of their own,
 /// possibly at once (ctest -j), and each must not clear another's directories. The roots of
-/// processes that have exited are removed the first time.
+/// processes that have exited are removed the first time; other entries are left alone.
 const fs::path& ScratchRoot() {
   static const fs::path root = [] {
     const fs::path all = fs::path(CLUSTERBENCH_TEST_RESULTS) / "scratch";
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(all, ec)) {
       const std::string name = e.path().filename().string();
-      const bool pid = !name.empty() && std::all_of(name.begin(), name.end(), ::isdigit);
-      if (!pid || (kill(std::stoi(name), 0) != 0 && errno == ESRCH)) fs::remove_all(e.path(), ec);
+      const bool pid =
+          !name.empty() && name.size() <= 9 && std::all_of(name.begin(), name.end(), ::isdigit);
+      // Only other processes' roots: the Python tests keep their own directories here.
+      if (pid && kill(std::stoi(name), 0) != 0 && errno == ESRCH) fs::remove_all(e.path(), ec);
     }
     return all / std::to_string(getpid());
   }();
