@@ -21,6 +21,7 @@ namespace {
 
 constexpr double kF32Tol = 1e-4;
 constexpr double kBf16Tol = 8e-3;  // act rows and expert outputs are stored in bf16 (2^-8)
+constexpr double kInt8CodeFlipTol = 2.5e-3;  // see the int8 case below
 
 /// An odd MoE shape: hidden 72 (k padded to 80 / 96), 6 experts of FFN 40, top-3.
 ModelSpec OddMoeSpec() {
@@ -91,10 +92,15 @@ TEST_P(ExpertKernelsConformance, OddShapesEmptyExpertsAndOneHotExpertMatchRefere
       std::vector<float> got, want;
       ASSERT_TRUE(p.cpu->ReadBuffer(Buf::kProj, rows, &got).ok());
       ASSERT_TRUE(p.ref->ReadBuffer(Buf::kProj, rows, &want).ok());
-      // int8 quantises the same fp32 rows as the reference (op tolerance 1e-4, as
-      // quant_conformance_test.cc); fp8 weight-only stores its act rows in bf16.
+      // fp8 weight-only stores its act rows in bf16. int8 quantises the SwiGLU rows for the
+      // down projection, which the backend computes from its dequantised gate/up in another
+      // order than the reference: a value within an ulp of a code boundary can take the next
+      // code, which moves an output by one quantum times a weight. 300 runs of fresh seeds
+      // (2026-12-07): 7 above 1e-4, all at 40 rows (oneDNN's int8 path), the largest 1.13e-3;
+      // a wrong kernel is off by far more.
       const bool bf16_rows = dtype == DType::kBF16 || dtype == DType::kFP8;
-      EXPECT_LE(MaxRelError(got, want), bf16_rows ? kBf16Tol : kF32Tol);
+      const double tol = dtype == DType::kInt8 ? kInt8CodeFlipTol : bf16_rows ? kBf16Tol : kF32Tol;
+      EXPECT_LE(MaxRelError(got, want), tol);
     }
   }
 }
