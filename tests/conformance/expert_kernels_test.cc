@@ -21,7 +21,6 @@ namespace {
 
 constexpr double kF32Tol = 1e-4;
 constexpr double kBf16Tol = 8e-3;  // act rows and expert outputs are stored in bf16 (2^-8)
-constexpr double kInt8CodeFlipTol = 2.5e-3;  // see the int8 case below
 
 /// An odd MoE shape: hidden 72 (k padded to 80 / 96), 6 experts of FFN 40, top-3.
 ModelSpec OddMoeSpec() {

@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "backends/cpu/cpu_session.h"
 #include "tests/conformance/conformance_util.h"
 
@@ -127,8 +129,14 @@ TEST_P(QuantOpConformance, EveryOpOfTheStreamOnTheSameInputs) {
       const Buf out = op.out == Buf::kNone ? op.in : op.out;
       const int64_t rows = BufferRows(out) == Rows::kTokenRows ? 7 : 1;
       // An fp8 (weight-only) session stores matmul inputs in bf16 (2^-8, as kBf16StoreTol).
+      // Inside moe_experts the SwiGLU rows are rounded again, computed in another order than
+      // the reference: in bf16 for fp8, to int8 codes for int8, where a value within an ulp of
+      // a boundary takes the neighbouring code (expert_kernels_test.cc has the figures).
       const bool bf16_out = cpu::SessionBufDType(out, GetParam()) == DType::kBF16;
-      const double tol = bf16_out ? 8e-3 : 1e-4;
+      double tol = bf16_out ? 8e-3 : 1e-4;
+      if (op.kind == OpKind::kMoeExperts) {
+        tol = std::max(tol, GetParam() == DType::kInt8 ? kInt8CodeFlipTol : 8e-3);
+      }
       Expect(out, rows, tol, "op " + std::to_string(i) + " " + std::string(OpKindName(op.kind)));
     }
   }
