@@ -42,7 +42,8 @@ constexpr double kFp8WeightOnlyModelTol = 1e-2;
 /// The router of an fp8 (weight-only) session reads its layer's input as stored, in bf16, so a
 /// last-ulp difference upstream can move an input by a bf16 rounding step: its logits left the
 /// reference's by up to 1.27e-2 in 400 fresh-seed runs (3 above 1e-2, tiny-moe-gqa), while the
-/// model's logits stayed within kFp8WeightOnlyModelTol; 2.5e-2 (MLA models keep their 5e-2).
+/// model's logits stayed within kFp8WeightOnlyModelTol; 2.5e-2 (MLA models keep their 5e-2), as
+/// RouteLogitTolerance (harness/verify.h) for runs.
 constexpr double kFp8RouteLogitTol = 2.5e-2;
 constexpr double kInt8MlaModelTol = 1.5e-1;
 /// An 8-bit KV cache (--kv-dtype int8 / fp8; harness/verify.cc VerifyTolerance has the same):

@@ -39,6 +39,19 @@ TEST(Accuracy, RowsOfSeveralSequencesPerStep) {
   EXPECT_GT(a.mean_kl_divergence, 1.0);
 }
 
+// Router logits get more room than the model's logits only where the router reads a
+// bf16-stored input of an 8-bit weight-only session; never less than the logits' tolerance.
+TEST(Accuracy, RouteLogitToleranceOfWeightOnlySessions) {
+  const double fp8 = VerifyTolerance(DType::kFP8, true);
+  EXPECT_GT(RouteLogitTolerance(DType::kFP8, true, fp8), fp8);
+  const double fp8_mla = VerifyTolerance(DType::kFP8, true, true);
+  EXPECT_EQ(RouteLogitTolerance(DType::kFP8, true, fp8_mla), fp8_mla);
+  for (DType dt : {DType::kF32, DType::kBF16, DType::kInt8}) {
+    const double tol = VerifyTolerance(dt);
+    EXPECT_EQ(RouteLogitTolerance(dt, false, tol), tol) << DTypeName(dt);
+  }
+}
+
 TEST(Accuracy, PrecisionLabels) {
   EXPECT_EQ(PrecisionLabel(DType::kInt8, false), "int8 (W8A8)");
   EXPECT_EQ(PrecisionLabel(DType::kFP8, true), "fp8 (weight-only)");
