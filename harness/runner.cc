@@ -11,7 +11,6 @@
 #include "harness/load_progress.h"
 #include "harness/op_breakdown.h"
 #include "harness/parallel.h"
-#include "harness/progress.h"
 #include "harness/run_events.h"
 #include "harness/run_metrics.h"
 #include "harness/stats.h"

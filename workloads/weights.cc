@@ -7,12 +7,6 @@
 namespace cb {
 namespace {
 
-inline uint64_t Mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ULL;
 
 inline float Unit(uint64_t stream, uint64_t index) {

@@ -6,6 +6,14 @@
 
 namespace cb {
 
+/// SplitMix64's finaliser: the generator's bit mixer (Mix64(state += 0x9e3779b97f4a7c15) is
+/// SplitMix64).
+inline uint64_t Mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
 /// Counter-based synthetic weights: the value of element i of tensor `name` depends only on
 /// (seed, name, i), so each rank builds its own shard and every backend and rank count sees
 /// identical values. Scales are chosen by the stream builder so activations stay bounded.

@@ -10,9 +10,9 @@
 namespace cb::cuda {
 namespace {
 
+using dev::BlockMax;
 using dev::Blocks;
 using dev::Dispatch;
-using dev::BlockMax;
 using dev::kBlock;
 using dev::ToF;
 

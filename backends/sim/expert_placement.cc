@@ -9,6 +9,7 @@
 
 #include "workloads/moe_routing.h"
 #include "workloads/op_cost.h"
+#include "workloads/weights.h"
 
 namespace cb::sim {
 namespace {
@@ -156,11 +157,8 @@ void ExpertPlacement::ReachByRouting(const ModelSpec& m, const std::vector<doubl
   std::vector<char> eligible;
   std::vector<int> next(e, 0);
   uint64_t state = 0x853c49e6748fea9bULL;
-  auto uniform = [&state] {  // splitmix64 -> (0, 1)
-    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return (static_cast<double>((z ^ (z >> 31)) >> 11) + 0.5) * 0x1p-53;
+  auto uniform = [&state] {  // SplitMix64 -> (0, 1)
+    return (static_cast<double>(Mix64(state += 0x9e3779b97f4a7c15ULL) >> 11) + 0.5) * 0x1p-53;
   };
   std::vector<char> rank_seen(ep_), domain_seen(ep_ / per_domain + 1);
   int64_t ranks = 0, domains = 0;

@@ -1,10 +1,8 @@
 #include "harness/scenarios/serving_runner.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <random>
 
-#include "harness/progress.h"
 #include "harness/run_events.h"
 #include "harness/scenarios/distributions.h"
 #include "harness/scenarios/serving_fields.h"
