@@ -125,7 +125,7 @@ void StepModel::AddExperts(const Pass& pass, std::vector<Item>* items, StepCost*
     c.bytes = c.weight_bytes + 2.0 * load.assignments * d.hidden * dt + tokens * d.hidden * 4.0;
     return c;
   };
-  const ExpertPlacement::RankLoad whole = placement_.SlowestRank(full.tokens);
+  const ExpertPlacement::RankLoad& whole = pass.whole_load;
   cost->work += expert_cost(whole, full.tokens);
   ExpertPlacement::RankLoad mean = whole;
   mean.assignments = whole.mean_assignments;
@@ -133,7 +133,7 @@ void StepModel::AddExperts(const Pass& pass, std::vector<Item>* items, StepCost*
   cost->mean_work += expert_cost(mean, full.tokens);
   cost->received_bytes += whole.assignments * d.hidden * DispatchBytes(cfg_.dtype);
 
-  const ExpertPlacement::RankLoad load = placement_.SlowestRank(micro.tokens);
+  const ExpertPlacement::RankLoad& load = pass.micro_load;
   const double imbalance = load.mean_assignments > 0 ? load.assignments / load.mean_assignments : 1;
   const OpCost c = expert_cost(load, micro.tokens);
   const double rows = load.distinct_slots > 0 ? load.assignments / load.distinct_slots : 1;
@@ -236,13 +236,23 @@ StepCost StepModel::Schedule(const std::vector<Item>& items, int micros, StepCos
   return cost;
 }
 
+StepModel::Pass StepModel::MakePass(const StepSummary& full, const StepSummary& micro, int micros,
+                                    AllToAllKind kind, bool shared) const {
+  Pass p{full, micro, micros, kind, shared, {}, {}};
+  if (cfg_.pool.ep > 1) {
+    p.whole_load = placement_.SlowestRank(full.tokens);
+    p.micro_load = micros == 1 ? p.whole_load : placement_.SlowestRank(micro.tokens);
+  }
+  return p;
+}
+
 StepCost StepModel::Step(const StepSummary& rank, AllToAllKind kind, size_t begin, size_t end,
                          bool mtp_drafts) const {
   const int micros = cfg_.overlap && has_comm_ && rank.tokens >= 2 ? 2 : 1;
   const StepSummary micro = micros == 2 ? Half(rank) : rank;
   // Overlapped with throughput all-to-alls, compute runs on what their kernels leave.
   const bool shared = micros == 2 && cfg_.pool.ep > 1 && kind == AllToAllKind::kThroughput;
-  const Pass pass{rank, micro, micros, kind, shared};
+  const Pass pass = MakePass(rank, micro, micros, kind, shared);
   StepCost cost;
   std::vector<Item> items;
   for (size_t i = begin; i < end && i < stream_.ops.size(); ++i) AddOp(i, pass, &items, &cost);
@@ -264,7 +274,7 @@ StepCost StepModel::Step(const StepSummary& rank, AllToAllKind kind, size_t begi
       draft_items.push_back(Item{false});
       draft_items.back().seconds[0] =
           OpSeconds(Device(shared), OpClass::kMatMul, proj, draft_micro.tokens, cfg_.dtype);
-      const Pass draft_pass{draft, draft_micro, micros, kind, shared};
+      const Pass draft_pass = MakePass(draft, draft_micro, micros, kind, shared);
       for (size_t i = lb; i < le; ++i) AddOp(i, draft_pass, &draft_items, &part);
       for (size_t i = tail_begin; i < stream_.ops.size(); ++i) {
         AddOp(i, draft_pass, &draft_items, &part);

@@ -91,7 +91,11 @@ class StepModel {
     int micros;
     AllToAllKind kind;
     bool shared;
+    /// The slowest expert rank of the step and of a micro-batch (the same in every MoE layer).
+    ExpertPlacement::RankLoad whole_load, micro_load;
   };
+  Pass MakePass(const StepSummary& full, const StepSummary& micro, int micros, AllToAllKind kind,
+                bool shared) const;
   void AddOp(size_t index, const Pass& pass, std::vector<Item>* items, StepCost* cost) const;
   void AddExperts(const Pass& pass, std::vector<Item>* items, StepCost* cost) const;
   const DeviceModel& Device(bool shared) const { return shared ? shared_device_ : device_; }

@@ -69,6 +69,33 @@ Status MakeRequests(const WorkloadSpec& w, int64_t first, int64_t count, int64_t
   return Status::Ok();
 }
 
+Status DescribeServing(const WorkloadSpec& w, int64_t concurrency, int64_t slots,
+                       int64_t max_prefill_tokens, ServingRecord* s) {
+  Dists dists;
+  CB_RETURN_IF_ERROR(ResolveDists(w, &dists));
+  const ServingSpec& sv = w.serving;
+  s->load = concurrency > 0 ? "closed-loop" : (sv.arrival.empty() ? "poisson" : sv.arrival);
+  s->target_rate = concurrency > 0 ? 0 : sv.rate;
+  s->concurrency = concurrency;
+  s->prompt_dist = dists.prompt.text();
+  s->output_dist = dists.output.text();
+  s->max_batch = slots;
+  s->max_prefill_tokens = max_prefill_tokens;
+  s->kv_page_tokens = sv.kv_page_tokens;
+  s->slo_ttft_s = sv.slo_ttft;
+  s->slo_tpot_s = sv.slo_tpot;
+  return Status::Ok();
+}
+
+void AddRequestSamples(const std::vector<ServingRequest>& reqs,
+                       const std::vector<RequestOutcome>& outcomes, ServingRecord* s) {
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    const RequestOutcome& o = outcomes[i];
+    s->requests.push_back({reqs[i].arrival_s, o.admitted_s, o.first_token_s, o.finish_s,
+                           reqs[i].prompt_len, reqs[i].output_len});
+  }
+}
+
 Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& opts,
                   RunRecord* rec) {
   const DeviceProps props = device.Props();
@@ -206,15 +233,8 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   }
 
   ServingRecord s;
-  s.load = pc.concurrency > 0 ? "closed-loop" : (sv.arrival.empty() ? "poisson" : sv.arrival);
-  s.target_rate = pc.concurrency > 0 ? 0 : sv.rate;
-  s.concurrency = pc.concurrency;
-  s.prompt_dist = dists.prompt.text();
-  s.output_dist = dists.output.text();
-  s.max_batch = slots;
-  s.max_prefill_tokens = pc.max_prefill_tokens;
+  CB_RETURN_IF_ERROR(DescribeServing(w, pc.concurrency, slots, pc.max_prefill_tokens, &s));
   s.replicas = std::max<int64_t>(1, opts.serving_replicas);
-  s.kv_page_tokens = sv.kv_page_tokens;
   s.kv_pages = result.kv_pages_total;
   s.kv_pages_peak = result.kv_pages_peak;
   s.kv_note =
@@ -226,13 +246,7 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   s.max_step_prefill_tokens = result.max_step_prefill_tokens;
   s.mean_running_batch =
       result.steps > 0 ? result.sum_running / static_cast<double>(result.steps) : 0;
-  s.slo_ttft_s = sv.slo_ttft;
-  s.slo_tpot_s = sv.slo_tpot;
-  for (size_t i = 0; i < reqs.size(); ++i) {
-    const RequestOutcome& o = result.outcomes[i];
-    s.requests.push_back({reqs[i].arrival_s, o.admitted_s, o.first_token_s, o.finish_s,
-                          reqs[i].prompt_len, reqs[i].output_len});
-  }
+  AddRequestSamples(reqs, result.outcomes, &s);
   if (!result.outcomes.empty()) rec->generated_tokens = result.outcomes.front().tokens;
   rec->serving = std::move(s);
   AddServingMetrics(how, std::max(1, opts.serving_devices), rec);

@@ -17,6 +17,14 @@ Status MakeRequests(const WorkloadSpec& w, int64_t first, int64_t count, int64_t
 /// Requests of a serving run's measured pass: `requests`, else the scenario's min_requests.
 int64_t MeasuredRequests(const WorkloadSpec& w);
 
+/// The settings of a serving run's record (load, distributions, slots, SLOs); the pass's
+/// figures are the caller's. `concurrency` 0: open loop at the workload's rate.
+Status DescribeServing(const WorkloadSpec& w, int64_t concurrency, int64_t slots,
+                       int64_t max_prefill_tokens, ServingRecord* s);
+/// Appends each request with what happened to it to `s->requests`.
+void AddRequestSamples(const std::vector<ServingRequest>& reqs,
+                       const std::vector<RequestOutcome>& outcomes, ServingRecord* s);
+
 /// Runs the single-stream or server scenario of `w` (harness/scenarios/README in
 /// docs/scenarios.md): verification, warm-up requests, one measured pass with continuous
 /// batching, metrics, validity. Same contract as RunOffline.

@@ -166,9 +166,6 @@ TEST(ServingCli, BadServingInputExitsTwoNamingTheField) {
       {{"--scenario", "server", "--rate", "1", "--arrival", "bursty"}, "arrival"},
       {{"--scenario", "sweep", "--batches", "1,x"}, "--batches"},
       {{"--scenario", "queue"}, "allowed values: offline, single-stream, server, sweep"},
-      {{"--scenario", "server", "--rate", "1", "--backend", "sim", "--disaggregate",
-        "prefill=1,decode=1"},
-       "field 'disaggregate'"},
       {{"--scenario", "server", "--rate", "1", "--backend", "sim", "--devices", "2"},
        "allowed: batch >= 2"},
   };

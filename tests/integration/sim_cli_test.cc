@@ -317,6 +317,66 @@ TEST(SimCli, ServingRunsOnASimulatedPool) {
   EXPECT_NEAR(doc["metrics"]["requests_per_second"]["value"].get<double>(), 20, 4);
 }
 
+// A server run on a prefill pool and a decode pool: one prefill and two decode groups
+// simulated (16 and 32 ranks of DP attention share the factor 16), standing for 16 such sets;
+// the first token waits for the KV transfer, and the energy covers both pools.
+TEST(SimCli, ServingRunsOnDisaggregatedPools) {
+  json runs[2];
+  for (int mtp = 0; mtp < 2; ++mtp) {
+    const std::string out = FreshDir("sim_serving_disaggregated_" + std::to_string(mtp));
+    const CliResult r = RunCli({"run",
+                                "--out",
+                                out,
+                                "--backend",
+                                "sim:nvidia-h100-sxm",
+                                "--model",
+                                "deepseek-v3",
+                                "--dtype",
+                                "fp8",
+                                "--disaggregate",
+                                "prefill=16:ep16,decode=32:ep32",
+                                "--max-prefill-tokens",
+                                "4096",
+                                "--scenario",
+                                "server",
+                                "--rate",
+                                "40",
+                                "--requests",
+                                "300",
+                                "--batch",
+                                "1024",
+                                "--prompt-len",
+                                "1000",
+                                "--gen-len",
+                                "50",
+                                "--mtp",
+                                std::to_string(mtp),
+                                "--min-duration",
+                                "0",
+                                "--quiet"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(ValidateAgainstSchema(ListFiles(out)), 0);
+    runs[mtp] = OnlyRun(out);
+  }
+  const json& doc = runs[1];
+  EXPECT_EQ(doc["serving"]["replicas"], 16);
+  EXPECT_EQ(doc["serving"]["max_batch"], 32);  // 1,024 sequences over 32 decode ranks
+  EXPECT_EQ(doc["cluster"]["world_size"], 48);
+  const json& m = doc["metrics"];
+  EXPECT_EQ(m["ttft_seconds"]["how"], "modelled");
+  // 300 requests at 40/s: the pools keep up with the offered load.
+  EXPECT_NEAR(m["requests_per_second"]["value"].get<double>(), 40, 4);
+  EXPECT_GT(m["ttft_seconds"]["value"].get<double>(),
+            doc["deployment"]["kv_transfer_seconds"].get<double>());
+  // Multi-token prediction keeps more than one token a step: a shorter time per token.
+  EXPECT_LT(m["tpot_seconds"]["value"].get<double>(),
+            runs[0]["metrics"]["tpot_seconds"]["value"].get<double>());
+  ASSERT_TRUE(doc.contains("energy"));
+  EXPECT_EQ(doc["energy"]["domains"].size(), 2u);
+  EXPECT_EQ(doc["cost"]["input_devices"], 16);
+  EXPECT_EQ(doc["cost"]["output_devices"], 32);
+}
+
 TEST(SimCli, BadDeploymentsExitTwoNamingTheField) {
   const std::string out = FreshDir("sim_bad_layouts");
   struct Case {
@@ -338,6 +398,9 @@ TEST(SimCli, BadDeploymentsExitTwoNamingTheField) {
       {{"--model", "deepseek-v3", "--backend", "sim:nvidia-h100-sxm", "--devices", "8", "--ep", "8",
         "--dtype", "fp8", "--batch", "8"},
        "GiB per device"},
+      {{"--model", "deepseek-v3", "--backend", "sim:nvidia-h100-sxm", "--dtype", "fp8", "--devices",
+        "16", "--ep", "16", "--batch", "64", "--mtp", "1", "--scenario", "server", "--rate", "1"},
+       "on disaggregated pools only"},
       {{"--model", "tiny", "--kv-dtype", "fp4"}, "--kv-dtype"},
       {{"--model", "tiny", "--mtp-acceptance", "1.5"}, "mtp_acceptance"},
   };
