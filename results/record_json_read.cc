@@ -5,13 +5,13 @@
 #include <utility>
 
 #include "results/record_json.h"
-#include "results/record_reader.h"
+#include "workloads/json_fields.h"
 
 namespace cb {
 namespace {
 
 using nlohmann::json;
-using record_json::Reader;
+using Reader = JsonReader;
 
 /// workload.layer_kinds and layers_run_indices (optional: absent before representative
 /// layers existed).

@@ -31,39 +31,29 @@ Status ParseJsonText(const std::string& text, const std::string& origin, nlohman
 }
 
 Status FieldReader::Error(const char* field, const std::string& what) const {
-  return Status::InvalidInput(origin_ + ": field '" + prefix_ + field + "': " + what);
+  return reader_.Error(field, what);
 }
 
 Status FieldReader::Int(const char* field, bool required, int64_t* out) const {
   if (!obj_.contains(field)) return required ? Error(field, "is required") : Status::Ok();
-  const auto& v = obj_.at(field);
-  if (!v.is_number_integer()) return Error(field, "expected an integer, got " + v.dump());
-  *out = v.get<int64_t>();
-  return Status::Ok();
+  return reader_.Integer(obj_, "", field, out);
 }
 
 Status FieldReader::Double(const char* field, bool required, double* out) const {
   if (!obj_.contains(field)) return required ? Error(field, "is required") : Status::Ok();
   const auto& v = obj_.at(field);
-  if (!v.is_number()) return Error(field, "expected a number, got " + v.dump());
-  *out = v.get<double>();
-  return Status::Ok();
+  if (v.is_null()) return reader_.Expected(field, "number", v);
+  return reader_.Number(obj_, "", field, out);
 }
 
 Status FieldReader::Bool(const char* field, bool required, bool* out) const {
   if (!obj_.contains(field)) return required ? Error(field, "is required") : Status::Ok();
-  const auto& v = obj_.at(field);
-  if (!v.is_boolean()) return Error(field, "expected true or false, got " + v.dump());
-  *out = v.get<bool>();
-  return Status::Ok();
+  return reader_.Bool(obj_, "", field, out);
 }
 
 Status FieldReader::String(const char* field, bool required, std::string* out) const {
   if (!obj_.contains(field)) return required ? Error(field, "is required") : Status::Ok();
-  const auto& v = obj_.at(field);
-  if (!v.is_string()) return Error(field, "expected a string, got " + v.dump());
-  *out = v.get<std::string>();
-  return Status::Ok();
+  return reader_.String(obj_, "", field, out);
 }
 
 Status FieldReader::OnlyKnown(std::initializer_list<const char*> allowed) const {

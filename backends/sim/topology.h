@@ -19,7 +19,10 @@ struct Link {
 /// it, and its fixed latency per call.
 struct AllToAllRates {
   double scale_up_bytes_s = 0, scale_out_bytes_s = 0, latency_s = 0;
-  double compute_share = 0;  ///< of the device's compute, taken while the kernels run
+  /// The share of the device's compute the kernels take while they run: throughput kernels a
+  /// share of the SMs for their whole time (compute beside them runs on the rest), low-latency
+  /// kernels every SM for this share of their time (serialised with compute; none in flight).
+  double compute_share = 0;
   std::string source;
 };
 

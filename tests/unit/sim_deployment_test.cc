@@ -313,8 +313,12 @@ TEST(StepModel, LowLatencyKernelsOnTheSmsHideLessCommunication) {
     EXPECT_DOUBLE_EQ(plain.seconds, serial) << share;
     EXPECT_GE(over.seconds, last * (1 - 1e-12)) << share;
     last = over.seconds;
-    if (share == 0.0) EXPECT_LT(over.seconds, 0.9 * serial);
-    if (share == 1.0) EXPECT_GE(over.seconds, 0.97 * serial);
+    if (share == 0.0) {
+      EXPECT_LT(over.seconds, 0.9 * serial);
+    }
+    if (share == 1.0) {
+      EXPECT_GE(over.seconds, 0.97 * serial);
+    }
   }
 }
 
