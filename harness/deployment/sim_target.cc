@@ -145,8 +145,17 @@ Status ResolveSimDevice(const WorkloadSpec& w, const DeviceCatalog& catalog,
                                : named.empty() ? "huawei-ascend-910c"
                                                : named;
   const CatalogEntry* dev = sim::FindEntry(catalog, dev_name);
+  if (dev != nullptr && dev->type == "system") {
+    return bad("backend", "sim:" + dev_name + " is a system: give --backend sim --system " +
+                              dev->id + " (its devices and links), or --backend sim:" +
+                              dev->device + " for its device alone");
+  }
   if (dev == nullptr || dev->type != "device") {
-    return bad("backend", "sim:" + dev_name + ": unknown catalog device; known: " + catalog.Ids());
+    std::string known;
+    for (const CatalogEntry& e : catalog.entries()) {
+      if (e.type == "device") known += (known.empty() ? "" : ", ") + e.id;
+    }
+    return bad("backend", "sim:" + dev_name + ": unknown catalog device; allowed values: " + known);
   }
   if (system && !named.empty() && sim::FindEntry(catalog, named) != dev) {
     return bad("backend", w.backend + " is not the device of system " + system->id + " (" +

@@ -377,6 +377,77 @@ TEST(SimCli, ServingRunsOnDisaggregatedPools) {
   EXPECT_EQ(doc["cost"]["output_devices"], 32);
 }
 
+// compare-hardware's steady state and the serving simulation are two models of one
+// deployment: its chosen layout, served at 90% of the request rate the steady state sustains,
+// keeps up with the load, at about the TPOT the steady state gave.
+TEST(SimCli, TheCheapestLayoutServedAtNinetyPercentKeepsUp) {
+  const CliResult r =
+      RunCli({"compare-hardware", "--model", "deepseek-v3", "--slo-tpot", "0.05", "--prompt-len",
+              "2000", "--gen-len", "100", "--systems", "hgx-h100-96", "--format", "json",
+              "--results-dir", FreshDir("sim_compare_then_serve_results")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json best = json::parse(r.out).at(0).at("best");
+  std::vector<std::string> layout;
+  const json& pools = best["pools"];
+  if (pools.size() == 2) {
+    std::string pd;
+    for (const json& p : pools) {
+      pd += (pd.empty() ? "" : ",") + p["role"].get<std::string>() + "=" +
+            std::to_string(p["devices"].get<int>()) + ":tp" + std::to_string(p["tp"].get<int>()) +
+            ":ep" + std::to_string(p["ep"].get<int>());
+    }
+    layout = {"--disaggregate", pd};
+  } else {
+    layout = {"--devices", std::to_string(pools[0]["devices"].get<int>()),
+              "--tp",      std::to_string(pools[0]["tp"].get<int>()),
+              "--ep",      std::to_string(pools[0]["ep"].get<int>())};
+  }
+  const json& decode = pools.back();
+  const int batch = decode["dp"].get<int>() * best["sequences_per_rank"].get<int>();
+  const double rate = 0.9 * best["output_tokens_per_second"].get<double>() / 100;
+  const std::string out = FreshDir("sim_compare_then_serve");
+  std::vector<std::string> args = {"run",
+                                   "--out",
+                                   out,
+                                   "--backend",
+                                   "sim",
+                                   "--system",
+                                   "hgx-h100-96",
+                                   "--model",
+                                   "deepseek-v3",
+                                   "--dtype",
+                                   best["dtype"].get<std::string>(),
+                                   "--redundant-experts",
+                                   std::to_string(best["redundant_experts"].get<int>()),
+                                   "--mtp",
+                                   std::to_string(best["mtp"].get<int>()),
+                                   "--scenario",
+                                   "server",
+                                   "--rate",
+                                   std::to_string(rate),
+                                   "--requests",
+                                   "4000",
+                                   "--batch",
+                                   std::to_string(batch),
+                                   "--prompt-len",
+                                   "2000",
+                                   "--gen-len",
+                                   "100",
+                                   "--min-duration",
+                                   "0",
+                                   "--quiet"};
+  if (best["overlap"].get<bool>()) args.push_back("--overlap");
+  args.insert(args.end(), layout.begin(), layout.end());
+  const CliResult served = RunCli(args);
+  ASSERT_EQ(served.exit_code, 0) << served.err;
+  const json doc = OnlyRun(out);
+  const json& m = doc["metrics"];
+  EXPECT_NEAR(m["requests_per_second"]["value"].get<double>() / rate, 1.0, 0.05);
+  EXPECT_NEAR(m["tpot_seconds"]["value"].get<double>() / best["tpot_seconds"].get<double>(), 1.0,
+              0.15);
+  EXPECT_LE(m["tpot_seconds"]["value"].get<double>(), 0.05);
+}
+
 TEST(SimCli, BadDeploymentsExitTwoNamingTheField) {
   const std::string out = FreshDir("sim_bad_layouts");
   struct Case {
@@ -401,6 +472,8 @@ TEST(SimCli, BadDeploymentsExitTwoNamingTheField) {
       {{"--model", "deepseek-v3", "--backend", "sim:nvidia-h100-sxm", "--dtype", "fp8", "--devices",
         "16", "--ep", "16", "--batch", "64", "--mtp", "1", "--scenario", "server", "--rate", "1"},
        "on disaggregated pools only"},
+      {{"--model", "tiny", "--backend", "sim:nvidia-hgx-h100-96"},
+       "is a system: give --backend sim --system"},
       {{"--model", "tiny", "--kv-dtype", "fp4"}, "--kv-dtype"},
       {{"--model", "tiny", "--mtp-acceptance", "1.5"}, "mtp_acceptance"},
   };
