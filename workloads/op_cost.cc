@@ -34,14 +34,18 @@ MoeStepLoad ExpectedMoeLoad(const OpStream& s, double tokens) {
 StepSummary SummarizeStep(const StepIO& io) {
   StepSummary s;
   for (const SeqStep& q : io.seqs) {
-    const double n = static_cast<double>(q.new_tokens), past = static_cast<double>(q.past_len);
-    s.tokens += n;
-    s.seqs += 1;
-    // Token j of the step attends to past + j + 1 positions.
-    s.attended += n * past + n * (n + 1) / 2.0;
-    s.cached += past + n;
+    AddSequence(static_cast<double>(q.new_tokens), static_cast<double>(q.past_len), &s);
   }
   return s;
+}
+
+void AddSequence(double new_tokens, double past, StepSummary* s) {
+  const double n = new_tokens;
+  s->tokens += n;
+  s->seqs += 1;
+  // Token j of the step attends to past + j + 1 positions.
+  s->attended += n * past + n * (n + 1) / 2.0;
+  s->cached += past + n;
 }
 
 OpCost CostOfOp(const OpStream& stream, const Op& op, const StepIO& io, DType dtype) {

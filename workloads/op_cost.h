@@ -44,6 +44,9 @@ struct StepSummary {
   double tokens = 0, seqs = 0, attended = 0, cached = 0;
 };
 StepSummary SummarizeStep(const StepIO& io);
+/// Adds one sequence's part of a step: `new_tokens` after `past` cached ones, each attending
+/// to the positions before it and itself.
+void AddSequence(double new_tokens, double past, StepSummary* s);
 
 /// Cost of one op for a step; `kv_dtype` is the KV cache's element type (an 8-bit cache also
 /// reads a scale per cached token and KV head, workloads/quant.h's KvHeadBytes).

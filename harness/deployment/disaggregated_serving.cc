@@ -152,26 +152,17 @@ class PoolSim {
         continue;
       }
       budget -= a.step_tokens;
-      const double n = static_cast<double>(a.step_tokens), past = static_cast<double>(a.done);
-      s.tokens += n;
-      s.seqs += 1;
-      s.attended += n * past + n * (n + 1) / 2;
-      s.cached += past + n;
+      AddSequence(static_cast<double>(a.step_tokens), static_cast<double>(a.done), &s);
     }
     return s;
   }
   StepSummary BuildDecode(Group* g, int mtp) const {
     StepSummary s;
-    const double n = 1.0 + mtp;
     for (Active& a : g->running) {
       a.step_tokens = 1 + mtp;
       // The cache holds the prompt and every generated token but the last one fed back.
-      const double past =
-          static_cast<double>(reqs_[static_cast<size_t>(a.index)].prompt_len + a.done - 1);
-      s.tokens += n;
-      s.seqs += 1;
-      s.attended += n * past + n * (n + 1) / 2;
-      s.cached += past + n;
+      const int64_t past = reqs_[static_cast<size_t>(a.index)].prompt_len + a.done - 1;
+      AddSequence(1.0 + mtp, static_cast<double>(past), &s);
     }
     return s;
   }

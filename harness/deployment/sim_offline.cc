@@ -134,11 +134,7 @@ SimPhase SimulatePrefill(const sim::StepModel& m, int64_t seqs, int64_t prompt, 
     int64_t budget = std::max<int64_t>(1, chunk), finished = 0;
     while (budget > 0 && seq < seqs) {
       const int64_t n = std::min(budget, prompt - done);
-      const double nd = static_cast<double>(n), past = static_cast<double>(done);
-      s.tokens += nd;
-      s.seqs += 1;
-      s.attended += nd * past + nd * (nd + 1) / 2;
-      s.cached += past + nd;
+      AddSequence(static_cast<double>(n), static_cast<double>(done), &s);
       budget -= n;
       done += n;
       if (done == prompt) {
@@ -238,6 +234,31 @@ DeploymentRecord DescribeDeployment(const WorkloadSpec& w, const SimTarget& t) {
                        " layers; --layers applies to measured backends");
   }
   return dr;
+}
+
+EnergyRecord PoolsEnergy(const SimTarget& t, double window, double prefill_busy_s,
+                         double decode_busy_s) {
+  const sim::DeviceModel& m = t.model;
+  EnergyRecord e;
+  e.reading.source = "model";
+  e.reading.window_s = window;
+  e.reading.valid = window > 0;
+  for (const PoolLayout& p : t.deployment.pools) {
+    double busy = 0;
+    if (p.role != PoolRole::kDecode) busy += prefill_busy_s;
+    if (p.role != PoolRole::kPrefill) busy += decode_busy_s;
+    const double joules = p.devices * (m.idle_w * window + (m.tdp_w - m.idle_w) * busy);
+    e.reading.joules += joules;
+    e.reading.domains.push_back({"model", PoolRoleName(p.role), joules});
+    char note[320];
+    std::snprintf(note, sizeof note,
+                  "simulated (%s), %s pool: %d x (idle %.4g W x %.4g s + (TDP %.4g W - idle) x "
+                  "%.4g busy s) = %.4g J; figures from catalog entry %s",
+                  sim::kModelVersion, PoolRoleName(p.role).c_str(), p.devices, m.idle_w, window,
+                  m.tdp_w, busy, joules, m.id.c_str());
+    e.reading.notes.push_back(note);
+  }
+  return e;
 }
 
 void FinishSimCost(const SimTarget& t, RunRecord* rec) {
@@ -340,28 +361,10 @@ void AddMetrics(const WorkloadSpec& w, const SimTarget& t, const SimRun& r, RunR
 
 void AddEnergyAndSamples(const WorkloadSpec& w, const SimTarget& t, const SimRun& r,
                          RunRecord* rec) {
-  const sim::DeviceModel& m = t.model;
   const double window = r.decode_start_s + r.decode.seconds;
-  EnergyRecord e;
-  e.reading.source = "model";
-  e.reading.window_s = window;
-  e.reading.valid = window > 0;
-  for (const PoolLayout& p : t.deployment.pools) {
-    double busy = 0;
-    if (p.role != PoolRole::kDecode) busy += r.prefill.busy_seconds;
-    if (p.role != PoolRole::kPrefill) busy += r.decode.busy_seconds;
-    const double joules = p.devices * (m.idle_w * window + (m.tdp_w - m.idle_w) * busy);
-    e.reading.joules += joules;
-    e.reading.domains.push_back({"model", PoolRoleName(p.role), joules});
-    char note[320];
-    std::snprintf(note, sizeof note,
-                  "simulated (%s), %s pool: %d x (idle %.4g W x %.4g s + (TDP %.4g W - idle) x "
-                  "%.4g busy s) = %.4g J; figures from catalog entry %s",
-                  sim::kModelVersion, PoolRoleName(p.role).c_str(), p.devices, m.idle_w, window,
-                  m.tdp_w, busy, joules, m.id.c_str());
-    e.reading.notes.push_back(note);
+  if (t.model.tdp_w > 0) {
+    rec->energy = PoolsEnergy(t, window, r.prefill.busy_seconds, r.decode.busy_seconds);
   }
-  if (m.tdp_w > 0) rec->energy = std::move(e);
   RepetitionSample s;
   s.prefill_s = r.prefill.seconds + r.transfer_s;
   s.decode_step_s = r.decode.step_s;

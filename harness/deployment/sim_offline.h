@@ -41,6 +41,12 @@ SimPhase SimulateDecode(const sim::StepModel& m, int64_t seqs, int64_t prompt, i
 Status RunSimulatedOffline(const WorkloadSpec& w, const SimTarget& t, const RunnerOptions& opts,
                            RunRecord* rec);
 
+/// The power model's energy of every pool over `window` seconds: each device idles and adds
+/// (TDP - idle) over its rank's busy time (utilisation-weighted), the prefill pool's
+/// `prefill_busy_s`, the decode pool's `decode_busy_s`, a mixed pool's both.
+EnergyRecord PoolsEnergy(const SimTarget& t, double window, double prefill_busy_s,
+                         double decode_busy_s);
+
 /// After the cost model: the deployment's devices (every pool), and for disaggregated pools
 /// the prefill pool pricing input tokens and the decode pool pricing output tokens.
 void FinishSimCost(const SimTarget& t, RunRecord* rec);

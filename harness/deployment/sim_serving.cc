@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <numeric>
 
 #include "backends/sim/sim_device.h"
@@ -82,31 +81,6 @@ DisaggregatedServingConfig DisaggregatedConfig(
   return c;
 }
 
-/// The power model over the pass for both pools (as the offline model's).
-EnergyRecord PoolsEnergy(const SimTarget& t, const DisaggregatedServingResult& r) {
-  const sim::DeviceModel& m = t.model;
-  const double window = r.end_s;
-  EnergyRecord e;
-  e.reading.source = "model";
-  e.reading.window_s = window;
-  e.reading.valid = window > 0;
-  for (const PoolLayout& p : t.deployment.pools) {
-    const double busy =
-        p.role == PoolRole::kPrefill ? r.prefill.busy_seconds : r.decode.busy_seconds;
-    const double joules = p.devices * (m.idle_w * window + (m.tdp_w - m.idle_w) * busy);
-    e.reading.joules += joules;
-    e.reading.domains.push_back({"model", PoolRoleName(p.role), joules});
-    char note[320];
-    std::snprintf(note, sizeof note,
-                  "simulated (%s), %s pool: %d x (idle %.4g W x %.4g s + (TDP %.4g W - idle) x "
-                  "%.4g busy s) = %.4g J; figures from catalog entry %s",
-                  sim::kModelVersion, PoolRoleName(p.role).c_str(), p.devices, m.idle_w, window,
-                  m.tdp_w, busy, joules, m.id.c_str());
-    e.reading.notes.push_back(note);
-  }
-  return e;
-}
-
 void DescribePools(const WorkloadSpec& w, const SimTarget& t, const DisaggregatedServingResult& r,
                    const GroupSample& gs, RunRecord* rec) {
   DeploymentRecord dr = DescribeDeployment(w, t);
@@ -178,7 +152,9 @@ Status RunDisaggregatedServing(const WorkloadSpec& w, const SimTarget& t, const 
   rec->serving = std::move(s);
   AddServingMetrics(Provenance::kModelled, t.deployment.TotalDevices(), rec);
   ApplyValidity(RulesFor(w), ServingValidityInput(*rec), rec);
-  if (t.model.tdp_w > 0) rec->energy = PoolsEnergy(t, r);
+  if (t.model.tdp_w > 0) {
+    rec->energy = PoolsEnergy(t, r.end_s, r.prefill.busy_seconds, r.decode.busy_seconds);
+  }
   DescribePools(w, t, r, gs, rec);
   rec->cluster = SimCluster(t, t.Decode());
   rec->status = "ok";

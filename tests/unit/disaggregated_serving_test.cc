@@ -11,6 +11,7 @@
 #include "backends/sim/sim_device.h"
 #include "harness/deployment/sim_offline.h"
 #include "harness/deployment/sim_target.h"
+#include "tests/unit/sim_testing.h"
 
 namespace cb {
 namespace {
@@ -18,14 +19,7 @@ namespace {
 using sim::AllToAllKind;
 using sim::StepModel;
 
-const DeviceCatalog& Catalog() {
-  static DeviceCatalog c = [] {
-    DeviceCatalog cat;
-    EXPECT_TRUE(DeviceCatalog::Load(DefaultCatalogDir(), &cat).ok());
-    return cat;
-  }();
-  return c;
-}
+using testing::Catalog;
 
 /// A small MoE model on expert-parallel H100 pools of `devices` (one rank per attention group).
 std::unique_ptr<StepModel> Pool(int devices, PoolRole role, int mtp = 0) {

@@ -12,6 +12,7 @@
 #include "backends/sim/step_model.h"
 #include "harness/deployment/sim_offline.h"
 #include "harness/deployment/sim_target.h"
+#include "tests/unit/sim_testing.h"
 #include "workloads/deployment.h"
 
 namespace cb {
@@ -39,14 +40,7 @@ ModelSpec SmallMoe() {
   return m;
 }
 
-const DeviceCatalog& Catalog() {
-  static DeviceCatalog c = [] {
-    DeviceCatalog cat;
-    EXPECT_TRUE(DeviceCatalog::Load(DefaultCatalogDir(), &cat).ok());
-    return cat;
-  }();
-  return c;
-}
+using testing::Catalog;
 
 sim::DeviceModel Device(const std::string& id) {
   sim::DeviceModel m;
