@@ -96,6 +96,99 @@ void AddRequestSamples(const std::vector<ServingRequest>& reqs,
   }
 }
 
+namespace {
+
+/// The pass's slots, prefill budget and KV pages: the slots' storage, or less when the memory
+/// budget is smaller (kResourceExhausted when one request of the longest context cannot fit).
+Status PlanPass(const WorkloadSpec& w, const DeviceProps& props, const RunnerOptions& opts,
+                int64_t max_context, PassConfig* pc) {
+  const ServingSpec& sv = w.serving;
+  const int64_t slots = Slots(w);
+  WorkloadSpec sized = w;
+  sized.batch = slots;
+  sized.prompt_len = std::max<int64_t>(1, max_context - w.gen_len);
+  const MemoryEstimate mem = EstimateMemory(sized);
+  auto no_room = [&] {
+    return Status::Exhausted(w.model.name + ": no room for the KV cache of one " +
+                             std::to_string(max_context) + "-token request on " + props.name);
+  };
+  int64_t pool_tokens = slots * max_context;  // what the slots hold; less if memory is short
+  if (opts.kv_pool_tokens > 0) {
+    if (opts.kv_pool_tokens < max_context) return no_room();
+    pool_tokens = std::min(pool_tokens, opts.kv_pool_tokens);
+  } else if (props.mem_bytes > 0 && mem.kv_cache > 0) {
+    const double per_token = static_cast<double>(mem.kv_cache) / static_cast<double>(pool_tokens);
+    const double budget = static_cast<double>(props.mem_bytes) -
+                          static_cast<double>(mem.weights + mem.activations + mem.verification);
+    if (budget < per_token * static_cast<double>(max_context)) return no_room();
+    pool_tokens = std::min<int64_t>(pool_tokens, static_cast<int64_t>(budget / per_token));
+  }
+  pc->slots = slots;
+  pc->max_prefill_tokens = EffectiveMaxPrefillTokens(w);
+  pc->kv_page_tokens = sv.kv_page_tokens;
+  // Each slot gets whole pages for the longest context, so the default pool never keeps a
+  // slot idle by rounding.
+  const int64_t pages_per_slot = (max_context + sv.kv_page_tokens - 1) / sv.kv_page_tokens;
+  pc->kv_pages = sv.kv_pages > 0
+                     ? sv.kv_pages
+                     : std::min(slots * pages_per_slot,
+                                std::max(pages_per_slot, pool_tokens / sv.kv_page_tokens));
+  pc->concurrency = Concurrency(w);
+  return Status::Ok();
+}
+
+/// Verification of the loaded session against the reference (or why it is not run): fills
+/// the record's verification and accuracy; a failed check marks the run invalid.
+Status VerifyServing(const WorkloadSpec& w, const OpStream& stream, Session& session,
+                     const WeightSource& weights, bool weight_only, int64_t verify_batch,
+                     const RunnerOptions& opts, RunRecord* rec) {
+  if (!w.verify) {
+    rec->verification.status = "not_run";
+    rec->verification.message = "disabled with --no-verify";
+    return Status::Ok();
+  }
+  Progress(opts, "verifying against the reference backend");
+  WorkloadSpec vw = w;
+  vw.batch = verify_batch;
+  AccuracyRecord accuracy;
+  CB_RETURN_IF_ERROR(VerifyAgainstReference(vw, stream, session, weights, nullptr,
+                                            &rec->verification, weight_only, &accuracy));
+  if (IsQuantized(w.dtype) && accuracy.positions > 0) rec->accuracy = accuracy;
+  if (rec->verification.status == "failed") {
+    rec->status = "invalid";
+    rec->status_message = "verification failed: " + rec->verification.message;
+  }
+  return Status::Ok();
+}
+
+/// The record's serving section and figures from a measured pass.
+Status AddServingRecord(const WorkloadSpec& w, const PassConfig& pc, const PassResult& result,
+                        const std::vector<ServingRequest>& reqs, const RunnerOptions& opts,
+                        Provenance how, RunRecord* rec) {
+  ServingRecord s;
+  CB_RETURN_IF_ERROR(DescribeServing(w, pc.concurrency, pc.slots, pc.max_prefill_tokens, &s));
+  s.replicas = std::max<int64_t>(1, opts.serving_replicas);
+  s.kv_pages = result.kv_pages_total;
+  s.kv_pages_peak = result.kv_pages_peak;
+  s.kv_note =
+      "a page allocator governs admission (pages for a request's whole context are taken when "
+      "it is admitted and returned when it finishes); the backend's KV cache stays slot-based "
+      "(one contiguous region per slot), not paged";
+  s.warmup_requests = w.serving.warmup_requests;
+  s.steps = result.steps;
+  s.max_step_prefill_tokens = result.max_step_prefill_tokens;
+  s.mean_running_batch =
+      result.steps > 0 ? result.sum_running / static_cast<double>(result.steps) : 0;
+  AddRequestSamples(reqs, result.outcomes, &s);
+  if (!result.outcomes.empty()) rec->generated_tokens = result.outcomes.front().tokens;
+  rec->serving = std::move(s);
+  AddServingMetrics(how, std::max(1, opts.serving_devices), rec);
+  ApplyValidity(RulesFor(w), ServingValidityInput(*rec), rec);
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& opts,
                   RunRecord* rec) {
   const DeviceProps props = device.Props();
@@ -120,45 +213,11 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   Dists dists;
   CB_RETURN_IF_ERROR(ResolveDists(w, &dists));
   const ServingSpec& sv = w.serving;
-  const int64_t slots = Slots(w);
   const int64_t max_context =
       std::max(dists.prompt.Max() + dists.output.Max(), w.prompt_len + w.gen_len);
-  const int64_t verify_batch = std::min(w.batch, slots);
-
-  // The KV page pool: the slots' storage, or less when the memory budget is smaller.
-  WorkloadSpec sized = w;
-  sized.batch = slots;
-  sized.prompt_len = std::max<int64_t>(1, max_context - w.gen_len);
-  const MemoryEstimate mem = EstimateMemory(sized);
-  int64_t pool_tokens = slots * max_context;  // what the slots hold; less if memory is short
-  if (opts.kv_pool_tokens > 0) {
-    if (opts.kv_pool_tokens < max_context) {
-      return Status::Exhausted(w.model.name + ": no room for the KV cache of one " +
-                               std::to_string(max_context) + "-token request on " + props.name);
-    }
-    pool_tokens = std::min(pool_tokens, opts.kv_pool_tokens);
-  } else if (props.mem_bytes > 0 && mem.kv_cache > 0) {
-    const double per_token = static_cast<double>(mem.kv_cache) / static_cast<double>(pool_tokens);
-    const double budget = static_cast<double>(props.mem_bytes) -
-                          static_cast<double>(mem.weights + mem.activations + mem.verification);
-    if (budget < per_token * static_cast<double>(max_context)) {
-      return Status::Exhausted(w.model.name + ": no room for the KV cache of one " +
-                               std::to_string(max_context) + "-token request on " + props.name);
-    }
-    pool_tokens = std::min<int64_t>(pool_tokens, static_cast<int64_t>(budget / per_token));
-  }
   PassConfig pc;
-  pc.slots = slots;
-  pc.max_prefill_tokens = EffectiveMaxPrefillTokens(w);
-  pc.kv_page_tokens = sv.kv_page_tokens;
-  // Each slot gets whole pages for the longest context, so the default pool never keeps a
-  // slot idle by rounding.
-  const int64_t pages_per_slot = (max_context + sv.kv_page_tokens - 1) / sv.kv_page_tokens;
-  pc.kv_pages = sv.kv_pages > 0
-                    ? sv.kv_pages
-                    : std::min(slots * pages_per_slot,
-                               std::max(pages_per_slot, pool_tokens / sv.kv_page_tokens));
-  pc.concurrency = Concurrency(w);
+  CB_RETURN_IF_ERROR(PlanPass(w, props, opts, max_context, &pc));
+  const int64_t verify_batch = std::min(w.batch, pc.slots);
 
   auto fail = [&](const std::string& what, const Status& s) {  // kUnsupported: skipped
     rec->status = s.code() == StatusCode::kUnsupported ? "skipped" : "failed";
@@ -170,36 +229,22 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   pc.vocab = stream.dims.vocab_full;
   SessionConfig cfg;
   cfg.dtype = w.dtype;
-  cfg.max_sequences = std::max(slots, verify_batch);
+  cfg.max_sequences = std::max(pc.slots, verify_batch);
   cfg.max_context = max_context;
   cfg.kv_dtype = w.kv_dtype;
   cfg.weight_only = support.weight_only;
-  cfg.max_step_tokens = std::max(pc.max_prefill_tokens + slots, verify_batch * w.prompt_len);
+  cfg.max_step_tokens = std::max(pc.max_prefill_tokens + pc.slots, verify_batch * w.prompt_len);
   std::unique_ptr<Session> session;
   if (Status s = device.Open(cfg, &session); !s.ok()) return fail("opening a session", s);
   Progress(opts, "loading " + w.model.name);
   const WeightSource weights(w.seed);
   if (Status s = session->Load(stream, weights); !s.ok()) return fail("loading weights", s);
-  if (w.verify) {
-    Progress(opts, "verifying against the reference backend");
-    WorkloadSpec vw = w;
-    vw.batch = verify_batch;
-    AccuracyRecord accuracy;
-    if (Status s = VerifyAgainstReference(vw, stream, *session, weights, nullptr,
-                                          &rec->verification, support.weight_only, &accuracy);
-        !s.ok()) {
-      return fail("verification", s);
-    }
-    if (IsQuantized(w.dtype) && accuracy.positions > 0) rec->accuracy = accuracy;
-    if (rec->verification.status == "failed") {
-      rec->status = "invalid";
-      rec->status_message = "verification failed: " + rec->verification.message;
-      return Status::Ok();
-    }
-  } else {
-    rec->verification.status = "not_run";
-    rec->verification.message = "disabled with --no-verify";
+  if (Status s =
+          VerifyServing(w, stream, *session, weights, support.weight_only, verify_batch, opts, rec);
+      !s.ok()) {
+    return fail("verification", s);
   }
+  if (rec->status == "invalid") return Status::Ok();
 
   Clock& clock = device.clock();
   PassResult result;
@@ -220,7 +265,7 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
                      (pc.concurrency > 0
                           ? "closed loop, " + std::to_string(pc.concurrency) + " in flight"
                           : sv.arrival + " arrivals at " + std::to_string(sv.rate) + " req/s") +
-                     ", batch up to " + std::to_string(slots) + ")");
+                     ", batch up to " + std::to_string(pc.slots) + ")");
   const Status energy_started = StartEnergy(opts);
   if (Status s = RunServingPass(*session, clock, stream, pc, &reqs, &result); !s.ok()) {
     return fail("serving", s);
@@ -231,27 +276,7 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
     rec->status_message = "the backend produced an out-of-range token (NaN logits?)";
     return Status::Ok();
   }
-
-  ServingRecord s;
-  CB_RETURN_IF_ERROR(DescribeServing(w, pc.concurrency, slots, pc.max_prefill_tokens, &s));
-  s.replicas = std::max<int64_t>(1, opts.serving_replicas);
-  s.kv_pages = result.kv_pages_total;
-  s.kv_pages_peak = result.kv_pages_peak;
-  s.kv_note =
-      "a page allocator governs admission (pages for a request's whole context are taken when "
-      "it is admitted and returned when it finishes); the backend's KV cache stays slot-based "
-      "(one contiguous region per slot), not paged";
-  s.warmup_requests = sv.warmup_requests;
-  s.steps = result.steps;
-  s.max_step_prefill_tokens = result.max_step_prefill_tokens;
-  s.mean_running_batch =
-      result.steps > 0 ? result.sum_running / static_cast<double>(result.steps) : 0;
-  AddRequestSamples(reqs, result.outcomes, &s);
-  if (!result.outcomes.empty()) rec->generated_tokens = result.outcomes.front().tokens;
-  rec->serving = std::move(s);
-  AddServingMetrics(how, std::max(1, opts.serving_devices), rec);
-  ApplyValidity(RulesFor(w), ServingValidityInput(*rec), rec);
-  return Status::Ok();
+  return AddServingRecord(w, pc, result, reqs, opts, how, rec);
 }
 
 void TagSweep(const WorkloadSpec& w, RunRecord* rec) {
