@@ -231,6 +231,9 @@ Status SimulateDisaggregatedServing(const DisaggregatedServingConfig& cfg,
   }
   for (int64_t iteration = 0; done < n; ++iteration) {
     if (iteration % 256 == 255 && CancelRequested()) return Status::Cancelled("interrupted");
+    if (iteration % 8192 == 8191 && cfg.progress) {
+      cfg.progress(static_cast<double>(done) / static_cast<double>(n));
+    }
     double next_prefill = prefill.NextStart(tp);
     if (cfg.concurrency == 0 && issued < n) {
       next_prefill =

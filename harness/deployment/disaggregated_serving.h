@@ -31,6 +31,8 @@ struct DisaggregatedServingConfig {
   int mtp = 0;                ///< draft tokens verified per decode step
   double mtp_acceptance = 0;  ///< chance each draft is accepted (after every earlier one was)
   uint64_t seed = 0;          ///< draws of accepted drafts
+  /// Called now and then with the share of requests finished (null: none).
+  std::function<void(double)> progress;
 };
 
 /// What one pool did over the pass.

@@ -123,14 +123,16 @@ Status RunDisaggregatedServing(const WorkloadSpec& w, const SimTarget& t, const 
   std::vector<std::unique_ptr<sim::StepModel>> models;
   CB_RETURN_IF_ERROR(MakeStepModels(w, t, &models));
   const GroupSample gs = SampleGroups(w, t);
-  const DisaggregatedServingConfig cfg = DisaggregatedConfig(w, t, gs, models);
+  DisaggregatedServingConfig cfg = DisaggregatedConfig(w, t, gs, models);
   WorkloadSpec share = w;  // the sampled groups' share of the traffic
   if (share.serving.rate > 0) share.serving.rate /= static_cast<double>(gs.replicas);
   std::vector<ServingRequest> reqs;
   CB_RETURN_IF_ERROR(MakeRequests(share, 0, MeasuredRequests(w), w.model.vocab_size, &reqs));
-  Progress(opts, "modelling " + std::to_string(reqs.size()) + " requests on " +
-                     t.deployment.Describe() + " (" + std::to_string(gs.prefill) + " prefill + " +
-                     std::to_string(gs.decode) + " decode groups simulated)");
+  const std::string what = "modelling " + std::to_string(reqs.size()) + " requests on " +
+                           t.deployment.Describe() + " (" + std::to_string(gs.prefill) +
+                           " prefill + " + std::to_string(gs.decode) + " decode groups simulated)";
+  Progress(opts, what, 0);
+  cfg.progress = [&](double done) { Progress(opts, what, done); };
   DisaggregatedServingResult r;
   CB_RETURN_IF_ERROR(SimulateDisaggregatedServing(cfg, &reqs, &r));
 
