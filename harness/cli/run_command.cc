@@ -380,7 +380,7 @@ CommandFn AddRunCommand(CLI::App& app) {
   g["disaggregate"] =
       cmd->add_option("--disaggregate", f->disaggregate,
                       "sim: prefill and decode pools, e.g. prefill=32:ep32,decode=320:ep320 "
-                      "(DEVICES[:tpN][:epN] each)")
+                      "(DEVICES[:tpN][:epN] each); offline and serving scenarios")
           ->group("Simulated backend");
   g["redundant_experts"] =
       cmd->add_option("--redundant-experts", f->redundant_experts,
@@ -390,7 +390,7 @@ CommandFn AddRunCommand(CLI::App& app) {
           ->group("Simulated backend");
   g["mtp"] = cmd->add_option("--mtp", f->mtp,
                              "sim: multi-token prediction drafts per decode step (models with an "
-                             "MTP module, e.g. deepseek-v3)")
+                             "MTP module, e.g. deepseek-v3; in serving, disaggregated pools only)")
                  ->check(CLI::Range(0, 8))
                  ->group("Simulated backend");
   g["mtp_acceptance"] = cmd->add_option("--mtp-acceptance", f->mtp_acceptance,
