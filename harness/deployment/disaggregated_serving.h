@@ -11,8 +11,9 @@ namespace cb {
 
 /// One pool of a disaggregated deployment as the serving simulation drives it: `groups`
 /// attention groups that step together (an expert-parallel pool's all-to-alls join every
-/// rank, so a pool step lasts as long as its slowest group's), each with its own queue,
-/// sequence slots and KV cache.
+/// rank, so a pool step lasts as long as its slowest group's; groups of a pool without expert
+/// parallelism are held together the same way, which is pessimistic for them), each with its
+/// own queue, sequence slots and KV cache.
 struct ServingPool {
   const sim::StepModel* model = nullptr;
   int groups = 1;
