@@ -100,7 +100,6 @@ Status PrepareSim(std::vector<WorkloadSpec>& plan, const World& world, Prepared*
     SimTarget t;
     CB_RETURN_IF_ERROR(ResolveSimTarget(w, p->energy_cost.catalog(), where, &t));
     if (w.cost.catalog_device.empty()) w.cost.catalog_device = t.cost_entry;
-    if (Serving(w)) CB_RETURN_IF_ERROR(CheckSimServing(w, t, where));
     p->sim.emplace(i, std::move(t));
   }
   return Status::Ok();

@@ -18,6 +18,8 @@ struct CompareHardwareFlags {
   std::string layouts;  ///< file for every costed layout; empty: RESULTS_DIR/compare-hardware/
   int64_t prompt_len = 1024, gen_len = 1024;
   double slo_tpot = 0, slo_ttft = 0;
+  /// Serve the cheapest layouts at this share of their steady-state rate (0: do not).
+  double serve_load = 0.8;
   bool no_disaggregation = false;
   bool quiet = false;
   std::string origin = "command line";  ///< where the request came from, for errors
@@ -29,7 +31,8 @@ struct CompareHardwareFlags {
 Status RunCompareHardware(const CompareHardwareFlags& f, std::string* text);
 
 /// A suite's `compare_hardware` section: {"model", "systems" (list), "prompt_len", "gen_len",
-/// "slo_tpot", "slo_ttft", "dtype" (list), "kv_dtype", "routing", "disaggregation" (bool)}.
+/// "slo_tpot", "slo_ttft", "dtype" (list), "kv_dtype", "routing", "disaggregation" (bool),
+/// "serve_load"}.
 Status CompareHardwareFromSuite(const nlohmann::json& section, const std::string& origin,
                                 CompareHardwareFlags* f);
 

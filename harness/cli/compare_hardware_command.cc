@@ -33,6 +33,19 @@ std::string Fmt(double v, const char* f = "%.4g") {
   return buf;
 }
 
+json ServedJson(const ServedFigures& s) {
+  if (s.load <= 0) return nullptr;
+  if (!s.skipped.empty()) return {{"load", s.load}, {"skipped", s.skipped}};
+  return {{"load", s.load},
+          {"offered_requests_per_second", FiniteOrNull(s.offered_requests_per_s)},
+          {"served_requests_per_second", FiniteOrNull(s.served_requests_per_s)},
+          {"ttft_p50_seconds", FiniteOrNull(s.ttft_p50_s)},
+          {"ttft_p99_seconds", FiniteOrNull(s.ttft_p99_s)},
+          {"tpot_p50_seconds", FiniteOrNull(s.tpot_p50_s)},
+          {"tpot_p99_seconds", FiniteOrNull(s.tpot_p99_s)},
+          {"meets_slo", s.meets_slo}};
+}
+
 json PointJson(const LayoutPoint& p, int devices) {
   json pools = json::array();
   for (const PoolLayout& pl : p.deployment.pools) {
@@ -60,7 +73,8 @@ json PointJson(const LayoutPoint& p, int devices) {
           {"cost_usd_per_million_input_tokens", FiniteOrNull(p.usd_per_mtok_input)},
           {"energy_joules_per_output_token_all_in", FiniteOrNull(p.joules_per_output_token_all_in)},
           {"output_tokens_per_second_per_megawatt", FiniteOrNull(p.output_tokens_per_s_per_mw)},
-          {"meets_slo", p.meets_slo}};
+          {"meets_slo", p.meets_slo},
+          {"served", ServedJson(p.served)}};
 }
 
 json ResultJson(const SystemResult& r) {
@@ -88,24 +102,41 @@ TextTable HardwareTable(const CompareHardwareFlags& f, const ModelSpec& m,
                     (f.slo_tpot > 0 ? ", TPOT <= " + Fmt(f.slo_tpot * 1e3, "%.0f") + " ms" : "") +
                     (f.slo_ttft > 0 ? ", TTFT <= " + Fmt(f.slo_ttft, "%.3g") + " s" : "") +
                     "; simulated (" + sim::kModelVersion + "), every figure modelled");
-  t.columns = {"system",  "devices",   "tok/s/chip", "tok/s/sys",    "TTFT s",
-               "TPOT ms", "$/Mtok in", "$/Mtok out", "J/tok all-in", "tok/s per MW",
-               "status",  "how",       "layout"};
-  t.numeric = {false, true, true, true, true, true, true, true, true, true, false, false, false};
+  const std::string at = "@" + Fmt(f.serve_load * 100, "%.0f") + "%";
+  t.columns = {"system",
+               "devices",
+               "tok/s/chip",
+               "tok/s/sys",
+               "TTFT s",
+               "TPOT ms",
+               "TTFT p99 s " + at,
+               "TPOT p99 ms " + at,
+               "$/Mtok in",
+               "$/Mtok out",
+               "J/tok all-in",
+               "tok/s per MW",
+               "status",
+               "how",
+               "layout"};
+  t.numeric = {false, true, true, true, true,  true,  true, true,
+               true,  true, true, true, false, false, false};
   for (const SystemResult& r : rows) {
     const LayoutPoint& b = r.best;
     if (r.status == "cannot_hold_model" || r.points.empty()) {
       t.rows.push_back({r.system, std::to_string(r.devices), "-", "-", "-", "-", "-", "-", "-", "-",
-                        r.status, "modelled", r.message});
+                        "-", "-", r.status, "modelled", r.message});
       continue;
     }
     t.rows.push_back(
         {r.system, std::to_string(r.devices), Fmt(b.output_tokens_per_s / r.devices, "%.0f"),
          Fmt(b.output_tokens_per_s, "%.0f"), Fmt(b.ttft_s, "%.2f"), Fmt(b.tpot_s * 1e3, "%.1f"),
+         b.Served() ? Fmt(b.served.ttft_p99_s, "%.2f") : "-",
+         b.Served() ? Fmt(b.served.tpot_p99_s * 1e3, "%.1f") : "-",
          Fmt(b.usd_per_mtok_input, "%.3f"), Fmt(b.usd_per_mtok_output, "%.3f"),
          Fmt(b.joules_per_output_token_all_in, "%.3f"), Fmt(b.output_tokens_per_s_per_mw, "%.0f"),
          r.status == "ok" ? "ok" : "misses SLO", "modelled", b.Layout()});
     if (r.status != "ok") t.notes.push_back(r.system + ": " + r.message);
+    if (!b.served.skipped.empty()) t.notes.push_back(r.system + ": " + b.served.skipped);
   }
   for (const json& s : doc["systems"]) {
     json rec = s;
@@ -123,6 +154,16 @@ TextTable HardwareTable(const CompareHardwareFlags& f, const ModelSpec& m,
   t.notes.push_back(
       "$/Mtok out: every device of the layout over its output tokens; $/Mtok in: the prefill "
       "pool's (one pool: every device's) over input tokens.");
+  if (f.serve_load > 0) {
+    t.notes.push_back("TTFT s, TPOT ms: the layout's steady state (no queueing); " + at +
+                      ": served with Poisson arrivals at " + Fmt(f.serve_load * 100, "%.0f") +
+                      "% of its steady-state request rate (--serve-load), p99.");
+  } else {
+    constexpr size_t kServedColumns = 6;  // "TTFT p99 s @", "TPOT p99 ms @": not served
+    t.columns.erase(t.columns.begin() + kServedColumns, t.columns.begin() + 8);
+    t.numeric.erase(t.numeric.begin() + kServedColumns, t.numeric.begin() + 8);
+    for (auto& row : t.rows) row.erase(row.begin() + kServedColumns, row.begin() + 8);
+  }
   return t;
 }
 
@@ -138,6 +179,11 @@ Status ParseRequest(const CompareHardwareFlags& f, SearchRequest* r) {
     if (!(v >= 0) || !std::isfinite(v)) {
       return Status::InvalidInput(Where(f, flag, field) + ": must be a positive number of seconds");
     }
+  }
+  if (!(f.serve_load >= 0 && f.serve_load < 1)) {
+    return Status::InvalidInput(Where(f, "--serve-load", "serve_load") +
+                                ": must be in [0, 1) (a share of the steady-state request "
+                                "rate; 0 serves nothing)");
   }
   json o = {{"model", f.model},     {"backend", "sim"}, {"prompt_len", f.prompt_len},
             {"gen_len", f.gen_len}, {"verify", false},  {"repetitions", 1},
@@ -162,6 +208,7 @@ Status ParseRequest(const CompareHardwareFlags& f, SearchRequest* r) {
   r->slo_tpot_s = f.slo_tpot;
   r->slo_ttft_s = f.slo_ttft;
   r->disaggregation = !f.no_disaggregation;
+  r->serve_load = f.serve_load;
   return Status::Ok();
 }
 
@@ -195,6 +242,7 @@ Status SearchSystems(const CompareHardwareFlags& f, const SearchRequest& req,
           {"gen_len", f.gen_len},
           {"slo_tpot_seconds", f.slo_tpot},
           {"slo_ttft_seconds", f.slo_ttft},
+          {"serve_load", f.serve_load},
           {"model_version", sim::kModelVersion},
           {"how", "modelled"},
           {"systems", json::array()}};
@@ -241,13 +289,15 @@ Status CompareHardwareFromSuite(const json& section, const std::string& origin,
   const std::string where = origin + ": compare_hardware";
   if (!section.is_object()) return Status::InvalidInput(where + ": expected an object");
   FieldReader r(section, where);
-  CB_RETURN_IF_ERROR(r.OnlyKnown({"model", "systems", "prompt_len", "gen_len", "slo_tpot",
-                                  "slo_ttft", "dtype", "kv_dtype", "routing", "disaggregation"}));
+  CB_RETURN_IF_ERROR(
+      r.OnlyKnown({"model", "systems", "prompt_len", "gen_len", "slo_tpot", "slo_ttft", "dtype",
+                   "kv_dtype", "routing", "disaggregation", "serve_load"}));
   CB_RETURN_IF_ERROR(r.String("model", true, &f->model));
   CB_RETURN_IF_ERROR(r.Int("prompt_len", false, &f->prompt_len));
   CB_RETURN_IF_ERROR(r.Int("gen_len", false, &f->gen_len));
   CB_RETURN_IF_ERROR(r.Double("slo_tpot", false, &f->slo_tpot));
   CB_RETURN_IF_ERROR(r.Double("slo_ttft", false, &f->slo_ttft));
+  CB_RETURN_IF_ERROR(r.Double("serve_load", false, &f->serve_load));
   CB_RETURN_IF_ERROR(r.String("kv_dtype", false, &f->kv_dtype));
   CB_RETURN_IF_ERROR(r.String("routing", false, &f->routing));
   bool disaggregation = true;
@@ -293,6 +343,10 @@ CommandFn AddCompareHardwareCommand(CLI::App& app) {
   cmd->add_option("--routing", f->routing, "MoE expert load: uniform (default) or zipf:S");
   cmd->add_flag("--no-disaggregation", f->no_disaggregation,
                 "Only one mixed pool per system (no prefill/decode pools)");
+  cmd->add_option("--serve-load", f->serve_load,
+                  "Serve the cheapest layouts meeting the objectives (Poisson arrivals, the "
+                  "serving simulation) at this share of their steady-state request rate and keep "
+                  "the first whose p99 TTFT and TPOT still meet them (default 0.8; 0: do not)");
   auto out = AddOutputFlags(cmd, {"table", "md", "csv", "json", "jsonl"}, "table");
   cmd->add_option("--layouts", f->layouts,
                   "File for every costed layout (default "

@@ -390,7 +390,7 @@ CommandFn AddRunCommand(CLI::App& app) {
           ->group("Simulated backend");
   g["mtp"] = cmd->add_option("--mtp", f->mtp,
                              "sim: multi-token prediction drafts per decode step (models with an "
-                             "MTP module, e.g. deepseek-v3; in serving, disaggregated pools only)")
+                             "MTP module, e.g. deepseek-v3)")
                  ->check(CLI::Range(0, 8))
                  ->group("Simulated backend");
   g["mtp_acceptance"] = cmd->add_option("--mtp-acceptance", f->mtp_acceptance,

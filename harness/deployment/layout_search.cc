@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <numeric>
 
 #include "backends/sim/sim_device.h"
 #include "harness/cancel.h"
 #include "harness/cost/cost_model.h"
+#include "harness/deployment/served_check.h"
 #include "harness/deployment/sim_offline.h"
 
 namespace cb {
@@ -75,6 +77,7 @@ Status Evaluate(const WorkloadSpec& w, const SimTarget& t, int64_t seqs, const P
   if (!d.Disaggregated()) {
     // Chunked prefill rides in the decode steps: each step prefills what keeps the batch full.
     const double p = std::min<double>(n * tau * P / G, static_cast<double>(t.prefill_chunk));
+    pt.prefill_chunk = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(p)));
     StepSummary s = DecodeStep(n, context, d.mtp);
     s.tokens += p;
     s.seqs += p / P;
@@ -160,6 +163,59 @@ bool Better(const LayoutPoint& a, const LayoutPoint& b) {
   return a.output_tokens_per_s > b.output_tokens_per_s;
 }
 
+/// Picks `res->best`: the cheapest point meeting the objectives at its steady state, or with
+/// r.serve_load the cheapest of the first r.serve_tries of those that still meets them served
+/// at that load (p99). Without any: the status says why and `best` is the closest point.
+Status PickBest(const SearchRequest& r, const std::map<DType, SimTarget>& targets,
+                SystemResult* res) {
+  std::vector<LayoutPoint*> meeting;
+  for (LayoutPoint& p : res->points) {
+    if (p.meets_slo) meeting.push_back(&p);
+  }
+  std::stable_sort(meeting.begin(), meeting.end(),
+                   [](const LayoutPoint* a, const LayoutPoint* b) { return Better(*a, *b); });
+  if (meeting.empty()) {
+    const LayoutPoint* fastest = &res->points.front();
+    for (const LayoutPoint& p : res->points) {
+      if (p.tpot_s < fastest->tpot_s) fastest = &p;
+    }
+    res->status = "no_layout_meets_slo";
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "no layout meets the SLO; the lowest TPOT found is %.1f ms (TTFT %.2f s) "
+                  "with %s",
+                  fastest->tpot_s * 1e3, fastest->ttft_s, fastest->Layout().c_str());
+    res->message = buf;
+    res->best = *fastest;
+    return Status::Ok();
+  }
+  res->best = *meeting.front();
+  if (r.serve_load <= 0) return Status::Ok();
+  const int tries = std::min<int>(r.serve_tries, static_cast<int>(meeting.size()));
+  for (int i = 0; i < tries; ++i) {
+    LayoutPoint& p = *meeting[static_cast<size_t>(i)];
+    CB_RETURN_IF_ERROR(ServeLayout(r.base, targets.at(p.dtype), p, r.serve_load, r.serve_requests,
+                                   r.slo_ttft_s, r.slo_tpot_s, &p.served));
+    if (p.Served() && p.served.meets_slo) {
+      res->best = p;
+      return Status::Ok();
+    }
+  }
+  const LayoutPoint& first = *meeting.front();
+  res->best = first;
+  if (!first.Served()) return Status::Ok();  // the serving scenarios do not model it: said
+  res->status = "no_layout_meets_slo";
+  char buf[320];
+  std::snprintf(buf, sizeof buf,
+                "the %d cheapest layouts meeting the SLO at their steady state miss it served "
+                "at %.0f%% of their rate; the cheapest (%s) has p99 TTFT %.2f s, p99 TPOT "
+                "%.1f ms",
+                tries, r.serve_load * 100, first.Layout().c_str(), first.served.ttft_p99_s,
+                first.served.tpot_p99_s * 1e3);
+  res->message = buf;
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::string LayoutPoint::Layout() const {
@@ -191,7 +247,7 @@ Status SearchSystem(const SearchRequest& r, const DeviceCatalog& catalog,
   w.deployment.tp = 1;
   w.verify = false;
   std::vector<DType> dtypes = r.dtypes;
-  SimTarget base;
+  std::map<DType, SimTarget> targets;  ///< device and links per dtype, for serving
   std::string memory_error, unsupported;
   double closest = 0;
   bool any_fits = false;
@@ -208,6 +264,7 @@ Status SearchSystem(const SearchRequest& r, const DeviceCatalog& catalog,
       continue;  // not native on this device
     }
     t.prefill_chunk = std::max<int64_t>(t.prefill_chunk, w.prompt_len);
+    targets[dt] = t;
     for (const Deployment& d : Deployments(r, m, res.devices, t.topology.domain)) {
       if (CancelRequested()) return Status::Cancelled("interrupted");
       t.deployment = d;
@@ -239,26 +296,7 @@ Status SearchSystem(const SearchRequest& r, const DeviceCatalog& catalog,
                   : !unsupported.empty() ? unsupported
                                          : "no dtype this device runs natively was asked for";
   } else {
-    const LayoutPoint* best = nullptr;
-    for (const LayoutPoint& p : res.points) {
-      if (p.meets_slo && (best == nullptr || Better(p, *best))) best = &p;
-    }
-    if (best != nullptr) {
-      res.best = *best;
-    } else {
-      const LayoutPoint* fastest = &res.points.front();
-      for (const LayoutPoint& p : res.points) {
-        if (p.tpot_s < fastest->tpot_s) fastest = &p;
-      }
-      res.status = "no_layout_meets_slo";
-      char buf[256];
-      std::snprintf(buf, sizeof buf,
-                    "no layout meets the SLO; the lowest TPOT found is %.1f ms (TTFT %.2f s) "
-                    "with %s",
-                    fastest->tpot_s * 1e3, fastest->ttft_s, fastest->Layout().c_str());
-      res.message = buf;
-      res.best = *fastest;
-    }
+    CB_RETURN_IF_ERROR(PickBest(r, targets, &res));
   }
   *out = std::move(res);
   return Status::Ok();

@@ -17,6 +17,23 @@ struct SearchRequest {
   double slo_tpot_s = 0;       ///< 0: none
   double slo_ttft_s = 0;       ///< 0: none
   bool disaggregation = true;  ///< also try prefill/decode pools
+  /// Serve the cheapest points meeting the objectives at this share of their steady-state
+  /// request rate and keep the first whose p99 TTFT and TPOT still meet them (0: no serving).
+  double serve_load = 0;
+  int64_t serve_requests = 600;  ///< requests per served check, at least
+  int serve_tries = 6;           ///< cheapest points served at most
+};
+
+/// How a layout of compare-hardware serves under load: the serving simulation of the layout
+/// (harness/deployment/sim_serving) with Poisson arrivals at `load` x the request rate its
+/// steady state sustains. The steady state has no queueing; this says what queueing does to
+/// the latencies.
+struct ServedFigures {
+  double load = 0;  ///< share of the steady state's request rate offered
+  double offered_requests_per_s = 0, served_requests_per_s = 0;
+  double ttft_p50_s = 0, ttft_p99_s = 0, tpot_p50_s = 0, tpot_p99_s = 0;
+  bool meets_slo = false;  ///< p99 TTFT and p99 TPOT within the objectives that are set
+  std::string skipped;     ///< why the layout was not served (empty: it was)
 };
 
 /// One evaluated configuration at its steady state: decode ranks hold `seqs_per_rank`
@@ -26,6 +43,8 @@ struct LayoutPoint {
   DType dtype = DType::kBF16;
   Deployment deployment;
   int64_t seqs_per_rank = 0;
+  /// Prompt tokens per rank per step: the prefill pool's chunk; in a mixed pool what each
+  /// step prefills to keep the batch full (the steady state's budget).
   int64_t prefill_chunk = 0;
   double tpot_s = 0, ttft_s = 0;
   double output_tokens_per_s = 0;  ///< the system's, steady state
@@ -35,10 +54,13 @@ struct LayoutPoint {
   double joules_per_output_token_all_in = 0;
   double output_tokens_per_s_per_mw = 0;
   bool meets_slo = false;
+  ServedFigures served;  ///< when the search served it (SearchRequest::serve_load)
+  bool Served() const { return served.load > 0 && served.skipped.empty(); }
   std::string Layout() const;  ///< e.g. "fp8 prefill ep32 x 32 + decode ep72 x 72, 256/rank"
 };
 
-/// Per system: the cheapest point meeting the objectives (`best`), or why there is none.
+/// Per system: the cheapest point meeting the objectives (`best`; with serve_load, also when
+/// served under load), or why there is none.
 struct SystemResult {
   std::string system, device, name;
   int devices = 0;

@@ -5,7 +5,7 @@
 #include <numeric>
 
 #include "backends/sim/sim_device.h"
-#include "harness/deployment/disaggregated_serving.h"
+#include "harness/deployment/pool_serving.h"
 #include "harness/deployment/sim_offline.h"
 #include "harness/run_events.h"
 #include "harness/scenarios/serving_fields.h"
@@ -37,33 +37,24 @@ ClusterRecord SimCluster(const SimTarget& t, const PoolLayout& shown) {
   return c;
 }
 
-/// The groups a disaggregated pass simulates: the fewest whose traffic both pools share
-/// evenly (prefill groups : decode groups as the pools' attention groups), each standing for
-/// `replicas` such sets; a single stream is one stream, so every group is simulated.
-struct GroupSample {
-  int prefill = 1, decode = 1;
-  int64_t replicas = 1;
-};
-GroupSample SampleGroups(const WorkloadSpec& w, const SimTarget& t) {
-  const int dp_p = std::max(1, t.Prefill().dp()), dp_d = std::max(1, t.Decode().dp());
-  const int g = w.scenario == "single-stream" ? 1 : std::gcd(dp_p, dp_d);
-  return GroupSample{dp_p / g, dp_d / g, g};
-}
+constexpr int kMaxMixedGroups = 8;
 
-DisaggregatedServingConfig DisaggregatedConfig(
-    const WorkloadSpec& w, const SimTarget& t, const GroupSample& gs,
-    const std::vector<std::unique_ptr<sim::StepModel>>& models) {
+PoolServingConfig PoolConfig(const WorkloadSpec& w, const SimTarget& t,
+                             const ServingGroupSample& gs,
+                             const std::vector<std::unique_ptr<sim::StepModel>>& models) {
   const bool single = w.scenario == "single-stream";
-  DisaggregatedServingConfig c;
-  c.prefill.model = models.front().get();
-  c.prefill.groups = gs.prefill;
-  c.prefill.slots = single ? 1 : std::max<int64_t>(1, SeqsPerRank(w.batch, t.Prefill()));
-  c.prefill.kv_tokens = KvPoolTokens(w, t, t.Prefill());
-  c.prefill.prefill_chunk = t.prefill_chunk;
-  c.decode.model = models.back().get();
-  c.decode.groups = gs.decode;
-  c.decode.slots = single ? 1 : std::max<int64_t>(1, SeqsPerRank(w.batch, t.Decode()));
-  c.decode.kv_tokens = KvPoolTokens(w, t, t.Decode());
+  PoolServingConfig c;
+  for (size_t i = 0; i < t.deployment.pools.size(); ++i) {
+    const PoolLayout& p = t.deployment.pools[i];
+    ServingPool sp;
+    sp.role = p.role;
+    sp.model = models[i].get();
+    sp.groups = gs.groups[i];
+    sp.slots = single ? 1 : std::max<int64_t>(1, SeqsPerRank(w.batch, p));
+    sp.kv_tokens = KvPoolTokens(w, t, p);
+    sp.prefill_chunk = t.prefill_chunk;
+    c.pools.push_back(sp);
+  }
   const double per_token = RankKvBytesPerToken(w.model, t.Prefill(), w.KvDType());
   const bool same_domain = t.deployment.TotalDevices() <= t.topology.domain;
   const sim::Topology topology = t.topology;
@@ -81,34 +72,65 @@ DisaggregatedServingConfig DisaggregatedConfig(
   return c;
 }
 
-void DescribePools(const WorkloadSpec& w, const SimTarget& t, const DisaggregatedServingResult& r,
-                   const GroupSample& gs, RunRecord* rec) {
+void DescribePools(const WorkloadSpec& w, const SimTarget& t, const PoolServingResult& r,
+                   const ServingGroupSample& gs, RunRecord* rec) {
   DeploymentRecord dr = DescribeDeployment(w, t);
+  std::string sampled;
   for (size_t i = 0; i < t.deployment.pools.size(); ++i) {
-    const bool prefill = t.deployment.pools[i].role == PoolRole::kPrefill;
-    const ServingPoolStats& s = prefill ? r.prefill : r.decode;
+    const ServingPoolStats& s = r.pools[i];
     PoolRecord& p = dr.pools[i];
     p.busy_ratio = r.end_s > 0 ? s.busy_seconds / r.end_s : 0;
     p.communication_seconds = s.comm_seconds;
     p.exposed_communication_seconds = s.exposed_comm_seconds;
+    sampled += (sampled.empty() ? "" : " and ") + std::to_string(gs.groups[i]) + " " +
+               PoolRoleName(t.deployment.pools[i].role);
   }
-  const double prompt = static_cast<double>(w.prompt_len);
-  dr.kv_transfer_seconds =
-      sim::TransferSeconds(t.topology, t.deployment.TotalDevices() <= t.topology.domain,
-                           prompt * RankKvBytesPerToken(w.model, t.Prefill(), w.KvDType()));
-  dr.notes.push_back("serving: " + std::to_string(gs.prefill) + " prefill and " +
-                     std::to_string(gs.decode) +
-                     " decode attention groups simulated, each pool stepping together; they "
-                     "stand for " +
+  if (t.deployment.Disaggregated()) {
+    dr.kv_transfer_seconds = sim::TransferSeconds(
+        t.topology, t.deployment.TotalDevices() <= t.topology.domain,
+        static_cast<double>(w.prompt_len) * RankKvBytesPerToken(w.model, t.Prefill(), w.KvDType()));
+  }
+  dr.notes.push_back("serving: " + sampled +
+                     " attention groups simulated, each pool's stepping together; they stand "
+                     "for " +
                      std::to_string(gs.replicas) + " such sets");
   rec->deployment = std::move(dr);
 }
 
-/// Serves a server or single-stream workload on a prefill pool and a decode pool
-/// (SimulateDisaggregatedServing): the pass of a sample of groups at its share of the traffic,
-/// then the record like RunServing's, every figure modelled.
-Status RunDisaggregatedServing(const WorkloadSpec& w, const SimTarget& t, const RunnerOptions& opts,
-                               RunRecord* rec) {
+/// The serving section and figures of a pool pass (the decode or mixed pool's slots and KV).
+Status AddPoolServingRecord(const WorkloadSpec& w, const SimTarget& t, const PoolServingConfig& cfg,
+                            const PoolServingResult& r, const ServingGroupSample& gs,
+                            const std::vector<ServingRequest>& reqs, RunRecord* rec) {
+  const ServingPool& decode = cfg.pools.back();
+  const ServingPoolStats& ds = r.pools.back();
+  ServingRecord s;
+  CB_RETURN_IF_ERROR(
+      DescribeServing(w, cfg.concurrency, decode.slots, cfg.pools.front().prefill_chunk, &s));
+  s.replicas = gs.replicas;
+  const int64_t page = std::max<int64_t>(1, s.kv_page_tokens);
+  s.kv_pages = decode.kv_tokens / page;
+  s.kv_pages_peak = (ds.kv_peak_tokens + page - 1) / page;
+  s.kv_note = t.deployment.Disaggregated()
+                  ? "simulated pools: max_batch and the KV pages are one decode rank's (its "
+                    "attention group's); the prefill pool's groups hold only the prompts they "
+                    "are prefilling"
+                  : "simulated pool: max_batch and the KV pages are one attention group's; KV "
+                    "for a request's whole context is taken when it is admitted";
+  s.steps = ds.steps;
+  s.max_step_prefill_tokens = r.pools.front().max_step_prefill_tokens;
+  s.mean_running_batch = ds.steps > 0 ? ds.sum_running / static_cast<double>(ds.steps) : 0;
+  AddRequestSamples(reqs, r.outcomes, &s);
+  rec->serving = std::move(s);
+  AddServingMetrics(Provenance::kModelled, t.deployment.TotalDevices(), rec);
+  ApplyValidity(RulesFor(w), ServingValidityInput(*rec), rec);
+  return Status::Ok();
+}
+
+/// Serves a server or single-stream workload on simulated pools (SimulatePoolServing): the
+/// pass of a sample of groups at its share of the traffic, then the record like RunServing's,
+/// every figure modelled.
+Status RunPoolServing(const WorkloadSpec& w, const SimTarget& t, const RunnerOptions& opts,
+                      RunRecord* rec) {
   rec->workload = w;
   rec->device = sim::PropsOf(t.model);
   rec->layers_run = static_cast<int>(w.model.num_layers);
@@ -116,96 +138,71 @@ Status RunDisaggregatedServing(const WorkloadSpec& w, const SimTarget& t, const 
   rec->ceilings = opts.ceilings;
   rec->precision = PrecisionLabel(w.dtype, false);  // the simulator models W8A8 compute
   rec->verification.status = "not_run";
-  rec->verification.message = "not run: a deployment of " +
-                              std::to_string(t.deployment.TotalDevices()) +
-                              " devices is simulated analytically; verify the stream with "
-                              "--devices 1";
+  rec->verification.message = w.verify ? "not run: a deployment of " +
+                                             std::to_string(t.deployment.TotalDevices()) +
+                                             " devices, or with MTP, is simulated analytically; "
+                                             "verify the stream with --devices 1"
+                                       : "disabled with --no-verify";
   std::vector<std::unique_ptr<sim::StepModel>> models;
   CB_RETURN_IF_ERROR(MakeStepModels(w, t, &models));
-  const GroupSample gs = SampleGroups(w, t);
-  DisaggregatedServingConfig cfg = DisaggregatedConfig(w, t, gs, models);
+  const ServingGroupSample gs = SampleServingGroups(w, t);
+  PoolServingConfig cfg = PoolConfig(w, t, gs, models);
   WorkloadSpec share = w;  // the sampled groups' share of the traffic
   if (share.serving.rate > 0) share.serving.rate /= static_cast<double>(gs.replicas);
   std::vector<ServingRequest> reqs;
   CB_RETURN_IF_ERROR(MakeRequests(share, 0, MeasuredRequests(w), w.model.vocab_size, &reqs));
-  const std::string what = "modelling " + std::to_string(reqs.size()) + " requests on " +
-                           t.deployment.Describe() + " (" + std::to_string(gs.prefill) +
-                           " prefill + " + std::to_string(gs.decode) + " decode groups simulated)";
+  const std::string what =
+      "modelling " + std::to_string(reqs.size()) + " requests on " + t.deployment.Describe();
   Progress(opts, what, 0);
   cfg.progress = [&](double done) { Progress(opts, what, done); };
-  DisaggregatedServingResult r;
-  CB_RETURN_IF_ERROR(SimulateDisaggregatedServing(cfg, &reqs, &r));
-
-  ServingRecord s;
-  CB_RETURN_IF_ERROR(
-      DescribeServing(w, cfg.concurrency, cfg.decode.slots, cfg.prefill.prefill_chunk, &s));
-  s.replicas = gs.replicas;
-  s.kv_pages = cfg.decode.kv_tokens / std::max<int64_t>(1, s.kv_page_tokens);
-  s.kv_pages_peak =
-      (r.decode.kv_peak_tokens + s.kv_page_tokens - 1) / std::max<int64_t>(1, s.kv_page_tokens);
-  s.kv_note =
-      "disaggregated pools: max_batch and the KV pages are one decode rank's (its attention "
-      "group's); the prefill pool's groups hold only the prompts they are prefilling";
-  s.steps = r.decode.steps;
-  s.max_step_prefill_tokens = r.prefill.max_step_prefill_tokens;
-  s.mean_running_batch =
-      r.decode.steps > 0 ? r.decode.sum_running / static_cast<double>(r.decode.steps) : 0;
-  AddRequestSamples(reqs, r.outcomes, &s);
-  rec->serving = std::move(s);
-  AddServingMetrics(Provenance::kModelled, t.deployment.TotalDevices(), rec);
-  ApplyValidity(RulesFor(w), ServingValidityInput(*rec), rec);
+  PoolServingResult r;
+  CB_RETURN_IF_ERROR(SimulatePoolServing(cfg, &reqs, &r));
+  CB_RETURN_IF_ERROR(AddPoolServingRecord(w, t, cfg, r, gs, reqs, rec));
   if (t.model.tdp_w > 0) {
-    rec->energy = PoolsEnergy(t, r.end_s, r.prefill.busy_seconds, r.decode.busy_seconds);
+    rec->energy = PoolsEnergy(t, r.end_s, r.pools.front().busy_seconds,
+                              t.deployment.Disaggregated() ? r.pools.back().busy_seconds : 0);
   }
   DescribePools(w, t, r, gs, rec);
-  rec->cluster = SimCluster(t, t.Decode());
+  if (t.deployment.TotalDevices() > 1) rec->cluster = SimCluster(t, t.Decode());
   rec->status = "ok";
   return Status::Ok();
 }
 
 }  // namespace
 
-Status CheckSimServing(const WorkloadSpec& w, const SimTarget& t, const std::string& where) {
-  if (t.deployment.mtp > 0 && !t.deployment.Disaggregated()) {
-    return Status::InvalidInput(where + ": field 'mtp': the " + w.scenario +
-                                " scenario models multi-token prediction on disaggregated pools "
-                                "only (allowed here: 0; or give --disaggregate)");
+ServingGroupSample SampleServingGroups(const WorkloadSpec& w, const SimTarget& t) {
+  const int dp_p = std::max(1, t.Prefill().dp()), dp_d = std::max(1, t.Decode().dp());
+  if (w.scenario == "single-stream") {
+    return ServingGroupSample{std::vector<int>(t.deployment.pools.size(), 1), 1};
   }
-  return Status::Ok();
+  if (t.deployment.Disaggregated()) {
+    const int g = std::gcd(dp_p, dp_d);
+    return ServingGroupSample{{dp_p / g, dp_d / g}, g};
+  }
+  int k = std::min(dp_d, kMaxMixedGroups);
+  while (dp_d % k != 0) --k;
+  return ServingGroupSample{{k}, dp_d / k};
 }
 
 Status RunSimulatedServing(const WorkloadSpec& w, const SimTarget& t, RunnerOptions opts,
                            RunRecord* rec) {
-  if (t.deployment.Disaggregated()) return RunDisaggregatedServing(w, t, opts, rec);
   const PoolLayout& pool = t.Decode();
-  const int64_t groups = std::max(1, pool.dp());
-  WorkloadSpec g = w;  // one attention group's share of the traffic
-  g.batch = (w.batch + groups - 1) / groups;
-  if (g.serving.rate > 0) g.serving.rate = w.serving.rate / static_cast<double>(groups);
-  if (g.serving.concurrency > 0) {
-    g.serving.concurrency = (w.serving.concurrency + groups - 1) / groups;
+  if (t.deployment.TotalDevices() > 1 || t.deployment.mtp > 0) {
+    return RunPoolServing(w, t, opts, rec);
   }
+  // One device: the serving runner drives the simulated device like a measured one, and
+  // verifies small models through the reference.
+  WorkloadSpec g = w;
   g.serving.max_prefill_tokens = t.prefill_chunk;
-  const bool cluster = pool.devices > 1;
-  if (cluster) g.verify = false;
   sim::SimDevice device(t.model, t.topology);
   device.SetLayout(pool, t.deployment.redundant_experts, t.deployment.overlap);
   opts.kv_pool_tokens = KvPoolTokens(w, t, pool);
-  opts.energy = device.energy();  // the pool's devices over the pass, modelled
-  // A single stream is one stream whatever the pool: its one group stands for no other.
-  opts.serving_replicas = w.scenario == "single-stream" ? 1 : groups;
-  opts.serving_devices = pool.devices;
+  opts.energy = device.energy();  // modelled over the pass
+  opts.serving_replicas = 1;
+  opts.serving_devices = 1;
   CB_RETURN_IF_ERROR(RunServing(g, device, opts, rec));
-  rec->workload = w;  // the pool's workload, not the group's share
-  if (cluster && rec->verification.status == "not_run" && w.verify) {
-    rec->verification.message = "not run: a deployment of " + std::to_string(pool.devices) +
-                                " devices is simulated analytically; verify the stream with "
-                                "--devices 1";
-  }
-  if (rec->status == "ok") {
-    rec->deployment = DescribeDeployment(w, t);
-    if (cluster) rec->cluster = SimCluster(t, pool);
-  }
+  rec->workload = w;
+  if (rec->status == "ok") rec->deployment = DescribeDeployment(w, t);
   return Status::Ok();
 }
 

@@ -1,25 +1,28 @@
 #pragma once
 
-#include <string>
-
 #include "harness/deployment/sim_target.h"
 #include "harness/runner.h"
 #include "results/run_record.h"
 
 namespace cb {
 
-/// The serving scenarios run on a simulated pool of one kind: one mixed pool without
-/// multi-token prediction (disaggregated pools and MTP are modelled in the offline scenario
-/// and compare-hardware). kInvalidInput naming the field otherwise.
-Status CheckSimServing(const WorkloadSpec& w, const SimTarget& t, const std::string& where);
-
-/// Serves a single-stream or server workload on a simulated deployment: the continuous
-/// batcher drives one attention group of the pool (the step model of one of its ranks, the
-/// slowest) with that group's share of the traffic: batch / groups slots, rate / groups (or
-/// concurrency / groups), every request of the workload. The group stands for every group of
-/// the pool (ServingRecord::replicas): throughput, tokens and energy are the pool's. KV pages
-/// come from the rank's memory after its weights (RankMemoryOf).
+/// Serves a single-stream or server workload on a simulated deployment. Several devices, or
+/// multi-token prediction: the pool serving simulation (harness/deployment/pool_serving.h) of
+/// a sample of attention groups at their share of the traffic (ServingRecord::replicas: the
+/// sample stands for that many such sets; throughput, tokens and energy are the deployment's),
+/// KV per rank from its memory after its weights (RankMemoryOf). One device without MTP: the
+/// serving runner drives the simulated device as a measured one (and verifies small models).
 Status RunSimulatedServing(const WorkloadSpec& w, const SimTarget& t, RunnerOptions opts,
                            RunRecord* rec);
+
+/// The attention groups a serving pass on several devices simulates, standing for `replicas`
+/// such sets: of separate pools, the fewest whose traffic both pools share evenly (prefill
+/// groups : decode groups as the pools' groups); of a mixed pool, up to 8 (a divisor of its
+/// groups) stepping together; a single stream is one stream: one group of each pool.
+struct ServingGroupSample {
+  std::vector<int> groups;  ///< per pool
+  int64_t replicas = 1;
+};
+ServingGroupSample SampleServingGroups(const WorkloadSpec& w, const SimTarget& t);
 
 }  // namespace cb

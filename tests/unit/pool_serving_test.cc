@@ -1,7 +1,8 @@
-// Serving on disaggregated pools (harness/deployment/disaggregated_serving.h): a request's
-// time through both pools by hand, multi-token prediction's steps, queueing, the closed loop's
-// bound on requests in flight, round-robin groups, and agreement with the offline model.
-#include "harness/deployment/disaggregated_serving.h"
+// Serving on simulated pools (harness/deployment/pool_serving.h): a request's time through a
+// prefill and a decode pool by hand, multi-token prediction's steps, queueing, the closed
+// loop's bound on requests in flight, round-robin groups, agreement with the offline model,
+// and a mixed pool's chunked prefill beside its decodes.
+#include "harness/deployment/pool_serving.h"
 
 #include <gtest/gtest.h>
 
@@ -40,11 +41,11 @@ std::unique_ptr<StepModel> Pool(int devices, PoolRole role, int mtp = 0) {
 
 constexpr double kTransfer = 0.01;
 
-DisaggregatedServingConfig Config(const StepModel& prefill, const StepModel& decode,
-                                  int prefill_groups = 1, int decode_groups = 1) {
-  DisaggregatedServingConfig c;
-  c.prefill = ServingPool{&prefill, prefill_groups, 64, 1 << 20, 512};
-  c.decode = ServingPool{&decode, decode_groups, 64, 1 << 20, 0};
+PoolServingConfig Config(const StepModel& prefill, const StepModel& decode, int prefill_groups = 1,
+                         int decode_groups = 1) {
+  PoolServingConfig c;
+  c.pools = {ServingPool{PoolRole::kPrefill, &prefill, prefill_groups, 64, 1 << 20, 512},
+             ServingPool{PoolRole::kDecode, &decode, decode_groups, 64, 1 << 20, 0}};
   c.transfer_s = [](int64_t) { return kTransfer; };
   return c;
 }
@@ -71,12 +72,12 @@ double DecodeStep(const StepModel& m, double seqs, double past) {
       .seconds;
 }
 
-TEST(DisaggregatedServing, OneRequestCrossesBothPoolsInOrder) {
+TEST(PoolServing, OneRequestCrossesBothPoolsInOrder) {
   const auto p = Pool(4, PoolRole::kPrefill), d = Pool(4, PoolRole::kDecode);
   std::vector<ServingRequest> reqs = Requests(1, 300, 5);
   reqs[0].arrival_s = 2.0;
-  DisaggregatedServingResult r;
-  ASSERT_TRUE(SimulateDisaggregatedServing(Config(*p, *d), &reqs, &r).ok());
+  PoolServingResult r;
+  ASSERT_TRUE(SimulatePoolServing(Config(*p, *d), &reqs, &r).ok());
   // Prefill in one chunk from its arrival, then the transfer: the first token.
   const double first = 2.0 + PrefillStep(*p, 300) + kTransfer;
   EXPECT_NEAR(r.outcomes[0].admitted_s, 2.0, 1e-12);
@@ -85,82 +86,82 @@ TEST(DisaggregatedServing, OneRequestCrossesBothPoolsInOrder) {
   double finish = first;
   for (int k = 1; k < 5; ++k) finish += DecodeStep(*d, 1, 300 + k - 1);
   EXPECT_NEAR(r.outcomes[0].finish_s, finish, 1e-12);
-  EXPECT_EQ(r.decode.steps, 4);
-  EXPECT_EQ(r.prefill.steps, 1);
+  EXPECT_EQ(r.pools[1].steps, 4);
+  EXPECT_EQ(r.pools[0].steps, 1);
   EXPECT_NEAR(r.end_s, finish, 1e-12);
 }
 
-TEST(DisaggregatedServing, LongPromptsArePrefilledInChunks) {
+TEST(PoolServing, LongPromptsArePrefilledInChunks) {
   const auto p = Pool(4, PoolRole::kPrefill), d = Pool(4, PoolRole::kDecode);
   std::vector<ServingRequest> reqs = Requests(1, 1200, 2);  // chunks of 512: 3 steps
-  DisaggregatedServingResult r;
-  ASSERT_TRUE(SimulateDisaggregatedServing(Config(*p, *d), &reqs, &r).ok());
-  EXPECT_EQ(r.prefill.steps, 3);
-  EXPECT_EQ(r.prefill.max_step_prefill_tokens, 512);
+  PoolServingResult r;
+  ASSERT_TRUE(SimulatePoolServing(Config(*p, *d), &reqs, &r).ok());
+  EXPECT_EQ(r.pools[0].steps, 3);
+  EXPECT_EQ(r.pools[0].max_step_prefill_tokens, 512);
   EXPECT_GT(r.outcomes[0].first_token_s, PrefillStep(*p, 1200) * 0.99);
 }
 
-TEST(DisaggregatedServing, MtpStepsFollowTheAcceptance) {
+TEST(PoolServing, MtpStepsFollowTheAcceptance) {
   const auto p = Pool(4, PoolRole::kPrefill), d = Pool(4, PoolRole::kDecode, 1);
   for (const auto& [acceptance, steps] : {std::pair{1.0, 50}, std::pair{0.0, 99}}) {
-    DisaggregatedServingConfig c = Config(*p, *d);
+    PoolServingConfig c = Config(*p, *d);
     c.mtp = 1;
     c.mtp_acceptance = acceptance;
     std::vector<ServingRequest> reqs = Requests(1, 64, 100);
-    DisaggregatedServingResult r;
-    ASSERT_TRUE(SimulateDisaggregatedServing(c, &reqs, &r).ok());
+    PoolServingResult r;
+    ASSERT_TRUE(SimulatePoolServing(c, &reqs, &r).ok());
     // The first token comes from prefill; 99 more at 2 (every draft kept) or 1 per step.
-    EXPECT_EQ(r.decode.steps, steps) << acceptance;
+    EXPECT_EQ(r.pools[1].steps, steps) << acceptance;
   }
   // At 0.5 the mean is 1.5 tokens a step: about 66 steps for 99 tokens.
-  DisaggregatedServingConfig c = Config(*p, *d);
+  PoolServingConfig c = Config(*p, *d);
   c.mtp = 1;
   c.mtp_acceptance = 0.5;
   std::vector<ServingRequest> reqs = Requests(20, 64, 100);
-  DisaggregatedServingResult r;
-  ASSERT_TRUE(SimulateDisaggregatedServing(c, &reqs, &r).ok());
-  EXPECT_NEAR(static_cast<double>(r.decode.steps), 99 / 1.5, 10);
+  PoolServingResult r;
+  ASSERT_TRUE(SimulatePoolServing(c, &reqs, &r).ok());
+  EXPECT_NEAR(static_cast<double>(r.pools[1].steps), 99 / 1.5, 10);
 }
 
-TEST(DisaggregatedServing, LightLoadQueuesNowhereAndOverloadQueuesFifo) {
+TEST(PoolServing, LightLoadQueuesNowhereAndOverloadQueuesFifo) {
   const auto p = Pool(4, PoolRole::kPrefill), d = Pool(4, PoolRole::kDecode);
   const double alone = PrefillStep(*p, 256) + kTransfer;
   std::vector<ServingRequest> light = Requests(10, 256, 4, 10.0);  // one every 10 s
-  DisaggregatedServingResult r;
-  ASSERT_TRUE(SimulateDisaggregatedServing(Config(*p, *d), &light, &r).ok());
+  PoolServingResult r;
+  ASSERT_TRUE(SimulatePoolServing(Config(*p, *d), &light, &r).ok());
   for (size_t i = 0; i < light.size(); ++i) {
     EXPECT_NEAR(r.outcomes[i].first_token_s - light[i].arrival_s, alone, 1e-9) << i;
   }
   // Twenty at once, two prompts per 512-token chunk: the first tokens come in pairs, in order.
   std::vector<ServingRequest> burst = Requests(20, 256, 4);
-  ASSERT_TRUE(SimulateDisaggregatedServing(Config(*p, *d), &burst, &r).ok());
-  EXPECT_EQ(r.prefill.steps, 10);
+  ASSERT_TRUE(SimulatePoolServing(Config(*p, *d), &burst, &r).ok());
+  EXPECT_EQ(r.pools[0].steps, 10);
   for (size_t i = 2; i < burst.size(); ++i) {
     EXPECT_GT(r.outcomes[i].first_token_s, r.outcomes[i - 2].first_token_s) << i;
   }
   EXPECT_NEAR(r.outcomes[0].first_token_s, r.outcomes[1].first_token_s, 1e-12);
 }
 
-TEST(DisaggregatedServing, GroupsShareTheTrafficRoundRobin) {
+TEST(PoolServing, GroupsShareTheTrafficRoundRobin) {
   const auto p = Pool(4, PoolRole::kPrefill), d = Pool(4, PoolRole::kDecode);
   // Two prompts of 512 at once: one group prefills them in two steps, two groups in one.
   std::vector<ServingRequest> reqs = Requests(2, 512, 2);
-  DisaggregatedServingResult one, two;
-  ASSERT_TRUE(SimulateDisaggregatedServing(Config(*p, *d, 1, 1), &reqs, &one).ok());
-  ASSERT_TRUE(SimulateDisaggregatedServing(Config(*p, *d, 2, 2), &reqs, &two).ok());
-  EXPECT_EQ(one.prefill.steps, 2);
-  EXPECT_EQ(two.prefill.steps, 1);
+  PoolServingResult one, two;
+  ASSERT_TRUE(SimulatePoolServing(Config(*p, *d, 1, 1), &reqs, &one).ok());
+  ASSERT_TRUE(SimulatePoolServing(Config(*p, *d, 2, 2), &reqs, &two).ok());
+  EXPECT_EQ(one.pools[0].steps, 2);
+  EXPECT_EQ(two.pools[0].steps, 1);
   EXPECT_NEAR(two.outcomes[0].first_token_s, two.outcomes[1].first_token_s, 1e-12);
   EXPECT_GT(one.outcomes[1].first_token_s, two.outcomes[1].first_token_s);
 }
 
-TEST(DisaggregatedServing, ClosedLoopNeverExceedsItsConcurrency) {
+TEST(PoolServing, ClosedLoopNeverExceedsItsConcurrency) {
   const auto p = Pool(4, PoolRole::kPrefill), d = Pool(4, PoolRole::kDecode);
-  DisaggregatedServingConfig c = Config(*p, *d, 2, 3);
+  PoolServingConfig c = Config(*p, *d, 2, 3);
   c.concurrency = 5;
   std::vector<ServingRequest> reqs = Requests(60, 200, 12);
-  DisaggregatedServingResult r;
-  ASSERT_TRUE(SimulateDisaggregatedServing(c, &reqs, &r).ok());
+  PoolServingResult r;
+  ASSERT_TRUE(SimulatePoolServing(c, &reqs, &r).ok());
   int max_in_flight = 0;
   for (const ServingRequest& q : reqs) {
     int in_flight = 0;
@@ -177,31 +178,70 @@ TEST(DisaggregatedServing, ClosedLoopNeverExceedsItsConcurrency) {
   }
 }
 
-TEST(DisaggregatedServing, AFullBatchDecodesAsTheOfflineModel) {
+TEST(PoolServing, AFullBatchDecodesAsTheOfflineModel) {
   // 32 prompts prefilled in one chunk reach the decode group together and run every step as
   // one batch: the steps the offline model takes for 32 sequences at the same contexts.
   const auto p = Pool(4, PoolRole::kPrefill), d = Pool(4, PoolRole::kDecode);
-  DisaggregatedServingConfig c = Config(*p, *d);
-  c.prefill.prefill_chunk = 32 * 128;
-  c.decode.slots = 32;
+  PoolServingConfig c = Config(*p, *d);
+  c.pools[0].prefill_chunk = 32 * 128;
+  c.pools[1].slots = 32;
   std::vector<ServingRequest> reqs = Requests(32, 128, 200);
-  DisaggregatedServingResult r;
-  ASSERT_TRUE(SimulateDisaggregatedServing(c, &reqs, &r).ok());
+  PoolServingResult r;
+  ASSERT_TRUE(SimulatePoolServing(c, &reqs, &r).ok());
   const SimPhase offline = SimulateDecode(*d, 32, 128, 199, 1);
   for (const RequestOutcome& o : r.outcomes) {
     EXPECT_NEAR(o.finish_s - o.first_token_s, offline.seconds, 1e-9 * offline.seconds);
   }
-  EXPECT_EQ(r.decode.steps, 199);
-  EXPECT_NEAR(r.decode.sum_running / 199, 32, 1e-9);
+  EXPECT_EQ(r.pools[1].steps, 199);
+  EXPECT_NEAR(r.pools[1].sum_running / 199, 32, 1e-9);
 }
 
-TEST(DisaggregatedServing, ARequestTooLargeForARankIsBadInput) {
+TEST(PoolServing, AMixedPoolPrefillsBesideItsDecodes) {
+  // One request alone on a mixed pool: its prompt in one step (throughput kernels), then one
+  // token a step where it is, with no transfer.
+  const auto m = Pool(4, PoolRole::kMixed);
+  PoolServingConfig c;
+  c.pools = {ServingPool{PoolRole::kMixed, m.get(), 1, 8, 1 << 20, 512}};
+  std::vector<ServingRequest> reqs = Requests(1, 300, 4);
+  PoolServingResult r;
+  ASSERT_TRUE(SimulatePoolServing(c, &reqs, &r).ok());
+  const double first = PrefillStep(*m, 300);
+  EXPECT_NEAR(r.outcomes[0].first_token_s, first, 1e-12);
+  double finish = first;
+  for (int k = 1; k < 4; ++k) finish += DecodeStep(*m, 1, 300 + k - 1);
+  EXPECT_NEAR(r.outcomes[0].finish_s, finish, 1e-12);
+  // A second request arriving during the first's prefill is prefilled in the next step, beside
+  // the first's first decode.
+  std::vector<ServingRequest> two = Requests(2, 300, 20);
+  two[1].arrival_s = first - 1e-9;
+  ASSERT_TRUE(SimulatePoolServing(c, &two, &r).ok());
+  StepSummary mixed;
+  AddSequence(1, 300, &mixed);  // the first request's first decode
+  AddSequence(300, 0, &mixed);  // the second's whole prompt
+  const double step = m->Step(mixed, AllToAllKind::kThroughput).seconds;
+  EXPECT_NEAR(r.outcomes[1].first_token_s, first + step, 1e-12);
+  EXPECT_EQ(r.pools[0].max_step_prefill_tokens, 300);
+}
+
+TEST(PoolServing, MtpOnAMixedPoolKeepsTheAcceptedDrafts) {
+  const auto m = Pool(4, PoolRole::kMixed, 1);
+  PoolServingConfig c;
+  c.pools = {ServingPool{PoolRole::kMixed, m.get(), 1, 8, 1 << 20, 512}};
+  c.mtp = 1;
+  c.mtp_acceptance = 1.0;
+  std::vector<ServingRequest> reqs = Requests(1, 64, 101);
+  PoolServingResult r;
+  ASSERT_TRUE(SimulatePoolServing(c, &reqs, &r).ok());
+  EXPECT_EQ(r.pools[0].steps, 1 + 50);  // the prompt, then 100 tokens at 2 a step
+}
+
+TEST(PoolServing, ARequestTooLargeForARankIsBadInput) {
   const auto p = Pool(4, PoolRole::kPrefill), d = Pool(4, PoolRole::kDecode);
-  DisaggregatedServingConfig c = Config(*p, *d);
-  c.decode.kv_tokens = 1000;
+  PoolServingConfig c = Config(*p, *d);
+  c.pools[1].kv_tokens = 1000;
   std::vector<ServingRequest> reqs = Requests(1, 900, 200);
-  DisaggregatedServingResult r;
-  const Status s = SimulateDisaggregatedServing(c, &reqs, &r);
+  PoolServingResult r;
+  const Status s = SimulatePoolServing(c, &reqs, &r);
   EXPECT_EQ(s.code(), StatusCode::kInvalidInput);
   EXPECT_NE(s.message().find("decode rank"), std::string::npos) << s.message();
 }
