@@ -192,6 +192,7 @@ Status PickBest(const SearchRequest& r, const std::map<DType, SimTarget>& target
   res->best = *meeting.front();
   if (r.serve_load <= 0) return Status::Ok();
   const int tries = std::min<int>(r.serve_tries, static_cast<int>(meeting.size()));
+  const LayoutPoint* first = nullptr;  // the cheapest that could be served
   for (int i = 0; i < tries; ++i) {
     LayoutPoint& p = *meeting[static_cast<size_t>(i)];
     CB_RETURN_IF_ERROR(ServeLayout(r.base, targets.at(p.dtype), p, r.serve_load, r.serve_requests,
@@ -200,18 +201,19 @@ Status PickBest(const SearchRequest& r, const std::map<DType, SimTarget>& target
       res->best = p;
       return Status::Ok();
     }
+    if (p.Served() && first == nullptr) first = &p;
   }
-  const LayoutPoint& first = *meeting.front();
-  res->best = first;
-  if (!first.Served()) return Status::Ok();  // the serving scenarios do not model it: said
+  // None could be served: the steady state's answer stands, its served.skipped saying why.
+  if (first == nullptr) return Status::Ok();
+  res->best = *first;
   res->status = "no_layout_meets_slo";
   char buf[320];
   std::snprintf(buf, sizeof buf,
                 "the %d cheapest layouts meeting the SLO at their steady state miss it served "
-                "at %.0f%% of their rate; the cheapest (%s) has p99 TTFT %.2f s, p99 TPOT "
+                "at %.0f%% of their rate; the cheapest served (%s) has p99 TTFT %.2f s, p99 TPOT "
                 "%.1f ms",
-                tries, r.serve_load * 100, first.Layout().c_str(), first.served.ttft_p99_s,
-                first.served.tpot_p99_s * 1e3);
+                tries, r.serve_load * 100, first->Layout().c_str(), first->served.ttft_p99_s,
+                first->served.tpot_p99_s * 1e3);
   res->message = buf;
   return Status::Ok();
 }

@@ -45,7 +45,11 @@ Status ServeLayout(const WorkloadSpec& base, const SimTarget& device, const Layo
   RunnerOptions opts;
   opts.quiet = true;
   RunRecord rec;
-  CB_RETURN_IF_ERROR(RunSimulatedServing(w, t, opts, &rec));
+  if (Status s = RunSimulatedServing(w, t, opts, &rec); !s.ok()) {
+    if (s.code() == StatusCode::kCancelled) return s;
+    out->skipped = "not served: " + s.message();
+    return Status::Ok();
+  }
   if (rec.status != "ok" || !rec.serving) {
     out->skipped = "not served: " + rec.status_message;
     return Status::Ok();
