@@ -101,7 +101,9 @@ TEST_P(QuantOpConformance, EveryOpOfTheStreamOnTheSameInputs) {
   for (const char* name : {"", "tiny-moe-gqa", "tiny-moe-mla"}) {
     SCOPED_TRACE(name);
     ModelSpec spec = TinySpec(true, false);
-    if (*name != 0) ASSERT_TRUE(LoadModelSpec(name, &spec).ok());
+    if (*name != 0) {
+      ASSERT_TRUE(LoadModelSpec(name, &spec).ok());
+    }
     Open(spec);
     StepIO io = Tokens(7);
     std::uniform_int_distribution<int32_t> tok(0, 255);

@@ -54,7 +54,9 @@ TEST(Cli, TinyModelRunWritesVerifiedResultsThatMatchTheSchema) {
       said |= n.get<std::string>().rfind("mbu_decode_ratio not reported", 0) == 0;
     }
     EXPECT_NE(m.contains("mbu_decode_ratio"), said) << doc["ceiling_check"].dump(1);
-    if (doc["ceiling_check"]["cache_bytes"].get<double>() >= 8 << 20) EXPECT_TRUE(said);
+    if (doc["ceiling_check"]["cache_bytes"].get<double>() >= 8 << 20) {
+      EXPECT_TRUE(said);
+    }
     // Decode throughput is batch * gen_len over the decode time of the median repetition.
     EXPECT_EQ(m["tpot_seconds"]["distribution"]["count"], 12);
     EXPECT_EQ(doc["generated_tokens"].size(), 5u);  // the prefill's token + 4 decode steps

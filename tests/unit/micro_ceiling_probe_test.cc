@@ -51,7 +51,9 @@ TEST(HostCeilingProbe, DefaultBufferIsFarAboveTheLastLevelCache) {
   HostCeilingProbe probe;
   EXPECT_GE(probe.buffer_bytes(), 256u << 20);
   EXPECT_LE(probe.buffer_bytes(), 1024u << 20);
-  if (probe.CacheBytes() > 0) EXPECT_GE(probe.buffer_bytes(), 4 * probe.CacheBytes() - 1);
+  if (probe.CacheBytes() > 0) {
+    EXPECT_GE(probe.buffer_bytes(), 4 * probe.CacheBytes() - 1);
+  }
 }
 
 class LastLevelCache : public ::testing::Test {

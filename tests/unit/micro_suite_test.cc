@@ -126,7 +126,9 @@ TEST(MicroSuite, DecodeKernelsWhereSupported) {
                                  : "gemv/" + std::string(DTypeName(s.dtype)) + "/";
     EXPECT_EQ(s.name.rfind(want, 0), 0u) << s.name;
   }
-  if (MatmulKernel::Supported(DType::kInt8)) EXPECT_GT(int8_peak, 0);
+  if (MatmulKernel::Supported(DType::kInt8)) {
+    EXPECT_GT(int8_peak, 0);
+  }
   for (DType dt : {DType::kF32, DType::kBF16, DType::kInt8, DType::kFP8}) {
     EXPECT_EQ(gemv[dt], DecodeGemvKernel::Supported(dt) ? 3 : 0) << DTypeName(dt);
   }
