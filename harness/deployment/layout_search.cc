@@ -92,13 +92,30 @@ Status Evaluate(const WorkloadSpec& w, const SimTarget& t, int64_t seqs, const P
   } else {
     const sim::StepModel& pm = *models.front();
     const sim::StepModel& dm = *models.back();
-    const double step =
-        dm.Step(DecodeStep(n, context, d.mtp), sim::AllToAllKind::kLowLatency, d.mtp > 0).seconds;
+    auto step_at = [&](double seqs) {
+      return dm.Step(DecodeStep(seqs, context, d.mtp), sim::AllToAllKind::kLowLatency, d.mtp > 0)
+          .seconds;
+    };
+    auto decode_rps_at = [&](double seqs, double step) {
+      return seqs * tau / G / step * t.Decode().dp();
+    };
+    double step = step_at(n);
     const int64_t prompts = std::max<int64_t>(1, t.prefill_chunk / w.prompt_len);
     const SimPhase pre = SimulatePrefill(pm, prompts, w.prompt_len, t.prefill_chunk);
     const double prefill_rps = static_cast<double>(prompts) / pre.seconds * t.Prefill().dp();
-    const double decode_rps = n * tau / G / step * t.Decode().dp();
+    const double decode_rps = decode_rps_at(n, step);
     requests_per_s = std::min(prefill_rps, decode_rps);
+    if (prefill_rps < decode_rps) {
+      // The decode ranks hold only the sequences the prefill rate keeps in flight (Little's
+      // law): the occupancy at which their throughput equals it, found by bisection
+      // (throughput grows with the sequences a rank holds).
+      double lo = 0, hi = n;
+      for (int i = 0; i < 24; ++i) {
+        const double mid = (lo + hi) / 2;
+        (decode_rps_at(mid, step_at(mid)) < prefill_rps ? lo : hi) = mid;
+      }
+      step = step_at(hi);
+    }
     const double bytes = P * RankKvBytesPerToken(w.model, t.Prefill(), w.KvDType());
     const double transfer =
         sim::TransferSeconds(t.topology, d.TotalDevices() <= t.topology.domain, bytes);

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/cli_harness.h"
@@ -171,6 +172,28 @@ TEST(SimCli, CompareHardwareFindsTheCheapestLayoutMeetingTheSlo) {
   for (const json& sys : doc["systems"]) {
     if (sys["status"] != "ok") continue;
     EXPECT_GT(sys["points"].size(), 10u);
+    // Separate pools limited by their prefill pool: more decode slots add no throughput, and
+    // the decode ranks hold only what the prefill rate keeps in flight, so TPOT stays put.
+    std::map<std::string, std::vector<const json*>> by_layout;
+    for (const json& p : sys["points"]) {
+      const std::string l = p["layout"];
+      by_layout[l.substr(0, l.rfind(','))].push_back(&p);
+    }
+    int saturated = 0;
+    for (const auto& [layout, pts] : by_layout) {
+      for (size_t i = 1; i < pts.size(); ++i) {
+        const json& a = *pts[i - 1];
+        const json& b = *pts[i];
+        if (a["pools"].size() != 2 ||
+            b["output_tokens_per_second"] != a["output_tokens_per_second"]) {
+          continue;
+        }
+        ++saturated;
+        EXPECT_NEAR(b["tpot_seconds"].get<double>() / a["tpot_seconds"].get<double>(), 1.0, 1e-4)
+            << layout;
+      }
+    }
+    EXPECT_GT(saturated, 0) << sys["system"];
     const double best = sys["best"]["cost_usd_per_million_output_tokens"].get<double>();
     for (const json& p : sys["points"]) {
       // A cheaper point meeting the SLO at its steady state was served and missed it there.
