@@ -13,6 +13,24 @@ namespace {
 using nlohmann::json;
 using Reader = JsonReader;
 
+/// An object keyed by dtype name ("fp32", "bf16", ...), each a number or null.
+Status ReadPerDType(const Reader& r, const json& obj, const std::string& path, const char* key,
+                    double (&out)[kDTypeCount]) {
+  const json* o;
+  CB_RETURN_IF_ERROR(r.Object(obj, path, key, &o));
+  const std::string p = Reader::Join(path, key);
+  for (int i = 0; i < kDTypeCount; ++i) {
+    const std::string name(DTypeName(static_cast<DType>(i)));
+    // fp8 and int8 came with schema 1.3; older files have no figure for them.
+    if (IsQuantized(static_cast<DType>(i)) && !o->contains(name)) {
+      out[i] = 0;
+      continue;
+    }
+    CB_RETURN_IF_ERROR(r.Number(*o, p, name.c_str(), &out[i]));
+  }
+  return Status::Ok();
+}
+
 /// workload.layer_kinds and layers_run_indices (optional: absent before representative
 /// layers existed).
 Status ReadLayerPlan(const Reader& r, const json& w, const std::string& path, LayerPlan* plan) {
@@ -188,7 +206,7 @@ Status ReadDevice(const Reader& r, const json& doc, DeviceProps* d) {
   CB_RETURN_IF_ERROR(r.String(*o, p, "uuid", &d->uuid));
   CB_RETURN_IF_ERROR(r.String(*o, p, "host", &d->host));
   double peak[kDTypeCount];
-  CB_RETURN_IF_ERROR(r.PerDType(*o, p, "peak_flops", peak));
+  CB_RETURN_IF_ERROR(ReadPerDType(r, *o, p, "peak_flops", peak));
   for (int i = 0; i < kDTypeCount; ++i) d->peak_flops[i] = peak[i];
   CB_RETURN_IF_ERROR(r.Number(*o, p, "mem_bandwidth_bytes_per_s", &d->mem_bandwidth_bytes_per_s));
   CB_RETURN_IF_ERROR(r.Integer<uint64_t>(*o, p, "mem_bytes", &d->mem_bytes));
@@ -201,7 +219,7 @@ Status ReadCeilings(const Reader& r, const json& doc, Ceilings* c) {
   const json* o;
   CB_RETURN_IF_ERROR(r.Object(doc, "", "ceilings", &o));
   const std::string p = "ceilings";
-  CB_RETURN_IF_ERROR(r.PerDType(*o, p, "matmul_flops_per_s", c->matmul_flops_per_s));
+  CB_RETURN_IF_ERROR(ReadPerDType(r, *o, p, "matmul_flops_per_s", c->matmul_flops_per_s));
   CB_RETURN_IF_ERROR(r.Number(*o, p, "mem_read_bytes_per_s", &c->mem_read_bytes_per_s));
   CB_RETURN_IF_ERROR(r.String(*o, p, "source", &c->source));
   return r.String(*o, p, "measured_at", &c->measured_at);

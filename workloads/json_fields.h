@@ -6,7 +6,6 @@
 #include <string>
 #include <utility>
 
-#include "harness/core/dtype.h"
 #include "harness/core/status.h"
 
 namespace cb {
@@ -153,24 +152,6 @@ class JsonReader {
     const json* v;
     CB_RETURN_IF_ERROR(Get(obj, path, key, &v));
     return IntegerValue(*v, Join(path, key), out, lo, hi);
-  }
-
-  /// An object keyed by dtype name ("fp32", "bf16", "fp16"), each a number or null.
-  Status PerDType(const json& obj, const std::string& path, const char* key,
-                  double (&out)[kDTypeCount]) const {
-    const json* o;
-    CB_RETURN_IF_ERROR(Object(obj, path, key, &o));
-    const std::string p = Join(path, key);
-    for (int i = 0; i < kDTypeCount; ++i) {
-      const std::string name(DTypeName(static_cast<DType>(i)));
-      // fp8 and int8 came with schema 1.3; older files have no figure for them.
-      if (IsQuantized(static_cast<DType>(i)) && !o->contains(name)) {
-        out[i] = 0;
-        continue;
-      }
-      CB_RETURN_IF_ERROR(Number(*o, p, name.c_str(), &out[i]));
-    }
-    return Status::Ok();
   }
 
  private:

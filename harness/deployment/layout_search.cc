@@ -237,6 +237,13 @@ Status PickBest(const SearchRequest& r, const std::map<DType, SimTarget>& target
 
 }  // namespace
 
+WorkloadSpec InDType(const WorkloadSpec& base, DType dtype) {
+  WorkloadSpec w = base;
+  w.dtype = dtype;
+  if (w.KvDType() == DType::kFP8 && dtype != DType::kFP8) w.kv_dtype.reset();
+  return w;
+}
+
 std::string LayoutPoint::Layout() const {
   return std::string(DTypeName(dtype)) + " " + deployment.Describe() + ", " +
          std::to_string(seqs_per_rank) + " seqs/rank";
@@ -273,8 +280,7 @@ Status SearchSystem(const SearchRequest& r, const DeviceCatalog& catalog,
   for (DType dt :
        dtypes.empty() ? std::vector<DType>{DType::kFP8, DType::kInt8, DType::kBF16} : dtypes) {
     w.dtype = dt;
-    w.kv_dtype = r.base.kv_dtype;
-    if (w.KvDType() == DType::kFP8 && dt != DType::kFP8) w.kv_dtype.reset();
+    w.kv_dtype = InDType(r.base, dt).kv_dtype;
     // The device, links and chunk once per dtype; the layouts below.
     SimTarget t;
     if (Status s = ResolveSimDevice(w, catalog, "compare-hardware", &t); !s.ok()) {

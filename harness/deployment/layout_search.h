@@ -59,6 +59,9 @@ struct LayoutPoint {
   std::string Layout() const;  ///< e.g. "fp8 prefill ep32 x 32 + decode ep72 x 72, 256/rank"
 };
 
+/// `base` run in `dtype` as the search runs it: an fp8 KV cache only with fp8 compute.
+WorkloadSpec InDType(const WorkloadSpec& base, DType dtype);
+
 /// Per system: the cheapest point meeting the objectives (`best`; with serve_load, also when
 /// served under load), or why there is none.
 struct SystemResult {

@@ -11,9 +11,8 @@ namespace {
 
 /// Requests that reach the steady state: four times what the sampled groups hold in flight
 /// at that load, at least `at_least`, at most 20,000.
-int64_t RequestsFor(const WorkloadSpec& w, const SimTarget& t, const LayoutPoint& p, double load,
+int64_t RequestsFor(const ServingGroupSample& gs, const LayoutPoint& p, double load,
                     int64_t at_least) {
-  const ServingGroupSample gs = SampleServingGroups(w, t);
   const double in_flight = load * static_cast<double>(p.seqs_per_rank) *
                            p.deployment.Decode().dp() / static_cast<double>(gs.replicas);
   return std::clamp<int64_t>(static_cast<int64_t>(4 * in_flight), at_least, 20000);
@@ -26,11 +25,9 @@ Status ServeLayout(const WorkloadSpec& base, const SimTarget& device, const Layo
                    ServedFigures* out) {
   *out = ServedFigures{};
   out->load = load;
-  WorkloadSpec w = base;
+  WorkloadSpec w = InDType(base, p.dtype);
   w.backend = "sim";
   w.scenario = "server";
-  w.dtype = p.dtype;
-  if (w.KvDType() == DType::kFP8 && p.dtype != DType::kFP8) w.kv_dtype.reset();  // as the search
   w.verify = false;
   w.batch = p.seqs_per_rank * p.deployment.Decode().dp();
   out->offered_requests_per_s = load * p.output_tokens_per_s / static_cast<double>(w.gen_len);
@@ -41,7 +38,8 @@ Status ServeLayout(const WorkloadSpec& base, const SimTarget& device, const Layo
   SimTarget t = device;
   t.deployment = p.deployment;
   t.prefill_chunk = p.prefill_chunk;
-  w.serving.requests = RequestsFor(w, t, p, load, requests);
+  const ServingGroupSample gs = SampleServingGroups(w, t);
+  w.serving.requests = RequestsFor(gs, p, load, requests);
   RunnerOptions opts;
   opts.quiet = true;
   RunRecord rec;
@@ -75,7 +73,7 @@ Status ServeLayout(const WorkloadSpec& base, const SimTarget& device, const Layo
   std::sort(finish.begin(), finish.end());
   const size_t f5 = finish.size() / 20, f95 = finish.size() - 1 - finish.size() / 20;
   const double span = finish[f95] - finish[f5];
-  const double replicas = static_cast<double>(SampleServingGroups(w, t).replicas);
+  const double replicas = static_cast<double>(gs.replicas);
   out->served_requests_per_s = span > 0 ? static_cast<double>(f95 - f5) / span * replicas : 0;
   const Distribution t_first = Summarize(ttft), t_out = Summarize(tpot);
   out->ttft_p50_s = t_first.p50;

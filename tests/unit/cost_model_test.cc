@@ -261,8 +261,10 @@ RunRecord OkRun() {
   r.workload.prompt_len = 100;
   r.workload.gen_len = 50;
   r.metrics.clear();
-  r.metrics.push_back({"prefill_tokens_per_second", "tokens/s", Provenance::kMeasured, 2000, false, {}});
-  r.metrics.push_back({"decode_tokens_per_second", "tokens/s", Provenance::kMeasured, 100, false, {}});
+  r.metrics.push_back(
+      {"prefill_tokens_per_second", "tokens/s", Provenance::kMeasured, 2000, false, {}});
+  r.metrics.push_back(
+      {"decode_tokens_per_second", "tokens/s", Provenance::kMeasured, 100, false, {}});
   r.metrics.push_back({"e2e_latency_seconds", "s", Provenance::kMeasured, 1.1, false, {}});
   RepetitionSample s;
   s.e2e_s = 1.1;
