@@ -30,4 +30,16 @@ bool RecordEnergy(const RunnerOptions& opts, const Status& started, RunRecord* r
   return true;
 }
 
+Status FailRun(RunRecord* rec, const std::string& what, const Status& s) {
+  rec->status = "failed";
+  rec->status_message = what + ": " + s.message();
+  return s.code() == StatusCode::kCancelled ? s : Status::Ok();
+}
+
+Status SkipOrFailRun(RunRecord* rec, const std::string& what, const Status& s) {
+  const Status out = FailRun(rec, what, s);
+  if (s.code() == StatusCode::kUnsupported) rec->status = "skipped";
+  return out;
+}
+
 }  // namespace cb

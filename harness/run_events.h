@@ -1,7 +1,7 @@
 #pragma once
 
 // What every runner (offline, serving, endpoint) does around its measured window: progress
-// lines and the energy meter.
+// lines, the energy meter, and how a failure is recorded.
 
 #include <string>
 
@@ -19,5 +19,12 @@ void Progress(const RunnerOptions& opts, const std::string& what, double fractio
 /// reading was recorded.
 Status StartEnergy(const RunnerOptions& opts);
 bool RecordEnergy(const RunnerOptions& opts, const Status& started, RunRecord* rec);
+
+/// Records the failure of `what` in the run; only a cancellation stops the plan (returned).
+/// Once a run has started measuring, an unsupported operation is a failure like any other.
+Status FailRun(RunRecord* rec, const std::string& what, const Status& s);
+/// The same before anything is measured (opening a session, loading, verifying): a
+/// combination the backend says it cannot run (a KV dtype, a quantised MoE model) is skipped.
+Status SkipOrFailRun(RunRecord* rec, const std::string& what, const Status& s);
 
 }  // namespace cb

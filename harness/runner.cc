@@ -133,14 +133,6 @@ bool TokensValid(const StepIO& io, int64_t vocab) {
 
 namespace {
 
-/// Records the failure of `what` in the run; only a cancellation stops the plan. A combination
-/// the backend cannot run (a KV dtype, a quantised MoE model) is skipped, not failed.
-Status Fail(RunRecord* rec, const std::string& what, const Status& s) {
-  rec->status = s.code() == StatusCode::kUnsupported ? "skipped" : "failed";
-  rec->status_message = what + ": " + s.message();
-  return s.code() == StatusCode::kCancelled ? s : Status::Ok();
-}
-
 /// How a partial-layer run is scaled, for the record.
 std::string ExtrapolationMethod(const LayerPlan& plan) {
   std::string per_kind;
@@ -204,14 +196,14 @@ Status VerifyReplicas(const WorkloadSpec& w, const ParallelContext& par, const O
                                       &rec->verification, weight_only, &accuracy);
     const bool quantized = IsQuantized(w.dtype) || IsQuantized(w.KvDType());
     if (s.ok() && quantized && accuracy.positions > 0) rec->accuracy = accuracy;
-    if (!s.ok()) return Fail(rec, "verification", s);
+    if (!s.ok()) return SkipOrFailRun(rec, "verification", s);
   } else {
     rec->verification.status = "not_run";
     rec->verification.message = "disabled with --no-verify";
   }
   std::string any;
   const std::string mine = rec->verification.status == "failed" ? rec->verification.message : "";
-  if (Status s = AgreeOnFailure(par, mine, &any); !s.ok()) return Fail(rec, "verification", s);
+  if (Status s = AgreeOnFailure(par, mine, &any); !s.ok()) return FailRun(rec, "verification", s);
   if (!any.empty()) {
     rec->verification.status = "failed";
     if (rec->verification.message.empty()) rec->verification.message = any;
@@ -242,7 +234,7 @@ Status Repetition(const Window& win, int rep, MoeLoadSteps* moe_load, Repetition
   const double window_start = win.clock.NowSeconds();
   double step_s = 0, step_measured = 0;
   if (Status s = win.timer.Step(io, &step_s, &step_measured); !s.ok()) {
-    return Fail(rec, "prefill", s);
+    return FailRun(rec, "prefill", s);
   }
   sample->prefill_s = step_s;
   sample->backend_s += step_measured;
@@ -253,7 +245,7 @@ Status Repetition(const Window& win, int rep, MoeLoadSteps* moe_load, Repetition
     tokens->push_back(io.next_tokens[0]);
     AdvanceToDecode(io);
     if (Status s = win.timer.Step(io, &step_s, &step_measured); !s.ok()) {
-      return Fail(rec, "decode", s);
+      return FailRun(rec, "decode", s);
     }
     sample->decode_step_s.push_back(step_s);
     sample->backend_s += step_measured;
@@ -296,12 +288,12 @@ Status MeasureRepetitions(const Window& win, MoeLoadSteps* moe_load, RankTimings
   for (int rep = 0; rep < total; ++rep) {
     const bool warm = rep < w.warmup;
     if (rep == w.warmup && probe) {
-      if (Status s = barrier(); !s.ok()) return Fail(rec, "synchronising ranks", s);
+      if (Status s = barrier(); !s.ok()) return FailRun(rec, "synchronising ranks", s);
       Progress(opts,
                SampleCeilingsBeside(w, MatmulDType(w, *rec), opts, /*before=*/true, &mine->probes));
     }
     // Replicas start each repetition together, so the slowest one sets the cluster's time.
-    if (Status s = barrier(); !s.ok()) return Fail(rec, "synchronising ranks", s);
+    if (Status s = barrier(); !s.ok()) return FailRun(rec, "synchronising ranks", s);
     if (rep == w.warmup) energy_started = StartEnergy(opts);
     Progress(opts,
              warm ? "warm-up " + std::to_string(rep + 1) + "/" + std::to_string(w.warmup)
@@ -328,7 +320,7 @@ Status MeasureRepetitions(const Window& win, MoeLoadSteps* moe_load, RankTimings
   }
   ReadEnergy(opts, energy_started, mine, rec);
   if (probe) {
-    if (Status s = barrier(); !s.ok()) return Fail(rec, "synchronising ranks", s);
+    if (Status s = barrier(); !s.ok()) return FailRun(rec, "synchronising ranks", s);
     Progress(opts,
              SampleCeilingsBeside(w, MatmulDType(w, *rec), opts, /*before=*/false, &mine->probes));
   }
@@ -411,13 +403,15 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   LoadProgress load_progress(opts.progress_prefix, opts.quiet);
   cfg.load_progress = load_progress.Callback();
   std::unique_ptr<Session> session;
-  if (Status s = device.Open(cfg, &session); !s.ok()) return Fail(rec, "opening a session", s);
+  if (Status s = device.Open(cfg, &session); !s.ok())
+    return SkipOrFailRun(rec, "opening a session", s);
   Progress(opts, "loading " + w.model.name + " (" + std::to_string(rec->layers_run) + " layers, " +
                      Gib(EstimateMemory(w).weights / par.tp) + " of " +
                      std::string(DTypeName(w.dtype)) + " weights" +
                      (par.tp > 1 ? " on this rank" : "") + ")");
   const WeightSource weights(w.seed);
-  if (Status s = session->Load(stream, weights); !s.ok()) return Fail(rec, "loading weights", s);
+  if (Status s = session->Load(stream, weights); !s.ok())
+    return SkipOrFailRun(rec, "loading weights", s);
   load_progress.Done(session->AllocatedBytes());
   if (Status s = VerifyReplicas(w, par, stream, *session, weights, support.weight_only, opts, rec);
       !s.ok() || rec->status != "ok") {
@@ -457,14 +451,14 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
       if (Status s = MeasureOpBreakdown(*session, device.clock(), stream, w, win.vocab,
                                         win.first_seq, local_batch, &b);
           !s.ok()) {
-        return Fail(rec, "the op breakdown", s);
+        return FailRun(rec, "the op breakdown", s);
       }
       rec->op_breakdown = std::move(b);
     }
   }
   std::vector<RankTimings> ranks;
   if (Status s = GatherTimings(par, mine, &ranks); !s.ok()) {
-    return Fail(rec, "gathering results", s);
+    return FailRun(rec, "gathering results", s);
   }
   if (par.world_rank == 0) {
     FinishJob(win, prefill_cost, decode_cost, how, moe_load, mine, std::move(ranks), rec);

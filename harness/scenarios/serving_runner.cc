@@ -219,11 +219,6 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   CB_RETURN_IF_ERROR(PlanPass(w, props, opts, max_context, &pc));
   const int64_t verify_batch = std::min(w.batch, pc.slots);
 
-  auto fail = [&](const std::string& what, const Status& s) {  // kUnsupported: skipped
-    rec->status = s.code() == StatusCode::kUnsupported ? "skipped" : "failed";
-    rec->status_message = what + ": " + s.message();
-    return s.code() == StatusCode::kCancelled ? s : Status::Ok();
-  };
   OpStream stream;
   CB_RETURN_IF_ERROR(BuildDenseDecoderStream(w.model, ShardSpec{}, w.LayersRun(), &stream));
   pc.vocab = stream.dims.vocab_full;
@@ -235,14 +230,16 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   cfg.weight_only = support.weight_only;
   cfg.max_step_tokens = std::max(pc.max_prefill_tokens + pc.slots, verify_batch * w.prompt_len);
   std::unique_ptr<Session> session;
-  if (Status s = device.Open(cfg, &session); !s.ok()) return fail("opening a session", s);
+  if (Status s = device.Open(cfg, &session); !s.ok())
+    return SkipOrFailRun(rec, "opening a session", s);
   Progress(opts, "loading " + w.model.name);
   const WeightSource weights(w.seed);
-  if (Status s = session->Load(stream, weights); !s.ok()) return fail("loading weights", s);
+  if (Status s = session->Load(stream, weights); !s.ok())
+    return SkipOrFailRun(rec, "loading weights", s);
   if (Status s =
           VerifyServing(w, stream, *session, weights, support.weight_only, verify_batch, opts, rec);
       !s.ok()) {
-    return fail("verification", s);
+    return SkipOrFailRun(rec, "verification", s);
   }
   if (rec->status == "invalid") return Status::Ok();
 
@@ -256,7 +253,7 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
     PassConfig wc = pc;
     wc.concurrency = 0;
     if (Status s = RunServingPass(*session, clock, stream, wc, &warm, &result); !s.ok()) {
-      return fail("warm-up", s);
+      return FailRun(rec, "warm-up", s);
     }
   }
   std::vector<ServingRequest> reqs;
@@ -268,7 +265,7 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
                      ", batch up to " + std::to_string(pc.slots) + ")");
   const Status energy_started = StartEnergy(opts);
   if (Status s = RunServingPass(*session, clock, stream, pc, &reqs, &result); !s.ok()) {
-    return fail("serving", s);
+    return FailRun(rec, "serving", s);
   }
   RecordEnergy(opts, energy_started, rec);
   if (!result.tokens_valid) {
