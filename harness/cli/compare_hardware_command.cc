@@ -88,6 +88,8 @@ json ResultJson(const SystemResult& r) {
           {"cost_basis", r.cost_basis},
           {"cost_per_device_hour_usd", FiniteOrNull(r.cost_per_device_hour_usd)},
           {"all_in_power_w_per_device", FiniteOrNull(r.all_in_power_w)},
+          {"served_checks", r.served_checks},
+          {"served_passed_over", r.served_passed_over},
           {"best", r.points.empty() ? json(nullptr) : PointJson(r.best, r.devices)},
           {"points", points},
           {"how", "modelled"},
@@ -157,7 +159,10 @@ TextTable HardwareTable(const CompareHardwareFlags& f, const ModelSpec& m,
   if (f.serve_load > 0) {
     t.notes.push_back("TTFT s, TPOT ms: the layout's steady state (no queueing); " + at +
                       ": served with Poisson arrivals at " + Fmt(f.serve_load * 100, "%.0f") +
-                      "% of its steady-state request rate (--serve-load), p99.");
+                      "% of its steady-state request rate (--serve-load), p99; up to " +
+                      std::to_string(SearchRequest{}.serve_tries) +
+                      " of the layouts meeting the SLO are served, cheapest first, passing over "
+                      "those a leaner layout of the same deployment already missed.");
   } else {
     constexpr size_t kServedColumns = 6;  // "TTFT p99 s @", "TPOT p99 ms @": not served
     t.columns.erase(t.columns.begin() + kServedColumns, t.columns.begin() + 8);

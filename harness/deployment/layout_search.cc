@@ -180,9 +180,45 @@ bool Better(const LayoutPoint& a, const LayoutPoint& b) {
   return a.output_tokens_per_s > b.output_tokens_per_s;
 }
 
+/// The served search over `meeting` (cheapest first): points are served in cost order, at most
+/// r.serve_tries of them. A point is passed over when a point of the same deployment (dtype,
+/// pools, EP, MTP, overlap) with no more sequences per rank was served and missed: more
+/// sequences per rank only add load to the same ranks.
+struct ServedSearch {
+  const LayoutPoint* found = nullptr;            ///< the cheapest found meeting them served
+  const LayoutPoint* cheapest_served = nullptr;  ///< of those served (none found)
+  int checks = 0, passed_over = 0;
+};
+
+Status FindServed(const SearchRequest& r, const std::map<DType, SimTarget>& targets,
+                  const std::vector<LayoutPoint*>& meeting, ServedSearch* out) {
+  std::map<std::pair<DType, std::string>, int64_t> missed_at;  // fewest seqs/rank that missed
+  for (LayoutPoint* p : meeting) {
+    if (out->checks >= r.serve_tries) break;
+    const auto key = std::make_pair(p->dtype, p->deployment.Describe());
+    const auto missed = missed_at.find(key);
+    if (missed != missed_at.end() && missed->second <= p->seqs_per_rank) {
+      ++out->passed_over;
+      continue;
+    }
+    CB_RETURN_IF_ERROR(ServeLayout(r.base, targets.at(p->dtype), *p, r.serve_load, r.serve_requests,
+                                   r.slo_ttft_s, r.slo_tpot_s, &p->served));
+    ++out->checks;
+    if (!p->Served()) continue;
+    if (p->served.meets_slo) {
+      out->found = p;
+      return Status::Ok();
+    }
+    if (out->cheapest_served == nullptr) out->cheapest_served = p;
+    const auto [it, added] = missed_at.emplace(key, p->seqs_per_rank);
+    if (!added) it->second = std::min(it->second, p->seqs_per_rank);
+  }
+  return Status::Ok();
+}
+
 /// Picks `res->best`: the cheapest point meeting the objectives at its steady state, or with
-/// r.serve_load the cheapest of the first r.serve_tries of those that still meets them served
-/// at that load (p99). Without any: the status says why and `best` is the closest point.
+/// r.serve_load the cheapest found of those that still meets them served at that load (p99).
+/// Without any: the status says why and `best` is the closest point.
 Status PickBest(const SearchRequest& r, const std::map<DType, SimTarget>& targets,
                 SystemResult* res) {
   std::vector<LayoutPoint*> meeting;
@@ -208,29 +244,27 @@ Status PickBest(const SearchRequest& r, const std::map<DType, SimTarget>& target
   }
   res->best = *meeting.front();
   if (r.serve_load <= 0) return Status::Ok();
-  const int tries = std::min<int>(r.serve_tries, static_cast<int>(meeting.size()));
-  const LayoutPoint* first = nullptr;  // the cheapest that could be served
-  for (int i = 0; i < tries; ++i) {
-    LayoutPoint& p = *meeting[static_cast<size_t>(i)];
-    CB_RETURN_IF_ERROR(ServeLayout(r.base, targets.at(p.dtype), p, r.serve_load, r.serve_requests,
-                                   r.slo_ttft_s, r.slo_tpot_s, &p.served));
-    if (p.Served() && p.served.meets_slo) {
-      res->best = p;
-      return Status::Ok();
-    }
-    if (p.Served() && first == nullptr) first = &p;
+  ServedSearch search;
+  CB_RETURN_IF_ERROR(FindServed(r, targets, meeting, &search));
+  res->served_checks = search.checks;
+  res->served_passed_over = search.passed_over;
+  if (search.found != nullptr) {
+    res->best = *search.found;
+    return Status::Ok();
   }
   // None could be served: the steady state's answer stands, its served.skipped saying why.
+  const LayoutPoint* first = search.cheapest_served;
   if (first == nullptr) return Status::Ok();
   res->best = *first;
   res->status = "no_layout_meets_slo";
   char buf[320];
   std::snprintf(buf, sizeof buf,
-                "the %d cheapest layouts meeting the SLO at their steady state miss it served "
-                "at %.0f%% of their rate; the cheapest served (%s) has p99 TTFT %.2f s, p99 TPOT "
-                "%.1f ms",
-                tries, r.serve_load * 100, first->Layout().c_str(), first->served.ttft_p99_s,
-                first->served.tpot_p99_s * 1e3);
+                "%d of the %zu layouts meeting the SLO at their steady state were served at "
+                "%.0f%% of their rate (%d more passed over, a leaner one of their deployment "
+                "having missed) and none meets it; the cheapest served (%s) has p99 TTFT "
+                "%.2f s, p99 TPOT %.1f ms",
+                search.checks, meeting.size(), r.serve_load * 100, search.passed_over,
+                first->Layout().c_str(), first->served.ttft_p99_s, first->served.tpot_p99_s * 1e3);
   res->message = buf;
   return Status::Ok();
 }

@@ -21,7 +21,9 @@ struct SearchRequest {
   /// request rate and keep the first whose p99 TTFT and TPOT still meet them (0: no serving).
   double serve_load = 0;
   int64_t serve_requests = 600;  ///< requests per served check, at least
-  int serve_tries = 6;           ///< cheapest points served at most
+  /// Points served at most, in cost order (those a leaner point of their deployment already
+  /// missed served are passed over without counting).
+  int serve_tries = 12;
 };
 
 /// How a layout of compare-hardware serves under load: the serving simulation of the layout
@@ -71,6 +73,8 @@ struct SystemResult {
   std::string message;
   LayoutPoint best;
   std::vector<LayoutPoint> points;  ///< every evaluated point (the frontier's material)
+  int served_checks = 0;            ///< points served under load by the search
+  int served_passed_over = 0;       ///< ... passed over: a leaner one of their deployment missed
   double cost_per_device_hour_usd = 0;
   double all_in_power_w = 0;  ///< per device
   std::string cost_basis;
