@@ -4,25 +4,21 @@
 #include <cmath>
 #include <cstdio>
 
+#include "harness/core/fmt.h"
+
 namespace cb {
 namespace {
 
-std::string Fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
+std::string GBps(double v) { return Fmt(v / 1e9, "%.1f GB/s"); }
+std::string GFlops(double v) { return Fmt(v / 1e9, "%.1f GFLOP/s"); }
+std::string MiB(double v) { return Fmt(v / (1024.0 * 1024.0), "%.1f MiB"); }
 
-std::string GBps(double v) { return Fmt("%.1f GB/s", v / 1e9); }
-std::string GFlops(double v) { return Fmt("%.1f GFLOP/s", v / 1e9); }
-std::string MiB(double v) { return Fmt("%.1f MiB", v / (1024.0 * 1024.0)); }
-
-std::string Describe(const CeilingSample& s, const char* when, DType dtype) {
+std::string Describe(const CeilingSample& s, const char* when, const char* window, DType dtype) {
   const std::string matmul = std::string(DTypeName(dtype)) + " matmul ";
-  return std::string("ceilings ") + when + " the window: memory read " +
-         GBps(s.mem_read_bytes_per_s) + " (" + Fmt("%.0f ms", s.mem_read_s * 1e3) + "), " +
+  return std::string("ceilings ") + when + " " + window + ": memory read " +
+         GBps(s.mem_read_bytes_per_s) + " (" + Fmt(s.mem_read_s * 1e3, "%.0f ms") + "), " +
          (s.matmul_flops_per_s > 0 ? matmul + GFlops(s.matmul_flops_per_s) + " (" +
-                                         Fmt("%.0f ms", s.matmul_s * 1e3) + ")"
+                                         Fmt(s.matmul_s * 1e3, "%.0f ms") + ")"
                                    : "no " + matmul + "probe (no native kernel)");
 }
 
@@ -75,7 +71,8 @@ DType MatmulDType(const WorkloadSpec& w, const RunRecord& rec) {
 }
 
 std::string SampleCeilingsBeside(const WorkloadSpec& w, DType matmul_dtype,
-                                 const RunnerOptions& opts, bool before, WindowProbes* probes) {
+                                 const RunnerOptions& opts, bool before, WindowProbes* probes,
+                                 const char* window) {
   if (opts.ceiling_probe == nullptr || !w.serving.ceiling_probes) return "";
   if (!before && !probes->error.empty()) return "";  // the first probe failed: no pair
   CeilingSample& s = before ? probes->before : probes->after;
@@ -84,7 +81,7 @@ std::string SampleCeilingsBeside(const WorkloadSpec& w, DType matmul_dtype,
     return "ceiling probe failed (" + st.message() + "); MFU/MBU against the cached ceilings";
   }
   probes->taken = !before;
-  return Describe(s, before ? "before" : "after", matmul_dtype);
+  return Describe(s, before ? "before" : "after", window, matmul_dtype);
 }
 
 CeilingPlan PlanCeilings(const CeilingPlanInput& in) {
@@ -147,8 +144,8 @@ void JudgeCeilings(const std::vector<Metric>& metrics, CeilingCheckRecord* check
     if ((!mfu && !mbu) || m.value <= check->max_ratio) continue;  // NaN is a defect too
     const CeilingFigure& f = mfu ? check->matmul : check->memory;
     auto rate = mfu ? GFlops : GBps;
-    add("ceiling_exceeded", m.name + " is " + Fmt("%.3g", m.value) + ", above " +
-                                Fmt("%g", check->max_ratio) + ": the window achieved " +
+    add("ceiling_exceeded", m.name + " is " + Fmt(m.value, "%.3g") + ", above " +
+                                Fmt(check->max_ratio, "%g") + ": the window achieved " +
                                 rate(m.value * f.used) + " against a " +
                                 (mfu ? check->dtype + " matmul" : std::string("memory read")) +
                                 " ceiling of " + rate(f.used) + " (" + f.source + ")");
@@ -158,9 +155,9 @@ void JudgeCeilings(const std::vector<Metric>& metrics, CeilingCheckRecord* check
     if (f.source != "probes" || !(f.drift > check->max_drift)) continue;
     auto rate = std::string(name) == "matmul peak" ? GFlops : GBps;
     add("ceiling_drift", std::string(name) + " was " + rate(f.before) + " before the window and " +
-                             rate(f.after) + " after it: " + Fmt("%.0f%%", f.drift * 100) +
+                             rate(f.after) + " after it: " + Fmt(f.drift * 100, "%.0f%%") +
                              " apart, more than the margin of " +
-                             Fmt("%.0f%%", check->max_drift * 100) + " (--max-ceiling-drift)");
+                             Fmt(check->max_drift * 100, "%.0f%%") + " (--max-ceiling-drift)");
   }
   check->verdict = check->findings.empty() ? "ok" : "unstable";
 }

@@ -38,9 +38,10 @@ double MaxCeilingDrift(const WorkloadSpec& w);
 /// Samples the ceilings beside the measured window, before it (`before`) or after it, when
 /// `opts.ceiling_probe` is set and the workload keeps probes on. A failed probe is kept in
 /// `probes->error` (the run then falls back on the cached ceilings). Returns a progress line,
-/// empty when nothing was sampled.
+/// empty when nothing was sampled; `window` names what the probes frame.
 std::string SampleCeilingsBeside(const WorkloadSpec& w, DType matmul_dtype,
-                                 const RunnerOptions& opts, bool before, WindowProbes* probes);
+                                 const RunnerOptions& opts, bool before, WindowProbes* probes,
+                                 const char* window = "the window");
 
 /// The dtype whose matmul peak a run's MFU is judged against: bf16 for a weight-only run (its
 /// 8-bit weights become bf16 in registers and it computes in bf16), else the run's dtype.

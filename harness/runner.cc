@@ -447,11 +447,25 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
       Progress(opts, "op breakdown: single-rank runs only; not measured");
     } else {
       Progress(opts, "op breakdown: timing one prefill and the decode steps op by op");
+      // Its roofline shares are judged against ceilings sampled right beside it.
+      const DType matmul_dtype = MatmulDType(w, *rec);
+      WindowProbes probes;
+      Progress(opts, SampleCeilingsBeside(w, matmul_dtype, opts, /*before=*/true, &probes,
+                                          "the op breakdown"));
       OpBreakdownRecord b;
       if (Status s = MeasureOpBreakdown(*session, device.clock(), stream, w, win.vocab,
                                         win.first_seq, local_batch, &b);
           !s.ok()) {
         return FailRun(rec, "the op breakdown", s);
+      }
+      Progress(opts, SampleCeilingsBeside(w, matmul_dtype, opts, /*before=*/false, &probes,
+                                          "the op breakdown"));
+      if (probes.taken) {
+        b.mem_read_before = probes.before.mem_read_bytes_per_s;
+        b.mem_read_after = probes.after.mem_read_bytes_per_s;
+        b.matmul_before = probes.before.matmul_flops_per_s;
+        b.matmul_after = probes.after.matmul_flops_per_s;
+        b.matmul_dtype = DTypeName(matmul_dtype);
       }
       rec->op_breakdown = std::move(b);
     }

@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "harness/core/fmt.h"
 #include "results/prometheus/metrics_mapping.h"
 #include "results/welch.h"
 
@@ -121,13 +122,6 @@ NoiseTest TestSamples(const RunRecord& base, const RunRecord& next, const std::s
   }
   t.significant = t.p_value < opt.alpha;
   return t;
-}
-
-std::string Fmt(double v, const char* format = "%.4g") {
-  if (!std::isfinite(v)) return "-";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, format, v);
-  return buf;
 }
 
 std::string Signed(double pct) {

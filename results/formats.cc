@@ -7,6 +7,7 @@
 #include <functional>
 #include <set>
 
+#include "harness/core/fmt.h"
 #include "results/record_json.h"
 #include "results/run_status.h"
 #include "results/text_table.h"
@@ -295,13 +296,34 @@ std::vector<std::string> Notes(const std::vector<RunRecord>& runs) {
   for (size_t i = 0; i < runs.size(); ++i) {
     const RunRecord& r = runs[i];
     if (!r.op_breakdown) continue;
+    // The ceilings sampled beside the op-by-op steps (not the measured window's).
+    const OpBreakdownRecord& b = *r.op_breakdown;
+    const double peak = b.Matmul(), bandwidth = b.MemRead();
+    const bool roofline = peak > 0 && bandwidth > 0;
     const std::string run = "run " + std::to_string(i + 1) + " (" + ModelName(r) + ", " +
                             BackendName(r) + ") op breakdown, share of the step, ";
-    notes.push_back(run + "prefill: " + OpSharesLine(r.op_breakdown->prefill) +
+    notes.push_back(run + "prefill: " + OpSharesLine(r.op_breakdown->prefill, peak, bandwidth) +
                     " (measured, each op alone after the window; layers weighted by the model "
-                    "layers they stand for)");
+                    "layers they stand for" +
+                    (roofline ? "; in brackets the share of the op's time its roofline explains, "
+                                "max(FLOPs / matmul peak, bytes / read bandwidth) at the "
+                                "ceilings sampled right before and after the op-by-op steps"
+                              : "") +
+                    ")");
     if (!r.op_breakdown->decode.empty()) {
-      notes.push_back(run + "decode: " + OpSharesLine(r.op_breakdown->decode));
+      notes.push_back(run + "decode: " + OpSharesLine(r.op_breakdown->decode, peak, bandwidth));
+    }
+    if (AnyAboveRoofline(r.op_breakdown->prefill, peak, bandwidth) ||
+        AnyAboveRoofline(r.op_breakdown->decode, peak, bandwidth)) {
+      notes.push_back(run +
+                      "(!): faster than its roofline: its data sat in cache, or the "
+                      "ceilings moved between the probes and the op");
+    }
+    const double max_drift = r.ceiling_check ? r.ceiling_check->max_drift : 0.15;
+    if (roofline && b.Drift() > max_drift) {
+      notes.push_back(run + "its ceilings moved " + Fmt(100 * b.Drift(), "%.0f%%") +
+                      " between the samples before and after it: the shares in brackets are "
+                      "rough");
     }
   }
   // Endpoint runs that stayed valid despite failed requests say how many failed.

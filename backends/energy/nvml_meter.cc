@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "harness/core/fmt.h"
+
 namespace cb::energy {
 namespace {
 
@@ -13,12 +15,6 @@ using nvmlReturn_t = int;
 using nvmlDevice_t = void*;
 constexpr nvmlReturn_t kNvmlSuccess = 0;
 constexpr const char* kDefaultLibrary = "libnvidia-ml.so.1";
-
-std::string Fmt(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3g", v);
-  return buf;
-}
 
 }  // namespace
 
@@ -145,7 +141,7 @@ Status NvmlMeter::Start() {
       any_power = true;
       notes.push_back("GPU " + std::to_string(i) + " (" + g.uuid +
                       ") has no energy counter: power readings integrated every " +
-                      Fmt(opt_.sample_interval_s) + " s");
+                      Fmt(opt_.sample_interval_s, "%.3g") + " s");
     }
     gpus.push_back(std::move(g));
   }
@@ -204,7 +200,7 @@ Status NvmlMeter::StopReading(EnergyReading* out) {
       if (end_mj <= g.start_mj) {
         r.valid = false;
         r.notes.push_back(label + " (" + g.uuid + "): the energy counter did not advance in " +
-                          Fmt(r.window_s) + " s");
+                          Fmt(r.window_s, "%.3g") + " s");
       }
     } else {
       any_power = true;
@@ -223,8 +219,9 @@ Status NvmlMeter::StopReading(EnergyReading* out) {
   r.sampling_interval_s = any_power ? opt_.sample_interval_s : 0;
   if (r.window_s < kUpdatePeriodS) {
     r.valid = false;
-    r.notes.push_back("window of " + Fmt(r.window_s) +
-                      " s is shorter than NVML's update period (~" + Fmt(kUpdatePeriodS) + " s)");
+    r.notes.push_back("window of " + Fmt(r.window_s, "%.3g") +
+                      " s is shorter than NVML's update period (~" + Fmt(kUpdatePeriodS, "%.3g") +
+                      " s)");
   }
   *out = std::move(r);
   return Status::Ok();

@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "backends/energy/sampler.h"
+#include "harness/core/fmt.h"
 
 namespace cb::energy {
 namespace {
@@ -15,12 +16,6 @@ double ProcessCpuS() {
   timespec ts{};
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-std::string Fmt(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3g", v);
-  return buf;
 }
 
 }  // namespace
@@ -48,7 +43,7 @@ Status PowerModelMeter::StopReading(EnergyReading* out) {
   } else {
     const long cpus = std::max(1L, sysconf(_SC_NPROCESSORS_ONLN));
     util = window > 0 ? std::clamp(cpu / (window * cpus), 0.0, 1.0) : 0.0;
-    how = "process CPU time " + Fmt(cpu) + " s / (wall " + Fmt(window) + " s x " +
+    how = "process CPU time " + Fmt(cpu, "%.3g") + " s / (wall " + Fmt(window, "%.3g") + " s x " +
           std::to_string(cpus) + " CPUs)";
   }
   const double watts = opt_.idle_w + (opt_.tdp_w - opt_.idle_w) * util;
@@ -60,10 +55,10 @@ Status PowerModelMeter::StopReading(EnergyReading* out) {
   r.joules = watts * window * opt_.devices;
   r.domains.push_back({"model", opt_.entry, r.joules});
   r.notes.push_back("modelled, not measured: " + std::to_string(opt_.devices) + " x (idle " +
-                    Fmt(opt_.idle_w) + " W + (TDP " + Fmt(opt_.tdp_w) +
-                    " W - idle) x utilisation " + Fmt(util) + ") = " + Fmt(watts * opt_.devices) +
-                    " W; utilisation " + how + "; figures from catalog entry " +
-                    (opt_.entry.empty() ? "?" : opt_.entry));
+                    Fmt(opt_.idle_w, "%.3g") + " W + (TDP " + Fmt(opt_.tdp_w, "%.3g") +
+                    " W - idle) x utilisation " + Fmt(util, "%.3g") +
+                    ") = " + Fmt(watts * opt_.devices, "%.3g") + " W; utilisation " + how +
+                    "; figures from catalog entry " + (opt_.entry.empty() ? "?" : opt_.entry));
   *out = std::move(r);
   return Status::Ok();
 }

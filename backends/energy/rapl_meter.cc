@@ -9,6 +9,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "harness/core/fmt.h"
+
 namespace cb::energy {
 namespace {
 
@@ -30,12 +32,6 @@ int ReadRealFile(const std::string& path, std::string* out) {
 std::string Trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
   return s;
-}
-
-std::string Fmt(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3g", v);
-  return buf;
 }
 
 }  // namespace
@@ -221,7 +217,8 @@ Status RaplMeter::StopReading(EnergyReading* out) {
     r.joules += d.total_uj * 1e-6;
     if (d.total_uj == 0) {
       r.valid = false;
-      r.notes.push_back("the " + d.name + " counter did not advance in " + Fmt(r.window_s) + " s");
+      r.notes.push_back("the " + d.name + " counter did not advance in " + Fmt(r.window_s, "%.3g") +
+                        " s");
     }
     if (d.wraps > 0) {
       r.notes.push_back(d.name + " counter wrapped " + std::to_string(d.wraps) +
@@ -230,14 +227,14 @@ Status RaplMeter::StopReading(EnergyReading* out) {
   }
   if (min_wrap_s_ > 0 && max_gap_s_ > min_wrap_s_ / 2) {
     r.valid = false;
-    r.notes.push_back("sampling gap of " + Fmt(max_gap_s_) +
+    r.notes.push_back("sampling gap of " + Fmt(max_gap_s_, "%.3g") +
                       " s exceeds half the fastest wrap "
                       "period (" +
-                      Fmt(min_wrap_s_) + " s): a wrap may have been missed");
+                      Fmt(min_wrap_s_, "%.3g") + " s): a wrap may have been missed");
   }
   if (r.window_s < kUpdatePeriodS) {
     r.valid = false;
-    r.notes.push_back("window of " + Fmt(r.window_s) +
+    r.notes.push_back("window of " + Fmt(r.window_s, "%.3g") +
                       " s is shorter than the RAPL update "
                       "period (~1 ms)");
   }

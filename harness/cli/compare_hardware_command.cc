@@ -13,6 +13,7 @@
 #include "harness/cli/commands.h"
 #include "harness/cli/compare_hardware.h"
 #include "harness/cli/output.h"
+#include "harness/core/fmt.h"
 #include "harness/deployment/layout_search.h"
 #include "harness/plan.h"
 #include "harness/runner.h"
@@ -25,13 +26,6 @@ namespace cb {
 namespace {
 
 using nlohmann::json;
-
-std::string Fmt(double v, const char* f = "%.4g") {
-  if (!std::isfinite(v)) return "-";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
 
 json ServedJson(const ServedFigures& s) {
   if (s.load <= 0) return nullptr;

@@ -4,16 +4,12 @@
 #include <cstdio>
 #include <limits>
 
+#include "harness/core/fmt.h"
+
 namespace cb {
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-std::string Fmt(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
 
 std::string CatalogSource(const CatalogEntry& e, const CatalogFigure& f) {
   return "catalog " + e.id + ": " + f.source;
@@ -28,7 +24,8 @@ CostBaseline BaselineFromCatalog(const CatalogEntry& e, const std::string& match
   b.catalog_file = e.file;
   b.catalog_matched_by = matched_by;
   const double n = e.type == "system" ? static_cast<double>(e.device_count) : 1.0;
-  const std::string per = e.type == "system" ? " (divided by its " + Fmt(n) + " devices)" : "";
+  const std::string per =
+      e.type == "system" ? " (divided by its " + Fmt(n, "%g") + " devices)" : "";
   b.rental_usd_per_hour = e.rental_usd_per_hour.known() ? e.rental_usd_per_hour.value / n : kNaN;
   b.sources["rental_usd_per_hour"] = CatalogSource(e, e.rental_usd_per_hour) + per;
   b.capex_usd = e.purchase_usd.known() ? e.purchase_usd.value / n : kNaN;
@@ -36,11 +33,11 @@ CostBaseline BaselineFromCatalog(const CatalogEntry& e, const std::string& match
   b.all_in_power_w = e.all_in_power_w.value / n;
   b.sources["all_in_power_w"] = CatalogSource(e, e.all_in_power_w) + per;
   b.sources["amortization_years"] =
-      "default: assumed " + Fmt(kDefaultAmortizationYears) + "-year depreciation";
+      "default: assumed " + Fmt(kDefaultAmortizationYears, "%g") + "-year depreciation";
   b.sources["pue"] =
       "default: 1.0, because the catalog's all-in power already includes the cooling share";
   b.sources["electricity_usd_per_kwh"] =
-      "default: assumed $" + Fmt(kDefaultElectricityUsdPerKwh) + "/kWh (industrial rate)";
+      "default: assumed $" + Fmt(kDefaultElectricityUsdPerKwh, "%g") + "/kWh (industrial rate)";
   return b;
 }
 
@@ -79,7 +76,7 @@ CostRecord ResolveCost(const CostBaseline& b, const CostOverrides& o, const std:
                    double* slot) {
     if (!v) return;
     *slot = *v;
-    c.sources[input] = "given: " + std::string(flag) + " " + Fmt(*v) + " (" + via + ")";
+    c.sources[input] = "given: " + std::string(flag) + " " + Fmt(*v, "%g") + " (" + via + ")";
     c.overridden.push_back(input);
   };
   apply(o.price_per_hour, "price_per_hour", "rental_usd_per_hour", &c.rental_usd_per_hour);

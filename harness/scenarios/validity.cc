@@ -4,18 +4,11 @@
 #include <cmath>
 #include <cstdio>
 
+#include "harness/core/fmt.h"
 #include "harness/stats.h"
 
 namespace cb {
-namespace {
-
-std::string Fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 ValidityRules RulesFor(const WorkloadSpec& w) {
   const ServingSpec& s = w.serving;
@@ -86,8 +79,8 @@ void ApplyValidity(const ValidityRules& rules, const ValidityInput& in, RunRecor
   v.cv = Summarize(in.cv_samples).cv;
   if (in.duration_s < rules.min_duration_s) {
     v.shortened = true;
-    v.reasons.push_back("shortened: measured for " + Fmt("%.3g", in.duration_s) +
-                        " s, below the minimum of " + Fmt("%.3g", rules.min_duration_s) +
+    v.reasons.push_back("shortened: measured for " + Fmt(in.duration_s, "%.3g") +
+                        " s, below the minimum of " + Fmt(rules.min_duration_s, "%.3g") +
                         " s (--min-duration)");
   }
   if (in.requests < rules.min_requests) {
@@ -99,7 +92,7 @@ void ApplyValidity(const ValidityRules& rules, const ValidityInput& in, RunRecor
   if (rules.max_cv > 0 && v.cv > rules.max_cv) {
     v.unstable = true;
     v.reasons.push_back("unstable: coefficient of variation of " + in.cv_of + " is " +
-                        Fmt("%.3g", v.cv) + ", above --max-cv " + Fmt("%.3g", rules.max_cv));
+                        Fmt(v.cv, "%.3g") + ", above --max-cv " + Fmt(rules.max_cv, "%.3g"));
   }
   for (const std::string& reason : in.unstable_reasons) {
     v.unstable = true;
@@ -109,7 +102,7 @@ void ApplyValidity(const ValidityRules& rules, const ValidityInput& in, RunRecor
     for (double pct : {90.0, 99.0}) {
       PercentileBound b = BoundPercentile(name, samples, pct);
       if (!b.bounded) {
-        v.reasons.push_back("note: p" + Fmt("%.0f", pct) + " of " + name +
+        v.reasons.push_back("note: p" + Fmt(pct, "%.0f") + " of " + name +
                             " cannot be bounded with 95% confidence from " +
                             std::to_string(b.samples) + " samples (needs " +
                             std::to_string(b.min_samples) + ")");

@@ -68,6 +68,12 @@ TEST(LayersCli, OpBreakdownSharesEveryOpKindOfTheStep) {
   const json b = json::parse(ReadText(files[0]))["op_breakdown"];
   ASSERT_TRUE(b.is_object());
   EXPECT_EQ(b["decode_steps"], 3);
+  // Its roofline shares are judged against ceilings sampled right beside it.
+  ASSERT_TRUE(b.contains("ceilings")) << b.dump();
+  for (const char* c : {"memory_read_before", "memory_read_after"}) {
+    EXPECT_GT(b["ceilings"][c].get<double>(), 0.0) << c;
+  }
+  EXPECT_NE(r.err.find("ceilings before the op breakdown: memory read"), std::string::npos);
   for (const char* phase : {"prefill", "decode"}) {
     SCOPED_TRACE(phase);
     double sum = 0, last = 1e9;
@@ -78,7 +84,13 @@ TEST(LayersCli, OpBreakdownSharesEveryOpKindOfTheStep) {
       EXPECT_LE(seconds, last);  // largest first
       last = seconds;
       sum += s["share"].get<double>();
-      ops.insert(s["op"].get<std::string>());
+      const std::string op = s["op"];
+      ops.insert(op);
+      // The ideal work MFU and MBU count, per op: every op moves bytes, the matmuls compute.
+      EXPECT_GT(s["bytes"].get<double>(), 0.0) << op;
+      if (op.rfind("matmul", 0) == 0 || op == "moe_experts") {
+        EXPECT_GT(s["flops"].get<double>(), 0.0) << op;
+      }
     }
     EXPECT_NEAR(sum, 1.0, 1e-9);
     for (const char* op : {"router", "moe_experts", "mla_attention", "matmul wq_a", "embedding"}) {
