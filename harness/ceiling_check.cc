@@ -66,9 +66,7 @@ double MaxCeilingDrift(const WorkloadSpec& w) {
   return w.serving.max_ceiling_drift > 0 ? w.serving.max_ceiling_drift : kDefaultMaxCeilingDrift;
 }
 
-DType MatmulDType(const WorkloadSpec& w, const RunRecord& rec) {
-  return rec.precision.find("weight-only") != std::string::npos ? DType::kBF16 : w.dtype;
-}
+DType MatmulDType(DType dtype, bool weight_only) { return weight_only ? DType::kBF16 : dtype; }
 
 std::string SampleCeilingsBeside(const WorkloadSpec& w, DType matmul_dtype,
                                  const RunnerOptions& opts, bool before, WindowProbes* probes,
@@ -163,11 +161,12 @@ void JudgeCeilings(const std::vector<Metric>& metrics, CeilingCheckRecord* check
 }
 
 void AddJudgedMetrics(const WorkloadSpec& w, const RunnerOptions& opts, bool simulated,
-                      const std::vector<RankTimings>& ranks, const OpCost& prefill_cost,
-                      const OpCost& decode_cost, Provenance how, RunRecord* rec) {
+                      DType matmul_dtype, const std::vector<RankTimings>& ranks,
+                      const OpCost& prefill_cost, const OpCost& decode_cost, Provenance how,
+                      RunRecord* rec) {
   CeilingPlanInput in;
   in.cached = opts.ceilings;
-  in.dtype = MatmulDType(w, *rec);
+  in.dtype = matmul_dtype;
   in.devices = static_cast<int>(ranks.size());
   in.simulated = simulated;
   in.max_drift = MaxCeilingDrift(w);

@@ -44,8 +44,9 @@ std::string SampleCeilingsBeside(const WorkloadSpec& w, DType matmul_dtype,
                                  const char* window = "the window");
 
 /// The dtype whose matmul peak a run's MFU is judged against: bf16 for a weight-only run (its
-/// 8-bit weights become bf16 in registers and it computes in bf16), else the run's dtype.
-DType MatmulDType(const WorkloadSpec& w, const RunRecord& rec);
+/// 8-bit weights become bf16 in registers and it computes in bf16; Support::weight_only),
+/// else the run's dtype.
+DType MatmulDType(DType dtype, bool weight_only);
 
 /// What PlanCeilings needs.
 struct CeilingPlanInput {
@@ -81,7 +82,8 @@ void JudgeCeilings(const std::vector<Metric>& metrics, CeilingCheckRecord* check
 /// For RunOffline on rank 0: plans the ceilings from every rank's probes, adds the throughput,
 /// latency and MFU/MBU metrics (AddThroughputMetrics) and judges them into rec->ceiling_check.
 void AddJudgedMetrics(const WorkloadSpec& w, const RunnerOptions& opts, bool simulated,
-                      const std::vector<RankTimings>& ranks, const OpCost& prefill_cost,
-                      const OpCost& decode_cost, Provenance how, RunRecord* rec);
+                      DType matmul_dtype, const std::vector<RankTimings>& ranks,
+                      const OpCost& prefill_cost, const OpCost& decode_cost, Provenance how,
+                      RunRecord* rec);
 
 }  // namespace cb

@@ -221,6 +221,7 @@ struct Window {
   Clock& clock;
   StepTimer& timer;
   int64_t vocab = 0, first_seq = 0, local_batch = 0;
+  DType matmul_dtype = DType::kBF16;  ///< whose peak MFU is judged against (MatmulDType)
 };
 
 /// One repetition: the prefill, then the decode steps. Leaves the record failed or invalid
@@ -290,7 +291,7 @@ Status MeasureRepetitions(const Window& win, MoeLoadSteps* moe_load, RankTimings
     if (rep == w.warmup && probe) {
       if (Status s = barrier(); !s.ok()) return FailRun(rec, "synchronising ranks", s);
       Progress(opts,
-               SampleCeilingsBeside(w, MatmulDType(w, *rec), opts, /*before=*/true, &mine->probes));
+               SampleCeilingsBeside(w, win.matmul_dtype, opts, /*before=*/true, &mine->probes));
     }
     // Replicas start each repetition together, so the slowest one sets the cluster's time.
     if (Status s = barrier(); !s.ok()) return FailRun(rec, "synchronising ranks", s);
@@ -322,7 +323,7 @@ Status MeasureRepetitions(const Window& win, MoeLoadSteps* moe_load, RankTimings
   if (probe) {
     if (Status s = barrier(); !s.ok()) return FailRun(rec, "synchronising ranks", s);
     Progress(opts,
-             SampleCeilingsBeside(w, MatmulDType(w, *rec), opts, /*before=*/false, &mine->probes));
+             SampleCeilingsBeside(w, win.matmul_dtype, opts, /*before=*/false, &mine->probes));
   }
   return Status::Ok();
 }
@@ -346,7 +347,8 @@ void FinishJob(const Window& win, const OpCost& prefill_cost, const OpCost& deco
       ranks.push_back(std::move(t));
     }
   }
-  AddJudgedMetrics(w, win.opts, rec->device.simulated, ranks, prefill_cost, decode_cost, how, rec);
+  AddJudgedMetrics(w, win.opts, rec->device.simulated, win.matmul_dtype, ranks, prefill_cost,
+                   decode_cost, how, rec);
   moe_load.AddMetrics(rec);
   if (par.world_size > 1 || par.virtual_cluster) {
     rec->cluster = MakeClusterRecord(par, ranks);
@@ -403,15 +405,17 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   LoadProgress load_progress(opts.progress_prefix, opts.quiet);
   cfg.load_progress = load_progress.Callback();
   std::unique_ptr<Session> session;
-  if (Status s = device.Open(cfg, &session); !s.ok())
+  if (Status s = device.Open(cfg, &session); !s.ok()) {
     return SkipOrFailRun(rec, "opening a session", s);
+  }
   Progress(opts, "loading " + w.model.name + " (" + std::to_string(rec->layers_run) + " layers, " +
                      Gib(EstimateMemory(w).weights / par.tp) + " of " +
                      std::string(DTypeName(w.dtype)) + " weights" +
                      (par.tp > 1 ? " on this rank" : "") + ")");
   const WeightSource weights(w.seed);
-  if (Status s = session->Load(stream, weights); !s.ok())
+  if (Status s = session->Load(stream, weights); !s.ok()) {
     return SkipOrFailRun(rec, "loading weights", s);
+  }
   load_progress.Done(session->AllocatedBytes());
   if (Status s = VerifyReplicas(w, par, stream, *session, weights, support.weight_only, opts, rec);
       !s.ok() || rec->status != "ok") {
@@ -428,7 +432,8 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
                    timer,
                    stream.dims.vocab_full,
                    FirstSequence(w.batch, par.dp, par.dp_rank),
-                   local_batch};
+                   local_batch,
+                   MatmulDType(w.dtype, support.weight_only)};
   OpCost prefill_cost, decode_cost;
   JobWork(w, full, win.vocab, par, &prefill_cost, &decode_cost);
 
@@ -448,7 +453,7 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
     } else {
       Progress(opts, "op breakdown: timing one prefill and the decode steps op by op");
       // Its roofline shares are judged against ceilings sampled right beside it.
-      const DType matmul_dtype = MatmulDType(w, *rec);
+      const DType matmul_dtype = win.matmul_dtype;
       WindowProbes probes;
       Progress(opts, SampleCeilingsBeside(w, matmul_dtype, opts, /*before=*/true, &probes,
                                           "the op breakdown"));

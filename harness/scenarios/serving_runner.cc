@@ -230,12 +230,14 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   cfg.weight_only = support.weight_only;
   cfg.max_step_tokens = std::max(pc.max_prefill_tokens + pc.slots, verify_batch * w.prompt_len);
   std::unique_ptr<Session> session;
-  if (Status s = device.Open(cfg, &session); !s.ok())
+  if (Status s = device.Open(cfg, &session); !s.ok()) {
     return SkipOrFailRun(rec, "opening a session", s);
+  }
   Progress(opts, "loading " + w.model.name);
   const WeightSource weights(w.seed);
-  if (Status s = session->Load(stream, weights); !s.ok())
+  if (Status s = session->Load(stream, weights); !s.ok()) {
     return SkipOrFailRun(rec, "loading weights", s);
+  }
   if (Status s =
           VerifyServing(w, stream, *session, weights, support.weight_only, verify_batch, opts, rec);
       !s.ok()) {
