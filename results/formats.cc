@@ -250,7 +250,8 @@ std::vector<std::string> EnergyCostNotes(const std::vector<RunRecord>& runs) {
            "; re-price with clusterbench cost";
       add(l);
     } else if (r.cost) {
-      add("$/Mtok: not computed: " + (r.cost->notes.empty() ? "" : r.cost->notes.back()));
+      // The first note says why (the price missing); later ones describe the devices.
+      add("$/Mtok: not computed: " + (r.cost->notes.empty() ? "" : r.cost->notes.front()));
     }
   }
   return lines;

@@ -461,5 +461,16 @@ TEST(FormatsTest, UnknownFormatIsInvalidInput) {
   EXPECT_EQ(out, "untouched");
 }
 
+TEST(FormatsTest, ACostNotComputedSaysWhy) {
+  RunRecord r = SimRecord();
+  CostRecord c;
+  c.basis = "none";
+  c.notes = {"no rental price and no purchase price for x: give --price-per-hour",
+             "devices: 4 simulated devices (tp 4) of x x 4"};
+  r.cost = c;
+  const std::string text = Render({r}, "table");
+  EXPECT_NE(text.find("$/Mtok: not computed: no rental price"), std::string::npos) << text;
+}
+
 }  // namespace
 }  // namespace cb
