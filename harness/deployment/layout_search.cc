@@ -329,7 +329,7 @@ Status SearchSystem(const SearchRequest& r, const DeviceCatalog& catalog,
       t.deployment = d;
       for (int64_t seqs = 1; seqs <= kMaxSeqsPerRank; seqs *= 2) {
         w.batch = seqs * d.Decode().dp();
-        if (Status ms = CheckSimMemory(w, t, system.id); !ms.ok()) {
+        if (Status ms = CheckSimMemory(w, t, ""); !ms.ok()) {
           // Report the layout that came closest: the smallest shard of the weights.
           const double weights = RankWeightBytes(m, d.Decode(), d.redundant_experts, dt);
           if (memory_error.empty() || weights < closest) {

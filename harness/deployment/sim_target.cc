@@ -99,12 +99,13 @@ Status CheckSimMemory(const WorkloadSpec& w, const SimTarget& t, const std::stri
     if (m.Total() <= kUsableMemory * capacity) continue;
     const std::string in =
         pool.role == PoolRole::kMixed ? "" : " of the " + PoolRoleName(pool.role) + " pool";
-    std::string msg =
-        where + ": field 'batch': " + w.model.name + " " + std::string(DTypeName(w.dtype)) +
-        " on " + pool.Describe() + " " + t.model.name + in + " needs " + Gib(m.Total()) +
-        " per device (weights " + Gib(m.weights) + ", KV cache of " + std::to_string(load.seqs) +
-        " x " + std::to_string(load.context) + " tokens " + Gib(m.kv_cache) + ", activations " +
-        Gib(m.activations) + "), " + Gib(kUsableMemory * capacity) + " usable of " + Gib(capacity);
+    std::string msg = (where.empty() ? "" : where + ": field 'batch': ") + w.model.name + " " +
+                      std::string(DTypeName(w.dtype)) + " on " + pool.Describe() + " " +
+                      t.model.name + in + " needs " + Gib(m.Total()) + " per device (weights " +
+                      Gib(m.weights) + ", KV cache of " + std::to_string(load.seqs) + " x " +
+                      std::to_string(load.context) + " tokens " + Gib(m.kv_cache) +
+                      ", activations " + Gib(m.activations) + "), " +
+                      Gib(kUsableMemory * capacity) + " usable of " + Gib(capacity);
     const double per_seq = m.kv_cache / std::max<int64_t>(1, load.seqs);
     const double room = kUsableMemory * capacity - m.weights - m.activations;
     if (room <= per_seq || pool.role == PoolRole::kPrefill) {

@@ -47,7 +47,8 @@ Status ResolveSimTarget(const WorkloadSpec& w, const DeviceCatalog& catalog,
                         const std::string& where, SimTarget* out);
 
 /// Checks that each pool of `t` holds its share of `w`'s sequences (the per-rank memory of
-/// RankMemoryOf against the device's memory); the message states per-device figures.
+/// RankMemoryOf against the device's memory); the message states per-device figures, after
+/// "WHERE: field 'batch': " unless `where` is empty (a layout search, not the user's batch).
 Status CheckSimMemory(const WorkloadSpec& w, const SimTarget& t, const std::string& where);
 
 /// What one rank of `pool` holds: sequences, their context, and the tokens of its largest
