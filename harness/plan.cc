@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "backends/endpoint/endpoint_url.h"
+#include "harness/core/fmt.h"
 #include "harness/core/limits.h"
 #include "harness/core/text_file.h"
 #include "harness/endpoint/endpoint_fields.h"
@@ -106,7 +107,7 @@ Status ReadDeployment(const FieldReader& f, DeploymentSpec* d) {
     }
   }
   if (!(d->mtp_acceptance > 0 && d->mtp_acceptance <= 1)) {
-    return f.Error("mtp_acceptance", "must be in (0, 1], got " + std::to_string(d->mtp_acceptance));
+    return f.Error("mtp_acceptance", "must be in (0, 1], got " + Fmt(d->mtp_acceptance, "%g"));
   }
   d->devices = static_cast<int>(devices);
   d->tp = static_cast<int>(tp);

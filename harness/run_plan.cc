@@ -10,6 +10,7 @@
 #include "backends/registry.h"
 #include "backends/sim/sim_device.h"
 #include "harness/cancel.h"
+#include "harness/core/fmt.h"
 #include "harness/cost/run_energy_cost.h"
 #include "harness/deployment/sim_offline.h"
 #include "harness/deployment/sim_serving.h"
@@ -293,7 +294,7 @@ std::string DescribeWorkload(const WorkloadSpec& w) {
   if (w.scenario != "offline") {
     scenario = " " + w.scenario;
     if (w.scenario == "server") {
-      scenario += w.serving.rate > 0 ? " at " + std::to_string(w.serving.rate) + " req/s"
+      scenario += w.serving.rate > 0 ? " at " + Fmt(w.serving.rate, "%g") + " req/s"
                                      : " " + std::to_string(w.serving.concurrency) + " in flight";
     }
   }

@@ -13,6 +13,8 @@
 #include <mutex>
 #include <vector>
 
+#include "harness/core/fmt.h"
+
 namespace cb {
 
 struct StreamClient::Transfer {
@@ -378,7 +380,7 @@ Status FetchOnce(StreamClient& client, const HttpRequest& request, double max_wa
     if (left <= 0) {
       client.Cancel(id);
       h.result.error = TransferError::kTimeout;
-      h.result.error_message = "no answer within " + std::to_string(max_wait_s) + " s";
+      h.result.error_message = "no answer within " + Fmt(max_wait_s, "%g") + " s";
       break;
     }
     CB_RETURN_IF_ERROR(client.Poll(std::min(left, 0.05)));

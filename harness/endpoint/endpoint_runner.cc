@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "harness/cancel.h"
+#include "harness/core/fmt.h"
 #include "harness/cost/energy_cost.h"
 #include "harness/endpoint/endpoint_probe.h"
 #include "harness/endpoint/endpoint_requests.h"
@@ -193,7 +194,7 @@ Status Measure(StreamClient& client, const WorkloadSpec& w, const EndpointTarget
   Progress(opts, "sending " + std::to_string(reqs.size()) + " requests to " + cfg.url + " (" +
                      (concurrency > 0 ? std::to_string(concurrency) + " in flight"
                                       : w.serving.arrival + " arrivals at " +
-                                            std::to_string(w.serving.rate) + " req/s") +
+                                            Fmt(w.serving.rate, "%g") + " req/s") +
                      ")");
   const Status energy_started = StartEnergy(opts);
   EndpointPassResult res;
@@ -219,7 +220,7 @@ Status Measure(StreamClient& client, const WorkloadSpec& w, const EndpointTarget
                                 false,
                                 {}});
   if (res.deadline_passed) {
-    e.notes.push_back("the pass's deadline (" + std::to_string(cfg.deadline_s) +
+    e.notes.push_back("the pass's deadline (" + Fmt(cfg.deadline_s, "%g") +
                       " s) passed with requests open");
   }
   return Status::Ok();

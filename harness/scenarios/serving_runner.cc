@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <random>
 
+#include "harness/core/fmt.h"
 #include "harness/run_events.h"
 #include "harness/scenarios/distributions.h"
 #include "harness/scenarios/serving_fields.h"
@@ -260,11 +261,11 @@ Status RunServing(const WorkloadSpec& w, Device& device, const RunnerOptions& op
   }
   std::vector<ServingRequest> reqs;
   CB_RETURN_IF_ERROR(MakeRequests(w, 0, MeasuredRequests(w), pc.vocab, &reqs));
-  Progress(opts, "serving " + std::to_string(reqs.size()) + " requests (" +
-                     (pc.concurrency > 0
-                          ? "closed loop, " + std::to_string(pc.concurrency) + " in flight"
-                          : sv.arrival + " arrivals at " + std::to_string(sv.rate) + " req/s") +
-                     ", batch up to " + std::to_string(pc.slots) + ")");
+  Progress(opts,
+           "serving " + std::to_string(reqs.size()) + " requests (" +
+               (pc.concurrency > 0 ? "closed loop, " + std::to_string(pc.concurrency) + " in flight"
+                                   : sv.arrival + " arrivals at " + Fmt(sv.rate, "%g") + " req/s") +
+               ", batch up to " + std::to_string(pc.slots) + ")");
   const Status energy_started = StartEnergy(opts);
   if (Status s = RunServingPass(*session, clock, stream, pc, &reqs, &result); !s.ok()) {
     return FailRun(rec, "serving", s);
