@@ -5,6 +5,7 @@
 
 #include "backends/sim/sim_device.h"
 #include "harness/runner.h"
+#include "tests/unit/sim_testing.h"
 
 namespace cb {
 namespace {
@@ -67,19 +68,7 @@ RunRecord RunOn(RefusingDevice::At at, int fail_run) {
   w.repetitions = 1;
   w.warmup = 0;
   w.verify = false;
-  SingleRankCommunicator one;
-  ParallelContext single;
-  single.world = single.tp_group = single.ep_group = &one;
-  RunnerOptions opts;
-  opts.quiet = true;
-  opts.parallel = &single;
-  const DeviceProps p = device.Props();
-  for (int d = 0; d < kDTypeCount; ++d) opts.ceilings.matmul_flops_per_s[d] = p.peak_flops[d];
-  opts.ceilings.mem_read_bytes_per_s = p.mem_bandwidth_bytes_per_s;
-  RunRecord rec;
-  const Status s = RunOffline(w, device, opts, &rec);
-  EXPECT_TRUE(s.ok()) << s.message();
-  return rec;
+  return testing::RunOfflineAlone(w, device);
 }
 
 TEST(RunStatus, UnsupportedBeforeTheWindowIsSkipped) {
