@@ -186,9 +186,15 @@ ExpertPlacement ExpertPlacement::Shared(const ModelSpec& m, int ep, int redundan
                                    m.routing_zipf_s, ep, redundant, domain);
   static std::mutex mu;
   static std::map<decltype(key), ExpertPlacement> made;
+  // A search makes a few dozen distinct placements; a process that keeps making new ones
+  // (a long-lived caller, fuzzing) starts over rather than growing without bound.
+  constexpr size_t kMaxKept = 512;
   std::lock_guard<std::mutex> lock(mu);
   auto it = made.find(key);
-  if (it == made.end()) it = made.emplace(key, ExpertPlacement(m, ep, redundant, domain)).first;
+  if (it == made.end()) {
+    if (made.size() >= kMaxKept) made.clear();
+    it = made.emplace(key, ExpertPlacement(m, ep, redundant, domain)).first;
+  }
   return it->second;
 }
 
