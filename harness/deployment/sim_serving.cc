@@ -138,11 +138,14 @@ Status RunPoolServing(const WorkloadSpec& w, const SimTarget& t, const RunnerOpt
   rec->ceilings = opts.ceilings;
   rec->precision = PrecisionLabel(w.dtype, false);  // the simulator models W8A8 compute
   rec->verification.status = "not_run";
-  rec->verification.message = w.verify ? "not run: a deployment of " +
-                                             std::to_string(t.deployment.TotalDevices()) +
-                                             " devices, or with MTP, is simulated analytically; "
-                                             "verify the stream with --devices 1"
-                                       : "disabled with --no-verify";
+  const int devices = t.deployment.TotalDevices();
+  const std::string why = devices > 1 ? "a deployment of " + std::to_string(devices) + " devices"
+                                      : "multi-token prediction";
+  rec->verification.message =
+      w.verify ? "not run: " + why +
+                     " is served analytically (no op runs); verify the stream on one device "
+                     "without --mtp"
+               : "disabled with --no-verify";
   std::vector<std::unique_ptr<sim::StepModel>> models;
   CB_RETURN_IF_ERROR(MakeStepModels(w, t, &models));
   const ServingGroupSample gs = SampleServingGroups(w, t);
