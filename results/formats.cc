@@ -21,7 +21,8 @@ constexpr char kModelledMark = '^';
 constexpr const char* kMissing = "-";
 constexpr const char* kLegend =
     "Figures are measured unless marked: ~ extrapolated, ^ modelled; - not available "
-    "(runs that are not ok show no figures).";
+    "(invalid, failed and skipped runs show no figures; SHORTENED and UNSTABLE runs show "
+    "theirs, labelled, not to be published).";
 
 /// Metrics that get columns in every CSV, in this order; others follow sorted by name.
 const std::vector<std::string>& KnownMetrics() {
