@@ -45,7 +45,8 @@ class PoolSim {
       : pool_(pool),
         reqs_(reqs),
         groups_(static_cast<size_t>(pool.groups)),
-        ready_(reqs.size(), kNever) {}
+        ready_(reqs.size(), kNever),
+        group_of_(reqs.size(), 0) {}
 
   /// Each group its own step model: a model caches the costs of its last step's shape, and
   /// groups of different sizes would evict each other's.
@@ -67,7 +68,13 @@ class PoolSim {
   /// Request `index` joins a group's queue; it can start at `ready` (its arrival here).
   void Arrive(int64_t index, double ready) {
     ready_[static_cast<size_t>(index)] = ready;
+    group_of_[static_cast<size_t>(index)] = next_ % pool_.groups;
     groups_[static_cast<size_t>(next_++ % pool_.groups)].waiting.push_back(index);
+  }
+  /// A prefill pool keeps a prefilled request's KV cache until its transfer to the decode
+  /// pool has completed; then it is freed here.
+  void Release(int64_t index) {
+    groups_[static_cast<size_t>(group_of_[static_cast<size_t>(index)])].kv_used -= Tokens(index);
   }
   /// When the pool's next step can start, its clock at `now`: now while a group runs
   /// sequences, else when the first queued request is ready; kNever with nothing queued.
@@ -135,8 +142,9 @@ class PoolSim {
     return seconds;
   }
   /// After a step: prompts it finished sampled their first token, decoding sequences keep
-  /// `gain()` tokens each; requests done with this pool leave it (their KV is freed): from a
-  /// prefill pool when prefilled, else when their last token is sampled.
+  /// `gain()` tokens each; requests done with this pool leave it: from a prefill pool when
+  /// prefilled (their KV held until Release), else when their last token is sampled (their
+  /// KV freed).
   template <typename Gain>
   Leaving Complete(Gain gain) {
     Leaving out;
@@ -159,8 +167,10 @@ class PoolSim {
           still.push_back(a);
           continue;
         }
-        g.kv_used -= Tokens(a.index);
-        if (pool_.role != PoolRole::kPrefill) out.finished.push_back(a.index);
+        if (pool_.role != PoolRole::kPrefill) {
+          g.kv_used -= Tokens(a.index);
+          out.finished.push_back(a.index);
+        }
       }
       g.running = std::move(still);
     }
@@ -200,7 +210,8 @@ class PoolSim {
   const ServingPool& pool_;
   const std::vector<ServingRequest>& reqs_;
   std::vector<Group> groups_;
-  std::vector<double> ready_;  ///< per request
+  std::vector<double> ready_;      ///< per request
+  std::vector<int64_t> group_of_;  ///< per request, its group here
   int64_t next_ = 0;
   ServingPoolStats stats_;
 };
@@ -252,6 +263,8 @@ Status SimulatePoolServing(const PoolServingConfig& cfg, std::vector<ServingRequ
   };
   using Ready = std::pair<double, int64_t>;  // a KV cache arriving at the decode pool
   std::priority_queue<Ready, std::vector<Ready>, std::greater<>> transfers;
+  // The same transfers as the prefill pool sees them: its copy of the KV is freed on arrival.
+  std::priority_queue<Ready, std::vector<Ready>, std::greater<>> releases;
   int64_t issued = 0, done = 0;
   auto issue = [&](double at) {
     reqs[static_cast<size_t>(issued)].arrival_s = at;
@@ -294,6 +307,10 @@ Status SimulatePoolServing(const PoolServingConfig& cfg, std::vector<ServingRequ
         first.Arrive(issued, reqs[static_cast<size_t>(issued)].arrival_s);
         ++issued;
       }
+      while (!releases.empty() && releases.top().first <= now) {
+        first.Release(releases.top().second);
+        releases.pop();
+      }
     } else {
       while (!transfers.empty() && transfers.top().first <= now) {
         pool.Arrive(transfers.top().second, transfers.top().first);
@@ -302,6 +319,10 @@ Status SimulatePoolServing(const PoolServingConfig& cfg, std::vector<ServingRequ
     }
     pool.Admit(now, &out->outcomes);
     const double s = pool.Step(cfg.mtp);
+    if (s <= 0 && p == 0 && !releases.empty()) {
+      now = std::max(now, releases.top().first);  // the queue waits for KV held in transfer
+      continue;
+    }
     if (s <= 0) {
       return Status::Internal("the " + PoolRoleName(pool.pool().role) +
                               " pool has requests but cannot run them");
@@ -316,6 +337,7 @@ Status SimulatePoolServing(const PoolServingConfig& cfg, std::vector<ServingRequ
         continue;
       }
       first_token = now + cfg.transfer_s(r.prompt_len);
+      releases.push({first_token, i});
       if (r.output_len <= 1) {
         finish(i, first_token);
       } else {

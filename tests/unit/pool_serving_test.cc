@@ -142,6 +142,24 @@ TEST(PoolServing, LightLoadQueuesNowhereAndOverloadQueuesFifo) {
   EXPECT_NEAR(r.outcomes[0].first_token_s, r.outcomes[1].first_token_s, 1e-12);
 }
 
+TEST(PoolServing, APrefillGroupHoldsTheKvCacheUntilItsTransferCompletes) {
+  // Room for one 300-token prompt's KV cache in the prefill group, and a slow transfer: the
+  // second prompt waits for the first one's cache to leave, not just for its prefill.
+  const auto p = Pool(4, PoolRole::kPrefill), d = Pool(4, PoolRole::kDecode);
+  PoolServingConfig c = Config(*p, *d);
+  c.pools[0].kv_tokens = 400;
+  constexpr double kSlow = 1.0;
+  c.transfer_s = [](int64_t) { return kSlow; };
+  std::vector<ServingRequest> reqs = Requests(2, 300, 3);
+  PoolServingResult r;
+  ASSERT_TRUE(SimulatePoolServing(c, &reqs, &r).ok());
+  const double prefill = PrefillStep(*p, 300);
+  EXPECT_NEAR(r.outcomes[0].first_token_s, prefill + kSlow, 1e-9);
+  EXPECT_NEAR(r.outcomes[1].admitted_s, r.outcomes[0].first_token_s, 1e-9);
+  EXPECT_NEAR(r.outcomes[1].first_token_s, 2 * (prefill + kSlow), 1e-9);
+  EXPECT_EQ(r.pools[0].kv_peak_tokens, 301);
+}
+
 TEST(PoolServing, GroupsShareTheTrafficRoundRobin) {
   const auto p = Pool(4, PoolRole::kPrefill), d = Pool(4, PoolRole::kDecode);
   // Two prompts of 512 at once: one group prefills them in two steps, two groups in one.
