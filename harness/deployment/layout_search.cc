@@ -233,7 +233,7 @@ Status PickBest(const SearchRequest& r, const std::map<DType, SimTarget>& target
       if (p.tpot_s < fastest->tpot_s) fastest = &p;
     }
     res->status = "no_layout_meets_slo";
-    char buf[256];
+    char buf[512];  // the layout alone can take 150 characters
     std::snprintf(buf, sizeof buf,
                   "no layout meets the SLO; the lowest TPOT found is %.1f ms (TTFT %.2f s) "
                   "with %s",
@@ -257,7 +257,7 @@ Status PickBest(const SearchRequest& r, const std::map<DType, SimTarget>& target
   if (first == nullptr) return Status::Ok();
   res->best = *first;
   res->status = "no_layout_meets_slo";
-  char buf[320];
+  char buf[640];  // the layout alone can take 150 characters
   std::snprintf(buf, sizeof buf,
                 "%d of the %zu layouts meeting the SLO at their steady state were served at "
                 "%.0f%% of their rate (%d more passed over, a leaner one of their deployment "
