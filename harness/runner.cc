@@ -328,6 +328,35 @@ Status MeasureRepetitions(const Window& win, MoeLoadSteps* moe_load, RankTimings
   return Status::Ok();
 }
 
+/// --op-breakdown after the window (single-rank runs), its roofline shares judged against
+/// ceilings sampled right beside it.
+Status OpBreakdownBeside(const Window& win, Session& session, const OpStream& stream,
+                         RunRecord* rec) {
+  const RunnerOptions& opts = win.opts;
+  if (win.par.world_size > 1) {
+    Progress(opts, "op breakdown: single-rank runs only; not measured");
+    return Status::Ok();
+  }
+  Progress(opts, "op breakdown: timing one prefill and the decode steps op by op");
+  WindowProbes probes;
+  Progress(opts, SampleCeilingsBeside(win.w, win.matmul_dtype, opts, /*before=*/true, &probes,
+                                      "the op breakdown"));
+  OpBreakdownRecord b;
+  CB_RETURN_IF_ERROR(MeasureOpBreakdown(session, win.clock, stream, win.w, win.vocab, win.first_seq,
+                                        win.local_batch, &b));
+  Progress(opts, SampleCeilingsBeside(win.w, win.matmul_dtype, opts, /*before=*/false, &probes,
+                                      "the op breakdown"));
+  if (probes.taken) {
+    b.mem_read_before = probes.before.mem_read_bytes_per_s;
+    b.mem_read_after = probes.after.mem_read_bytes_per_s;
+    b.matmul_before = probes.before.matmul_flops_per_s;
+    b.matmul_after = probes.after.matmul_flops_per_s;
+    b.matmul_dtype = DTypeName(win.matmul_dtype);
+  }
+  rec->op_breakdown = std::move(b);
+  return Status::Ok();
+}
+
 /// Rank 0 turns every rank's timings into the job's figures and its cluster section.
 void FinishJob(const Window& win, const OpCost& prefill_cost, const OpCost& decode_cost,
                Provenance how, const MoeLoadSteps& moe_load, const RankTimings& mine,
@@ -448,31 +477,8 @@ Status RunOffline(const WorkloadSpec& w, Device& device, const RunnerOptions& op
     return s;
   }
   if (w.op_breakdown && !rec->device.simulated) {
-    if (par.world_size > 1) {
-      Progress(opts, "op breakdown: single-rank runs only; not measured");
-    } else {
-      Progress(opts, "op breakdown: timing one prefill and the decode steps op by op");
-      // Its roofline shares are judged against ceilings sampled right beside it.
-      const DType matmul_dtype = win.matmul_dtype;
-      WindowProbes probes;
-      Progress(opts, SampleCeilingsBeside(w, matmul_dtype, opts, /*before=*/true, &probes,
-                                          "the op breakdown"));
-      OpBreakdownRecord b;
-      if (Status s = MeasureOpBreakdown(*session, device.clock(), stream, w, win.vocab,
-                                        win.first_seq, local_batch, &b);
-          !s.ok()) {
-        return FailRun(rec, "the op breakdown", s);
-      }
-      Progress(opts, SampleCeilingsBeside(w, matmul_dtype, opts, /*before=*/false, &probes,
-                                          "the op breakdown"));
-      if (probes.taken) {
-        b.mem_read_before = probes.before.mem_read_bytes_per_s;
-        b.mem_read_after = probes.after.mem_read_bytes_per_s;
-        b.matmul_before = probes.before.matmul_flops_per_s;
-        b.matmul_after = probes.after.matmul_flops_per_s;
-        b.matmul_dtype = DTypeName(matmul_dtype);
-      }
-      rec->op_breakdown = std::move(b);
+    if (Status s = OpBreakdownBeside(win, *session, stream, rec); !s.ok()) {
+      return FailRun(rec, "the op breakdown", s);
     }
   }
   std::vector<RankTimings> ranks;
