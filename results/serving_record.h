@@ -18,6 +18,9 @@ struct RequestSample {
   double first_token_s = 0;
   double finish_s = 0;
   int64_t prompt_len = 0, output_len = 0;
+  /// Time per output token after the first; meaningful only for output_len > 1.
+  double Tpot() const { return (finish_s - first_token_s) / static_cast<double>(output_len - 1); }
+  double Ttft() const { return first_token_s - arrival_s; }
 };
 
 /// The `serving` section of a single-stream or server run: its settings and what happened.

@@ -65,10 +65,8 @@ Status ServeLayout(const WorkloadSpec& base, const SimTarget& device, const Layo
   for (size_t i = lo; i < hi; ++i) {
     const RequestSample& q = all[i];
     finish.push_back(q.finish_s);
-    ttft.push_back(q.first_token_s - q.arrival_s);
-    if (q.output_len > 1) {
-      tpot.push_back((q.finish_s - q.first_token_s) / static_cast<double>(q.output_len - 1));
-    }
+    ttft.push_back(q.Ttft());
+    if (q.output_len > 1) tpot.push_back(q.Tpot());
   }
   std::sort(finish.begin(), finish.end());
   const size_t f5 = finish.size() / 20, f95 = finish.size() - 1 - finish.size() / 20;

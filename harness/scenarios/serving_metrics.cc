@@ -32,13 +32,13 @@ Latencies Collect(const ServingRecord& s) {
   Latencies l;
   double first = INFINITY, last = 0;
   for (const RequestSample& r : s.requests) {
-    const double ttft = r.first_token_s - r.arrival_s;
+    const double ttft = r.Ttft();
     const double e2e = r.finish_s - r.arrival_s;
     l.ttft.push_back(ttft);
     l.e2e.push_back(e2e);
     double tpot = 0;
     if (r.output_len > 1) {
-      tpot = (r.finish_s - r.first_token_s) / static_cast<double>(r.output_len - 1);
+      tpot = r.Tpot();
       l.tpot.push_back(tpot);
     }
     const bool ttft_ok = !(s.slo_ttft_s > 0) || ttft <= s.slo_ttft_s;
